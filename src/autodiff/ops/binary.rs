@@ -1,0 +1,101 @@
+//! Elementwise add, sub, mul, div with numpy broadcasting (a bias add is `add(x, b)` with
+//! x (B, T, C) and b (C)).
+//!
+//! Backward: the output gradient G is mapped to each input, then summed over the axes that input
+//! was broadcast along (`sum_to_shape`).
+//!   add: dA = G, dB = G      sub: dA = G, dB = -G
+//!   mul: dA = G·B, dB = G·A  div: dA = G / B, dB = -G·A / B²
+
+use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
+use crate::error::{shape_err, Result};
+use crate::tensor::{broadcast_shape, fmt_shape, sum_to_shape, Float};
+use ndarray::{ArrayD, ArrayViewD};
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+struct Binary {
+    kind: Kind,
+    a: Var,
+    b: Var,
+}
+
+impl<F: Float> Backward<F> for Binary {
+    fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
+        let (av, bv) = (ctx.value(self.a), ctx.value(self.b));
+        if ctx.needs(self.a) {
+            let ga = match self.kind {
+                Kind::Add | Kind::Sub => sum_to_shape(g.view(), av.shape()),
+                Kind::Mul => sum_to_shape((g * &bv).view(), av.shape()),
+                Kind::Div => sum_to_shape((g / &bv).view(), av.shape()),
+            };
+            ctx.accumulate(self.a, ga);
+        }
+        if ctx.needs(self.b) {
+            let gb = match self.kind {
+                Kind::Add => sum_to_shape(g.view(), bv.shape()),
+                Kind::Sub => sum_to_shape(g.view(), bv.shape()).mapv_into(|x| -x),
+                Kind::Mul => sum_to_shape((g * &av).view(), bv.shape()),
+                Kind::Div => {
+                    let t = (g * &av) / &bv.mapv(|x| x * x);
+                    sum_to_shape(t.view(), bv.shape()).mapv_into(|x| -x)
+                }
+            };
+            ctx.accumulate(self.b, gb);
+        }
+    }
+}
+
+impl<F: Float> Tape<'_, F> {
+    fn binary(&mut self, kind: Kind, a: Var, b: Var) -> Result<Var> {
+        let name = match kind {
+            Kind::Add => "add",
+            Kind::Sub => "sub",
+            Kind::Mul => "mul",
+            Kind::Div => "div",
+        };
+        if broadcast_shape(self.shape(a), self.shape(b)).is_none() {
+            return shape_err(
+                name,
+                format!(
+                    "{} and {} do not broadcast",
+                    fmt_shape(self.shape(a)),
+                    fmt_shape(self.shape(b))
+                ),
+            );
+        }
+        let (av, bv) = (self.value(a), self.value(b));
+        let out = match kind {
+            Kind::Add => &av + &bv,
+            Kind::Sub => &av - &bv,
+            Kind::Mul => &av * &bv,
+            Kind::Div => &av / &bv,
+        };
+        Ok(self.push(name, out, &[a, b], Binary { kind, a, b }))
+    }
+
+    /// `a + b`, broadcasting.
+    pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.binary(Kind::Add, a, b)
+    }
+
+    /// `a - b`, broadcasting.
+    pub fn sub(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.binary(Kind::Sub, a, b)
+    }
+
+    /// `a * b` elementwise, broadcasting.
+    pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.binary(Kind::Mul, a, b)
+    }
+
+    /// `a / b` elementwise, broadcasting.
+    pub fn div(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.binary(Kind::Div, a, b)
+    }
+}

@@ -1,0 +1,147 @@
+//! Layer normalisation over the last axis, fused: y = (x − μ) · rstd · γ + β with
+//! rstd = 1 / √(σ² + ε). Forward saves μ and rstd per row, as llm.c does.
+//!
+//! Backward, per row of C values with n = (x − μ)·rstd and dn = g ⊙ γ:
+//!   dβ += g,  dγ += g ⊙ n,  dx = rstd · (dn − mean(dn) − n · mean(dn ⊙ n))
+
+use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
+use crate::error::{shape_err, Result};
+use crate::tensor::{fmt_shape, Float};
+use ndarray::{Array1, ArrayD, ArrayViewD, Ix1};
+
+struct LayerNorm<F: Float> {
+    x: Var,
+    gamma: Var,
+    beta: Var,
+    mean: Array1<F>,
+    rstd: Array1<F>,
+}
+
+impl<F: Float> Backward<F> for LayerNorm<F> {
+    fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
+        let xv = ctx.value(self.x);
+        let c = *xv.shape().last().expect("checked in forward");
+        let rows = self.mean.len();
+        let x2 = xv.to_shape((rows, c)).expect("element count");
+        let g2 = g
+            .view()
+            .into_shape_with_order((rows, c))
+            .expect("contiguous");
+        let gamma = ctx
+            .value(self.gamma)
+            .into_dimensionality::<Ix1>()
+            .expect("1-D");
+        if ctx.needs(self.beta) {
+            let mut gb = ctx
+                .grad_mut(self.beta)
+                .view_mut()
+                .into_dimensionality::<Ix1>()
+                .expect("1-D");
+            for r in 0..rows {
+                gb += &g2.row(r);
+            }
+        }
+        if ctx.needs(self.gamma) {
+            let mut gg = ctx
+                .grad_mut(self.gamma)
+                .view_mut()
+                .into_dimensionality::<Ix1>()
+                .expect("1-D");
+            for r in 0..rows {
+                let (mu, rs) = (self.mean[r], self.rstd[r]);
+                for j in 0..c {
+                    gg[j] += g2[[r, j]] * (x2[[r, j]] - mu) * rs;
+                }
+            }
+        }
+        if ctx.needs(self.x) {
+            let mut dx = ArrayD::<F>::zeros(xv.raw_dim());
+            {
+                let mut dx2 = dx
+                    .view_mut()
+                    .into_shape_with_order((rows, c))
+                    .expect("contiguous");
+                let inv_c = F::one() / F::of(c as f64);
+                for r in 0..rows {
+                    let (mu, rs) = (self.mean[r], self.rstd[r]);
+                    let (mut mean_dn, mut mean_dn_n) = (F::zero(), F::zero());
+                    for j in 0..c {
+                        let dn = g2[[r, j]] * gamma[j];
+                        mean_dn += dn;
+                        mean_dn_n += dn * (x2[[r, j]] - mu) * rs;
+                    }
+                    mean_dn *= inv_c;
+                    mean_dn_n *= inv_c;
+                    for j in 0..c {
+                        let n = (x2[[r, j]] - mu) * rs;
+                        let dn = g2[[r, j]] * gamma[j];
+                        dx2[[r, j]] = rs * (dn - mean_dn - n * mean_dn_n);
+                    }
+                }
+            }
+            ctx.accumulate(self.x, dx);
+        }
+    }
+}
+
+impl<F: Float> Tape<'_, F> {
+    /// Layer norm of x (..., C) with weight γ (C) and bias β (C).
+    pub fn layer_norm(&mut self, x: Var, gamma: Var, beta: Var, eps: f64) -> Result<Var> {
+        let xs = self.shape(x).to_vec();
+        let c = match xs.last() {
+            Some(&c) if c > 0 => c,
+            _ => {
+                return shape_err(
+                    "layer_norm",
+                    format!("input {} has no channel axis", fmt_shape(&xs)),
+                )
+            }
+        };
+        for (name, v) in [("weight", gamma), ("bias", beta)] {
+            if self.shape(v) != [c] {
+                return shape_err(
+                    "layer_norm",
+                    format!("{name} is {}, expected ({c})", fmt_shape(self.shape(v))),
+                );
+            }
+        }
+        let rows = xs.iter().product::<usize>() / c;
+        let mut mean = Array1::<F>::zeros(rows);
+        let mut rstd = Array1::<F>::zeros(rows);
+        let mut y = ArrayD::<F>::zeros(ndarray::IxDyn(&xs));
+        {
+            let xv = self.value(x);
+            let x2 = xv.to_shape((rows, c)).expect("element count");
+            let gamma_v = self.value(gamma).into_dimensionality::<Ix1>().expect("1-D");
+            let beta_v = self.value(beta).into_dimensionality::<Ix1>().expect("1-D");
+            let mut y2 = y
+                .view_mut()
+                .into_shape_with_order((rows, c))
+                .expect("contiguous");
+            let inv_c = F::one() / F::of(c as f64);
+            for r in 0..rows {
+                let row = x2.row(r);
+                let mu = row.sum() * inv_c;
+                let var = row.fold(F::zero(), |s, &v| s + (v - mu) * (v - mu)) * inv_c;
+                let rs = F::one() / (var + F::of(eps)).sqrt();
+                for j in 0..c {
+                    y2[[r, j]] = (row[j] - mu) * rs * gamma_v[j] + beta_v[j];
+                }
+                mean[r] = mu;
+                rstd[r] = rs;
+            }
+        }
+        Ok(self.push(
+            "layer_norm",
+            y,
+            &[x, gamma, beta],
+            LayerNorm {
+                x,
+                gamma,
+                beta,
+                mean,
+                rstd,
+            },
+        ))
+    }
+}

@@ -1,0 +1,179 @@
+//! Elementwise functions of one tensor: scale, activations (GELU in both forms, ReLU, tanh,
+//! sigmoid) and the few plain functions the methods need (square, sqrt, exp, log).
+//!
+//! Backward is dX = G · f'(x); where f' is cheaper from the output y it uses y
+//! (tanh: 1 − y², sigmoid: y(1 − y), exp: y, sqrt: 1 / 2y).
+
+use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
+use crate::error::{invalid, Result};
+use crate::tensor::Float;
+use ndarray::{ArrayD, ArrayViewD, Zip};
+
+/// Which function.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    /// `c · x`.
+    Scale(f64),
+    /// GPT-2's GELU: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))).
+    GeluTanh,
+    /// BERT's exact GELU: x Φ(x) = 0.5 x (1 + erf(x / √2)).
+    GeluErf,
+    Relu,
+    Tanh,
+    Sigmoid,
+    Square,
+    Sqrt,
+    Exp,
+    Log,
+}
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const INV_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+impl Unary {
+    pub fn name(self) -> &'static str {
+        match self {
+            Unary::Scale(_) => "scale",
+            Unary::GeluTanh => "gelu_tanh",
+            Unary::GeluErf => "gelu_erf",
+            Unary::Relu => "relu",
+            Unary::Tanh => "tanh",
+            Unary::Sigmoid => "sigmoid",
+            Unary::Square => "square",
+            Unary::Sqrt => "sqrt",
+            Unary::Exp => "exp",
+            Unary::Log => "log",
+        }
+    }
+
+    /// f(x).
+    pub fn f<F: Float>(self, x: F) -> F {
+        let half = F::of(0.5);
+        match self {
+            Unary::Scale(c) => F::of(c) * x,
+            Unary::GeluTanh => {
+                half * x
+                    * (F::one()
+                        + (F::of(SQRT_2_OVER_PI) * (x + F::of(0.044715) * x * x * x)).tanh())
+            }
+            Unary::GeluErf => half * x * (F::one() + (x * F::of(INV_SQRT_2)).erf()),
+            Unary::Relu => x.max(F::zero()),
+            Unary::Tanh => x.tanh(),
+            Unary::Sigmoid => F::one() / (F::one() + (-x).exp()),
+            Unary::Square => x * x,
+            Unary::Sqrt => x.sqrt(),
+            Unary::Exp => x.exp(),
+            Unary::Log => x.ln(),
+        }
+    }
+
+    /// f'(x), given x and y = f(x).
+    pub fn df<F: Float>(self, x: F, y: F) -> F {
+        let half = F::of(0.5);
+        match self {
+            Unary::Scale(c) => F::of(c),
+            Unary::GeluTanh => {
+                let k = F::of(SQRT_2_OVER_PI);
+                let a = F::of(0.044715);
+                let th = (k * (x + a * x * x * x)).tanh();
+                half * (F::one() + th)
+                    + half * x * (F::one() - th * th) * k * (F::one() + F::of(3.0) * a * x * x)
+            }
+            Unary::GeluErf => {
+                let cdf = half * (F::one() + (x * F::of(INV_SQRT_2)).erf());
+                let pdf = F::of(INV_SQRT_2PI) * (-half * x * x).exp();
+                cdf + x * pdf
+            }
+            Unary::Relu => {
+                if x > F::zero() {
+                    F::one()
+                } else {
+                    F::zero()
+                }
+            }
+            Unary::Tanh => F::one() - y * y,
+            Unary::Sigmoid => y * (F::one() - y),
+            Unary::Square => F::of(2.0) * x,
+            Unary::Sqrt => half / y,
+            Unary::Exp => y,
+            Unary::Log => F::one() / x,
+        }
+    }
+}
+
+struct UnaryOp {
+    f: Unary,
+    x: Var,
+}
+
+impl<F: Float> Backward<F> for UnaryOp {
+    fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
+        let (f, x) = (self.f, self.x);
+        let mut dx = g.clone();
+        Zip::from(&mut dx)
+            .and(&ctx.value(x))
+            .and(&y)
+            .for_each(|d, &xi, &yi| *d *= f.df(xi, yi));
+        ctx.accumulate(x, dx);
+    }
+}
+
+impl<F: Float> Tape<'_, F> {
+    /// Applies an elementwise function.
+    pub fn unary(&mut self, f: Unary, x: Var) -> Result<Var> {
+        let y = self.value(x).mapv(|v| f.f(v));
+        Ok(self.push(f.name(), y, &[x], UnaryOp { f, x }))
+    }
+
+    /// `c · x`.
+    pub fn scale(&mut self, x: Var, c: f64) -> Result<Var> {
+        self.unary(Unary::Scale(c), x)
+    }
+
+    /// GELU, tanh approximation (GPT-2).
+    pub fn gelu_tanh(&mut self, x: Var) -> Result<Var> {
+        self.unary(Unary::GeluTanh, x)
+    }
+
+    /// GELU, exact erf form (BERT).
+    pub fn gelu_erf(&mut self, x: Var) -> Result<Var> {
+        self.unary(Unary::GeluErf, x)
+    }
+
+    pub fn relu(&mut self, x: Var) -> Result<Var> {
+        self.unary(Unary::Relu, x)
+    }
+
+    pub fn tanh(&mut self, x: Var) -> Result<Var> {
+        self.unary(Unary::Tanh, x)
+    }
+
+    pub fn sigmoid(&mut self, x: Var) -> Result<Var> {
+        self.unary(Unary::Sigmoid, x)
+    }
+
+    pub fn square(&mut self, x: Var) -> Result<Var> {
+        self.unary(Unary::Square, x)
+    }
+
+    /// Square root; inputs must be non-negative.
+    pub fn sqrt(&mut self, x: Var) -> Result<Var> {
+        if self.value(x).iter().any(|&v| v < F::zero()) {
+            return invalid("sqrt", "negative input");
+        }
+        self.unary(Unary::Sqrt, x)
+    }
+
+    pub fn exp(&mut self, x: Var) -> Result<Var> {
+        self.unary(Unary::Exp, x)
+    }
+
+    /// Natural log; inputs must be positive.
+    pub fn log(&mut self, x: Var) -> Result<Var> {
+        if self.value(x).iter().any(|&v| v <= F::zero()) {
+            return invalid("log", "non-positive input");
+        }
+        self.unary(Unary::Log, x)
+    }
+}

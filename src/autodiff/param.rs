@@ -1,0 +1,256 @@
+//! Named parameters, their gradients, and counts.
+//!
+//! A [`ParamStore`] owns every parameter tensor under a Hugging Face style name
+//! (`h.0.attn.c_attn.weight`), each trainable or frozen. [`Grads`] holds one gradient slot per
+//! parameter, allocated only for parameters that actually receive a gradient, so a frozen base
+//! costs no gradient memory. An optimizer is one loop over `store.iter_mut()` and `grads`.
+
+use crate::error::{Error, Result};
+use crate::tensor::{fmt_shape, Float};
+use ndarray::{ArrayD, Zip};
+use std::collections::HashMap;
+
+/// Index of a parameter in its [`ParamStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(pub(crate) usize);
+
+impl ParamId {
+    /// The position of this parameter in its store.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// One named tensor.
+#[derive(Debug, Clone)]
+pub struct Param<F: Float> {
+    pub name: String,
+    pub value: ArrayD<F>,
+    pub trainable: bool,
+}
+
+/// All parameters of a model (and of any fine-tuning method applied to it), by name.
+#[derive(Debug, Clone, Default)]
+pub struct ParamStore<F: Float> {
+    params: Vec<Param<F>>,
+    by_name: HashMap<String, ParamId>,
+}
+
+impl<F: Float> ParamStore<F> {
+    pub fn new() -> Self {
+        Self {
+            params: Vec::new(),
+            by_name: HashMap::new(),
+        }
+    }
+
+    /// Adds a parameter; names are unique.
+    pub fn add(
+        &mut self,
+        name: impl Into<String>,
+        value: ArrayD<F>,
+        trainable: bool,
+    ) -> Result<ParamId> {
+        let name = name.into();
+        if self.by_name.contains_key(&name) {
+            return Err(Error::Param(name, "already exists"));
+        }
+        let id = ParamId(self.params.len());
+        self.by_name.insert(name.clone(), id);
+        self.params.push(Param {
+            name,
+            value,
+            trainable,
+        });
+        Ok(id)
+    }
+
+    /// Looks a parameter up by name.
+    pub fn id(&self, name: &str) -> Result<ParamId> {
+        self.by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::Param(name.to_string(), "not found"))
+    }
+
+    pub fn get(&self, id: ParamId) -> &Param<F> {
+        &self.params[id.0]
+    }
+
+    pub fn get_mut(&mut self, id: ParamId) -> &mut Param<F> {
+        &mut self.params[id.0]
+    }
+
+    pub fn value(&self, id: ParamId) -> &ArrayD<F> {
+        &self.params[id.0].value
+    }
+
+    pub fn name(&self, id: ParamId) -> &str {
+        &self.params[id.0].name
+    }
+
+    pub fn is_trainable(&self, id: ParamId) -> bool {
+        self.params[id.0].trainable
+    }
+
+    /// Freezes or unfreezes one parameter.
+    pub fn set_trainable(&mut self, id: ParamId, trainable: bool) {
+        self.params[id.0].trainable = trainable;
+    }
+
+    /// Freezes or unfreezes every parameter.
+    pub fn set_all_trainable(&mut self, trainable: bool) {
+        for p in &mut self.params {
+            p.trainable = trainable;
+        }
+    }
+
+    /// Replaces a parameter's value, checking that the shape is unchanged.
+    pub fn set_value(&mut self, id: ParamId, value: ArrayD<F>) -> Result<()> {
+        let p = &mut self.params[id.0];
+        if p.value.shape() != value.shape() {
+            return Err(Error::Shape {
+                op: "set_value",
+                detail: format!(
+                    "{} has shape {}, new value has {}",
+                    p.name,
+                    fmt_shape(p.value.shape()),
+                    fmt_shape(value.shape())
+                ),
+            });
+        }
+        p.value = value;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = ParamId> {
+        (0..self.params.len()).map(ParamId)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (ParamId, &Param<F>)> {
+        self.params.iter().enumerate().map(|(i, p)| (ParamId(i), p))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (ParamId, &mut Param<F>)> {
+        self.params
+            .iter_mut()
+            .enumerate()
+            .map(|(i, p)| (ParamId(i), p))
+    }
+
+    /// Number of scalar parameters in total.
+    pub fn num_params(&self) -> usize {
+        self.params.iter().map(|p| p.value.len()).sum()
+    }
+
+    /// Number of scalar parameters that are trainable.
+    pub fn num_trainable(&self) -> usize {
+        self.params
+            .iter()
+            .filter(|p| p.trainable)
+            .map(|p| p.value.len())
+            .sum()
+    }
+
+    /// `trainable params: N || all params: M || trainable%: P`, as PEFT prints it.
+    pub fn trainable_summary(&self) -> String {
+        let (t, n) = (self.num_trainable(), self.num_params());
+        let pct = if n == 0 {
+            0.0
+        } else {
+            100.0 * t as f64 / n as f64
+        };
+        format!("trainable params: {t} || all params: {n} || trainable%: {pct:.4}")
+    }
+
+    /// The same parameters in another float type (for f64 gradient checks of f32 models).
+    pub fn cast<G: Float>(&self) -> ParamStore<G> {
+        let params = self
+            .params
+            .iter()
+            .map(|p| Param {
+                name: p.name.clone(),
+                value: p.value.mapv(|x| G::of(x.to_f64())),
+                trainable: p.trainable,
+            })
+            .collect();
+        ParamStore {
+            params,
+            by_name: self.by_name.clone(),
+        }
+    }
+}
+
+/// One gradient slot per parameter of a store. Slots stay `None` until a backward pass writes
+/// them, so frozen parameters never hold gradient memory. Backward passes add (`+=`) into the
+/// slots; [`Grads::zero`] clears them between optimizer steps, keeping the buffers.
+#[derive(Debug, Clone)]
+pub struct Grads<F: Float> {
+    pub(crate) slots: Vec<Option<ArrayD<F>>>,
+}
+
+impl<F: Float> Grads<F> {
+    /// Empty gradients for every parameter of `store`.
+    pub fn new(store: &ParamStore<F>) -> Self {
+        Self {
+            slots: vec![None; store.len()],
+        }
+    }
+
+    pub fn get(&self, id: ParamId) -> Option<&ArrayD<F>> {
+        self.slots.get(id.0).and_then(|s| s.as_ref())
+    }
+
+    pub fn get_mut(&mut self, id: ParamId) -> Option<&mut ArrayD<F>> {
+        self.slots.get_mut(id.0).and_then(|s| s.as_mut())
+    }
+
+    /// Sets every gradient to zero in place (buffers are kept for the next step).
+    pub fn zero(&mut self) {
+        for g in self.slots.iter_mut().flatten() {
+            g.fill(F::zero());
+        }
+    }
+
+    /// The parameters that hold a gradient.
+    pub fn ids(&self) -> impl Iterator<Item = ParamId> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(i, _)| ParamId(i))
+    }
+
+    /// Bytes held by gradient buffers.
+    pub fn bytes(&self) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|g| g.len() * std::mem::size_of::<F>())
+            .sum()
+    }
+
+    /// The L2 norm of all gradients taken together.
+    pub fn global_norm(&self) -> F {
+        let mut s = F::zero();
+        for g in self.slots.iter().flatten() {
+            Zip::from(g).for_each(|&x| s += x * x);
+        }
+        s.sqrt()
+    }
+
+    /// Scales every gradient by `c`.
+    pub fn scale(&mut self, c: F) {
+        for g in self.slots.iter_mut().flatten() {
+            g.mapv_inplace(|x| x * c);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The float type the engine is generic over, and small array helpers shared by the ops.
+//!
+//! Training runs in `f32`; gradient checks run the very same op code in `f64`.
+
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, LinalgScalar, ScalarOperand};
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
+
+/// A floating-point element type: `f32` for speed, `f64` for truth.
+pub trait Float:
+    num_traits::Float
+    + LinalgScalar
+    + ScalarOperand
+    + Debug
+    + Display
+    + Default
+    + Send
+    + Sync
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+    + Sum
+    + 'static
+{
+    /// `"f32"` or `"f64"`.
+    const NAME: &'static str;
+    /// Converts an `f64` constant (rounding for `f32`).
+    fn of(x: f64) -> Self;
+    /// Converts to `f64` for reporting.
+    fn to_f64(self) -> f64;
+    /// The error function, for BERT's exact GELU.
+    fn erf(self) -> Self;
+}
+
+impl Float for f32 {
+    const NAME: &'static str = "f32";
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn erf(self) -> Self {
+        libm::erff(self)
+    }
+}
+
+impl Float for f64 {
+    const NAME: &'static str = "f64";
+    fn of(x: f64) -> Self {
+        x
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn erf(self) -> Self {
+        libm::erf(self)
+    }
+}
+
+/// Sums `g` down to `shape`, undoing numpy-style broadcasting: leading axes that `shape` lacks
+/// are summed away, and axes where `shape` has 1 are summed with the axis kept.
+pub fn sum_to_shape<F: Float>(g: ArrayViewD<F>, shape: &[usize]) -> ArrayD<F> {
+    if g.shape() == shape {
+        return g.to_owned();
+    }
+    let extra = g.ndim() - shape.len();
+    let mut out = g.to_owned();
+    for _ in 0..extra {
+        out = out.sum_axis(Axis(0));
+    }
+    for (i, &n) in shape.iter().enumerate() {
+        if n == 1 && out.shape()[i] != 1 {
+            out = out.sum_axis(Axis(i)).insert_axis(Axis(i));
+        }
+    }
+    out
+}
+
+/// The numpy broadcast shape of `a` and `b`, or `None` when they do not broadcast.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let n = a.len().max(b.len());
+    let mut out = vec![0; n];
+    for i in 0..n {
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Some(out)
+}
+
+/// Product of a shape's dimensions.
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// A zero array of `shape`.
+pub fn zeros<F: Float>(shape: &[usize]) -> ArrayD<F> {
+    ArrayD::zeros(IxDyn(shape))
+}
+
+/// Formats a shape as `(2, 3, 4)`.
+pub fn fmt_shape(shape: &[usize]) -> String {
+    let parts: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("({})", parts.join(", "))
+}
