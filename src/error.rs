@@ -20,7 +20,11 @@ pub enum Error {
     /// A data or config file is malformed: names the file, the line (1-based, 0 if unknown) and
     /// what is wrong (which field, what was expected).
     #[error("{path}:{line}: {detail}")]
-    Data { path: String, line: usize, detail: String },
+    Data {
+        path: String,
+        line: usize,
+        detail: String,
+    },
 
     /// Reading or writing a file failed; the path is part of the message.
     #[error("{path}: {source}")]
