@@ -1,0 +1,98 @@
+//! The points where a fine-tuning method reparameterizes the model.
+//!
+//! The transformer calls these hooks at fixed places and never asks which method is active, the
+//! way PyTorch forward hooks or burn's reparameterizers work. Every hook has an identity default,
+//! so the plain model is `&NoHooks`. A method (LoRA, adapters, IA3, prefix or prompt tuning)
+//! implements the hooks it needs with its own parameters:
+//!
+//! | hook | sees | used by |
+//! |---|---|---|
+//! | [`Hooks::linear`] | a Linear's input and output, and which Linear | LoRA, DoRA, IA3 (k, v), adapters (after attention/MLP output) |
+//! | [`Hooks::mlp_hidden`] | the MLP's activations (B, T, d_ff) | IA3 |
+//! | [`Hooks::key_value`] | one layer's keys and values (B, NH, S, HS) | prefix tuning (prepends), IA3 |
+//! | [`Hooks::embeddings`] | the embedded input (B, T, C) | prompt tuning (prepends soft prompts) |
+
+use crate::autodiff::{Tape, Var};
+use crate::error::Result;
+use crate::tensor::Float;
+
+/// What a Linear does in the block, independent of the weight-naming scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// GPT-2's fused query/key/value projection, output (…, 3C) laid out [q | k | v].
+    Qkv,
+    Query,
+    Key,
+    Value,
+    /// The attention output projection.
+    AttnOut,
+    /// The MLP's first Linear (C → d_ff).
+    Fc,
+    /// The MLP's second Linear (d_ff → C).
+    Proj,
+    /// Any other Linear (pooler, task heads).
+    Other,
+}
+
+impl Role {
+    /// The short names users give as LoRA targets: q, k, v, o, fc, proj.
+    pub fn short(self) -> &'static str {
+        match self {
+            Role::Qkv => "qkv",
+            Role::Query => "q",
+            Role::Key => "k",
+            Role::Value => "v",
+            Role::AttnOut => "o",
+            Role::Fc => "fc",
+            Role::Proj => "proj",
+            Role::Other => "other",
+        }
+    }
+}
+
+/// Where a hook is being called.
+#[derive(Debug, Clone, Copy)]
+pub struct Site<'a> {
+    /// The block index, or `None` outside the blocks.
+    pub layer: Option<usize>,
+    /// The Hugging Face module path, e.g. `h.3.attn.c_attn` or `encoder.layer.0.attention.self.query`.
+    pub module: &'a str,
+    pub role: Role,
+}
+
+/// Reparameterization points; every default is the identity.
+pub trait Hooks<F: Float> {
+    /// Called after every Linear with its input `x` and output `y`; returns the output to use.
+    fn linear(&self, _tape: &mut Tape<'_, F>, _site: &Site<'_>, _x: Var, y: Var) -> Result<Var> {
+        Ok(y)
+    }
+
+    /// Called on the MLP activations of block `layer`.
+    fn mlp_hidden(&self, _tape: &mut Tape<'_, F>, _layer: usize, h: Var) -> Result<Var> {
+        Ok(h)
+    }
+
+    /// Called on block `layer`'s keys and values, (B, NH, T, HS) each, before attention. May
+    /// return longer ones (B, NH, S, HS) with S > T: the extra keys come first and every query
+    /// may attend to them.
+    fn key_value(
+        &self,
+        _tape: &mut Tape<'_, F>,
+        _layer: usize,
+        k: Var,
+        v: Var,
+    ) -> Result<(Var, Var)> {
+        Ok((k, v))
+    }
+
+    /// Called on the embedded input (B, T, C). May prepend P virtual tokens, returning
+    /// (B, P + T, C); the model strips them again from its output so heads and labels still see T.
+    fn embeddings(&self, _tape: &mut Tape<'_, F>, x: Var) -> Result<Var> {
+        Ok(x)
+    }
+}
+
+/// The plain model.
+pub struct NoHooks;
+
+impl<F: Float> Hooks<F> for NoHooks {}
