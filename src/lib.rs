@@ -10,6 +10,7 @@
 
 pub mod autodiff;
 pub mod error;
+pub mod io;
 pub mod kernels;
 pub mod lab;
 pub mod nn;

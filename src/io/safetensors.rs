@@ -1,0 +1,196 @@
+//! The safetensors format, read and written by hand (it is small): an 8-byte little-endian
+//! header length N, N bytes of JSON mapping each tensor name to its dtype, shape and byte range,
+//! then the raw little-endian data. Never pickle.
+//!
+//! Reading accepts F32, F64, F16 and BF16 (converted to the requested float type); other dtypes
+//! (integer buffers some checkpoints carry) are skipped and listed.
+
+use super::{atomic_write, read};
+use crate::error::{Error, Result};
+use crate::tensor::{fmt_shape, Float};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use serde_json::{json, Map, Value};
+use std::path::Path;
+
+/// The tensors of a file, in file order, and the names of tensors skipped for their dtype.
+pub struct Tensors<F: Float> {
+    pub tensors: Vec<(String, ArrayD<F>)>,
+    pub skipped: Vec<String>,
+    pub metadata: Map<String, Value>,
+}
+
+/// Writes tensors (as F32 for `f32`, F64 for `f64`) with optional string metadata, atomically.
+pub fn save<F: Float>(
+    path: &Path,
+    tensors: &[(&str, ArrayViewD<'_, F>)],
+    metadata: &[(&str, &str)],
+) -> Result<()> {
+    let dtype = if std::mem::size_of::<F>() == 4 {
+        "F32"
+    } else {
+        "F64"
+    };
+    let mut header = Map::new();
+    if !metadata.is_empty() {
+        let m: Map<String, Value> = metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        header.insert("__metadata__".into(), Value::Object(m));
+    }
+    let mut data = Vec::new();
+    for (name, t) in tensors {
+        let start = data.len();
+        for &x in t.iter() {
+            if dtype == "F32" {
+                data.extend_from_slice(&(x.to_f64() as f32).to_le_bytes());
+            } else {
+                data.extend_from_slice(&x.to_f64().to_le_bytes());
+            }
+        }
+        header.insert(
+            name.to_string(),
+            json!({ "dtype": dtype, "shape": t.shape(), "data_offsets": [start, data.len()] }),
+        );
+    }
+    let mut h = serde_json::to_vec(&Value::Object(header)).expect("a JSON map serialises");
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut bytes = Vec::with_capacity(8 + h.len() + data.len());
+    bytes.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&h);
+    bytes.extend_from_slice(&data);
+    atomic_write(path, &bytes)
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // Subnormal: renormalise.
+            let shift = f.leading_zeros() - 21;
+            sign | ((113 - shift) << 23) | ((f << shift) & 0x3ff) << 13
+        }
+        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
+        (e, f) => sign | ((e + 112) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// Reads every float tensor of a safetensors file.
+pub fn load<F: Float>(path: &Path) -> Result<Tensors<F>> {
+    let bytes = read(path)?;
+    let p = path.display().to_string();
+    let err = |detail: String| Error::Data {
+        path: p.clone(),
+        line: 0,
+        detail,
+    };
+    if bytes.len() < 8 {
+        return Err(err("file is shorter than the 8-byte header length".into()));
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let data_start = 8usize
+        .checked_add(n)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| err(format!("header length {n} runs past the end of the file")))?;
+    let header: Map<String, Value> = serde_json::from_slice(&bytes[8..data_start])
+        .map_err(|e| err(format!("header is not a JSON object: {e}")))?;
+    let data = &bytes[data_start..];
+    let mut out = Tensors {
+        tensors: Vec::new(),
+        skipped: Vec::new(),
+        metadata: Map::new(),
+    };
+    let mut entries: Vec<(usize, String, &Value)> = Vec::new();
+    for (name, info) in &header {
+        if name == "__metadata__" {
+            out.metadata = info.as_object().cloned().unwrap_or_default();
+            continue;
+        }
+        let start = info["data_offsets"][0]
+            .as_u64()
+            .ok_or_else(|| err(format!("tensor {name}: data_offsets missing")))?
+            as usize;
+        entries.push((start, name.clone(), info));
+    }
+    entries.sort_by_key(|e| e.0);
+    for (_, name, info) in entries {
+        let dtype = info["dtype"].as_str().unwrap_or("");
+        let shape: Vec<usize> = info["shape"]
+            .as_array()
+            .ok_or_else(|| err(format!("tensor {name}: shape missing")))?
+            .iter()
+            .map(|d| d.as_u64().map(|d| d as usize))
+            .collect::<Option<_>>()
+            .ok_or_else(|| err(format!("tensor {name}: shape is not a list of integers")))?;
+        let (s, e) = (
+            info["data_offsets"][0].as_u64().unwrap_or(0) as usize,
+            info["data_offsets"][1].as_u64().unwrap_or(0) as usize,
+        );
+        let size = match dtype {
+            "F32" => 4,
+            "F64" => 8,
+            "F16" | "BF16" => 2,
+            _ => {
+                out.skipped.push(name);
+                continue;
+            }
+        };
+        let count: usize = shape.iter().product();
+        if e < s || e > data.len() || e - s != count * size {
+            return Err(err(format!(
+                "tensor {name}: {dtype} {} needs {} bytes, data_offsets give {s}..{e}",
+                fmt_shape(&shape),
+                count * size
+            )));
+        }
+        let raw = &data[s..e];
+        let values: Vec<F> = match dtype {
+            "F32" => raw
+                .chunks_exact(4)
+                .map(|b| F::of(f32::from_le_bytes(b.try_into().expect("4")) as f64))
+                .collect(),
+            "F64" => raw
+                .chunks_exact(8)
+                .map(|b| F::of(f64::from_le_bytes(b.try_into().expect("8"))))
+                .collect(),
+            "F16" => raw
+                .chunks_exact(2)
+                .map(|b| F::of(f16_to_f32(u16::from_le_bytes([b[0], b[1]])) as f64))
+                .collect(),
+            _ => raw
+                .chunks_exact(2)
+                .map(|b| {
+                    F::of(f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64)
+                })
+                .collect(),
+        };
+        let array = ArrayD::from_shape_vec(IxDyn(&shape), values).expect("count checked");
+        out.tensors.push((name, array));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_conversion_matches_known_values() {
+        for (bits, want) in [
+            (0x3c00u16, 1.0f32),
+            (0xc000, -2.0),
+            (0x3555, 0.333_251_95),
+            (0x0001, 5.960_464_5e-8),
+            (0x7bff, 65504.0),
+            (0, 0.0),
+        ] {
+            assert_eq!(f16_to_f32(bits), want, "{bits:#x}");
+        }
+    }
+}
