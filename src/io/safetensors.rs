@@ -54,7 +54,7 @@ pub fn save<F: Float>(
         );
     }
     let mut h = serde_json::to_vec(&Value::Object(header)).expect("a JSON map serialises");
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut bytes = Vec::with_capacity(8 + h.len() + data.len());
