@@ -29,7 +29,7 @@ pub trait Float:
     /// Converts an `f64` constant (rounding for `f32`).
     fn of(x: f64) -> Self;
     /// Converts to `f64` for reporting.
-    fn to_f64(self) -> f64;
+    fn as_f64(self) -> f64;
     /// The error function, for BERT's exact GELU.
     fn erf(self) -> Self;
 }
@@ -39,7 +39,7 @@ impl Float for f32 {
     fn of(x: f64) -> Self {
         x as f32
     }
-    fn to_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         self as f64
     }
     fn erf(self) -> Self {
@@ -52,7 +52,7 @@ impl Float for f64 {
     fn of(x: f64) -> Self {
         x
     }
-    fn to_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         self
     }
     fn erf(self) -> Self {

@@ -122,9 +122,9 @@ fn tape_f32_and_f64_agree() {
             .get(store.id("x").unwrap())
             .unwrap()
             .iter()
-            .map(|&v| tunelab::Float::to_f64(v))
+            .map(|&v| tunelab::Float::as_f64(v))
             .collect();
-        (tunelab::Float::to_f64(t.scalar(loss).unwrap()), gx)
+        (tunelab::Float::as_f64(t.scalar(loss).unwrap()), gx)
     }
     let (l64, g64) = run(&s64);
     let (l32, g32) = run(&s32);

@@ -178,7 +178,7 @@ impl<F: Float> ParamStore<F> {
             .iter()
             .map(|p| Param {
                 name: p.name.clone(),
-                value: p.value.mapv(|x| G::of(x.to_f64())),
+                value: p.value.mapv(|x| G::of(x.as_f64())),
                 trainable: p.trainable,
             })
             .collect();

@@ -43,9 +43,9 @@ pub fn save<F: Float>(
         let start = data.len();
         for &x in t.iter() {
             if dtype == "F32" {
-                data.extend_from_slice(&(x.to_f64() as f32).to_le_bytes());
+                data.extend_from_slice(&(x.as_f64() as f32).to_le_bytes());
             } else {
-                data.extend_from_slice(&x.to_f64().to_le_bytes());
+                data.extend_from_slice(&x.as_f64().to_le_bytes());
             }
         }
         header.insert(

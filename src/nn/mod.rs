@@ -5,6 +5,7 @@
 //! [`hooks::Hooks`]; this code never knows which method is active.
 
 pub mod config;
+pub mod generate;
 pub mod heads;
 pub mod hooks;
 pub mod layers;

@@ -94,7 +94,7 @@ impl<F: Float> Tape<'_, F> {
             }
             let max = row.fold(F::neg_infinity(), |m, &x| m.max(x));
             let lse = max + row.fold(F::zero(), |s, &x| s + (x - max).exp()).ln();
-            sum -= (row[t as usize] - lse).to_f64();
+            sum -= (row[t as usize] - lse).as_f64();
             count += 1;
             softmax_inplace(row);
         }

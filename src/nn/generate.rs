@@ -1,0 +1,151 @@
+//! Text generation with a causal model: greedy, temperature and top-k sampling, seeded, stopping
+//! at the end token. Batched prompts are left-padded, so every row's next token sits at the last
+//! position and the position ids of real tokens start at 0.
+//!
+//! Each step re-runs the model on the whole sequence (no key/value cache): simple, and cheap at
+//! the sizes tunelab trains.
+
+use super::hooks::Hooks;
+use super::transformer::{Input, Transformer};
+use crate::autodiff::{ParamStore, Tape};
+use crate::error::{invalid, Result};
+use crate::tensor::Float;
+use ndarray::{s, Array2};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// How to pick each next token.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    /// 0 means greedy (argmax); otherwise logits are divided by it before sampling.
+    pub temperature: f64,
+    /// Sample only among the k most likely tokens.
+    pub top_k: Option<usize>,
+    pub seed: u64,
+    /// Generation of a row stops when it produces this token (not included in the output).
+    pub eos: Option<usize>,
+    /// The id used for left padding (masked out, so its value does not matter).
+    pub pad: usize,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 32,
+            temperature: 0.0,
+            top_k: None,
+            seed: 0,
+            eos: None,
+            pad: 0,
+        }
+    }
+}
+
+/// Left-pads `seqs` into ids, mask and position arrays (B, T).
+pub fn left_pad(seqs: &[Vec<usize>], pad: usize) -> (Array2<usize>, Array2<bool>, Array2<usize>) {
+    let t = seqs.iter().map(Vec::len).max().unwrap_or(0);
+    let mut ids = Array2::from_elem((seqs.len(), t), pad);
+    let mut mask = Array2::from_elem((seqs.len(), t), false);
+    let mut pos = Array2::zeros((seqs.len(), t));
+    for (i, seq) in seqs.iter().enumerate() {
+        let off = t - seq.len();
+        for (j, &id) in seq.iter().enumerate() {
+            ids[[i, off + j]] = id;
+            mask[[i, off + j]] = true;
+            pos[[i, off + j]] = j;
+        }
+    }
+    (ids, mask, pos)
+}
+
+/// Picks a token from one row of logits.
+fn pick<F: Float>(
+    logits: ndarray::ArrayView1<'_, F>,
+    opts: &GenerateOptions,
+    rng: &mut StdRng,
+) -> usize {
+    let argmax = |l: &[(usize, f64)]| {
+        l.iter()
+            .fold(
+                (0, f64::NEG_INFINITY),
+                |b, &(i, v)| if v > b.1 { (i, v) } else { b },
+            )
+            .0
+    };
+    let mut l: Vec<(usize, f64)> = logits.iter().map(|v| v.as_f64()).enumerate().collect();
+    if opts.temperature <= 0.0 {
+        return argmax(&l);
+    }
+    if let Some(k) = opts.top_k {
+        l.sort_by(|a, b| b.1.total_cmp(&a.1));
+        l.truncate(k.max(1));
+    }
+    let max = l.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = l
+        .iter()
+        .map(|x| ((x.1 - max) / opts.temperature).exp())
+        .collect();
+    let mut r = rng.random::<f64>() * weights.iter().sum::<f64>();
+    for (w, &(i, _)) in weights.iter().zip(&l) {
+        r -= w;
+        if r <= 0.0 {
+            return i;
+        }
+    }
+    l.last().map(|x| x.0).unwrap_or(0)
+}
+
+/// Continues each prompt; returns the new tokens of each row (without the end token).
+pub fn generate<F: Float>(
+    model: &Transformer,
+    store: &ParamStore<F>,
+    hooks: &dyn Hooks<F>,
+    prompts: &[Vec<usize>],
+    opts: &GenerateOptions,
+) -> Result<Vec<Vec<usize>>> {
+    if !model.config.causal {
+        return invalid("generate", "generation needs a causal (decoder) model");
+    }
+    if prompts.iter().any(Vec::is_empty) {
+        return invalid("generate", "every prompt needs at least one token");
+    }
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let mut seqs: Vec<Vec<usize>> = prompts.to_vec();
+    let mut out = vec![Vec::new(); prompts.len()];
+    let mut done = vec![false; prompts.len()];
+    for _ in 0..opts.max_new_tokens {
+        // Keep the most recent max_len tokens of each row.
+        let window: Vec<Vec<usize>> = seqs
+            .iter()
+            .map(|s| s[s.len().saturating_sub(model.config.max_len)..].to_vec())
+            .collect();
+        let (ids, mask, pos) = left_pad(&window, opts.pad);
+        let mut tape = Tape::inference(store);
+        let input = Input::new(ids.view())
+            .with_mask(mask.view())
+            .with_positions(pos.view());
+        let hidden = model.forward(&mut tape, hooks, &input)?;
+        let t = ids.ncols();
+        let last = tape.slice(hidden, 1, t - 1, t)?;
+        let logits = model.lm_logits(&mut tape, hooks, last)?;
+        let lv = tape.value(logits);
+        for i in 0..seqs.len() {
+            if done[i] {
+                continue;
+            }
+            let row = lv.slice(s![i, 0, ..]);
+            let next = pick(row.into_dimensionality().expect("1-D"), opts, &mut rng);
+            if Some(next) == opts.eos {
+                done[i] = true;
+                continue;
+            }
+            seqs[i].push(next);
+            out[i].push(next);
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+    }
+    Ok(out)
+}
