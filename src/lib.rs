@@ -12,6 +12,7 @@ pub mod autodiff;
 pub mod error;
 pub mod kernels;
 pub mod lab;
+pub mod optim;
 pub mod tensor;
 
 pub use autodiff::{Grads, ParamId, ParamStore, Tape, Var};
