@@ -14,6 +14,7 @@ pub mod io;
 pub mod kernels;
 pub mod lab;
 pub mod nn;
+pub mod optim;
 pub mod tensor;
 
 pub use autodiff::{Grads, ParamId, ParamStore, Tape, Var};
