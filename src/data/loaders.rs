@@ -27,7 +27,7 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use super::tasks::{Example, TaskShape};
+pub use super::tasks::{Example, TaskShape};
 use crate::error::{Error, Result};
 
 /// Reads every example of a JSONL or CSV file; see the module docs for the fields.
