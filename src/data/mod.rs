@@ -1,0 +1,15 @@
+//! Data: a small synthetic world, the task datasets drawn from it, and loaders for user files.
+//!
+//! Why a synthetic world: the lab pre-trains its own ~1-4M parameter model on CPU, so it needs a
+//! language small enough to learn in minutes, and tasks whose answers it can check exactly.
+//! [`world::World`] is that language: people, cities, organisations, foods and events with facts
+//! linking them, written out as a pre-training corpus ([`world::World::corpus`]).
+//! [`tasks::build`] turns the same world into the six use cases of the seed notes (sentiment, NER,
+//! extractive QA, summarization, dialogue, code-like generation), with a hold-out that makes
+//! memorisation useless: validation and test speak about entities that neither the corpus nor the
+//! training split ever mention. [`loaders`] reads the same example shapes from JSONL or CSV files a
+//! user brings.
+
+pub mod loaders;
+pub mod tasks;
+pub mod world;
