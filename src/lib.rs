@@ -16,6 +16,8 @@ pub mod kernels;
 pub mod lab;
 pub mod nn;
 pub mod optim;
+pub mod peft;
+
 pub mod tensor;
 
 pub use autodiff::{Grads, ParamId, ParamStore, Tape, Var};

@@ -1,0 +1,33 @@
+//! BitFit (Ben Zaken et al., 2021): train only the bias terms of the model (every `*.bias`,
+//! LayerNorm biases included); all weight matrices stay frozen.
+
+use super::Method;
+use crate::autodiff::{ParamId, ParamStore};
+use crate::nn::Hooks;
+use crate::tensor::Float;
+
+pub struct BitFit;
+
+impl BitFit {
+    pub fn apply<F: Float>(store: &mut ParamStore<F>) -> Self {
+        let ids: Vec<ParamId> = store.ids().collect();
+        for id in ids {
+            let is_bias =
+                store.name(id).ends_with(".bias") || store.name(id) == "cls.predictions.bias";
+            store.set_trainable(id, is_bias);
+        }
+        BitFit
+    }
+}
+
+impl<F: Float> Hooks<F> for BitFit {}
+
+impl<F: Float> Method<F> for BitFit {
+    fn name(&self) -> &'static str {
+        "bitfit"
+    }
+
+    fn params(&self) -> &[ParamId] {
+        &[]
+    }
+}
