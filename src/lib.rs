@@ -9,6 +9,7 @@
 //! NH heads, HS head size (C / NH), V vocabulary, L layers, N rows (B*T flattened).
 
 pub mod autodiff;
+pub mod data;
 pub mod error;
 pub mod kernels;
 pub mod lab;
