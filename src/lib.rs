@@ -17,8 +17,8 @@ pub mod lab;
 pub mod nn;
 pub mod optim;
 pub mod peft;
-
 pub mod tensor;
+pub mod train;
 
 pub use autodiff::{Grads, ParamId, ParamStore, Tape, Var};
 pub use error::{Error, Result};

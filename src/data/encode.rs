@@ -20,7 +20,10 @@ pub enum Target {
     /// One label per token (tag index or [`IGNORE_INDEX`]).
     Tags(Vec<i64>),
     /// Token indices of the answer's first and last token.
-    Span { start: usize, end: usize },
+    Span {
+        start: usize,
+        end: usize,
+    },
     /// Per-token labels, unshifted: `labels[t]` is token t itself for response tokens and
     /// [`IGNORE_INDEX`] for the prompt. The causal LM loss shifts them by one.
     Lm(Vec<i64>),
@@ -36,25 +39,57 @@ pub struct Encoded {
 }
 
 fn no_special(what: &str) -> Error {
-    Error::Invalid { op: "encode", detail: format!("the tokenizer has no {what} token") }
+    Error::Invalid {
+        op: "encode",
+        detail: format!("the tokenizer has no {what} token"),
+    }
 }
 
 /// Encodes one example; `tags` names the tag set for tagging examples. Sequences longer than
 /// `max_len` are an error for spans (the answer could be cut off) and truncated otherwise.
-pub fn encode(tok: &Tokenizer, example: &Example, tags: &[&str], max_len: usize) -> Result<Encoded> {
+pub fn encode(
+    tok: &Tokenizer,
+    example: &Example,
+    tags: &[&str],
+    max_len: usize,
+) -> Result<Encoded> {
     let bert = tok.preset() == Preset::Bert;
     let mut e = match example {
-        Example::Classification { text, label } => Encoded { ids: tok.encode(text, true)?, target: Target::Class(*label), prompt_len: 0 },
-        Example::Tagging { tokens, tags: word_tags } => {
+        Example::Classification { text, label } => Encoded {
+            ids: tok.encode(text, true)?,
+            target: Target::Class(*label),
+            prompt_len: 0,
+        },
+        Example::Tagging {
+            tokens,
+            tags: word_tags,
+        } => {
             let labels: Vec<i64> = word_tags
                 .iter()
-                .map(|t| tags.iter().position(|x| x == t).map(|i| i as i64).ok_or_else(|| Error::Invalid { op: "encode", detail: format!("unknown tag {t:?}") }))
+                .map(|t| {
+                    tags.iter()
+                        .position(|x| x == t)
+                        .map(|i| i as i64)
+                        .ok_or_else(|| Error::Invalid {
+                            op: "encode",
+                            detail: format!("unknown tag {t:?}"),
+                        })
+                })
                 .collect::<Result<_>>()?;
             let (ids, word_ids) = tok.encode_words(tokens, true)?;
             let aligned = align_word_labels(&word_ids, &labels)?;
-            Encoded { ids, target: Target::Tags(aligned), prompt_len: 0 }
+            Encoded {
+                ids,
+                target: Target::Tags(aligned),
+                prompt_len: 0,
+            }
         }
-        Example::Span { context, question, answer, answer_start } => {
+        Example::Span {
+            context,
+            question,
+            answer,
+            answer_start,
+        } => {
             let (q, sep) = if bert {
                 let cls = tok.cls_id().ok_or_else(|| no_special("[CLS]"))?;
                 let sep = tok.sep_id().ok_or_else(|| no_special("[SEP]"))?;
@@ -74,16 +109,32 @@ pub fn encode(tok: &Tokenizer, example: &Example, tags: &[&str], max_len: usize)
             let start = offsets.iter().position(|&(_, e)| e > a0);
             let end = offsets.iter().rposition(|&(s, _)| s < a1);
             let (Some(start), Some(end)) = (start, end) else {
-                return invalid("encode", format!("answer {answer:?} is not inside the context's tokens"));
+                return invalid(
+                    "encode",
+                    format!("answer {answer:?} is not inside the context's tokens"),
+                );
             };
             let mut ids = q.clone();
             ids.extend(&c_ids);
             ids.extend(sep);
-            let target = Target::Span { start: q.len() + start, end: q.len() + end };
+            let target = Target::Span {
+                start: q.len() + start,
+                end: q.len() + end,
+            };
             if ids.len() > max_len {
-                return invalid("encode", format!("question and context take {} tokens, more than max_len {max_len}", ids.len()));
+                return invalid(
+                    "encode",
+                    format!(
+                        "question and context take {} tokens, more than max_len {max_len}",
+                        ids.len()
+                    ),
+                );
             }
-            Encoded { ids, target, prompt_len: 0 }
+            Encoded {
+                ids,
+                target,
+                prompt_len: 0,
+            }
         }
         Example::Generation { prompt, response } => {
             if bert {
@@ -94,8 +145,22 @@ pub fn encode(tok: &Tokenizer, example: &Example, tags: &[&str], max_len: usize)
             let prompt_len = ids.len();
             ids.extend(tok.encode(&format!(" {response}"), false)?);
             ids.push(eos);
-            let labels = ids.iter().enumerate().map(|(i, &t)| if i < prompt_len { IGNORE_INDEX } else { t as i64 }).collect();
-            Encoded { ids, target: Target::Lm(labels), prompt_len }
+            let labels = ids
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| {
+                    if i < prompt_len {
+                        IGNORE_INDEX
+                    } else {
+                        t as i64
+                    }
+                })
+                .collect();
+            Encoded {
+                ids,
+                target: Target::Lm(labels),
+                prompt_len,
+            }
         }
     };
     if e.ids.len() > max_len {

@@ -1,6 +1,8 @@
-//! Data: a small synthetic world, the task datasets drawn from it, and loaders for user files.
+//! Data: a small synthetic world, the task datasets drawn from it, loaders for user files, and the
+//! path from text to batches: text → token ids ([`tokenizer`]) → per-task targets ([`encode`]) →
+//! padded batches with masks and labels ([`batch`]).
 //!
-//! Why a synthetic world: the lab pre-trains its own ~1-4M parameter model on CPU, so it needs a
+//! Why a synthetic world: the lab pre-trains its own ~1M parameter models on CPU, so it needs a
 //! language small enough to learn in minutes, and tasks whose answers it can check exactly.
 //! [`world::World`] is that language: people, cities, organisations, foods and events with facts
 //! linking them, written out as a pre-training corpus ([`world::World::corpus`]).
@@ -10,6 +12,9 @@
 //! training split ever mention. [`loaders`] reads the same example shapes from JSONL or CSV files a
 //! user brings.
 
+pub mod batch;
+pub mod encode;
 pub mod loaders;
 pub mod tasks;
+pub mod tokenizer;
 pub mod world;

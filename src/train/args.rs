@@ -93,43 +93,69 @@ impl Default for TrainingArgs {
 impl TrainingArgs {
     /// Reads a TOML file; unknown keys and wrong types are errors naming the file and line.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
     pub fn from_toml(text: &str, path: &str) -> Result<Self> {
         let args: Self = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1)).unwrap_or(0);
-            Error::Data { path: path.to_string(), line, detail: e.message().to_string() }
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                .unwrap_or(0);
+            Error::Data {
+                path: path.to_string(),
+                line,
+                detail: e.message().to_string(),
+            }
         })?;
         args.validate()?;
         Ok(args)
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.batch_size == 0 || self.gradient_accumulation_steps == 0 || self.eval_batch_size == 0 {
-            return invalid("training args", "batch sizes and gradient_accumulation_steps must be at least 1");
+        if self.batch_size == 0
+            || self.gradient_accumulation_steps == 0
+            || self.eval_batch_size == 0
+        {
+            return invalid(
+                "training args",
+                "batch sizes and gradient_accumulation_steps must be at least 1",
+            );
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return invalid("training args", format!("learning_rate {} must be positive", self.learning_rate));
+            return invalid(
+                "training args",
+                format!("learning_rate {} must be positive", self.learning_rate),
+            );
         }
         if self.max_steps.is_none() && self.epochs <= 0.0 {
             return invalid("training args", "set epochs > 0 or max_steps");
         }
         if self.max_grad_norm < 0.0 || self.weight_decay < 0.0 {
-            return invalid("training args", "max_grad_norm and weight_decay cannot be negative");
+            return invalid(
+                "training args",
+                "max_grad_norm and weight_decay cannot be negative",
+            );
         }
         Ok(())
     }
 
     /// The number of optimizer steps for a training set of `n` examples.
     pub fn total_steps(&self, n: usize) -> usize {
-        let per_epoch = n.div_ceil(self.batch_size * self.gradient_accumulation_steps).max(1);
-        self.max_steps.unwrap_or_else(|| ((per_epoch as f64) * self.epochs).ceil() as usize)
+        let per_epoch = n
+            .div_ceil(self.batch_size * self.gradient_accumulation_steps)
+            .max(1);
+        self.max_steps
+            .unwrap_or_else(|| ((per_epoch as f64) * self.epochs).ceil() as usize)
     }
 
     /// Optimizer steps per epoch for `n` training examples.
     pub fn steps_per_epoch(&self, n: usize) -> usize {
-        n.div_ceil(self.batch_size * self.gradient_accumulation_steps).max(1)
+        n.div_ceil(self.batch_size * self.gradient_accumulation_steps)
+            .max(1)
     }
 }

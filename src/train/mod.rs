@@ -1,3 +1,7 @@
-//! Training: pre-training the base models (and, next, the Trainer that fine-tunes them).
+//! Training: pre-training the base models, and the Trainer that fine-tunes them.
 
+pub mod args;
 pub mod pretrain;
+pub mod trainer;
+
+pub use args::TrainingArgs;

@@ -53,7 +53,10 @@ impl Base {
         match name {
             "gpt-tiny" => Ok(Base::GptTiny),
             "bert-tiny" => Ok(Base::BertTiny),
-            other => invalid("pretrain", format!("unknown preset {other:?} (gpt-tiny or bert-tiny)")),
+            other => invalid(
+                "pretrain",
+                format!("unknown preset {other:?} (gpt-tiny or bert-tiny)"),
+            ),
         }
     }
 
@@ -110,7 +113,13 @@ impl PretrainArgs {
 
     /// The model configuration these options describe (dropout 0.1, max_len = seq_len).
     pub fn config(&self, vocab_size: usize) -> Config {
-        let (v, c, nh, l, t) = (vocab_size, self.d_model, self.n_heads, self.n_layers, self.seq_len);
+        let (v, c, nh, l, t) = (
+            vocab_size,
+            self.d_model,
+            self.n_heads,
+            self.n_layers,
+            self.seq_len,
+        );
         match self.base {
             Base::GptTiny => Config::gpt(v, c, nh, l, t),
             Base::BertTiny => Config::bert(v, c, nh, l, t),
@@ -148,9 +157,17 @@ pub struct LmBatch {
 /// Joins documents into one token stream (GPT: end token between documents) and cuts it into
 /// windows: T + 1 tokens for the decoder (inputs and shifted targets), T − 2 for the encoder
 /// (wrapped in [CLS] … [SEP] later).
-pub fn windows(tok: &Tokenizer, docs: &[String], causal: bool, seq_len: usize) -> Result<Vec<Vec<u32>>> {
+pub fn windows(
+    tok: &Tokenizer,
+    docs: &[String],
+    causal: bool,
+    seq_len: usize,
+) -> Result<Vec<Vec<u32>>> {
     let sep = if causal { tok.eos_id() } else { tok.sep_id() };
-    let sep = sep.ok_or_else(|| Error::Invalid { op: "pretrain", detail: "tokenizer has no end/[SEP] token".into() })?;
+    let sep = sep.ok_or_else(|| Error::Invalid {
+        op: "pretrain",
+        detail: "tokenizer has no end/[SEP] token".into(),
+    })?;
     let mut stream = Vec::new();
     for d in docs {
         stream.extend(tok.encode(d, false)?);
@@ -166,7 +183,10 @@ pub fn windows(tok: &Tokenizer, docs: &[String], causal: bool, seq_len: usize) -
 pub fn causal_batch(windows: &[&Vec<u32>]) -> LmBatch {
     let t = windows[0].len() - 1;
     let ids = Array2::from_shape_fn((windows.len(), t), |(i, j)| windows[i][j] as usize);
-    let targets = windows.iter().flat_map(|w| w[1..].iter().map(|&x| x as i64)).collect();
+    let targets = windows
+        .iter()
+        .flat_map(|w| w[1..].iter().map(|&x| x as i64))
+        .collect();
     LmBatch { ids, targets }
 }
 
@@ -174,8 +194,15 @@ pub fn causal_batch(windows: &[&Vec<u32>]) -> LmBatch {
 /// become [MASK], 10% a random token, 10% stay. Targets are the originals at chosen positions
 /// and the ignore index elsewhere.
 pub fn masked_batch(tok: &Tokenizer, windows: &[&Vec<u32>], rng: &mut StdRng) -> Result<LmBatch> {
-    let missing = || Error::Invalid { op: "pretrain", detail: "tokenizer lacks [CLS], [SEP] or [MASK]".into() };
-    let (cls, sep, mask) = (tok.cls_id().ok_or_else(missing)?, tok.sep_id().ok_or_else(missing)?, tok.mask_id().ok_or_else(missing)?);
+    let missing = || Error::Invalid {
+        op: "pretrain",
+        detail: "tokenizer lacks [CLS], [SEP] or [MASK]".into(),
+    };
+    let (cls, sep, mask) = (
+        tok.cls_id().ok_or_else(missing)?,
+        tok.sep_id().ok_or_else(missing)?,
+        tok.mask_id().ok_or_else(missing)?,
+    );
     let n_special = Preset::Bert.special_tokens().len() as u32;
     let v = tok.vocab_size() as u32;
     let t = windows[0].len() + 2;
@@ -202,11 +229,18 @@ pub fn masked_batch(tok: &Tokenizer, windows: &[&Vec<u32>], rng: &mut StdRng) ->
 }
 
 /// Mean cross-entropy of the LM head on a batch, and the number of counted targets.
-pub fn lm_loss<F: Float>(model: &Transformer, tape: &mut Tape<'_, F>, batch: &LmBatch) -> Result<(crate::Var, usize)> {
+pub fn lm_loss<F: Float>(
+    model: &Transformer,
+    tape: &mut Tape<'_, F>,
+    batch: &LmBatch,
+) -> Result<(crate::Var, usize)> {
     let h = model.forward(tape, &NoHooks, &Input::new(batch.ids.view()))?;
     let logits = model.lm_logits(tape, &NoHooks, h)?;
     let loss = tape.cross_entropy(logits, &batch.targets, IGNORE_INDEX)?;
-    Ok((loss, batch.targets.iter().filter(|&&t| t != IGNORE_INDEX).count()))
+    Ok((
+        loss,
+        batch.targets.iter().filter(|&&t| t != IGNORE_INDEX).count(),
+    ))
 }
 
 /// The validation batches: fixed text, fixed masking, rebuilt from the tokenizer alone.
@@ -220,12 +254,22 @@ pub fn validation_batches(base: Base, tok: &Tokenizer, seq_len: usize) -> Result
     let w: Vec<&Vec<u32>> = w.iter().take(VALIDATION_WINDOWS).collect();
     let mut rng = StdRng::seed_from_u64(VALIDATION_SEED);
     w.chunks(16)
-        .map(|c| if base.causal() { Ok(causal_batch(c)) } else { masked_batch(tok, c, &mut rng) })
+        .map(|c| {
+            if base.causal() {
+                Ok(causal_batch(c))
+            } else {
+                masked_batch(tok, c, &mut rng)
+            }
+        })
         .collect()
 }
 
 /// Token-weighted mean loss over the validation batches, in evaluation mode.
-pub fn validation_loss<F: Float>(model: &Transformer, store: &ParamStore<F>, batches: &[LmBatch]) -> Result<f64> {
+pub fn validation_loss<F: Float>(
+    model: &Transformer,
+    store: &ParamStore<F>,
+    batches: &[LmBatch],
+) -> Result<f64> {
     let (mut sum, mut count) = (0.0, 0usize);
     for b in batches {
         let mut tape = Tape::inference(store);
@@ -249,7 +293,11 @@ impl Progress for () {}
 
 /// Trains a base model from scratch and writes its checkpoint (config.json, model.safetensors,
 /// tokenizer.json, pretrain.json) into `out`.
-pub fn pretrain(args: &PretrainArgs, out: &Path, progress: &mut dyn Progress) -> Result<PretrainReport> {
+pub fn pretrain(
+    args: &PretrainArgs,
+    out: &Path,
+    progress: &mut dyn Progress,
+) -> Result<PretrainReport> {
     let started = Instant::now();
     progress.message("generating the world and its corpus");
     let world = World::generate(WORLD_SEED);
@@ -259,7 +307,14 @@ pub fn pretrain(args: &PretrainArgs, out: &Path, progress: &mut dyn Progress) ->
     let causal = args.base.causal();
     let train = windows(&tok, &corpus, causal, args.seq_len)?;
     if train.len() < args.batch_size {
-        return invalid("pretrain", format!("only {} windows of text for a batch of {}", train.len(), args.batch_size));
+        return invalid(
+            "pretrain",
+            format!(
+                "only {} windows of text for a batch of {}",
+                train.len(),
+                args.batch_size
+            ),
+        );
     }
     let corpus_tokens = train.iter().map(Vec::len).sum();
     let val = validation_batches(args.base, &tok, args.seq_len)?;
@@ -267,9 +322,15 @@ pub fn pretrain(args: &PretrainArgs, out: &Path, progress: &mut dyn Progress) ->
     let config = args.config(tok.vocab_size());
     let mut store = ParamStore::<f32>::new();
     let model = Transformer::new(config.clone(), &mut store, args.seed)?;
-    let mut opt = AdamW::new(AdamWConfig { weight_decay: args.weight_decay, ..AdamWConfig::default() })?;
+    let mut opt = AdamW::new(AdamWConfig {
+        weight_decay: args.weight_decay,
+        ..AdamWConfig::default()
+    })?;
     opt.exclude_from_decay_by_name(&store);
-    let schedule = Schedule::Cosine { warmup_steps: args.warmup, total_steps: args.steps };
+    let schedule = Schedule::Cosine {
+        warmup_steps: args.warmup,
+        total_steps: args.steps,
+    };
     let mut grads = Grads::new(&store);
     let mut rng = StdRng::seed_from_u64(args.seed.wrapping_add(1));
     let mut history = Vec::new();
@@ -277,8 +338,14 @@ pub fn pretrain(args: &PretrainArgs, out: &Path, progress: &mut dyn Progress) ->
     progress.start(args.steps);
     for step in 0..args.steps {
         let t0 = Instant::now();
-        let picked: Vec<&Vec<u32>> = (0..args.batch_size).map(|_| &train[rng.random_range(0..train.len())]).collect();
-        let batch = if causal { causal_batch(&picked) } else { masked_batch(&tok, &picked, &mut rng)? };
+        let picked: Vec<&Vec<u32>> = (0..args.batch_size)
+            .map(|_| &train[rng.random_range(0..train.len())])
+            .collect();
+        let batch = if causal {
+            causal_batch(&picked)
+        } else {
+            masked_batch(&tok, &picked, &mut rng)?
+        };
         let loss = {
             let mut tape = Tape::new(&store);
             tape.seed(args.seed ^ (step as u64) << 20);
@@ -295,7 +362,12 @@ pub fn pretrain(args: &PretrainArgs, out: &Path, progress: &mut dyn Progress) ->
         opt.step(&mut store, &grads, lr);
         grads.zero();
         tokens_seen += batch.ids.len();
-        progress.step(step, loss, lr, batch.ids.len() as f64 / t0.elapsed().as_secs_f64());
+        progress.step(
+            step,
+            loss,
+            lr,
+            batch.ids.len() as f64 / t0.elapsed().as_secs_f64(),
+        );
         let last = step + 1 == args.steps;
         let val_loss = if (step + 1) % args.eval_every.max(1) == 0 || last {
             let v = validation_loss(&model, &store, &val)?;
@@ -305,7 +377,11 @@ pub fn pretrain(args: &PretrainArgs, out: &Path, progress: &mut dyn Progress) ->
             None
         };
         if step % 10 == 0 || val_loss.is_some() {
-            history.push(LogPoint { step, train_loss: loss, val_loss });
+            history.push(LogPoint {
+                step,
+                train_loss: loss,
+                val_loss,
+            });
         }
     }
     let val_loss = validation_loss(&model, &store, &val)?;

@@ -45,9 +45,21 @@ pub enum Split {
 pub trait TrainTask<F: Float> {
     fn train_len(&self) -> usize;
     /// The mean loss over the training examples `indices`, and the number of tokens they hold.
-    fn loss(&self, tape: &mut Tape<'_, F>, hooks: &dyn Hooks<F>, indices: &[usize]) -> Result<(Var, usize)>;
+    fn loss(
+        &self,
+        tape: &mut Tape<'_, F>,
+        hooks: &dyn Hooks<F>,
+        indices: &[usize],
+    ) -> Result<(Var, usize)>;
     /// Loss and task metrics on a split, in evaluation mode (at most `limit` examples, 0 = all).
-    fn evaluate(&self, store: &ParamStore<F>, hooks: &dyn Hooks<F>, split: Split, limit: usize, batch_size: usize) -> Result<Metrics>;
+    fn evaluate(
+        &self,
+        store: &ParamStore<F>,
+        hooks: &dyn Hooks<F>,
+        split: Split,
+        limit: usize,
+        batch_size: usize,
+    ) -> Result<Metrics>;
 }
 
 /// One line of the JSONL log.
@@ -128,24 +140,43 @@ fn batch_indices(n: usize, args: &TrainingArgs, micro: usize) -> Vec<usize> {
     let epoch = micro / per_epoch;
     let within = micro % per_epoch;
     let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(args.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64)));
+    order.shuffle(&mut StdRng::seed_from_u64(
+        args.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64),
+    ));
     let start = (within * args.batch_size) % n.max(1);
-    (start..(start + args.batch_size).min(n)).map(|i| order[i]).collect()
+    (start..(start + args.batch_size).min(n))
+        .map(|i| order[i])
+        .collect()
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.display().to_string(), source }
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Writes a checkpoint of the trainable parameters, optimizer and trainer state.
-pub fn save_checkpoint<F: Float>(dir: &Path, store: &ParamStore<F>, opt: &AdamW<F>, state: &TrainerState) -> Result<()> {
+pub fn save_checkpoint<F: Float>(
+    dir: &Path,
+    store: &ParamStore<F>,
+    opt: &AdamW<F>,
+    state: &TrainerState,
+) -> Result<()> {
     let tmp = dir.with_extension("partial");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-    let params: Vec<(&str, ArrayViewD<F>)> = store.iter().filter(|(_, p)| p.trainable).map(|(_, p)| (p.name.as_str(), p.value.view())).collect();
+    let params: Vec<(&str, ArrayViewD<F>)> = store
+        .iter()
+        .filter(|(_, p)| p.trainable)
+        .map(|(_, p)| (p.name.as_str(), p.value.view()))
+        .collect();
     safetensors::save(&tmp.join("trainable.safetensors"), &params, &[])?;
     let opt_state = opt.state();
-    let views: Vec<(&str, ArrayViewD<F>)> = opt_state.iter().map(|(n, a)| (n.as_str(), a.view())).collect();
+    let views: Vec<(&str, ArrayViewD<F>)> = opt_state
+        .iter()
+        .map(|(n, a)| (n.as_str(), a.view()))
+        .collect();
     safetensors::save(&tmp.join("optimizer.safetensors"), &views, &[])?;
     let json = serde_json::to_string_pretty(state).expect("state serialises");
     crate::io::atomic_write(&tmp.join("trainer_state.json"), json.as_bytes())?;
@@ -168,9 +199,24 @@ pub fn latest_checkpoint(output_dir: &Path) -> Option<PathBuf> {
 }
 
 /// Restores parameters, optimizer and trainer state from a checkpoint directory.
-pub fn load_checkpoint<F: Float>(dir: &Path, store: &mut ParamStore<F>, opt: &mut AdamW<F>) -> Result<TrainerState> {
-    let missing = crate::io::checkpoint::load_into(store, &dir.join("trainable.safetensors"), |n| n.to_string())?;
-    let expected_missing = missing.iter().filter(|n| store.id(n).map(|id| store.is_trainable(id)).unwrap_or(false)).count();
+pub fn load_checkpoint<F: Float>(
+    dir: &Path,
+    store: &mut ParamStore<F>,
+    opt: &mut AdamW<F>,
+) -> Result<TrainerState> {
+    let missing =
+        crate::io::checkpoint::load_into(store, &dir.join("trainable.safetensors"), |n| {
+            n.to_string()
+        })?;
+    let expected_missing = missing
+        .iter()
+        .filter(|n| {
+            store
+                .id(n)
+                .map(|id| store.is_trainable(id))
+                .unwrap_or(false)
+        })
+        .count();
     if expected_missing > 0 {
         return invalid("resume", format!("{}: {expected_missing} trainable parameters are missing (was it saved with another method?)", dir.display()));
     }
@@ -178,7 +224,11 @@ pub fn load_checkpoint<F: Float>(dir: &Path, store: &mut ParamStore<F>, opt: &mu
     opt.load_state(store, st.tensors)?;
     let path = dir.join("trainer_state.json");
     let bytes = crate::io::read(&path)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Data { path: path.display().to_string(), line: e.line(), detail: e.to_string() })
+    serde_json::from_slice(&bytes).map_err(|e| Error::Data {
+        path: path.display().to_string(),
+        line: e.line(),
+        detail: e.to_string(),
+    })
 }
 
 /// Trains the trainable parameters of `store` on `task`. With `resume`, continues from the newest
@@ -200,15 +250,26 @@ pub fn train<F: Float>(
     let started = Instant::now();
     let total = args.total_steps(n);
     let per_epoch = args.steps_per_epoch(n);
-    let mut opt = AdamW::new(AdamWConfig { weight_decay: args.weight_decay, ..AdamWConfig::default() })?;
+    let mut opt = AdamW::new(AdamWConfig {
+        weight_decay: args.weight_decay,
+        ..AdamWConfig::default()
+    })?;
     opt.exclude_from_decay_by_name(store);
     for &(id, m) in lr_multipliers {
         opt.set_lr_multiplier(id, m)?;
     }
     let schedule = match args.schedule {
-        ScheduleKind::Constant => Schedule::ConstantWithWarmup { warmup_steps: args.warmup_steps },
-        ScheduleKind::Linear => Schedule::Linear { warmup_steps: args.warmup_steps, total_steps: total },
-        ScheduleKind::Cosine => Schedule::Cosine { warmup_steps: args.warmup_steps, total_steps: total },
+        ScheduleKind::Constant => Schedule::ConstantWithWarmup {
+            warmup_steps: args.warmup_steps,
+        },
+        ScheduleKind::Linear => Schedule::Linear {
+            warmup_steps: args.warmup_steps,
+            total_steps: total,
+        },
+        ScheduleKind::Cosine => Schedule::Cosine {
+            warmup_steps: args.warmup_steps,
+            total_steps: total,
+        },
     };
     let mut state = TrainerState::default();
     if resume {
@@ -218,10 +279,15 @@ pub fn train<F: Float>(
     }
     std::fs::create_dir_all(&args.output_dir).map_err(io_err(&args.output_dir))?;
     let log_path = args.output_dir.join("log.jsonl");
-    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io_err(&log_path))?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io_err(&log_path))?;
     let mut grads = Grads::new(store);
     let mut step_times = Vec::new();
-    let (mut peak_act, mut final_eval, mut stopped_early, mut interrupted) = (0usize, None, false, false);
+    let (mut peak_act, mut final_eval, mut stopped_early, mut interrupted) =
+        (0usize, None, false, false);
     progress.start(total, state.step);
     while state.step < total {
         let step = state.step;
@@ -230,7 +296,11 @@ pub fn train<F: Float>(
         for k in 0..args.gradient_accumulation_steps {
             let idx = batch_indices(n, args, step * args.gradient_accumulation_steps + k);
             let mut tape = Tape::new(store);
-            tape.seed(args.seed ^ ((step * args.gradient_accumulation_steps + k) as u64).wrapping_mul(0x9E37_79B9));
+            tape.seed(
+                args.seed
+                    ^ ((step * args.gradient_accumulation_steps + k) as u64)
+                        .wrapping_mul(0x9E37_79B9),
+            );
             let (loss, t) = task.loss(&mut tape, hooks, &idx)?;
             let value = tape.scalar(loss)?.as_f64();
             if !value.is_finite() {
@@ -242,7 +312,11 @@ pub fn train<F: Float>(
             loss_sum += value / args.gradient_accumulation_steps as f64;
             tokens += t;
         }
-        let grad_norm = if args.max_grad_norm > 0.0 { clip_grad_norm(&mut grads, args.max_grad_norm)? } else { crate::optim::grad_norm(&grads) };
+        let grad_norm = if args.max_grad_norm > 0.0 {
+            clip_grad_norm(&mut grads, args.max_grad_norm)?
+        } else {
+            crate::optim::grad_norm(&grads)
+        };
         let lr = schedule.lr(args.learning_rate, step);
         opt.step(store, &grads, lr);
         let grad_bytes = grads.bytes();
@@ -252,7 +326,15 @@ pub fn train<F: Float>(
         let dt = t0.elapsed().as_secs_f64();
         step_times.push(dt);
         let epoch = state.step as f64 / per_epoch as f64;
-        let mut entry = LogEntry { step: state.step, epoch, loss: Some(loss_sum), learning_rate: Some(lr), grad_norm: Some(grad_norm), tokens_per_sec: Some(tokens as f64 / dt), eval: None };
+        let mut entry = LogEntry {
+            step: state.step,
+            epoch,
+            loss: Some(loss_sum),
+            learning_rate: Some(lr),
+            grad_norm: Some(grad_norm),
+            tokens_per_sec: Some(tokens as f64 / dt),
+            eval: None,
+        };
         let _ = grad_bytes;
         let end_of_epoch = state.step % per_epoch == 0;
         let last = state.step == total;
@@ -262,7 +344,13 @@ pub fn train<F: Float>(
             Strategy::Epoch => end_of_epoch || last,
         };
         if do_eval {
-            let m = task.evaluate(store, hooks, Split::Validation, args.max_eval_examples, args.eval_batch_size)?;
+            let m = task.evaluate(
+                store,
+                hooks,
+                Split::Validation,
+                args.max_eval_examples,
+                args.eval_batch_size,
+            )?;
             progress.eval(state.step, &m);
             if let Some(&v) = m.get(&args.metric_for_best) {
                 if better(&args.metric_for_best, v, state.best_metric) {
@@ -277,7 +365,12 @@ pub fn train<F: Float>(
             final_eval = Some(m);
         }
         if state.step % args.logging_steps.max(1) == 0 || do_eval || last {
-            writeln!(log, "{}", serde_json::to_string(&entry).expect("entry serialises")).map_err(io_err(&log_path))?;
+            writeln!(
+                log,
+                "{}",
+                serde_json::to_string(&entry).expect("entry serialises")
+            )
+            .map_err(io_err(&log_path))?;
             state.log.push(entry.clone());
         }
         progress.step(&entry);
@@ -293,7 +386,12 @@ pub fn train<F: Float>(
             Strategy::Epoch => end_of_epoch,
         };
         if do_save || interrupted || (stopped_early && args.save_strategy != Strategy::No) {
-            save_checkpoint(&args.output_dir.join(format!("checkpoint-{}", state.step)), store, &opt, &state)?;
+            save_checkpoint(
+                &args.output_dir.join(format!("checkpoint-{}", state.step)),
+                store,
+                &opt,
+                &state,
+            )?;
             prune_checkpoints(&args.output_dir, args.save_total_limit);
         }
         if stopped_early || interrupted {
@@ -303,7 +401,11 @@ pub fn train<F: Float>(
     step_times.sort_by(f64::total_cmp);
     let median = step_times.get(step_times.len() / 2).copied().unwrap_or(0.0);
     Ok(TrainReport {
-        grad_bytes: store.iter().filter(|(_, p)| p.trainable).map(|(_, p)| p.value.len() * std::mem::size_of::<F>()).sum(),
+        grad_bytes: store
+            .iter()
+            .filter(|(_, p)| p.trainable)
+            .map(|(_, p)| p.value.len() * std::mem::size_of::<F>())
+            .sum(),
         optimizer_bytes: opt.state_bytes(),
         state,
         final_eval,
@@ -320,10 +422,21 @@ fn prune_checkpoints(dir: &Path, keep: usize) {
     if keep == 0 {
         return;
     }
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut cps: Vec<(usize, PathBuf)> = entries
         .filter_map(|e| e.ok())
-        .filter_map(|e| Some((e.file_name().to_string_lossy().strip_prefix("checkpoint-")?.parse().ok()?, e.path())))
+        .filter_map(|e| {
+            Some((
+                e.file_name()
+                    .to_string_lossy()
+                    .strip_prefix("checkpoint-")?
+                    .parse()
+                    .ok()?,
+                e.path(),
+            ))
+        })
         .collect();
     cps.sort_by_key(|c| std::cmp::Reverse(c.0));
     for (_, p) in cps.into_iter().skip(keep) {

@@ -55,7 +55,7 @@ impl Unary {
             Unary::GeluTanh => {
                 half * x
                     * (F::one()
-                        + (F::of(SQRT_2_OVER_PI) * (x + F::of(0.044715) * x * x * x)).tanh())
+                        + fast_tanh(F::of(SQRT_2_OVER_PI) * (x + F::of(0.044715) * x * x * x)))
             }
             Unary::GeluErf => half * x * (F::one() + (x * F::of(INV_SQRT_2)).erf()),
             Unary::Relu => x.max(F::zero()),
