@@ -10,9 +10,11 @@
 //! [`apply`] is frozen with the rest; callers unfreeze it (heads are always trained, as PEFT's
 //! `modules_to_save`).
 
+pub mod adapter;
 pub mod bitfit;
 pub mod dora;
 pub mod full;
+pub mod ia3;
 pub mod lora;
 
 use crate::autodiff::{ParamId, ParamStore};
@@ -48,11 +50,19 @@ pub enum MethodSpec {
     Lora(lora::LoraConfig),
     /// LoRA with a learned magnitude per output column.
     Dora(lora::LoraConfig),
+    /// Bottleneck adapters after the attention output and after the MLP (two per block, GELU).
+    Houlsby { bottleneck: usize },
+    /// Bottleneck adapters after the MLP only (one per block, ReLU).
+    Pfeiffer { bottleneck: usize },
+    /// Learned rescaling of keys, values and MLP activations.
+    Ia3,
 }
 
 impl MethodSpec {
     /// The names `--method` accepts.
-    pub const NAMES: &'static [&'static str] = &["full", "bitfit", "lora", "dora"];
+    pub const NAMES: &'static [&'static str] = &[
+        "full", "bitfit", "lora", "dora", "houlsby", "pfeiffer", "ia3",
+    ];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -60,6 +70,9 @@ impl MethodSpec {
             MethodSpec::Bitfit => "bitfit",
             MethodSpec::Lora(_) => "lora",
             MethodSpec::Dora(_) => "dora",
+            MethodSpec::Houlsby { .. } => "houlsby",
+            MethodSpec::Pfeiffer { .. } => "pfeiffer",
+            MethodSpec::Ia3 => "ia3",
         }
     }
 }
@@ -77,5 +90,18 @@ pub fn apply<F: Float>(
         MethodSpec::Bitfit => Box::new(bitfit::BitFit::apply(store)),
         MethodSpec::Lora(c) => Box::new(lora::Lora::apply(model, store, c.clone(), false, seed)?),
         MethodSpec::Dora(c) => Box::new(lora::Lora::apply(model, store, c.clone(), true, seed)?),
+        MethodSpec::Houlsby { bottleneck } => Box::new(adapter::Adapter::apply(
+            model,
+            store,
+            adapter::AdapterConfig::houlsby(*bottleneck),
+            seed,
+        )?),
+        MethodSpec::Pfeiffer { bottleneck } => Box::new(adapter::Adapter::apply(
+            model,
+            store,
+            adapter::AdapterConfig::pfeiffer(*bottleneck),
+            seed,
+        )?),
+        MethodSpec::Ia3 => Box::new(ia3::Ia3::apply(model, store)?),
     })
 }

@@ -1,0 +1,150 @@
+//! IA3 (Liu et al., 2022, "Few-Shot Parameter-Efficient Fine-Tuning is Better and Cheaper than
+//! In-Context Learning"): learned vectors that rescale activations elementwise,
+//!
+//! ```text
+//! attention: softmax(Q (l_k ⊙ K)ᵀ / √HS) (l_v ⊙ V)      MLP: (l_ff ⊙ act(x W_fc)) W_proj
+//! ```
+//!
+//! with l_k, l_v of size C and l_ff of size d_ff, all initialised to ones so the model is
+//! unchanged at step 0. K and V are the key and value projections' outputs, bias included. That
+//! is 2·C + d_ff parameters per block, the fewest of any method here, and since each vector only
+//! rescales the columns of a frozen weight it can be folded into that weight for serving.
+//!
+//! Where the vectors plug in:
+//! - GPT-2's fused `c_attn` (output [q | k | v], 3C): the [`Hooks::linear`] hook multiplies its
+//!   output by [1…1 | l_k | l_v], the ones a constant, so queries are untouched (PEFT's IA3 on
+//!   GPT-2 rescales the whole `c_attn` output instead; we follow the paper).
+//! - BERT's separate `key` and `value` Linears: the same hook multiplies their outputs by l_k and
+//!   l_v.
+//! - The MLP activations: the [`Hooks::mlp_hidden`] hook multiplies them by l_ff (the same as
+//!   PEFT's rescaling of the second MLP Linear's input).
+//!
+//! Parameter names (the vectors live on the module whose output they rescale):
+//!
+//! | parameter | shape | GPT-2 | BERT |
+//! |---|---|---|---|
+//! | l_k | (C) | `h.{i}.attn.c_attn.ia3_l_k` | `encoder.layer.{i}.attention.self.key.ia3_l_k` |
+//! | l_v | (C) | `h.{i}.attn.c_attn.ia3_l_v` | `encoder.layer.{i}.attention.self.value.ia3_l_v` |
+//! | l_ff | (d_ff) | `h.{i}.mlp.ia3_l_ff` | `encoder.layer.{i}.intermediate.ia3_l_ff` |
+
+use super::Method;
+use crate::autodiff::{ParamId, ParamStore, Tape, Var};
+use crate::error::{invalid, Result};
+use crate::nn::transformer::Qkv;
+use crate::nn::{Hooks, Site, Transformer};
+use crate::tensor::Float;
+use ndarray::{ArrayD, IxDyn};
+use std::collections::HashMap;
+
+/// How one attention Linear's output is rescaled.
+#[derive(Debug, Clone, Copy)]
+pub enum Scale {
+    /// GPT-2's fused c_attn, (…, 3C): q unchanged, k by l_k, v by l_v.
+    Fused {
+        c: usize,
+        l_k: ParamId,
+        l_v: ParamId,
+    },
+    /// A separate key or value Linear, (…, C): by this vector.
+    Whole(ParamId),
+}
+
+/// IA3's vectors for one block.
+#[derive(Debug, Clone)]
+pub struct Ia3Block {
+    pub l_k: ParamId,
+    pub l_v: ParamId,
+    pub l_ff: ParamId,
+}
+
+/// IA3 applied to a model.
+pub struct Ia3 {
+    /// The attention Linears that are rescaled, by module path.
+    pub scales: HashMap<String, Scale>,
+    /// The vectors of each block, by block index.
+    pub blocks: Vec<Ia3Block>,
+    params: Vec<ParamId>,
+}
+
+/// The module a Linear belongs to: `h.0.mlp.c_fc` → `h.0.mlp`.
+fn parent(module: &str) -> &str {
+    module.rsplit_once('.').map_or(module, |(p, _)| p)
+}
+
+impl Ia3 {
+    pub fn apply<F: Float>(model: &Transformer, store: &mut ParamStore<F>) -> Result<Self> {
+        if model.blocks.is_empty() {
+            return invalid("ia3", "this model has no blocks to rescale");
+        }
+        let c = model.config.d_model;
+        let ones = |n: usize| ArrayD::<F>::ones(IxDyn(&[n]));
+        let mut scales = HashMap::new();
+        let mut blocks = Vec::with_capacity(model.blocks.len());
+        let mut params = Vec::new();
+        for block in &model.blocks {
+            let (l_k, l_v) = match &block.qkv {
+                Qkv::Fused(lin) => {
+                    let l_k = store.add(format!("{}.ia3_l_k", lin.module), ones(c), true)?;
+                    let l_v = store.add(format!("{}.ia3_l_v", lin.module), ones(c), true)?;
+                    scales.insert(lin.module.clone(), Scale::Fused { c, l_k, l_v });
+                    (l_k, l_v)
+                }
+                Qkv::Split { k, v, .. } => {
+                    let l_k = store.add(format!("{}.ia3_l_k", k.module), ones(c), true)?;
+                    let l_v = store.add(format!("{}.ia3_l_v", v.module), ones(c), true)?;
+                    scales.insert(k.module.clone(), Scale::Whole(l_k));
+                    scales.insert(v.module.clone(), Scale::Whole(l_v));
+                    (l_k, l_v)
+                }
+            };
+            let l_ff = store.add(
+                format!("{}.ia3_l_ff", parent(&block.fc.module)),
+                ones(block.fc.d_out),
+                true,
+            )?;
+            params.extend([l_k, l_v, l_ff]);
+            blocks.push(Ia3Block { l_k, l_v, l_ff });
+        }
+        Ok(Self {
+            scales,
+            blocks,
+            params,
+        })
+    }
+}
+
+impl<F: Float> Hooks<F> for Ia3 {
+    fn linear(&self, tape: &mut Tape<'_, F>, site: &Site<'_>, _x: Var, y: Var) -> Result<Var> {
+        let scale = match self.scales.get(site.module) {
+            None => return Ok(y),
+            Some(&Scale::Whole(l)) => tape.param(l),
+            Some(&Scale::Fused { c, l_k, l_v }) => {
+                // [1…1 | l_k | l_v], (3C): the constant ones keep the queries as they are.
+                let ones = tape.constant(ArrayD::ones(IxDyn(&[c])));
+                let (l_k, l_v) = (tape.param(l_k), tape.param(l_v));
+                tape.concat(&[ones, l_k, l_v], 0)?
+            }
+        };
+        tape.mul(y, scale)
+    }
+
+    fn mlp_hidden(&self, tape: &mut Tape<'_, F>, layer: usize, h: Var) -> Result<Var> {
+        match self.blocks.get(layer) {
+            Some(b) => {
+                let l_ff = tape.param(b.l_ff);
+                tape.mul(h, l_ff)
+            }
+            None => Ok(h),
+        }
+    }
+}
+
+impl<F: Float> Method<F> for Ia3 {
+    fn name(&self) -> &'static str {
+        "ia3"
+    }
+
+    fn params(&self) -> &[ParamId] {
+        &self.params
+    }
+}
