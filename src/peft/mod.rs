@@ -14,6 +14,8 @@ pub mod bitfit;
 pub mod dora;
 pub mod full;
 pub mod lora;
+pub mod prefix;
+pub mod prompt;
 
 use crate::autodiff::{ParamId, ParamStore};
 use crate::error::Result;
@@ -48,11 +50,25 @@ pub enum MethodSpec {
     Lora(lora::LoraConfig),
     /// LoRA with a learned magnitude per output column.
     Dora(lora::LoraConfig),
+    /// Prefix tuning: P learned keys and values prepended in every layer, trained through an
+    /// MLP of width `hidden` unless `reparameterize` is false.
+    Prefix {
+        n_virtual: usize,
+        #[serde(default = "prefix::default_reparameterize")]
+        reparameterize: bool,
+        hidden: usize,
+    },
+    /// Prompt tuning: P soft-prompt embeddings prepended to the input.
+    Prompt {
+        n_virtual: usize,
+        init: prompt::PromptInit,
+    },
 }
 
 impl MethodSpec {
     /// The names `--method` accepts.
-    pub const NAMES: &'static [&'static str] = &["full", "bitfit", "lora", "dora"];
+    pub const NAMES: &'static [&'static str] =
+        &["full", "bitfit", "lora", "dora", "prefix", "prompt"];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -60,6 +76,8 @@ impl MethodSpec {
             MethodSpec::Bitfit => "bitfit",
             MethodSpec::Lora(_) => "lora",
             MethodSpec::Dora(_) => "dora",
+            MethodSpec::Prefix { .. } => "prefix",
+            MethodSpec::Prompt { .. } => "prompt",
         }
     }
 }
@@ -77,5 +95,24 @@ pub fn apply<F: Float>(
         MethodSpec::Bitfit => Box::new(bitfit::BitFit::apply(store)),
         MethodSpec::Lora(c) => Box::new(lora::Lora::apply(model, store, c.clone(), false, seed)?),
         MethodSpec::Dora(c) => Box::new(lora::Lora::apply(model, store, c.clone(), true, seed)?),
+        MethodSpec::Prefix {
+            n_virtual,
+            reparameterize,
+            hidden,
+        } => {
+            let config = prefix::PrefixConfig {
+                n_virtual: *n_virtual,
+                reparameterize: *reparameterize,
+                hidden: *hidden,
+            };
+            Box::new(prefix::Prefix::apply(model, store, config, seed)?)
+        }
+        MethodSpec::Prompt { n_virtual, init } => Box::new(prompt::Prompt::apply(
+            model,
+            store,
+            *n_virtual,
+            init.clone(),
+            seed,
+        )?),
     })
 }
