@@ -16,6 +16,8 @@ pub mod dora;
 pub mod full;
 pub mod ia3;
 pub mod lora;
+pub mod prefix;
+pub mod prompt;
 
 use crate::autodiff::{ParamId, ParamStore};
 use crate::error::Result;
@@ -56,12 +58,25 @@ pub enum MethodSpec {
     Pfeiffer { bottleneck: usize },
     /// Learned rescaling of keys, values and MLP activations.
     Ia3,
+    /// Prefix tuning: P learned keys and values prepended in every layer, trained through an
+    /// MLP of width `hidden` unless `reparameterize` is false.
+    Prefix {
+        n_virtual: usize,
+        #[serde(default = "prefix::default_reparameterize")]
+        reparameterize: bool,
+        hidden: usize,
+    },
+    /// Prompt tuning: P soft-prompt embeddings prepended to the input.
+    Prompt {
+        n_virtual: usize,
+        init: prompt::PromptInit,
+    },
 }
 
 impl MethodSpec {
     /// The names `--method` accepts.
     pub const NAMES: &'static [&'static str] = &[
-        "full", "bitfit", "lora", "dora", "houlsby", "pfeiffer", "ia3",
+        "full", "bitfit", "lora", "dora", "houlsby", "pfeiffer", "ia3", "prefix", "prompt",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -73,6 +88,8 @@ impl MethodSpec {
             MethodSpec::Houlsby { .. } => "houlsby",
             MethodSpec::Pfeiffer { .. } => "pfeiffer",
             MethodSpec::Ia3 => "ia3",
+            MethodSpec::Prefix { .. } => "prefix",
+            MethodSpec::Prompt { .. } => "prompt",
         }
     }
 }
@@ -103,5 +120,24 @@ pub fn apply<F: Float>(
             seed,
         )?),
         MethodSpec::Ia3 => Box::new(ia3::Ia3::apply(model, store)?),
+        MethodSpec::Prefix {
+            n_virtual,
+            reparameterize,
+            hidden,
+        } => {
+            let config = prefix::PrefixConfig {
+                n_virtual: *n_virtual,
+                reparameterize: *reparameterize,
+                hidden: *hidden,
+            };
+            Box::new(prefix::Prefix::apply(model, store, config, seed)?)
+        }
+        MethodSpec::Prompt { n_virtual, init } => Box::new(prompt::Prompt::apply(
+            model,
+            store,
+            *n_virtual,
+            init.clone(),
+            seed,
+        )?),
     })
 }

@@ -1,0 +1,152 @@
+//! Prompt tuning (Lester et al., 2021): P learned "soft prompt" vectors (P, C) are prepended to
+//! the embedded input through the [`Hooks::embeddings`] hook, (B, T, C) → (B, P + T, C), the same
+//! P vectors for every sequence of the batch. Everything else stays frozen; the model learns the
+//! task only through what the prompt makes the frozen layers do.
+//!
+//! Masks and labels. The transformer marks the P virtual positions as real keys (every token may
+//! attend to them; with the causal mask they come before every token) and strips them again from
+//! its output, so heads, losses and labels see (B, T, ·) exactly as without a prompt. PEFT instead
+//! returns (B, P + T, V) logits and prepends P labels of −100 (ignored) to the labels; the ignored
+//! positions add nothing to the loss, so the two are the same computation. Padding masks need no
+//! change either: the transformer prepends P `true`s to the key mask, as PEFT prepends P ones to
+//! the attention mask.
+//!
+//! Where the prompt enters. The hook sees the embeddings after token + position (+ segment)
+//! embeddings and, for BERT, after the embedding LayerNorm. So the soft prompt carries no
+//! position embedding (it is learned and can absorb one) and real tokens keep positions 0..T
+//! (PEFT on GPT-2 instead shifts them to P..P + T); on BERT the prompt bypasses the embedding
+//! LayerNorm.
+//!
+//! Initialisation: from the token-embedding rows of real vocabulary words
+//! ([`PromptInit::Vocab`], which Lester et al. found to train better than random init; ids are
+//! cycled if fewer than P, as PEFT does), or random ([`PromptInit::Random`]: normal with the standard deviation of the
+//! token-embedding table, so the prompt starts at the scale of real tokens). The model's output
+//! changes at initialisation: the prompt is attended to from step 0.
+
+use super::prefix::repeat_batch;
+use super::Method;
+use crate::autodiff::{ParamId, ParamStore, Tape, Var};
+use crate::error::{invalid, shape_err, Result};
+use crate::nn::layers::normal;
+use crate::nn::{Hooks, Transformer};
+use crate::tensor::{fmt_shape, Float};
+use ndarray::{Array2, Axis, Ix2};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+/// The soft prompt (P, C), under the name PEFT saves it as.
+pub const PROMPT: &str = "prompt_embeddings";
+
+/// How the soft prompt starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptInit {
+    /// normal(0, σ) with σ the standard deviation of the token-embedding table.
+    Random,
+    /// Row i copies the token embedding of `ids[i % ids.len()]`.
+    Vocab(Vec<usize>),
+}
+
+/// Prompt tuning applied to a model.
+pub struct Prompt {
+    pub n_virtual: usize,
+    pub init: PromptInit,
+    /// The soft prompt (P, C).
+    pub prompt: ParamId,
+    d_model: usize,
+    params: Vec<ParamId>,
+}
+
+impl Prompt {
+    /// Adds the soft prompt to `store`, trainable (the base is left as the caller set it;
+    /// [`super::apply`] freezes it).
+    pub fn apply<F: Float>(
+        model: &Transformer,
+        store: &mut ParamStore<F>,
+        n_virtual: usize,
+        init: PromptInit,
+        seed: u64,
+    ) -> Result<Self> {
+        if n_virtual == 0 {
+            return invalid(
+                "prompt",
+                "n_virtual (the prompt length P) must be at least 1",
+            );
+        }
+        let (v, c) = (model.config.vocab_size, model.config.d_model);
+        let wte = store
+            .value(model.tok_emb)
+            .view()
+            .into_dimensionality::<Ix2>()
+            .map_err(|_| crate::Error::Shape {
+                op: "prompt",
+                detail: "the token embedding table is not 2-D".into(),
+            })?;
+        let value = match &init {
+            PromptInit::Random => {
+                let n = wte.len().max(1) as f64;
+                let mean = wte.iter().map(|x| x.as_f64()).sum::<f64>() / n;
+                let var = wte.iter().map(|x| (x.as_f64() - mean).powi(2)).sum::<f64>() / n;
+                let std = if var.is_finite() && var > 0.0 {
+                    var.sqrt()
+                } else {
+                    0.02
+                };
+                normal(&[n_virtual, c], std, &mut StdRng::seed_from_u64(seed))
+            }
+            PromptInit::Vocab(ids) => {
+                if ids.is_empty() {
+                    return invalid("prompt", "vocabulary init needs at least one token id");
+                }
+                if let Some(bad) = ids.iter().find(|&&i| i >= v) {
+                    return invalid(
+                        "prompt",
+                        format!("init token id {bad} is outside the vocabulary of {v}"),
+                    );
+                }
+                let rows: Vec<usize> = (0..n_virtual).map(|i| ids[i % ids.len()]).collect();
+                let table: Array2<F> = wte.select(Axis(0), &rows);
+                table.into_dyn()
+            }
+        };
+        let prompt = store.add(PROMPT, value, true)?;
+        Ok(Self {
+            n_virtual,
+            init,
+            prompt,
+            d_model: c,
+            params: vec![prompt],
+        })
+    }
+}
+
+impl<F: Float> Hooks<F> for Prompt {
+    fn embeddings(&self, tape: &mut Tape<'_, F>, x: Var) -> Result<Var> {
+        let s = tape.shape(x).to_vec();
+        if s.len() != 3 || s[2] != self.d_model {
+            return shape_err(
+                "prompt",
+                format!(
+                    "embeddings are {}, expected (B, T, {})",
+                    fmt_shape(&s),
+                    self.d_model
+                ),
+            );
+        }
+        let p = tape.param(self.prompt); // (P, C)
+        let p = tape.reshape(p, &[1, self.n_virtual, self.d_model])?;
+        let p = repeat_batch(tape, p, s[0])?; // (B, P, C)
+        tape.concat(&[p, x], 1) // (B, P + T, C)
+    }
+}
+
+impl<F: Float> Method<F> for Prompt {
+    fn name(&self) -> &'static str {
+        "prompt"
+    }
+
+    fn params(&self) -> &[ParamId] {
+        &self.params
+    }
+}
