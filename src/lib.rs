@@ -14,6 +14,8 @@ pub mod error;
 pub mod io;
 pub mod kernels;
 pub mod lab;
+pub mod loss;
+pub mod metrics;
 pub mod nn;
 pub mod optim;
 pub mod peft;
