@@ -1,10 +1,18 @@
 //! The `tunelab` command line: a thin layer over the library.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tunelab::data::tasks::Task;
+use tunelab::lab::finetune::{self, FinetuneOptions};
+use tunelab::peft::lora::LoraConfig;
+use tunelab::peft::prompt::PromptInit;
+use tunelab::peft::MethodSpec;
+use tunelab::train::args::{ScheduleKind, Strategy};
 use tunelab::train::pretrain::{self, Base, PretrainArgs, Progress};
+use tunelab::train::trainer::{LogEntry, Metrics, TrainProgress};
+use tunelab::train::TrainingArgs;
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +35,29 @@ enum Command {
         /// Only the cases of this op (matmul, attention, layer_norm, ...).
         #[arg(long)]
         op: Option<String>,
+    },
+    /// Fine-tune a base model on a task with one method, then evaluate it on the test split.
+    ///
+    /// Methods: full, bitfit, houlsby, pfeiffer, lora, dora, ia3, prefix, prompt.
+    /// Tasks: sentiment, ner, qa, summarization, dialogue, codegen (built-in data from the
+    /// synthetic world, or your own file in the task's shape with --data).
+    Finetune {
+        /// sentiment, ner, qa, summarization, dialogue or codegen.
+        #[arg(long, default_value = "sentiment")]
+        task: String,
+        /// A shipped base (gpt-tiny, bert-tiny) or a model directory.
+        #[arg(long, default_value = "gpt-tiny")]
+        base: String,
+        /// A JSONL or CSV file in the task's shape, instead of the built-in data.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Use only the first N training examples.
+        #[arg(long)]
+        train_limit: Option<usize>,
+        #[command(flatten)]
+        method: Box<MethodArgs>,
+        #[command(flatten)]
+        train: Box<TrainArgs>,
     },
     /// Pre-train a base model from scratch on the synthetic world's corpus.
     ///
@@ -65,6 +96,258 @@ enum Command {
         #[arg(long)]
         eval_every: Option<usize>,
     },
+}
+
+/// The method and its options (`--method` picks one; the rest apply to the methods that use them).
+#[derive(Args, Debug, Clone)]
+struct MethodArgs {
+    /// full, bitfit, houlsby, pfeiffer, lora, dora, ia3, prefix, prompt.
+    #[arg(long, default_value = "lora")]
+    method: String,
+    /// full: train only the last k blocks (and the head).
+    #[arg(long)]
+    last_k: Option<usize>,
+    /// lora/dora: rank r.
+    #[arg(long, default_value_t = 8)]
+    r: usize,
+    /// lora/dora: alpha (the update is scaled by alpha / r).
+    #[arg(long, default_value_t = 16.0)]
+    alpha: f64,
+    /// lora/dora: dropout on the low-rank path's input.
+    #[arg(long, default_value_t = 0.0)]
+    lora_dropout: f64,
+    /// lora/dora: target modules, from q, k, v, o, fc, proj (qkv: GPT-2's whole c_attn).
+    #[arg(long, value_delimiter = ',', default_value = "q,v")]
+    targets: Vec<String>,
+    /// lora/dora: scale by alpha / sqrt(r) (rsLoRA).
+    #[arg(long)]
+    rslora: bool,
+    /// lora/dora: LoRA+ learning-rate ratio of B to A.
+    #[arg(long, default_value_t = 1.0)]
+    lora_plus_ratio: f64,
+    /// houlsby/pfeiffer: bottleneck width.
+    #[arg(long, default_value_t = 16)]
+    bottleneck: usize,
+    /// prefix/prompt: number of virtual tokens.
+    #[arg(long, default_value_t = 10)]
+    n_virtual: usize,
+    /// prefix: hidden width of the reparameterization MLP.
+    #[arg(long, default_value_t = 128)]
+    prefix_hidden: usize,
+    /// prefix: train the prefixes directly, without the reparameterization MLP.
+    #[arg(long)]
+    no_reparam: bool,
+    /// prompt: initialise the soft prompt from these words' embeddings (else randomly).
+    #[arg(long)]
+    prompt_init_text: Option<String>,
+}
+
+impl MethodArgs {
+    fn spec(
+        &self,
+        tok: Option<&tunelab::data::tokenizer::Tokenizer>,
+    ) -> tunelab::Result<MethodSpec> {
+        let lora = LoraConfig {
+            r: self.r,
+            alpha: self.alpha,
+            dropout: self.lora_dropout,
+            targets: self.targets.clone(),
+            rslora: self.rslora,
+            lr_ratio_b: self.lora_plus_ratio,
+        };
+        Ok(match self.method.as_str() {
+            "full" => MethodSpec::Full {
+                last_k: self.last_k,
+            },
+            "bitfit" => MethodSpec::Bitfit,
+            "lora" => MethodSpec::Lora(lora),
+            "dora" => MethodSpec::Dora(lora),
+            "houlsby" => MethodSpec::Houlsby {
+                bottleneck: self.bottleneck,
+            },
+            "pfeiffer" => MethodSpec::Pfeiffer {
+                bottleneck: self.bottleneck,
+            },
+            "ia3" => MethodSpec::Ia3,
+            "prefix" => MethodSpec::Prefix {
+                n_virtual: self.n_virtual,
+                reparameterize: !self.no_reparam,
+                hidden: self.prefix_hidden,
+            },
+            "prompt" => {
+                let init = match (&self.prompt_init_text, tok) {
+                    (Some(text), Some(tok)) => PromptInit::Vocab(
+                        tok.encode(text, false)?
+                            .into_iter()
+                            .map(|i| i as usize)
+                            .collect(),
+                    ),
+                    _ => PromptInit::Random,
+                };
+                MethodSpec::Prompt {
+                    n_virtual: self.n_virtual,
+                    init,
+                }
+            }
+            other => {
+                return Err(tunelab::Error::Invalid {
+                    op: "--method",
+                    detail: format!(
+                        "unknown method {other:?}; choose one of {}",
+                        MethodSpec::NAMES.join(", ")
+                    ),
+                })
+            }
+        })
+    }
+}
+
+/// Training options; each overrides the value from `--config`.
+#[derive(Args, Debug, Clone)]
+struct TrainArgs {
+    /// A TOML file with training arguments (output_dir, epochs, batch_size, learning_rate, ...).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+    #[arg(long)]
+    epochs: Option<f64>,
+    #[arg(long)]
+    max_steps: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    grad_accum: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    /// constant, linear or cosine (after warmup).
+    #[arg(long)]
+    schedule: Option<String>,
+    #[arg(long)]
+    warmup_steps: Option<usize>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Clip the global gradient norm (0: off).
+    #[arg(long)]
+    max_grad_norm: Option<f64>,
+    /// no, steps or epoch.
+    #[arg(long)]
+    eval_strategy: Option<String>,
+    #[arg(long)]
+    eval_steps: Option<usize>,
+    /// no, steps or epoch.
+    #[arg(long)]
+    save_strategy: Option<String>,
+    #[arg(long)]
+    save_steps: Option<usize>,
+    /// Stop after this many evaluations without improvement.
+    #[arg(long)]
+    early_stopping_patience: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Evaluate on at most this many examples.
+    #[arg(long)]
+    max_eval_examples: Option<usize>,
+    /// Continue from the newest checkpoint in the output directory.
+    #[arg(long)]
+    resume: bool,
+}
+
+fn strategy(s: &str) -> tunelab::Result<Strategy> {
+    match s {
+        "no" => Ok(Strategy::No),
+        "steps" => Ok(Strategy::Steps),
+        "epoch" => Ok(Strategy::Epoch),
+        o => Err(tunelab::Error::Invalid {
+            op: "strategy",
+            detail: format!("{o:?} is not no, steps or epoch"),
+        }),
+    }
+}
+
+impl TrainArgs {
+    fn build(&self) -> tunelab::Result<TrainingArgs> {
+        let mut a = match &self.config {
+            Some(p) => TrainingArgs::from_toml_file(p)?,
+            None => TrainingArgs::default(),
+        };
+        macro_rules! set {
+            ($($f:ident => $t:ident),*) => { $(if let Some(v) = self.$f.clone() { a.$t = v; })* };
+        }
+        set!(output_dir => output_dir, epochs => epochs, batch_size => batch_size, grad_accum => gradient_accumulation_steps,
+             lr => learning_rate, warmup_steps => warmup_steps, weight_decay => weight_decay, max_grad_norm => max_grad_norm,
+             eval_steps => eval_steps, save_steps => save_steps, seed => seed, max_eval_examples => max_eval_examples);
+        if self.max_steps.is_some() {
+            a.max_steps = self.max_steps;
+        }
+        if self.early_stopping_patience.is_some() {
+            a.early_stopping_patience = self.early_stopping_patience;
+        }
+        if let Some(s) = &self.schedule {
+            a.schedule = match s.as_str() {
+                "constant" => ScheduleKind::Constant,
+                "linear" => ScheduleKind::Linear,
+                "cosine" => ScheduleKind::Cosine,
+                o => {
+                    return Err(tunelab::Error::Invalid {
+                        op: "--schedule",
+                        detail: format!("{o:?} is not constant, linear or cosine"),
+                    })
+                }
+            };
+        }
+        if let Some(s) = &self.eval_strategy {
+            a.eval_strategy = strategy(s)?;
+        }
+        if let Some(s) = &self.save_strategy {
+            a.save_strategy = strategy(s)?;
+        }
+        a.validate()?;
+        Ok(a)
+    }
+}
+
+fn fmt_metrics(m: &Metrics) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A terminal progress bar for fine-tuning.
+struct TrainBar {
+    bar: ProgressBar,
+}
+
+impl TrainProgress for TrainBar {
+    fn start(&mut self, total: usize, from: usize) {
+        self.bar = ProgressBar::new(total as u64);
+        self.bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+            )
+            .expect("valid template"),
+        );
+        self.bar.set_position(from as u64);
+    }
+    fn step(&mut self, e: &LogEntry) {
+        self.bar.set_message(format!(
+            "loss {:.4} lr {:.1e} grad-norm {:.2} {:.0} tok/s",
+            e.loss.unwrap_or(f64::NAN),
+            e.learning_rate.unwrap_or(0.0),
+            e.grad_norm.unwrap_or(0.0),
+            e.tokens_per_sec.unwrap_or(0.0)
+        ));
+        self.bar.set_position(e.step as u64);
+    }
+    fn eval(&mut self, step: usize, m: &Metrics) {
+        let line = format!("step {step}: validation {}", fmt_metrics(m));
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
 }
 
 /// A terminal progress bar for long runs.
@@ -111,9 +394,77 @@ impl Progress for Bar {
     }
 }
 
+fn fail(e: tunelab::Error) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::FAILURE
+}
+
+fn run_finetune(
+    task: &str,
+    base: &str,
+    data: Option<PathBuf>,
+    train_limit: Option<usize>,
+    method: &MethodArgs,
+    train: &TrainArgs,
+) -> tunelab::Result<()> {
+    let task = Task::from_name(task)?;
+    let args = train.build()?;
+    let tok = finetune::load_base(base).ok().map(|b| b.tok);
+    let spec = method.spec(tok.as_ref())?;
+    tunelab::train::trainer::install_ctrl_c();
+    let opts = FinetuneOptions {
+        base: base.to_string(),
+        task,
+        data,
+        spec,
+        args,
+        train_limit,
+        resume: train.resume,
+    };
+    let mut bar = TrainBar {
+        bar: ProgressBar::hidden(),
+    };
+    let r = finetune::finetune(&opts, &mut bar)?;
+    bar.bar.finish_and_clear();
+    println!("{}", r.summary);
+    if r.report.interrupted {
+        println!(
+            "interrupted at step {}: checkpoint saved in {}",
+            r.report.state.step,
+            opts.args.output_dir.display()
+        );
+    }
+    if r.report.stopped_early {
+        println!(
+            "stopped early at step {} (best {} at step {:?})",
+            r.report.state.step, opts.args.metric_for_best, r.report.state.best_step
+        );
+    }
+    println!(
+        "trained {} steps in {:.1} s (median step {:.1} ms)",
+        r.report.state.step,
+        r.report.seconds,
+        r.report.median_step_seconds * 1e3
+    );
+    println!("test: {}", fmt_metrics(&r.test));
+    println!("adapter: {}", r.adapter_dir.display());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Finetune {
+            task,
+            base,
+            data,
+            train_limit,
+            method,
+            train,
+        } => match run_finetune(&task, &base, data, train_limit, &method, &train) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
         Command::Pretrain {
             preset,
             out,

@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod pretrain;
+pub mod task;
 pub mod trainer;
 
 pub use args::TrainingArgs;

@@ -1,0 +1,248 @@
+//! Fine-tuning one method on one task, end to end: load a base, bind the task, apply the method,
+//! train with the Trainer, evaluate on the test split, save the adapter.
+
+use crate::autodiff::ParamStore;
+use crate::data::loaders;
+use crate::data::tasks::{self, Example, Task, TaskShape};
+use crate::data::tokenizer::Tokenizer;
+use crate::data::world::World;
+use crate::error::{invalid, Error, Result};
+use crate::io::checkpoint;
+use crate::peft::{self, Method, MethodSpec};
+use crate::train::pretrain::WORLD_SEED;
+use crate::train::task::{GenMetric, TaskData, TaskModel};
+use crate::train::trainer::{self, Metrics, Split, TrainProgress, TrainReport, TrainTask};
+use crate::train::TrainingArgs;
+use std::path::{Path, PathBuf};
+
+/// Resolves a base model: a directory, or the name of a shipped one (`gpt-tiny`, `bert-tiny`)
+/// looked up in `./models` and then in the crate's own `models/`.
+pub fn resolve_base(base: &str) -> Result<PathBuf> {
+    let p = PathBuf::from(base);
+    if p.join(checkpoint::CONFIG).exists() {
+        return Ok(p);
+    }
+    for root in [
+        PathBuf::from("models"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
+    ] {
+        let d = root.join(base);
+        if d.join(checkpoint::CONFIG).exists() {
+            return Ok(d);
+        }
+    }
+    Err(Error::Io {
+        path: base.to_string(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no model directory (config.json) here or in models/",
+        ),
+    })
+}
+
+/// A loaded base: model, weights and tokenizer.
+pub struct Base {
+    pub dir: PathBuf,
+    pub model: crate::nn::Transformer,
+    pub store: ParamStore<f32>,
+    pub tok: Tokenizer,
+}
+
+pub fn load_base(base: &str) -> Result<Base> {
+    let dir = resolve_base(base)?;
+    let (model, store) = checkpoint::load::<f32>(&dir)?;
+    let tok = Tokenizer::from_file(dir.join(checkpoint::TOKENIZER))?;
+    Ok(Base {
+        dir,
+        model,
+        store,
+        tok,
+    })
+}
+
+/// The data of a built-in task, or of a user file in that task's shape (90% train, 10%
+/// validation, which also serves as test).
+pub fn task_data(
+    task: Task,
+    data: Option<&Path>,
+    train_limit: Option<usize>,
+    seed: u64,
+) -> Result<(TaskData, World)> {
+    let world = World::generate(WORLD_SEED);
+    let mut d = match data {
+        None => {
+            let s = tasks::build(task, &world, seed);
+            TaskData {
+                train: s.train,
+                validation: s.validation,
+                test: s.test,
+            }
+        }
+        Some(path) => {
+            let all: Vec<Example> = loaders::load(path, task.shape())?;
+            if all.len() < 2 {
+                return invalid(
+                    "finetune",
+                    format!(
+                        "{} holds {} examples; at least 2 are needed",
+                        path.display(),
+                        all.len()
+                    ),
+                );
+            }
+            let cut = (all.len() * 9 / 10).max(1);
+            let (train, val) = all.split_at(cut);
+            TaskData {
+                train: train.to_vec(),
+                validation: val.to_vec(),
+                test: val.to_vec(),
+            }
+        }
+    };
+    if let Some(n) = train_limit {
+        d.train.truncate(n);
+    }
+    Ok((d, world))
+}
+
+/// Everything `tunelab finetune` needs.
+#[derive(Debug, Clone)]
+pub struct FinetuneOptions {
+    pub base: String,
+    pub task: Task,
+    pub data: Option<PathBuf>,
+    pub spec: MethodSpec,
+    pub args: TrainingArgs,
+    pub train_limit: Option<usize>,
+    pub resume: bool,
+}
+
+/// What a fine-tuning run measured.
+pub struct FinetuneResult {
+    pub report: TrainReport,
+    pub test: Metrics,
+    pub summary: String,
+    pub trainable: usize,
+    pub total: usize,
+    pub adapter_dir: PathBuf,
+}
+
+/// Binds a task to a loaded base and applies a method; returns the task model and the method.
+pub fn prepare(
+    base: &mut Base,
+    task: Task,
+    data: TaskData,
+    world: World,
+    spec: &MethodSpec,
+    seed: u64,
+) -> Result<(TaskModel, Box<dyn Method<f32>>)> {
+    let tm = TaskModel::builtin(
+        task,
+        base.model.clone(),
+        &mut base.store,
+        base.tok.clone(),
+        world,
+        data,
+        seed,
+    )?;
+    if tm.labels.is_empty() && !matches!(task.shape(), TaskShape::Span | TaskShape::Generation) {
+        return invalid("finetune", "the task has no labels");
+    }
+    let method = peft::apply(spec, &base.model, &mut base.store, seed)?;
+    for id in tm.head.params() {
+        base.store.set_trainable(id, true);
+    }
+    Ok((tm, method))
+}
+
+/// Fine-tunes, evaluates on the test split and saves the trainable weights.
+pub fn finetune(
+    opts: &FinetuneOptions,
+    progress: &mut dyn TrainProgress,
+) -> Result<FinetuneResult> {
+    let mut base = load_base(&opts.base)?;
+    let (data, world) = task_data(
+        opts.task,
+        opts.data.as_deref(),
+        opts.train_limit,
+        opts.args.seed,
+    )?;
+    let (tm, method) = prepare(
+        &mut base,
+        opts.task,
+        data,
+        world,
+        &opts.spec,
+        opts.args.seed,
+    )?;
+    let summary = base.store.trainable_summary();
+    let (trainable, total) = (base.store.num_trainable(), base.store.num_params());
+    let mults = lora_plus(&opts.spec, method.as_ref(), &base.store);
+    let report = trainer::train(
+        &opts.args,
+        &tm,
+        &mut base.store,
+        method.as_ref(),
+        &mults,
+        opts.resume,
+        progress,
+    )?;
+    let test = TrainTask::<f32>::evaluate(
+        &tm,
+        &base.store,
+        method.as_ref(),
+        Split::Test,
+        opts.args.max_eval_examples,
+        opts.args.eval_batch_size,
+    )?;
+    let adapter_dir = opts.args.output_dir.join("adapter");
+    save_trainable(&adapter_dir, &base.store)?;
+    Ok(FinetuneResult {
+        report,
+        test,
+        summary,
+        trainable,
+        total,
+        adapter_dir,
+    })
+}
+
+/// LoRA+: the B matrices' learning-rate multiplier, read from the spec.
+pub fn lora_plus(
+    spec: &MethodSpec,
+    method: &dyn Method<f32>,
+    store: &ParamStore<f32>,
+) -> Vec<(crate::ParamId, f64)> {
+    match spec {
+        MethodSpec::Lora(c) | MethodSpec::Dora(c) if c.lr_ratio_b != 1.0 => method
+            .params()
+            .iter()
+            .filter(|&&id| store.name(id).contains(".lora_B"))
+            .map(|&id| (id, c.lr_ratio_b))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// Writes every trainable parameter (the method's, the head's, and any base tensor it trains).
+pub fn save_trainable(dir: &Path, store: &ParamStore<f32>) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let tensors: Vec<(&str, ndarray::ArrayViewD<f32>)> = store
+        .iter()
+        .filter(|(_, p)| p.trainable)
+        .map(|(_, p)| (p.name.as_str(), p.value.view()))
+        .collect();
+    crate::io::safetensors::save(&dir.join("adapter_model.safetensors"), &tensors, &[])
+}
+
+/// The metric names a task reports, for help texts.
+pub fn gen_metric_name(m: GenMetric) -> &'static str {
+    match m {
+        GenMetric::RougeL => "rouge_l",
+        GenMetric::ExactMatch => "exact_match",
+        GenMetric::Execution => "execution_accuracy",
+    }
+}

@@ -1,0 +1,490 @@
+//! A task bound to a model: the head it needs, its encoded data, its loss and its metrics.
+//!
+//! | task shape | head | loss | metrics (`score` is the first) |
+//! |---|---|---|---|
+//! | classification | pooled sequence head | cross-entropy, mean over the batch | accuracy, macro-F1 |
+//! | tagging (NER) | token head | token cross-entropy, pads and continuations ignored | entity F1 |
+//! | span (QA) | start/end head | (CE start + CE end) / 2 | exact match, token F1 |
+//! | generation | LM head | causal LM loss on the response | ROUGE-L, exact match or execution accuracy |
+
+use super::trainer::{Metrics, Split, TrainTask};
+use crate::autodiff::{ParamId, ParamStore, Tape, Var, IGNORE_INDEX};
+use crate::data::batch::{pad, pad_with_labels, Batch, PadSide};
+use crate::data::encode::{encode, Encoded, Target};
+use crate::data::tasks::{Example, Task};
+use crate::data::tokenizer::Tokenizer;
+use crate::data::world::World;
+use crate::error::{invalid, Error, Result};
+use crate::loss;
+use crate::metrics;
+use crate::nn::generate::{generate, GenerateOptions};
+use crate::nn::heads::{Pooling, SequenceHead, SpanHead, TokenHead};
+use crate::nn::{Hooks, Input, Transformer};
+use crate::tensor::Float;
+use ndarray::Axis;
+
+/// The head a task puts on the transformer.
+#[derive(Debug, Clone)]
+pub enum Head {
+    Lm,
+    Sequence(SequenceHead),
+    Token(TokenHead),
+    Span(SpanHead),
+}
+
+impl Head {
+    /// The head's own parameters (trained with every method).
+    pub fn params(&self) -> Vec<ParamId> {
+        let lin = match self {
+            Head::Lm => return vec![],
+            Head::Sequence(h) => &h.out,
+            Head::Token(h) => &h.out,
+            Head::Span(h) => &h.out,
+        };
+        std::iter::once(lin.weight).chain(lin.bias).collect()
+    }
+}
+
+/// How generated text is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenMetric {
+    RougeL,
+    ExactMatch,
+    Execution,
+}
+
+/// An example together with its encoding.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub example: Example,
+    pub encoded: Encoded,
+}
+
+/// Everything needed to train and evaluate one task on one model.
+pub struct TaskModel {
+    pub name: String,
+    pub model: Transformer,
+    pub head: Head,
+    pub tok: Tokenizer,
+    /// Label or tag names (classification, tagging).
+    pub labels: Vec<String>,
+    pub gen_metric: GenMetric,
+    pub train: Vec<Item>,
+    pub validation: Vec<Item>,
+    pub test: Vec<Item>,
+    pub world: World,
+    pub max_len: usize,
+}
+
+/// The examples of a task's splits.
+pub struct TaskData {
+    pub train: Vec<Example>,
+    pub validation: Vec<Example>,
+    pub test: Vec<Example>,
+}
+
+fn encode_all(
+    tok: &Tokenizer,
+    examples: &[Example],
+    labels: &[&str],
+    max_len: usize,
+) -> Result<Vec<Item>> {
+    examples
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let encoded = encode(tok, e, labels, max_len).map_err(|err| Error::Invalid {
+                op: "encode",
+                detail: format!("example {i}: {err}"),
+            })?;
+            Ok(Item {
+                example: e.clone(),
+                encoded,
+            })
+        })
+        .collect()
+}
+
+impl TaskModel {
+    /// Binds `task` to `model`: creates the head in `store` (seeded) and encodes the data.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new<F: Float>(
+        name: &str,
+        model: Transformer,
+        store: &mut ParamStore<F>,
+        tok: Tokenizer,
+        data: TaskData,
+        labels: Vec<String>,
+        gen_metric: GenMetric,
+        world: World,
+        seed: u64,
+    ) -> Result<Self> {
+        let Some(first) = data.train.first() else {
+            return invalid("task", "no training examples");
+        };
+        let max_len = model.config.max_len;
+        let head = match first {
+            Example::Classification { .. } => Head::Sequence(SequenceHead::new(
+                store,
+                &model,
+                labels.len(),
+                Pooling::default_for(&model),
+                seed,
+            )?),
+            Example::Tagging { .. } => {
+                Head::Token(TokenHead::new(store, &model, labels.len(), seed)?)
+            }
+            Example::Span { .. } => Head::Span(SpanHead::new(store, &model, seed)?),
+            Example::Generation { .. } => Head::Lm,
+        };
+        let names: Vec<&str> = labels.iter().map(String::as_str).collect();
+        Ok(Self {
+            name: name.to_string(),
+            train: encode_all(&tok, &data.train, &names, max_len)?,
+            validation: encode_all(&tok, &data.validation, &names, max_len)?,
+            test: encode_all(&tok, &data.test, &names, max_len)?,
+            model,
+            head,
+            tok,
+            labels,
+            gen_metric,
+            world,
+            max_len,
+        })
+    }
+
+    /// A built-in task of the synthetic world.
+    pub fn builtin<F: Float>(
+        task: Task,
+        model: Transformer,
+        store: &mut ParamStore<F>,
+        tok: Tokenizer,
+        world: World,
+        data: TaskData,
+        seed: u64,
+    ) -> Result<Self> {
+        let gen_metric = match task {
+            Task::Codegen => GenMetric::Execution,
+            Task::Dialogue => GenMetric::ExactMatch,
+            _ => GenMetric::RougeL,
+        };
+        let labels = task.labels().iter().map(|s| s.to_string()).collect();
+        Self::new(
+            task.name(),
+            model,
+            store,
+            tok,
+            data,
+            labels,
+            gen_metric,
+            world,
+            seed,
+        )
+    }
+
+    fn pad_id(&self) -> u32 {
+        self.tok.pad_id().unwrap_or(0)
+    }
+
+    /// Pads items into one right-padded batch (labels for token-level targets).
+    pub fn batch(&self, items: &[&Item]) -> Result<Batch> {
+        let seqs: Vec<Vec<u32>> = items.iter().map(|i| i.encoded.ids.clone()).collect();
+        match &items[0].encoded.target {
+            Target::Tags(_) | Target::Lm(_) => {
+                let labels: Vec<Vec<i64>> = items
+                    .iter()
+                    .map(|i| match &i.encoded.target {
+                        Target::Tags(l) | Target::Lm(l) => l.clone(),
+                        _ => vec![IGNORE_INDEX; i.encoded.ids.len()],
+                    })
+                    .collect();
+                pad_with_labels(
+                    &seqs,
+                    &labels,
+                    self.pad_id(),
+                    PadSide::Right,
+                    Some(self.max_len),
+                )
+            }
+            _ => pad(&seqs, self.pad_id(), PadSide::Right, Some(self.max_len)),
+        }
+    }
+
+    /// The loss on a batch of items (mean over whatever the task averages), and real tokens.
+    pub fn batch_loss<F: Float>(
+        &self,
+        tape: &mut Tape<'_, F>,
+        hooks: &dyn Hooks<F>,
+        items: &[&Item],
+    ) -> Result<(Var, usize)> {
+        let b = self.batch(items)?;
+        let tokens = b.attention_mask.iter().filter(|&&m| m).count();
+        let input = Input::new(b.ids.view())
+            .with_mask(b.attention_mask.view())
+            .with_positions(b.positions.view());
+        let h = self.model.forward(tape, hooks, &input)?;
+        let loss = match &self.head {
+            Head::Sequence(head) => {
+                let logits =
+                    head.forward(tape, hooks, &self.model, h, Some(b.attention_mask.view()))?;
+                let labels: Vec<usize> = items
+                    .iter()
+                    .map(|i| {
+                        if let Target::Class(c) = i.encoded.target {
+                            c
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
+                loss::classification_loss(tape, logits, &labels)?
+            }
+            Head::Token(head) => {
+                let logits = head.forward(tape, hooks, h)?;
+                loss::token_classification_loss(
+                    tape,
+                    logits,
+                    b.labels.as_ref().expect("tag labels").view(),
+                )?
+            }
+            Head::Span(head) => {
+                let (start, end) = head.forward(tape, hooks, h)?;
+                let (starts, ends): (Vec<usize>, Vec<usize>) = items
+                    .iter()
+                    .map(|i| {
+                        if let Target::Span { start, end } = i.encoded.target {
+                            (start, end)
+                        } else {
+                            (0, 0)
+                        }
+                    })
+                    .unzip();
+                loss::span_loss(
+                    tape,
+                    start,
+                    end,
+                    &starts,
+                    &ends,
+                    Some(b.attention_mask.view()),
+                )?
+            }
+            Head::Lm => {
+                let logits = self.model.lm_logits(tape, hooks, h)?;
+                loss::causal_lm_loss(tape, logits, b.labels.as_ref().expect("lm labels").view())?
+            }
+        };
+        Ok((loss, tokens))
+    }
+
+    fn split(&self, split: Split) -> &[Item] {
+        match split {
+            Split::Validation => &self.validation,
+            Split::Test => &self.test,
+        }
+    }
+
+    /// Loss and metrics on a split: the first `limit` items (0 = all), in batches.
+    pub fn evaluate_items<F: Float>(
+        &self,
+        store: &ParamStore<F>,
+        hooks: &dyn Hooks<F>,
+        items: &[Item],
+        batch_size: usize,
+    ) -> Result<Metrics> {
+        let mut m = Metrics::new();
+        if items.is_empty() {
+            return Ok(m);
+        }
+        let (mut loss_sum, mut n) = (0.0, 0.0);
+        let (mut pred_cls, mut gold_cls) = (Vec::new(), Vec::new());
+        let (mut pred_tags, mut gold_tags) = (Vec::new(), Vec::new());
+        let (mut pred_text, mut gold_text) = (Vec::new(), Vec::new());
+        for chunk in items.chunks(batch_size.max(1)) {
+            let refs: Vec<&Item> = chunk.iter().collect();
+            let mut tape = Tape::inference(store);
+            let (loss, _) = self.batch_loss(&mut tape, hooks, &refs)?;
+            loss_sum += tape.scalar(loss)?.as_f64() * chunk.len() as f64;
+            n += chunk.len() as f64;
+            let b = self.batch(&refs)?;
+            let input = Input::new(b.ids.view())
+                .with_mask(b.attention_mask.view())
+                .with_positions(b.positions.view());
+            match &self.head {
+                Head::Sequence(head) => {
+                    let mut t = Tape::inference(store);
+                    let h = self.model.forward(&mut t, hooks, &input)?;
+                    let logits =
+                        head.forward(&mut t, hooks, &self.model, h, Some(b.attention_mask.view()))?;
+                    let lv = t.value(logits);
+                    for (row, item) in lv.axis_iter(Axis(0)).zip(chunk) {
+                        pred_cls.push(argmax(row.iter().map(|v| v.as_f64())));
+                        if let Target::Class(c) = item.encoded.target {
+                            gold_cls.push(c);
+                        }
+                    }
+                }
+                Head::Token(head) => {
+                    let mut t = Tape::inference(store);
+                    let h = self.model.forward(&mut t, hooks, &input)?;
+                    let logits = head.forward(&mut t, hooks, h)?;
+                    let lv = t.value(logits);
+                    for (r, item) in chunk.iter().enumerate() {
+                        let Target::Tags(labels) = &item.encoded.target else {
+                            continue;
+                        };
+                        let (mut p, mut g) = (Vec::new(), Vec::new());
+                        for (j, &l) in labels.iter().enumerate() {
+                            if l == IGNORE_INDEX {
+                                continue;
+                            }
+                            let k = argmax((0..self.labels.len()).map(|c| lv[[r, j, c]].as_f64()));
+                            p.push(self.labels[k].clone());
+                            g.push(self.labels[l as usize].clone());
+                        }
+                        pred_tags.push(p);
+                        gold_tags.push(g);
+                    }
+                }
+                Head::Span(head) => {
+                    let mut t = Tape::inference(store);
+                    let h = self.model.forward(&mut t, hooks, &input)?;
+                    let (s, e) = head.forward(&mut t, hooks, h)?;
+                    let (sv, ev) = (t.value(s), t.value(e));
+                    for (r, item) in chunk.iter().enumerate() {
+                        let len = item.encoded.ids.len();
+                        let (mut best, mut span) = (f64::NEG_INFINITY, (0, 0));
+                        for i in 0..len {
+                            for j in i..len.min(i + 30) {
+                                let score = sv[[r, i]].as_f64() + ev[[r, j]].as_f64();
+                                if score > best {
+                                    best = score;
+                                    span = (i, j);
+                                }
+                            }
+                        }
+                        pred_text.push(
+                            self.tok
+                                .decode(&item.encoded.ids[span.0..=span.1], true)?
+                                .trim()
+                                .to_string(),
+                        );
+                        if let Example::Span { answer, .. } = &item.example {
+                            gold_text.push(answer.clone());
+                        }
+                    }
+                }
+                Head::Lm => {
+                    let prompts: Vec<Vec<usize>> = chunk
+                        .iter()
+                        .map(|i| {
+                            i.encoded.ids[..i.encoded.prompt_len]
+                                .iter()
+                                .map(|&x| x as usize)
+                                .collect()
+                        })
+                        .collect();
+                    let opts = GenerateOptions {
+                        max_new_tokens: 40,
+                        eos: self.tok.eos_id().map(|e| e as usize),
+                        pad: self.pad_id() as usize,
+                        ..Default::default()
+                    };
+                    let out = generate(&self.model, store, hooks, &prompts, &opts)?;
+                    for (ids, item) in out.iter().zip(chunk) {
+                        let ids: Vec<u32> = ids.iter().map(|&x| x as u32).collect();
+                        pred_text.push(self.tok.decode(&ids, true)?.trim().to_string());
+                        if let Example::Generation { response, .. } = &item.example {
+                            gold_text.push(response.trim().to_string());
+                        }
+                    }
+                }
+            }
+        }
+        let loss = loss_sum / n;
+        m.insert("loss".into(), loss);
+        match &self.head {
+            Head::Sequence(_) => {
+                m.insert("accuracy".into(), metrics::accuracy(&pred_cls, &gold_cls)?);
+                m.insert("macro_f1".into(), metrics::macro_f1(&pred_cls, &gold_cls)?);
+                m.insert("score".into(), m["accuracy"]);
+            }
+            Head::Token(_) => {
+                let s = metrics::entity_f1(&pred_tags, &gold_tags)?;
+                m.insert("entity_f1".into(), s.f1);
+                m.insert("score".into(), s.f1);
+            }
+            Head::Span(_) => {
+                let s = metrics::squad(&pred_text, &gold_text)?;
+                m.insert("exact_match".into(), s.exact_match);
+                m.insert("f1".into(), s.f1);
+                m.insert("score".into(), s.f1);
+            }
+            Head::Lm => {
+                m.insert("perplexity".into(), metrics::perplexity(loss));
+                let em = pred_text
+                    .iter()
+                    .zip(&gold_text)
+                    .filter(|(p, g)| metrics::exact_match(p, g))
+                    .count() as f64
+                    / gold_text.len().max(1) as f64;
+                m.insert("exact_match".into(), em);
+                let rouge = metrics::mean_rouge_l(&pred_text, &gold_text)?;
+                m.insert("rouge_l".into(), rouge);
+                let score = match self.gen_metric {
+                    GenMetric::RougeL => rouge,
+                    GenMetric::ExactMatch => em,
+                    GenMetric::Execution => {
+                        let acc = metrics::execution_accuracy(&pred_text, &gold_text, &self.world)?;
+                        m.insert("execution_accuracy".into(), acc);
+                        acc
+                    }
+                };
+                m.insert("score".into(), score);
+            }
+        }
+        Ok(m)
+    }
+}
+
+fn argmax(values: impl Iterator<Item = f64>) -> usize {
+    values
+        .enumerate()
+        .fold(
+            (0, f64::NEG_INFINITY),
+            |b, (i, v)| if v > b.1 { (i, v) } else { b },
+        )
+        .0
+}
+
+impl<F: Float> TrainTask<F> for TaskModel {
+    fn train_len(&self) -> usize {
+        self.train.len()
+    }
+
+    fn loss(
+        &self,
+        tape: &mut Tape<'_, F>,
+        hooks: &dyn Hooks<F>,
+        indices: &[usize],
+    ) -> Result<(Var, usize)> {
+        let items: Vec<&Item> = indices.iter().map(|&i| &self.train[i]).collect();
+        self.batch_loss(tape, hooks, &items)
+    }
+
+    fn evaluate(
+        &self,
+        store: &ParamStore<F>,
+        hooks: &dyn Hooks<F>,
+        split: Split,
+        limit: usize,
+        batch_size: usize,
+    ) -> Result<Metrics> {
+        let items = self.split(split);
+        let items = if limit > 0 && limit < items.len() {
+            &items[..limit]
+        } else {
+            items
+        };
+        self.evaluate_items(store, hooks, items, batch_size)
+    }
+}
