@@ -103,7 +103,7 @@ pub struct TrainReport {
     pub seconds: f64,
     /// Median seconds per optimizer step.
     pub median_step_seconds: f64,
-    /// Peak bytes of activations a step kept for backward.
+    /// Peak bytes of the values a step's tape held for backward (activations).
     pub peak_activation_bytes: usize,
     pub grad_bytes: usize,
     pub optimizer_bytes: usize,
@@ -114,6 +114,10 @@ pub trait TrainProgress {
     fn start(&mut self, _total_steps: usize, _from_step: usize) {}
     fn step(&mut self, _entry: &LogEntry) {}
     fn eval(&mut self, _step: usize, _metrics: &Metrics) {}
+    /// Asked after every step: `true` stops training as Ctrl-C does (a checkpoint is saved).
+    fn should_stop(&mut self, _step: usize) -> bool {
+        false
+    }
 }
 
 impl TrainProgress for () {}
@@ -286,8 +290,8 @@ pub fn train<F: Float>(
         .map_err(io_err(&log_path))?;
     let mut grads = Grads::new(store);
     let mut step_times = Vec::new();
-    let (mut peak_act, mut final_eval, mut stopped_early, mut interrupted) =
-        (0usize, None, false, false);
+    let (mut peak_act, mut peak_grad, mut final_eval, mut stopped_early, mut interrupted) =
+        (0usize, 0usize, None, false, false);
     progress.start(total, state.step);
     while state.step < total {
         let step = state.step;
@@ -319,7 +323,7 @@ pub fn train<F: Float>(
         };
         let lr = schedule.lr(args.learning_rate, step);
         opt.step(store, &grads, lr);
-        let grad_bytes = grads.bytes();
+        peak_grad = peak_grad.max(grads.bytes());
         grads.zero();
         state.step += 1;
         state.losses.push(loss_sum);
@@ -335,7 +339,6 @@ pub fn train<F: Float>(
             tokens_per_sec: Some(tokens as f64 / dt),
             eval: None,
         };
-        let _ = grad_bytes;
         let end_of_epoch = state.step % per_epoch == 0;
         let last = state.step == total;
         let do_eval = match args.eval_strategy {
@@ -379,7 +382,7 @@ pub fn train<F: Float>(
                 stopped_early = true;
             }
         }
-        interrupted = INTERRUPTED.load(Ordering::SeqCst);
+        interrupted = INTERRUPTED.load(Ordering::SeqCst) || progress.should_stop(state.step);
         let do_save = match args.save_strategy {
             Strategy::No => false,
             Strategy::Steps => state.step % args.save_steps.max(1) == 0,
@@ -401,11 +404,7 @@ pub fn train<F: Float>(
     step_times.sort_by(f64::total_cmp);
     let median = step_times.get(step_times.len() / 2).copied().unwrap_or(0.0);
     Ok(TrainReport {
-        grad_bytes: store
-            .iter()
-            .filter(|(_, p)| p.trainable)
-            .map(|(_, p)| p.value.len() * std::mem::size_of::<F>())
-            .sum(),
+        grad_bytes: peak_grad,
         optimizer_bytes: opt.state_bytes(),
         state,
         final_eval,
