@@ -104,7 +104,7 @@ impl TrainingArgs {
         let args: Self = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
                 .unwrap_or(0);
             Error::Data {
                 path: path.to_string(),
