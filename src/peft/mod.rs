@@ -18,6 +18,7 @@ pub mod ia3;
 pub mod lora;
 pub mod prefix;
 pub mod prompt;
+pub mod store;
 
 use crate::autodiff::{ParamId, ParamStore};
 use crate::error::Result;

@@ -1,0 +1,593 @@
+//! Adapters on disk, and several adapters on one frozen base.
+//!
+//! An adapter directory holds what a fine-tuning run changed and nothing else, as PEFT writes it:
+//!
+//! | file | holds |
+//! |---|---|
+//! | `adapter_config.json` | the [`MethodSpec`] (its fields, tagged by `method`) plus `meta`, free-form JSON (task, labels, base model path, ...) |
+//! | `adapter_model.safetensors` | the method's own parameters, the `extra` ones (the task head, PEFT's `modules_to_save`), and every base parameter the method trains in place (full, last-k, BitFit) |
+//!
+//! So a LoRA adapter is a few kilobytes next to a base model of megabytes, while a full
+//! fine-tune's "adapter" is the whole model again: the file sizes ([`adapter_file_size`]) are the
+//! storage column of the comparison table.
+//!
+//! Prefix tuning is saved folded: [`save_adapter`] calls [`Method::finalize`], which runs the
+//! reparameterization MLP once and keeps only `prompt_embeddings` (P, 2·L·C). The config then
+//! says `reparameterize: false` (the table is what is loaded and, if training resumes, what
+//! trains), keeps `hidden` as it was trained, and records `"reparameterization_folded": true`.
+//!
+//! ## Switching
+//!
+//! [`crate::peft::apply`] adds a method's parameters to the store under fixed names, so two
+//! adapters of one method cannot live in one [`ParamStore`]. An [`AdapterSet`] therefore gives
+//! every adapter a store of its own whose first slots carry the base's names (in the base's
+//! order, so every base [`ParamId`], the model's and the task head's, means the same tensor in
+//! every store) followed by the adapter's own parameters. The base tensors themselves exist once:
+//! [`AdapterSet::activate`] *moves* them (a pointer swap per tensor, no copy) into the chosen
+//! adapter's store, except where that adapter has its own value for a base tensor (its task head,
+//! a full or BitFit fine-tune), which it keeps in its own store. The base values are never
+//! written, so switching back to the base gives them back bit for bit.
+
+use super::{apply, Method, MethodSpec};
+use crate::autodiff::{ParamId, ParamStore};
+use crate::error::{Error, Result};
+use crate::io::{atomic_write, read, safetensors};
+use crate::nn::{Hooks, NoHooks, Transformer};
+use crate::tensor::{fmt_shape, Float};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::path::Path;
+
+/// The adapter's config: the method spec and `meta`.
+pub const CONFIG: &str = "adapter_config.json";
+/// The adapter's tensors.
+pub const WEIGHTS: &str = "adapter_model.safetensors";
+
+/// The config key holding the caller's free-form metadata.
+const META: &str = "meta";
+/// The config key recording that prefix tuning's MLP was folded into the saved table.
+const FOLDED: &str = "reparameterization_folded";
+
+fn io_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn data_err(path: &Path, detail: impl Into<String>) -> Error {
+    Error::Data {
+        path: path.display().to_string(),
+        line: 0,
+        detail: detail.into(),
+    }
+}
+
+/// The parameters an adapter file holds, in file order and without repeats: `method.params()`,
+/// then `extra`, then every other parameter of `store` that is trainable (the base parameters
+/// full, last-k and BitFit fine-tuning train in place, or a head the caller unfroze).
+pub fn adapter_params<F: Float>(
+    method: &dyn Method<F>,
+    store: &ParamStore<F>,
+    extra: &[ParamId],
+) -> Result<Vec<ParamId>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for &id in method.params().iter().chain(extra) {
+        if id.index() >= store.len() {
+            return Err(Error::Invalid {
+                op: "save_adapter",
+                detail: format!(
+                    "parameter id {} is not in the store ({} parameters)",
+                    id.index(),
+                    store.len()
+                ),
+            });
+        }
+        if seen.insert(id) {
+            out.push(id);
+        }
+    }
+    for (id, p) in store.iter() {
+        if p.trainable && seen.insert(id) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes an adapter into `dir` (created if needed): `adapter_config.json` with `spec` and `meta`,
+/// and `adapter_model.safetensors` with the tensors [`adapter_params`] lists. Both files are
+/// written atomically.
+///
+/// Calls [`Method::finalize`] first (this is the end of training): prefix tuning folds its MLP
+/// into `prompt_embeddings` in `store`, and the saved spec says `reparameterize: false`.
+pub fn save_adapter<F: Float>(
+    dir: &Path,
+    spec: &MethodSpec,
+    method: &mut dyn Method<F>,
+    store: &mut ParamStore<F>,
+    extra: &[ParamId],
+    meta: Value,
+) -> Result<()> {
+    if spec.name() != method.name() {
+        return Err(Error::Invalid {
+            op: "save_adapter",
+            detail: format!(
+                "the spec is {}, the method is {}",
+                spec.name(),
+                method.name()
+            ),
+        });
+    }
+    method.finalize(store)?;
+    let (saved, folded) = match spec {
+        MethodSpec::Prefix {
+            n_virtual,
+            reparameterize: true,
+            hidden,
+        } => (
+            MethodSpec::Prefix {
+                n_virtual: *n_virtual,
+                reparameterize: false,
+                hidden: *hidden,
+            },
+            true,
+        ),
+        other => (other.clone(), false),
+    };
+    let ids = adapter_params(method, store, extra)?;
+
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let mut config = match serde_json::to_value(&saved).expect("a method spec serialises") {
+        Value::Object(m) => m,
+        _ => unreachable!("an internally tagged enum serialises to an object"),
+    };
+    if folded {
+        config.insert(FOLDED.into(), Value::Bool(true));
+    }
+    config.insert(META.into(), meta);
+    let json = serde_json::to_string_pretty(&Value::Object(config)).expect("JSON serialises");
+    atomic_write(&dir.join(CONFIG), json.as_bytes())?;
+
+    let tensors: Vec<(&str, ArrayViewD<'_, F>)> = ids
+        .iter()
+        .map(|&id| (store.name(id), store.value(id).view()))
+        .collect();
+    safetensors::save(&dir.join(WEIGHTS), &tensors, &[("format", "pt")])
+}
+
+/// Size in bytes of an adapter's tensor file, `adapter_model.safetensors`.
+pub fn adapter_file_size(dir: &Path) -> Result<u64> {
+    let path = dir.join(WEIGHTS);
+    std::fs::metadata(&path)
+        .map(|m| m.len())
+        .map_err(|e| io_err(&path, e))
+}
+
+/// Reads `adapter_config.json`: the method spec and the `meta` value (`null` when absent).
+pub fn load_adapter_config(dir: &Path) -> Result<(MethodSpec, Value)> {
+    let path = dir.join(CONFIG);
+    let bytes = read(&path)?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| Error::Data {
+        path: path.display().to_string(),
+        line: e.line(),
+        detail: e.to_string(),
+    })?;
+    let Value::Object(mut config) = value else {
+        return Err(data_err(&path, "the adapter config is not a JSON object"));
+    };
+    let meta = config.remove(META).unwrap_or(Value::Null);
+    config.remove(FOLDED);
+    let spec: MethodSpec = serde_json::from_value(Value::Object(config))
+        .map_err(|e| data_err(&path, format!("not a method spec: {e}")))?;
+    Ok((spec, meta))
+}
+
+/// An adapter read from disk, not yet applied.
+struct AdapterFiles<F: Float> {
+    spec: MethodSpec,
+    meta: Value,
+    tensors: Vec<(String, ArrayD<F>)>,
+}
+
+fn read_adapter<F: Float>(dir: &Path) -> Result<AdapterFiles<F>> {
+    let (spec, meta) = load_adapter_config(dir)?;
+    let path = dir.join(WEIGHTS);
+    let file = safetensors::load::<F>(&path)?;
+    if let Some(name) = file.skipped.first() {
+        return Err(data_err(
+            &path,
+            format!("tensor {name} is not a float tensor"),
+        ));
+    }
+    Ok(AdapterFiles {
+        spec,
+        meta,
+        tensors: file.tensors,
+    })
+}
+
+/// `apply`, with a clearer error when the store already holds this method's parameters.
+fn apply_spec<F: Float>(
+    dir: &Path,
+    spec: &MethodSpec,
+    model: &Transformer,
+    store: &mut ParamStore<F>,
+    seed: u64,
+) -> Result<Box<dyn Method<F>>> {
+    apply(spec, model, store, seed).map_err(|e| match e {
+        Error::Param(name, "already exists") => Error::Invalid {
+            op: "load_adapter",
+            detail: format!(
+                "{}: the store already holds {name}: one store takes one {} adapter \
+                 (use AdapterSet to switch between several)",
+                dir.display(),
+                spec.name()
+            ),
+        },
+        other => other,
+    })
+}
+
+/// Matches the file's tensors to `store` (after the method was applied): every tensor must name a
+/// parameter of the store and have its shape (`shape_of`, which may differ from the store's own
+/// value for base slots of an [`AdapterSet`]); every parameter the method trains must be in the
+/// file. Returns the tensors with their ids.
+fn match_tensors<F: Float>(
+    path: &Path,
+    spec: &MethodSpec,
+    method: &dyn Method<F>,
+    store: &ParamStore<F>,
+    tensors: Vec<(String, ArrayD<F>)>,
+    shape_of: impl Fn(ParamId) -> Vec<usize>,
+) -> Result<Vec<(ParamId, ArrayD<F>)>> {
+    let mut out = Vec::with_capacity(tensors.len());
+    for (name, value) in tensors {
+        let id = store.id(&name).map_err(|_| {
+            data_err(
+                path,
+                format!(
+                    "tensor {name} is not a parameter of this model with {}",
+                    spec.name()
+                ),
+            )
+        })?;
+        let want = shape_of(id);
+        if value.shape() != want.as_slice() {
+            return Err(data_err(
+                path,
+                format!(
+                    "tensor {name} has shape {}, the model with {} expects {}",
+                    fmt_shape(value.shape()),
+                    spec.name(),
+                    fmt_shape(&want)
+                ),
+            ));
+        }
+        out.push((id, value));
+    }
+    let present: HashSet<ParamId> = out.iter().map(|(id, _)| *id).collect();
+    let required = method
+        .params()
+        .iter()
+        .copied()
+        .chain(store.iter().filter(|(_, p)| p.trainable).map(|(id, _)| id));
+    for id in required {
+        if !present.contains(&id) {
+            return Err(data_err(
+                path,
+                format!(
+                    "tensor {} is missing ({} trains it)",
+                    store.name(id),
+                    spec.name()
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Loads an adapter saved by [`save_adapter`] onto `model`'s base in `store`: applies the spec
+/// (which freezes the base and adds the method's parameters, initialised from `seed`), then sets
+/// every tensor of the file by name, checking shapes. The file's tensors end up trainable (so
+/// training can resume where it stopped), everything else frozen. Returns the spec, the method
+/// and the config's `meta`.
+///
+/// Errors name the file and the tensor: a tensor the model does not have, a wrong shape, or a
+/// parameter the method trains that the file lacks. The files are read and checked as far as
+/// possible before the store changes; a shape error of a method parameter is found only after
+/// the method was applied, so load onto a fresh base after an error.
+pub fn load_adapter<F: Float>(
+    dir: &Path,
+    model: &Transformer,
+    store: &mut ParamStore<F>,
+    seed: u64,
+) -> Result<(MethodSpec, Box<dyn Method<F>>, Value)> {
+    let files = read_adapter::<F>(dir)?;
+    let path = dir.join(WEIGHTS);
+    // Base tensors (the head, full / BitFit weights) can be checked before anything changes.
+    for (name, value) in &files.tensors {
+        if let Ok(id) = store.id(name) {
+            if store.value(id).shape() != value.shape() {
+                return Err(data_err(
+                    &path,
+                    format!(
+                        "tensor {name} has shape {}, the model expects {}",
+                        fmt_shape(value.shape()),
+                        fmt_shape(store.value(id).shape())
+                    ),
+                ));
+            }
+        }
+    }
+    let method = apply_spec(dir, &files.spec, model, store, seed)?;
+    let values = match_tensors(
+        &path,
+        &files.spec,
+        method.as_ref(),
+        store,
+        files.tensors,
+        |id| store.value(id).shape().to_vec(),
+    )?;
+    for (id, value) in values {
+        store.set_value(id, value)?;
+        store.set_trainable(id, true);
+    }
+    Ok((files.spec, method, files.meta))
+}
+
+/// One adapter of an [`AdapterSet`].
+struct Slot<F: Float> {
+    name: String,
+    spec: MethodSpec,
+    meta: Value,
+    method: Box<dyn Method<F>>,
+    /// The base's names at ids 0..n_base, then the method's parameters. A base slot holds an
+    /// empty placeholder, the base tensor while this adapter is active, or (where `own[i]`)
+    /// this adapter's own value.
+    store: ParamStore<F>,
+    /// Per base tensor: whether this adapter has its own value for it.
+    own: Vec<bool>,
+    file_bytes: u64,
+}
+
+/// One frozen base model and any number of adapters loaded onto it, one of them active at a time.
+///
+/// ```no_run
+/// # use tunelab::peft::store::AdapterSet;
+/// # use tunelab::nn::{Input, Transformer};
+/// # use tunelab::{ParamStore, Tape};
+/// # fn demo(model: Transformer, base: ParamStore<f32>, input: &Input<'_>) -> tunelab::Result<()> {
+/// let mut set = AdapterSet::new(model, base);
+/// set.load("sentiment", "runs/sentiment/adapter".as_ref(), 0)?;
+/// set.load("topic", "runs/topic/adapter".as_ref(), 0)?;
+/// set.activate("topic")?;
+/// let mut tape = Tape::inference(set.store());
+/// let hidden = set.model().forward(&mut tape, set.hooks(), input)?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct AdapterSet<F: Float> {
+    model: Transformer,
+    /// The base tensors while no adapter is active (placeholders where the active one took them).
+    base: ParamStore<F>,
+    adapters: Vec<Slot<F>>,
+    active: Option<usize>,
+}
+
+fn placeholder<F: Float>() -> ArrayD<F> {
+    ArrayD::zeros(IxDyn(&[0]))
+}
+
+impl<F: Float> AdapterSet<F> {
+    /// Takes the base model and its parameters (task heads created on it included), frozen.
+    pub fn new(model: Transformer, mut base: ParamStore<F>) -> Self {
+        base.set_all_trainable(false);
+        Self {
+            model,
+            base,
+            adapters: Vec::new(),
+            active: None,
+        }
+    }
+
+    pub fn model(&self) -> &Transformer {
+        &self.model
+    }
+
+    /// The parameters to run with: the active adapter's store, or the base.
+    pub fn store(&self) -> &ParamStore<F> {
+        match self.active {
+            Some(i) => &self.adapters[i].store,
+            None => &self.base,
+        }
+    }
+
+    /// The hooks to run with: the active adapter's method, or none.
+    pub fn hooks(&self) -> &dyn Hooks<F> {
+        match self.active {
+            Some(i) => self.adapters[i].method.as_ref(),
+            None => &NoHooks,
+        }
+    }
+
+    /// The active adapter's method.
+    pub fn method(&self) -> Option<&dyn Method<F>> {
+        self.active.map(|i| self.adapters[i].method.as_ref())
+    }
+
+    /// The active adapter's name, `None` for the plain base.
+    pub fn active(&self) -> Option<&str> {
+        self.active.map(|i| self.adapters[i].name.as_str())
+    }
+
+    /// The loaded adapters' names, in load order.
+    pub fn names(&self) -> Vec<&str> {
+        self.adapters.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    fn index(&self, name: &str) -> Result<usize> {
+        self.adapters
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| Error::Invalid {
+                op: "adapter set",
+                detail: format!(
+                    "no adapter named {name:?} (loaded: {})",
+                    self.names().join(", ")
+                ),
+            })
+    }
+
+    /// An adapter's spec and `meta`.
+    pub fn info(&self, name: &str) -> Result<(&MethodSpec, &Value)> {
+        let s = &self.adapters[self.index(name)?];
+        Ok((&s.spec, &s.meta))
+    }
+
+    /// The size of the adapter's tensor file when it was loaded, in bytes.
+    pub fn file_bytes(&self, name: &str) -> Result<u64> {
+        Ok(self.adapters[self.index(name)?].file_bytes)
+    }
+
+    /// Moves the base tensors the adapter does not replace between the base and its store
+    /// (a swap is its own inverse, so this both activates and deactivates).
+    fn swap_base(&mut self, i: usize) {
+        let slot = &mut self.adapters[i];
+        for (k, own) in slot.own.iter().enumerate() {
+            if !own {
+                let id = ParamId(k);
+                std::mem::swap(
+                    &mut self.base.get_mut(id).value,
+                    &mut slot.store.get_mut(id).value,
+                );
+            }
+        }
+    }
+
+    /// Back to the plain base model.
+    pub fn deactivate(&mut self) {
+        if let Some(i) = self.active.take() {
+            self.swap_base(i);
+        }
+    }
+
+    /// Makes `name` the active adapter. Costs one pointer swap per base tensor; nothing is copied.
+    pub fn activate(&mut self, name: &str) -> Result<()> {
+        let i = self.index(name)?;
+        if self.active == Some(i) {
+            return Ok(());
+        }
+        self.deactivate();
+        self.swap_base(i);
+        self.active = Some(i);
+        Ok(())
+    }
+
+    /// Loads the adapter in `dir` under `name` (the active adapter stays active). Returns its
+    /// `meta`. Same checks and errors as [`load_adapter`]; on error the set is unchanged.
+    pub fn load(&mut self, name: &str, dir: &Path, seed: u64) -> Result<&Value> {
+        if self.adapters.iter().any(|s| s.name == name) {
+            return Err(Error::Invalid {
+                op: "adapter set",
+                detail: format!("an adapter named {name:?} is already loaded"),
+            });
+        }
+        let files = read_adapter::<F>(dir)?;
+        let file_bytes = adapter_file_size(dir)?;
+        let path = dir.join(WEIGHTS);
+        let was = self.active;
+        self.deactivate();
+        let slot = self.build_slot(name, dir, &path, files, file_bytes, seed);
+        if let Some(i) = was {
+            self.swap_base(i);
+            self.active = was;
+        }
+        self.adapters.push(slot?);
+        Ok(&self.adapters.last().expect("just pushed").meta)
+    }
+
+    /// Builds an adapter's store; the base must be inactive (all base tensors in `self.base`).
+    fn build_slot(
+        &mut self,
+        name: &str,
+        dir: &Path,
+        path: &Path,
+        files: AdapterFiles<F>,
+        file_bytes: u64,
+        seed: u64,
+    ) -> Result<Slot<F>> {
+        let n_base = self.base.len();
+        let mut store = ParamStore::new();
+        for (_, p) in self.base.iter() {
+            store.add(p.name.clone(), placeholder(), false)?;
+        }
+        // The method may read base values while it is applied (DoRA's initial magnitudes,
+        // prompt tuning's vocabulary init): lend it the base tensors, then take them back.
+        let swap_all = |base: &mut ParamStore<F>, store: &mut ParamStore<F>| {
+            for k in 0..n_base {
+                let id = ParamId(k);
+                std::mem::swap(&mut base.get_mut(id).value, &mut store.get_mut(id).value);
+            }
+        };
+        swap_all(&mut self.base, &mut store);
+        let method = apply_spec(dir, &files.spec, &self.model, &mut store, seed);
+        swap_all(&mut self.base, &mut store);
+        let method = method?;
+        let base = &self.base;
+        let values = match_tensors(
+            path,
+            &files.spec,
+            method.as_ref(),
+            &store,
+            files.tensors,
+            |id| {
+                if id.index() < n_base {
+                    base.value(id).shape().to_vec()
+                } else {
+                    store.value(id).shape().to_vec()
+                }
+            },
+        )?;
+        let mut own = vec![false; n_base];
+        for (id, value) in values {
+            if id.index() < n_base {
+                own[id.index()] = true;
+            }
+            store.get_mut(id).value = value;
+            store.set_trainable(id, true);
+        }
+        Ok(Slot {
+            name: name.to_string(),
+            spec: files.spec,
+            meta: files.meta,
+            method,
+            store,
+            own,
+            file_bytes,
+        })
+    }
+
+    /// Unloads an adapter (the base becomes active if it was).
+    pub fn remove(&mut self, name: &str) -> Result<()> {
+        let i = self.index(name)?;
+        if self.active == Some(i) {
+            self.deactivate();
+        }
+        let was = self.active.take();
+        if let Some(j) = was {
+            // Indices after i shift down by one; the base tensors stay where they are.
+            self.active = Some(if j > i { j - 1 } else { j });
+        }
+        self.adapters.remove(i);
+        Ok(())
+    }
+
+    /// Deactivates and gives back the base model and its parameters.
+    pub fn into_base(mut self) -> (Transformer, ParamStore<F>) {
+        self.deactivate();
+        (self.model, self.base)
+    }
+}
