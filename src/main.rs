@@ -59,6 +59,68 @@ enum Command {
         #[command(flatten)]
         train: Box<TrainArgs>,
     },
+    /// Evaluate a base model, or a base plus an adapter saved by `finetune`, on a task's test split.
+    Eval {
+        /// A shipped base (gpt-tiny, bert-tiny) or a model directory.
+        #[arg(long, default_value = "gpt-tiny")]
+        model: String,
+        /// An adapter directory written by `finetune` (adapter_config.json + adapter_model.safetensors).
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        #[arg(long, default_value = "sentiment")]
+        task: String,
+        /// Evaluate on at most this many examples (0 = all).
+        #[arg(long, default_value_t = 0)]
+        max_eval_examples: usize,
+        /// The seed the adapter was trained with (it fixes the task head's initial values).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Continue a prompt with a decoder model (and optionally an adapter).
+    Generate {
+        #[arg(long, default_value = "gpt-tiny")]
+        model: String,
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        #[arg(long)]
+        prompt: String,
+        #[arg(long, default_value_t = 40)]
+        max_new_tokens: usize,
+        /// 0 = greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f64,
+        #[arg(long)]
+        top_k: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Fine-tune the shipped base with every method on one task — same data, steps and seed — and
+    /// print what each costs and scores.
+    Compare {
+        #[arg(long, default_value = "sentiment")]
+        task: String,
+        #[arg(long, default_value = "gpt-tiny")]
+        base: String,
+        /// Optimizer steps per method.
+        #[arg(long, default_value_t = 150)]
+        steps: usize,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// Use only the first N training examples (the low-data setting).
+        #[arg(long)]
+        train_limit: Option<usize>,
+        /// Evaluate on at most this many examples per split.
+        #[arg(long, default_value_t = 300)]
+        max_eval_examples: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Only these methods (comma-separated names: full, lora, prompt, ...).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Print the rows as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pre-train a base model from scratch on the synthetic world's corpus.
     ///
     /// gpt-tiny is a decoder trained as a causal LM; bert-tiny an encoder trained with masked LM.
@@ -451,9 +513,121 @@ fn run_finetune(
     Ok(())
 }
 
+/// Prints one line per finished method.
+struct CompareBar;
+
+impl TrainProgress for CompareBar {}
+
+impl tunelab::lab::compare::CompareProgress for CompareBar {
+    fn begin(&mut self, label: &str, i: usize, n: usize) {
+        eprint!("[{}/{n}] {label} ... ", i + 1);
+    }
+    fn done(&mut self, r: &tunelab::lab::compare::Row) {
+        eprintln!("test {:.3} in {:.1} s", r.test_score, r.wall_seconds);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Eval {
+            model,
+            adapter,
+            task,
+            max_eval_examples,
+            seed,
+        } => {
+            let run = || -> tunelab::Result<Metrics> {
+                finetune::evaluate(
+                    &model,
+                    adapter.as_deref(),
+                    Task::from_name(&task)?,
+                    max_eval_examples,
+                    seed,
+                )
+            };
+            match run() {
+                Ok(m) => {
+                    println!("test: {}", fmt_metrics(&m));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Generate {
+            model,
+            adapter,
+            prompt,
+            max_new_tokens,
+            temperature,
+            top_k,
+            seed,
+        } => {
+            let opts = tunelab::nn::generate::GenerateOptions {
+                max_new_tokens,
+                temperature,
+                top_k,
+                seed,
+                ..Default::default()
+            };
+            match finetune::generate_text(&model, adapter.as_deref(), &prompt, &opts, seed) {
+                Ok(text) => {
+                    println!("{prompt}{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Compare {
+            task,
+            base,
+            steps,
+            batch_size,
+            train_limit,
+            max_eval_examples,
+            seed,
+            only,
+            json,
+        } => {
+            let run = || -> tunelab::Result<()> {
+                use tunelab::lab::compare;
+                let task = Task::from_name(&task)?;
+                let b = finetune::load_base(&base)?;
+                let init: Vec<usize> = b
+                    .tok
+                    .encode("the review is good or bad", false)?
+                    .into_iter()
+                    .map(|i| i as usize)
+                    .collect();
+                let opts = compare::CompareOptions {
+                    base,
+                    task,
+                    steps,
+                    batch_size,
+                    train_limit,
+                    max_eval_examples,
+                    seed,
+                    only,
+                };
+                let started = std::time::Instant::now();
+                let rows =
+                    compare::compare(&opts, &compare::default_entries(init), &mut CompareBar)?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&rows).expect("rows serialise")
+                    );
+                } else {
+                    print!("{}", compare::table(&opts, &rows));
+                    println!("total wall time {:.1} s", started.elapsed().as_secs_f64());
+                }
+                Ok(())
+            };
+            match run() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
         Command::Finetune {
             task,
             base,

@@ -7,9 +7,14 @@ use tunelab::train::pretrain::{validation_batches, validation_loss, Base};
 
 /// The validation loss column of `name`'s row in models/README.md.
 fn recorded_loss(readme: &str, name: &str) -> f64 {
-    let row = readme.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap_or_else(|| panic!("no row for {name} in models/README.md"));
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with(&format!("| {name} |")))
+        .unwrap_or_else(|| panic!("no row for {name} in models/README.md"));
     let cols: Vec<&str> = row.split('|').map(str::trim).collect();
-    cols[4].parse().unwrap_or_else(|_| panic!("validation loss column of {name}: {:?}", cols[4]))
+    cols[4]
+        .parse()
+        .unwrap_or_else(|_| panic!("validation loss column of {name}: {:?}", cols[4]))
 }
 
 #[test]
@@ -25,8 +30,17 @@ fn shipped_models_reach_their_recorded_validation_loss() {
         let loss = validation_loss(&model, &store, &batches).unwrap();
         let want = recorded_loss(&readme, base.name());
         let rel = (loss - want).abs() / want;
-        assert!(rel < 0.02, "{}: validation loss {loss:.4}, README records {want:.4} ({:.2}% off)", base.name(), rel * 100.0);
+        assert!(
+            rel < 0.02,
+            "{}: validation loss {loss:.4}, README records {want:.4} ({:.2}% off)",
+            base.name(),
+            rel * 100.0
+        );
         // Far better than chance: a uniform guess over the vocabulary has loss ln V.
-        assert!(loss < 0.6 * (tok.vocab_size() as f64).ln(), "{}: loss {loss} is near chance", base.name());
+        assert!(
+            loss < 0.6 * (tok.vocab_size() as f64).ln(),
+            "{}: loss {loss} is near chance",
+            base.name()
+        );
     }
 }

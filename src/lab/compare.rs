@@ -3,7 +3,7 @@
 //! Each row comes from one fine-tuning run in this process: trainable parameters, the median
 //! optimizer-step time, the validation and test score, and the wall time of the run.
 
-use super::finetune::{lora_plus, load_base, prepare, task_data};
+use super::finetune::{load_base, lora_plus, prepare, task_data};
 use crate::data::tasks::Task;
 use crate::error::Result;
 use crate::peft::lora::LoraConfig;
@@ -28,8 +28,17 @@ pub struct Entry {
 
 /// The default line-up: every method with its usual options.
 pub fn default_entries(prompt_init: Vec<usize>) -> Vec<Entry> {
-    let lora = LoraConfig { r: 8, alpha: 16.0, targets: vec!["q".into(), "v".into()], ..Default::default() };
-    let e = |label: &str, spec, lr| Entry { label: label.to_string(), spec, lr };
+    let lora = LoraConfig {
+        r: 8,
+        alpha: 16.0,
+        targets: vec!["q".into(), "v".into()],
+        ..Default::default()
+    };
+    let e = |label: &str, spec, lr| Entry {
+        label: label.to_string(),
+        spec,
+        lr,
+    };
     vec![
         e("full", MethodSpec::Full { last_k: None }, 5e-4),
         e("last-2 blocks", MethodSpec::Full { last_k: Some(2) }, 1e-3),
@@ -39,8 +48,27 @@ pub fn default_entries(prompt_init: Vec<usize>) -> Vec<Entry> {
         e("lora r=8 q,v", MethodSpec::Lora(lora.clone()), 3e-3),
         e("dora r=8 q,v", MethodSpec::Dora(lora), 3e-3),
         e("ia3", MethodSpec::Ia3, 1e-2),
-        e("prefix P=10", MethodSpec::Prefix { n_virtual: 10, reparameterize: true, hidden: 128 }, 3e-3),
-        e("prompt P=10", MethodSpec::Prompt { n_virtual: 10, init: if prompt_init.is_empty() { PromptInit::Random } else { PromptInit::Vocab(prompt_init) } }, 3e-2),
+        e(
+            "prefix P=10",
+            MethodSpec::Prefix {
+                n_virtual: 10,
+                reparameterize: true,
+                hidden: 128,
+            },
+            3e-3,
+        ),
+        e(
+            "prompt P=10",
+            MethodSpec::Prompt {
+                n_virtual: 10,
+                init: if prompt_init.is_empty() {
+                    PromptInit::Random
+                } else {
+                    PromptInit::Vocab(prompt_init)
+                },
+            },
+            3e-2,
+        ),
     ]
 }
 
@@ -82,9 +110,22 @@ pub trait CompareProgress: TrainProgress {
 impl CompareProgress for () {}
 
 /// Runs every entry and returns the rows in order.
-pub fn compare(opts: &CompareOptions, entries: &[Entry], progress: &mut dyn CompareProgress) -> Result<Vec<Row>> {
+pub fn compare(
+    opts: &CompareOptions,
+    entries: &[Entry],
+    progress: &mut dyn CompareProgress,
+) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
-    let entries: Vec<&Entry> = entries.iter().filter(|e| opts.only.is_empty() || opts.only.iter().any(|o| e.spec.name() == o || &e.label == o)).collect();
+    let entries: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| {
+            opts.only.is_empty()
+                || opts
+                    .only
+                    .iter()
+                    .any(|o| e.spec.name() == o || &e.label == o)
+        })
+        .collect();
     for (i, entry) in entries.iter().enumerate() {
         progress.begin(&entry.label, i, entries.len());
         let started = Instant::now();
@@ -92,7 +133,9 @@ pub fn compare(opts: &CompareOptions, entries: &[Entry], progress: &mut dyn Comp
         let (data, world) = task_data(opts.task, None, opts.train_limit, opts.seed)?;
         let (tm, method) = prepare(&mut base, opts.task, data, world, &entry.spec, opts.seed)?;
         let args = TrainingArgs {
-            output_dir: PathBuf::from("runs").join("compare").join(entry.spec.name()),
+            output_dir: PathBuf::from("runs")
+                .join("compare")
+                .join(entry.spec.name()),
             max_steps: Some(opts.steps),
             batch_size: opts.batch_size,
             learning_rate: entry.lr,
@@ -105,9 +148,31 @@ pub fn compare(opts: &CompareOptions, entries: &[Entry], progress: &mut dyn Comp
         };
         let (trainable, total) = (base.store.num_trainable(), base.store.num_params());
         let mults = lora_plus(&entry.spec, method.as_ref(), &base.store);
-        let report = trainer::train(&args, &tm, &mut base.store, method.as_ref(), &mults, false, progress)?;
-        let val = TrainTask::<f32>::evaluate(&tm, &base.store, method.as_ref(), Split::Validation, opts.max_eval_examples, 32)?;
-        let test = TrainTask::<f32>::evaluate(&tm, &base.store, method.as_ref(), Split::Test, opts.max_eval_examples, 32)?;
+        let report = trainer::train(
+            &args,
+            &tm,
+            &mut base.store,
+            method.as_ref(),
+            &mults,
+            false,
+            progress,
+        )?;
+        let val = TrainTask::<f32>::evaluate(
+            &tm,
+            &base.store,
+            method.as_ref(),
+            Split::Validation,
+            opts.max_eval_examples,
+            32,
+        )?;
+        let test = TrainTask::<f32>::evaluate(
+            &tm,
+            &base.store,
+            method.as_ref(),
+            Split::Test,
+            opts.max_eval_examples,
+            32,
+        )?;
         let metric = metric_name(&test);
         let row = Row {
             method: entry.label.clone(),
@@ -130,21 +195,43 @@ pub fn compare(opts: &CompareOptions, entries: &[Entry], progress: &mut dyn Comp
 
 fn metric_name(m: &trainer::Metrics) -> String {
     let score = m.get("score").copied();
-    m.iter().find(|(k, &v)| k.as_str() != "score" && Some(v) == score).map(|(k, _)| k.clone()).unwrap_or_else(|| "score".into())
+    m.iter()
+        .find(|(k, &v)| k.as_str() != "score" && Some(v) == score)
+        .map(|(k, _)| k.clone())
+        .unwrap_or_else(|| "score".into())
 }
 
 /// The table `tunelab compare` prints.
 pub fn table(opts: &CompareOptions, rows: &[Row]) -> String {
     let mut s = String::new();
     let metric = rows.first().map(|r| r.metric.as_str()).unwrap_or("score");
-    let _ = writeln!(s, "task {} on {}, {} steps of batch {}, seed {} (score: {metric})", opts.task.name(), opts.base, opts.steps, opts.batch_size, opts.seed);
-    let _ = writeln!(s, "{:<15} {:>10} {:>9} {:>8} {:>10} {:>8} {:>8} {:>7}", "method", "trainable", "%", "lr", "step (ms)", "val", "test", "wall s");
+    let _ = writeln!(
+        s,
+        "task {} on {}, {} steps of batch {}, seed {} (score: {metric})",
+        opts.task.name(),
+        opts.base,
+        opts.steps,
+        opts.batch_size,
+        opts.seed
+    );
+    let _ = writeln!(
+        s,
+        "{:<15} {:>10} {:>9} {:>8} {:>10} {:>8} {:>8} {:>7}",
+        "method", "trainable", "%", "lr", "step (ms)", "val", "test", "wall s"
+    );
     let _ = writeln!(s, "{}", "-".repeat(82));
     for r in rows {
         let _ = writeln!(
             s,
             "{:<15} {:>10} {:>9.3} {:>8.0e} {:>10.1} {:>8.3} {:>8.3} {:>7.1}",
-            r.method, r.trainable_params, r.trainable_pct, r.lr, r.median_step_ms, r.validation_score, r.test_score, r.wall_seconds
+            r.method,
+            r.trainable_params,
+            r.trainable_pct,
+            r.lr,
+            r.median_step_ms,
+            r.validation_score,
+            r.test_score,
+            r.wall_seconds
         );
     }
     s

@@ -167,7 +167,7 @@ pub fn finetune(
         opts.train_limit,
         opts.args.seed,
     )?;
-    let (tm, method) = prepare(
+    let (tm, mut method) = prepare(
         &mut base,
         opts.task,
         data,
@@ -196,7 +196,15 @@ pub fn finetune(
         opts.args.eval_batch_size,
     )?;
     let adapter_dir = opts.args.output_dir.join("adapter");
-    save_trainable(&adapter_dir, &base.store)?;
+    let meta = serde_json::json!({ "task": opts.task.name(), "base": base.dir.display().to_string(), "test": test });
+    crate::peft::store::save_adapter(
+        &adapter_dir,
+        &opts.spec,
+        method.as_mut(),
+        &mut base.store,
+        &tm.head.params(),
+        meta,
+    )?;
     Ok(FinetuneResult {
         report,
         test,
@@ -224,20 +232,6 @@ pub fn lora_plus(
     }
 }
 
-/// Writes every trainable parameter (the method's, the head's, and any base tensor it trains).
-pub fn save_trainable(dir: &Path, store: &ParamStore<f32>) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    let tensors: Vec<(&str, ndarray::ArrayViewD<f32>)> = store
-        .iter()
-        .filter(|(_, p)| p.trainable)
-        .map(|(_, p)| (p.name.as_str(), p.value.view()))
-        .collect();
-    crate::io::safetensors::save(&dir.join("adapter_model.safetensors"), &tensors, &[])
-}
-
 /// The metric names a task reports, for help texts.
 pub fn gen_metric_name(m: GenMetric) -> &'static str {
     match m {
@@ -245,4 +239,67 @@ pub fn gen_metric_name(m: GenMetric) -> &'static str {
         GenMetric::ExactMatch => "exact_match",
         GenMetric::Execution => "execution_accuracy",
     }
+}
+
+/// Evaluates a base (and optionally an adapter saved by `finetune`) on a task's test split.
+pub fn evaluate(
+    base: &str,
+    adapter: Option<&Path>,
+    task: Task,
+    max_eval_examples: usize,
+    seed: u64,
+) -> Result<Metrics> {
+    let mut b = load_base(base)?;
+    let (data, world) = task_data(task, None, None, seed)?;
+    let tm = TaskModel::builtin(
+        task,
+        b.model.clone(),
+        &mut b.store,
+        b.tok.clone(),
+        world,
+        data,
+        seed,
+    )?;
+    let method: Box<dyn Method<f32>> = match adapter {
+        Some(dir) => crate::peft::store::load_adapter(dir, &b.model, &mut b.store, seed)?.1,
+        None => Box::new(crate::peft::full::Full { last_k: None }),
+    };
+    TrainTask::<f32>::evaluate(
+        &tm,
+        &b.store,
+        method.as_ref(),
+        Split::Test,
+        max_eval_examples,
+        32,
+    )
+}
+
+/// Generates a continuation of `prompt` with a decoder base (and optionally an adapter).
+pub fn generate_text(
+    base: &str,
+    adapter: Option<&Path>,
+    prompt: &str,
+    opts: &crate::nn::generate::GenerateOptions,
+    seed: u64,
+) -> Result<String> {
+    let mut b = load_base(base)?;
+    let method: Box<dyn Method<f32>> = match adapter {
+        Some(dir) => crate::peft::store::load_adapter(dir, &b.model, &mut b.store, seed)?.1,
+        None => Box::new(crate::peft::full::Full { last_k: None }),
+    };
+    let ids: Vec<usize> = b
+        .tok
+        .encode(prompt, false)?
+        .into_iter()
+        .map(|i| i as usize)
+        .collect();
+    if ids.is_empty() {
+        return invalid("generate", "the prompt is empty");
+    }
+    let mut opts = opts.clone();
+    opts.eos = b.tok.eos_id().map(|e| e as usize);
+    opts.pad = b.tok.pad_id().unwrap_or(0) as usize;
+    let out = crate::nn::generate::generate(&b.model, &b.store, method.as_ref(), &[ids], &opts)?;
+    let ids: Vec<u32> = out[0].iter().map(|&i| i as u32).collect();
+    b.tok.decode(&ids, true)
 }
