@@ -3,7 +3,7 @@
 
 use ndarray::array;
 use tunelab::autodiff::IGNORE_INDEX as I;
-use tunelab::data::batch::{align_word_labels, lm_labels, pad, pad_with_labels, PadSide};
+use tunelab::data::batch::{align_word_labels, pad, pad_with_labels, PadSide};
 use tunelab::Error;
 
 const PAD: u32 = 9;
@@ -99,30 +99,6 @@ fn pad_truncate_left_keeps_last_tokens() {
     // max_len above the longest sequence changes nothing.
     let wide = pad(&seqs(), PAD, PadSide::Left, Some(10)).unwrap();
     assert_eq!(wide, pad(&seqs(), PAD, PadSide::Left, None).unwrap());
-}
-
-#[test]
-fn lm_labels_mask_prompt() {
-    // Prompt [5, 6], response [7, 8, 2]: targets are next tokens from the response only.
-    assert_eq!(lm_labels(&[5, 6, 7, 8, 2], 2).unwrap(), vec![I, 7, 8, 2, I]);
-    // No prompt: plain language modelling, every next token is a target.
-    assert_eq!(lm_labels(&[5, 6, 7], 0).unwrap(), vec![6, 7, I]);
-    assert_eq!(lm_labels(&[5, 6, 7], 1).unwrap(), vec![6, 7, I]);
-    // Prompt masking survives batching: padded rows keep their labels, pads are ignored.
-    let a = vec![5, 6, 7, 8];
-    let b = vec![3, 4, 1];
-    let labels = vec![lm_labels(&a, 3).unwrap(), lm_labels(&b, 1).unwrap()];
-    let batch = pad_with_labels(&[a, b], &labels, 0, PadSide::Right, None).unwrap();
-    assert_eq!(batch.labels.unwrap(), array![[I, I, 8, I], [4, 1, I, I]]);
-}
-
-#[test]
-fn lm_labels_errors() {
-    assert!(matches!(lm_labels(&[1, 2], 3), Err(Error::Invalid { .. })));
-    // Nothing left to predict.
-    assert!(matches!(lm_labels(&[1, 2], 2), Err(Error::Invalid { .. })));
-    assert!(matches!(lm_labels(&[1], 0), Err(Error::Invalid { .. })));
-    assert!(matches!(lm_labels(&[], 0), Err(Error::Invalid { .. })));
 }
 
 #[test]

@@ -12,9 +12,9 @@ use rand::SeedableRng;
 use tunelab::autodiff::gradcheck::{STEP, TOLERANCE};
 use tunelab::autodiff::IGNORE_INDEX;
 use tunelab::loss::{
-    align_labels, causal_lm_loss, causal_lm_loss_sum, classification_loss, instruction_labels,
-    instruction_loss, lm_labels, span_loss, token_classification_loss,
-    token_classification_loss_with, ClassificationLoss,
+    causal_lm_loss, causal_lm_loss_sum, classification_loss, instruction_labels, instruction_loss,
+    lm_labels, span_loss, token_classification_loss, token_classification_loss_with,
+    ClassificationLoss,
 };
 use tunelab::{Grads, ParamStore, Result, Tape, Var};
 
@@ -452,17 +452,6 @@ fn all_ignored_gives_zero_loss_and_gradient() {
 
 /// "Ann Leeson lives" tokenized [CLS] Ann Lee ##son lives [SEP] [PAD]: word ids
 /// [-, 0, 1, 1, 2, -, -], word tags [B-PER=1, I-PER=2, O=0].
-#[test]
-fn align_labels_keeps_first_subword_only() {
-    let w = [None, Some(0), Some(1), Some(1), Some(2), None, None];
-    let i = IGNORE_INDEX;
-    assert_eq!(
-        align_labels(&w, &[1, 2, 0]).unwrap(),
-        vec![i, 1, 2, i, 0, i, i]
-    );
-    assert!(align_labels(&w, &[1, 2]).is_err());
-}
-
 #[test]
 fn gradcheck_token_classification() {
     let i = IGNORE_INDEX;

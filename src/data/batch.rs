@@ -76,7 +76,7 @@ pub fn pad(seqs: &[Vec<u32>], pad_id: u32, side: PadSide, max_len: Option<usize>
 }
 
 /// Pads `seqs` and their per-token `labels` (same length as each sequence, for instance from
-/// [`lm_labels`] or [`align_word_labels`]) into one batch; labels at pads are [`IGNORE_INDEX`].
+/// [`crate::loss::instruction_labels`] or [`align_word_labels`]) into one batch; labels at pads are [`IGNORE_INDEX`].
 /// Truncation is as in [`pad`], applied to ids and labels alike.
 ///
 /// Errors: those of [`pad`], a label count or label length that does not match the sequences,
@@ -162,51 +162,6 @@ fn build(
         positions,
         labels: label_arr,
     })
-}
-
-/// Causal-LM labels for one sequence whose first `prompt_len` tokens are the prompt
-/// (instruction tuning: the loss is on the response only; 0 for plain language modelling).
-///
-/// The labels are next-token targets aligned with the input positions:
-/// `labels[t] = ids[t + 1]` when `ids[t + 1]` is a response token (index ≥ `prompt_len`),
-/// [`IGNORE_INDEX`] otherwise, and always at the last position, which has no next token. So the
-/// loss is a plain cross-entropy of the logits at `[b, t]` against `labels[b, t]`, no shifting.
-///
-/// ```
-/// use tunelab::data::batch::lm_labels;
-/// use tunelab::autodiff::IGNORE_INDEX as I;
-/// // prompt [5, 6], response [7, 8]: position 1 (token 6) predicts 7, position 2 predicts 8.
-/// assert_eq!(lm_labels(&[5, 6, 7, 8], 2).unwrap(), vec![I, 7, 8, I]);
-/// ```
-///
-/// Errors: `prompt_len` past the end, or no token to predict (every label would be ignored).
-pub fn lm_labels(ids: &[u32], prompt_len: usize) -> Result<Vec<i64>> {
-    const OP: &str = "batch::lm_labels";
-    if prompt_len > ids.len() {
-        return Err(invalid(
-            OP,
-            format!(
-                "prompt_len {prompt_len} is past the end of {} tokens",
-                ids.len()
-            ),
-        ));
-    }
-    // Token j is predicted at position j - 1, so the first target is token max(prompt_len, 1).
-    if ids.len() <= prompt_len.max(1) {
-        return Err(invalid(
-            OP,
-            format!(
-                "nothing to predict: {} tokens with a prompt of {prompt_len}",
-                ids.len()
-            ),
-        ));
-    }
-    Ok((0..ids.len())
-        .map(|t| match ids.get(t + 1) {
-            Some(&next) if t + 1 >= prompt_len => i64::from(next),
-            _ => IGNORE_INDEX,
-        })
-        .collect())
 }
 
 /// Token labels for token classification (NER) from one label per word.

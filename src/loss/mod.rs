@@ -32,6 +32,4 @@ pub use causal_lm::{
 };
 pub use classification::{classification_loss, ClassificationLoss};
 pub use span::{span_loss, MASK_OFFSET};
-pub use token_classification::{
-    align_labels, token_classification_loss, token_classification_loss_with,
-};
+pub use token_classification::{token_classification_loss, token_classification_loss_with};

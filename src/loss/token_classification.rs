@@ -17,8 +17,8 @@
 //! [`classification`](super::classification).
 
 use super::classification::ClassificationLoss;
-use crate::autodiff::{Tape, Var, IGNORE_INDEX};
-use crate::error::{invalid, shape_err, Result};
+use crate::autodiff::{Tape, Var};
+use crate::error::{shape_err, Result};
 use crate::tensor::{fmt_shape, Float};
 use ndarray::ArrayView2;
 
@@ -53,32 +53,4 @@ pub fn token_classification_loss_with<F: Float>(
     // Row-major order: row b·T + t of the logits is position (b, t).
     let targets: Vec<i64> = labels.iter().copied().collect();
     options.cross_entropy(tape, logits, &targets)
-}
-
-/// Labels for one tokenized sentence: `word_ids[t]` is the word that token t comes from (`None`
-/// for special and pad tokens, as a Hugging Face tokenizer's `word_ids()` gives), `word_tags[w]`
-/// the tag of word w. The first token of each word gets the word's tag; later sub-words and
-/// special tokens get [`IGNORE_INDEX`].
-pub fn align_labels(word_ids: &[Option<usize>], word_tags: &[usize]) -> Result<Vec<i64>> {
-    let mut prev = None;
-    let mut labels = Vec::with_capacity(word_ids.len());
-    for (t, &w) in word_ids.iter().enumerate() {
-        let label = match w {
-            None => IGNORE_INDEX,
-            Some(w) if w >= word_tags.len() => {
-                return invalid(
-                    "align_labels",
-                    format!(
-                        "token {t} belongs to word {w} but there are {} tags",
-                        word_tags.len()
-                    ),
-                );
-            }
-            Some(_) if w == prev => IGNORE_INDEX,
-            Some(w) => word_tags[w] as i64,
-        };
-        labels.push(label);
-        prev = w;
-    }
-    Ok(labels)
 }
