@@ -36,11 +36,81 @@ fn shipped_models_reach_their_recorded_validation_loss() {
             base.name(),
             rel * 100.0
         );
-        // Far better than chance: a uniform guess over the vocabulary has loss ln V.
+        // Better than a uniform guess over the vocabulary (loss ln V) by at least one nat.
         assert!(
-            loss < 0.6 * (tok.vocab_size() as f64).ln(),
+            loss < (tok.vocab_size() as f64).ln() - 1.0,
             "{}: loss {loss} is near chance",
             base.name()
         );
     }
+}
+
+/// Seed section 1: fine-tuning the pre-trained base beats training the same architecture from
+/// scratch on the same small task data, with the same budget.
+#[test]
+fn pretrained_base_beats_training_from_scratch() {
+    use tunelab::data::tasks::Task;
+    use tunelab::lab::finetune::{load_base, prepare, task_data};
+    use tunelab::nn::Transformer;
+    use tunelab::peft::MethodSpec;
+    use tunelab::train::args::Strategy;
+    use tunelab::train::trainer::{train, Split, TrainTask};
+    use tunelab::train::TrainingArgs;
+
+    let score = |pretrained: bool| -> f64 {
+        let mut base = load_base("gpt-tiny").unwrap();
+        if !pretrained {
+            let mut fresh = tunelab::ParamStore::new();
+            base.model = Transformer::new(base.model.config.clone(), &mut fresh, 7).unwrap();
+            base.store = fresh;
+        }
+        let (data, world) = task_data(Task::Sentiment, None, Some(512), 42).unwrap();
+        let (tm, method) = prepare(
+            &mut base,
+            Task::Sentiment,
+            data,
+            world,
+            &MethodSpec::Full { last_k: None },
+            42,
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "tunelab-scratch-{pretrained}-{}",
+            std::process::id()
+        ));
+        let args = TrainingArgs {
+            output_dir: dir.clone(),
+            max_steps: Some(60),
+            batch_size: 16,
+            learning_rate: 5e-4,
+            eval_strategy: Strategy::No,
+            ..TrainingArgs::default()
+        };
+        train(
+            &args,
+            &tm,
+            &mut base.store,
+            method.as_ref(),
+            &[],
+            false,
+            &mut (),
+        )
+        .unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+        TrainTask::<f32>::evaluate(
+            &tm,
+            &base.store,
+            method.as_ref(),
+            Split::Validation,
+            200,
+            32,
+        )
+        .unwrap()["accuracy"]
+    };
+    let (pre, scratch) = (score(true), score(false));
+    eprintln!("sentiment validation accuracy after 60 full fine-tuning steps: pre-trained {pre:.3}, from scratch {scratch:.3}");
+    assert!(
+        pre > scratch + 0.05,
+        "pre-trained {pre:.3} vs from scratch {scratch:.3}"
+    );
 }
