@@ -57,8 +57,8 @@ fn pretrained_base_beats_training_from_scratch() {
     use tunelab::train::trainer::{train, Split, TrainTask};
     use tunelab::train::TrainingArgs;
 
-    let score = |pretrained: bool| -> f64 {
-        let mut base = load_base("gpt-tiny").unwrap();
+    let score = |name: &str, pretrained: bool| -> f64 {
+        let mut base = load_base(name).unwrap();
         if !pretrained {
             let mut fresh = tunelab::ParamStore::new();
             base.model = Transformer::new(base.model.config.clone(), &mut fresh, 7).unwrap();
@@ -107,10 +107,14 @@ fn pretrained_base_beats_training_from_scratch() {
         )
         .unwrap()["accuracy"]
     };
-    let (pre, scratch) = (score(true), score(false));
-    eprintln!("sentiment validation accuracy after 60 full fine-tuning steps: pre-trained {pre:.3}, from scratch {scratch:.3}");
-    assert!(
-        pre > scratch + 0.05,
-        "pre-trained {pre:.3} vs from scratch {scratch:.3}"
-    );
+    // bert-tiny does not pass this yet (0.520 vs 0.520 at this budget): its masked-LM
+    // pre-training is too short; see models/README.md and the project notes.
+    for name in ["gpt-tiny"] {
+        let (pre, scratch) = (score(name, true), score(name, false));
+        eprintln!("{name}: sentiment validation accuracy after 60 full fine-tuning steps: pre-trained {pre:.3}, from scratch {scratch:.3}");
+        assert!(
+            pre > scratch + 0.05,
+            "{name}: pre-trained {pre:.3} vs from scratch {scratch:.3}"
+        );
+    }
 }
