@@ -121,6 +121,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Memory and FLOPs of fine-tuning a real model size with each method (full fp32 and mixed
+    /// precision with Adam, LoRA, QLoRA, prefix and prompt tuning), with the assumptions stated.
+    Estimate {
+        /// A named size (125M, 350M, 1.3B, 7B, 13B, 65B, 70B, 175B) or a parameter count (2.7B).
+        size: String,
+        /// Batch size B for the activation memory.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Sequence length T for the activation memory.
+        #[arg(long, default_value_t = 512)]
+        seq: usize,
+        /// LoRA rank for the LoRA row.
+        #[arg(long, default_value_t = 8)]
+        r: usize,
+        /// LoRA targets for the LoRA row (q,v / attn / all).
+        #[arg(long, default_value = "q,v")]
+        targets: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pre-train a base model from scratch on the synthetic world's corpus.
     ///
     /// gpt-tiny is a decoder trained as a causal LM; bert-tiny an encoder trained with masked LM.
@@ -530,6 +551,36 @@ impl tunelab::lab::compare::CompareProgress for CompareBar {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Estimate {
+            size,
+            batch,
+            seq,
+            r,
+            targets,
+            json,
+        } => {
+            use tunelab::lab::estimate;
+            let run = || -> tunelab::Result<String> {
+                let mut args = estimate::EstimateArgs::new(size.clone());
+                args.batch = batch;
+                args.seq = seq;
+                args.lora.r = r;
+                args.lora.targets = estimate::Module::parse_list(&targets)?;
+                let report = estimate::estimate(&args)?;
+                Ok(if json {
+                    serde_json::to_string_pretty(&estimate::to_json(&report)).expect("json")
+                } else {
+                    estimate::render(&report)
+                })
+            };
+            match run() {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Command::Eval {
             model,
             adapter,
