@@ -102,7 +102,7 @@ enum Command {
         #[arg(long, default_value = "gpt-tiny")]
         base: String,
         /// Optimizer steps per method.
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = 150)]
         steps: usize,
         #[arg(long, default_value_t = 16)]
         batch_size: usize,

@@ -19,8 +19,8 @@ use std::time::Instant;
 
 /// One method with the learning rate it is compared at (PEFT methods train few parameters
 /// from a neutral start and take larger steps than full fine-tuning). Prefix and prompt tuning
-/// learn slowly: at 150 steps on sentiment they were still at chance (0.50), at 600 steps well
-/// above it, which is why the default budget is 600 steps.
+/// learn slowly: on sentiment they stay near chance at the default 150 steps and are only a little
+/// above it at 600 (`--steps 600`), while LoRA and full fine-tuning are above 0.9 there.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub label: String,
