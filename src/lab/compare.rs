@@ -3,7 +3,7 @@
 //! Each row comes from one fine-tuning run in this process: trainable parameters, the median
 //! optimizer-step time, the validation and test score, and the wall time of the run.
 
-use super::finetune::{load_base, lora_plus, prepare, task_data};
+use super::finetune::{train_method, FinetuneOptions, Trained};
 use crate::data::tasks::Task;
 use crate::error::Result;
 use crate::peft::lora::LoraConfig;
@@ -131,9 +131,6 @@ pub fn compare(
     for (i, entry) in entries.iter().enumerate() {
         progress.begin(&entry.label, i, entries.len());
         let started = Instant::now();
-        let mut base = load_base(&opts.base)?;
-        let (data, world) = task_data(opts.task, None, opts.train_limit, opts.seed)?;
-        let (tm, method) = prepare(&mut base, opts.task, data, world, &entry.spec, opts.seed)?;
         let args = TrainingArgs {
             output_dir: PathBuf::from("runs")
                 .join("compare")
@@ -148,17 +145,24 @@ pub fn compare(
             max_eval_examples: opts.max_eval_examples,
             ..TrainingArgs::default()
         };
-        let (trainable, total) = (base.store.num_trainable(), base.store.num_params());
-        let mults = lora_plus(&entry.spec, method.as_ref(), &base.store);
-        let report = trainer::train(
-            &args,
-            &tm,
-            &mut base.store,
-            method.as_ref(),
-            &mults,
-            false,
-            progress,
-        )?;
+        let run = FinetuneOptions {
+            base: opts.base.clone(),
+            task: opts.task,
+            data: None,
+            spec: entry.spec.clone(),
+            args,
+            train_limit: opts.train_limit,
+            resume: false,
+        };
+        let Trained {
+            base,
+            tm,
+            method,
+            report,
+            trainable,
+            total,
+            ..
+        } = train_method(&run, progress)?;
         let val = TrainTask::<f32>::evaluate(
             &tm,
             &base.store,

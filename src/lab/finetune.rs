@@ -10,7 +10,7 @@ use crate::error::{invalid, Error, Result};
 use crate::io::checkpoint;
 use crate::peft::{self, Method, MethodSpec};
 use crate::train::pretrain::WORLD_SEED;
-use crate::train::task::{GenMetric, TaskData, TaskModel};
+use crate::train::task::{TaskData, TaskModel};
 use crate::train::trainer::{self, Metrics, Split, TrainProgress, TrainReport, TrainTask};
 use crate::train::TrainingArgs;
 use std::path::{Path, PathBuf};
@@ -155,11 +155,21 @@ pub fn prepare(
     Ok((tm, method))
 }
 
-/// Fine-tunes, evaluates on the test split and saves the trainable weights.
-pub fn finetune(
-    opts: &FinetuneOptions,
-    progress: &mut dyn TrainProgress,
-) -> Result<FinetuneResult> {
+/// A method trained on a task: the base (with the method's parameters in its store), the bound
+/// task, the method and the Trainer's report.
+pub struct Trained {
+    pub base: Base,
+    pub tm: TaskModel,
+    pub method: Box<dyn Method<f32>>,
+    pub report: TrainReport,
+    pub summary: String,
+    pub trainable: usize,
+    pub total: usize,
+}
+
+/// Loads the base, binds the task, applies the method and trains: what `finetune` and `compare`
+/// share.
+pub fn train_method(opts: &FinetuneOptions, progress: &mut dyn TrainProgress) -> Result<Trained> {
     let mut base = load_base(&opts.base)?;
     let (data, world) = task_data(
         opts.task,
@@ -167,7 +177,7 @@ pub fn finetune(
         opts.train_limit,
         opts.args.seed,
     )?;
-    let (tm, mut method) = prepare(
+    let (tm, method) = prepare(
         &mut base,
         opts.task,
         data,
@@ -187,6 +197,31 @@ pub fn finetune(
         opts.resume,
         progress,
     )?;
+    Ok(Trained {
+        base,
+        tm,
+        method,
+        report,
+        summary,
+        trainable,
+        total,
+    })
+}
+
+/// Fine-tunes, evaluates on the test split and saves the adapter.
+pub fn finetune(
+    opts: &FinetuneOptions,
+    progress: &mut dyn TrainProgress,
+) -> Result<FinetuneResult> {
+    let Trained {
+        mut base,
+        tm,
+        mut method,
+        report,
+        summary,
+        trainable,
+        total,
+    } = train_method(opts, progress)?;
     let test = TrainTask::<f32>::evaluate(
         &tm,
         &base.store,
@@ -229,15 +264,6 @@ pub fn lora_plus(
             .map(|&id| (id, c.lr_ratio_b))
             .collect(),
         _ => vec![],
-    }
-}
-
-/// The metric names a task reports, for help texts.
-pub fn gen_metric_name(m: GenMetric) -> &'static str {
-    match m {
-        GenMetric::RougeL => "rouge_l",
-        GenMetric::ExactMatch => "exact_match",
-        GenMetric::Execution => "execution_accuracy",
     }
 }
 
