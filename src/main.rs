@@ -175,6 +175,12 @@ enum Command {
         /// Blocks L (default 4).
         #[arg(long)]
         layers: Option<usize>,
+        /// Warmup steps of the schedule (default 100).
+        #[arg(long)]
+        warmup: Option<usize>,
+        /// Share of tokens the masked LM predicts, bert-tiny only (default 0.15).
+        #[arg(long)]
+        mask_prob: Option<f64>,
         /// Evaluate the validation loss every N steps (default 250).
         #[arg(long)]
         eval_every: Option<usize>,
@@ -700,6 +706,8 @@ fn main() -> ExitCode {
             seq_len,
             d_model,
             layers,
+            warmup,
+            mask_prob,
             eval_every,
         } => {
             let base = match Base::from_name(&preset) {
@@ -717,6 +725,8 @@ fn main() -> ExitCode {
             args.seq_len = seq_len.unwrap_or(args.seq_len);
             args.d_model = d_model.unwrap_or(args.d_model);
             args.n_layers = layers.unwrap_or(args.n_layers);
+            args.warmup = warmup.unwrap_or(args.warmup);
+            args.mask_prob = mask_prob.unwrap_or(args.mask_prob);
             args.eval_every = eval_every.unwrap_or(args.eval_every);
             let out = out.unwrap_or_else(|| PathBuf::from("models").join(base.name()));
             match pretrain::pretrain(&args, &out, &mut Bar::new()) {

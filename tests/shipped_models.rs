@@ -27,7 +27,7 @@ fn shipped_models_reach_their_recorded_validation_loss() {
         let tok = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
         assert_eq!(model.config.causal, base == Base::GptTiny);
         let batches = validation_batches(base, &tok, model.config.max_len).unwrap();
-        let loss = validation_loss(&model, &store, &batches).unwrap();
+        let loss = validation_loss(&model, &store, &tunelab::nn::NoHooks, &batches).unwrap();
         let want = recorded_loss(&readme, base.name());
         let rel = (loss - want).abs() / want;
         assert!(

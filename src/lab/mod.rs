@@ -4,4 +4,5 @@
 pub mod compare;
 pub mod estimate;
 pub mod finetune;
+pub mod forgetting;
 pub mod gradcheck;

@@ -11,7 +11,7 @@ use crate::data::tokenizer::{Preset, Tokenizer};
 use crate::data::world::World;
 use crate::error::{invalid, Error, Result};
 use crate::io::checkpoint;
-use crate::nn::{Config, Input, NoHooks, Transformer};
+use crate::nn::{Config, Hooks, Input, NoHooks, Transformer};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, Optimizer, Schedule};
 use crate::tensor::Float;
 use crate::Grads;
@@ -31,6 +31,9 @@ pub const VALIDATION_SEED: u64 = 2;
 /// Documents in the validation text, and windows of it used to measure the loss.
 const VALIDATION_DOCS: usize = 400;
 const VALIDATION_WINDOWS: usize = 64;
+/// The validation text is always masked as BERT masks (whatever share training masks), so
+/// validation losses stay comparable.
+const VALIDATION_MASK_PROB: f64 = 0.15;
 
 /// The two shipped base models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +89,9 @@ pub struct PretrainArgs {
     pub batch_size: usize,
     pub lr: f64,
     pub warmup: usize,
+    /// Share of text tokens the masked LM predicts (BERT: 0.15).
+    #[serde(default = "default_mask_prob")]
+    pub mask_prob: f64,
     pub weight_decay: f64,
     pub eval_every: usize,
     pub seed: u64,
@@ -105,6 +111,7 @@ impl PretrainArgs {
             batch_size: 16,
             lr: 1e-3,
             warmup: 100,
+            mask_prob: 0.15,
             weight_decay: 0.01,
             eval_every: 250,
             seed: 0,
@@ -125,6 +132,10 @@ impl PretrainArgs {
             Base::BertTiny => Config::bert(v, c, nh, l, t),
         }
     }
+}
+
+fn default_mask_prob() -> f64 {
+    0.15
 }
 
 /// One logged point of the run.
@@ -190,10 +201,15 @@ pub fn causal_batch(windows: &[&Vec<u32>]) -> LmBatch {
     LmBatch { ids, targets }
 }
 
-/// A masked LM batch, BERT's recipe: [CLS] w [SEP], 15% of the text tokens chosen; of those 80%
-/// become [MASK], 10% a random token, 10% stay. Targets are the originals at chosen positions
-/// and the ignore index elsewhere.
-pub fn masked_batch(tok: &Tokenizer, windows: &[&Vec<u32>], rng: &mut StdRng) -> Result<LmBatch> {
+/// A masked LM batch, BERT's recipe: [CLS] w [SEP], a share `mask_prob` of the text tokens
+/// chosen (BERT: 15%); of those 80% become [MASK], 10% a random token, 10% stay. Targets are the
+/// originals at chosen positions and the ignore index elsewhere.
+pub fn masked_batch(
+    tok: &Tokenizer,
+    windows: &[&Vec<u32>],
+    mask_prob: f64,
+    rng: &mut StdRng,
+) -> Result<LmBatch> {
     let missing = || Error::Invalid {
         op: "pretrain",
         detail: "tokenizer lacks [CLS], [SEP] or [MASK]".into(),
@@ -213,7 +229,7 @@ pub fn masked_batch(tok: &Tokenizer, windows: &[&Vec<u32>], rng: &mut StdRng) ->
         ids[[i, t - 1]] = sep as usize;
         for (j, &x) in w.iter().enumerate() {
             let mut id = x;
-            if rng.random::<f64>() < 0.15 {
+            if rng.random::<f64>() < mask_prob {
                 targets[i * t + j + 1] = x as i64;
                 let r = rng.random::<f64>();
                 if r < 0.8 {
@@ -228,14 +244,16 @@ pub fn masked_batch(tok: &Tokenizer, windows: &[&Vec<u32>], rng: &mut StdRng) ->
     Ok(LmBatch { ids, targets })
 }
 
-/// Mean cross-entropy of the LM head on a batch, and the number of counted targets.
+/// Mean cross-entropy of the LM head on a batch, and the number of counted targets. `hooks` is a
+/// fine-tuning method's (or [`NoHooks`] for the plain model).
 pub fn lm_loss<F: Float>(
     model: &Transformer,
     tape: &mut Tape<'_, F>,
+    hooks: &dyn Hooks<F>,
     batch: &LmBatch,
 ) -> Result<(crate::Var, usize)> {
-    let h = model.forward(tape, &NoHooks, &Input::new(batch.ids.view()))?;
-    let logits = model.lm_logits(tape, &NoHooks, h)?;
+    let h = model.forward(tape, hooks, &Input::new(batch.ids.view()))?;
+    let logits = model.lm_logits(tape, hooks, h)?;
     let loss = tape.cross_entropy(logits, &batch.targets, IGNORE_INDEX)?;
     Ok((
         loss,
@@ -258,22 +276,23 @@ pub fn validation_batches(base: Base, tok: &Tokenizer, seq_len: usize) -> Result
             if base.causal() {
                 Ok(causal_batch(c))
             } else {
-                masked_batch(tok, c, &mut rng)
+                masked_batch(tok, c, VALIDATION_MASK_PROB, &mut rng)
             }
         })
         .collect()
 }
 
-/// Token-weighted mean loss over the validation batches, in evaluation mode.
+/// Token-weighted mean loss over the validation batches, in evaluation mode, through `hooks`.
 pub fn validation_loss<F: Float>(
     model: &Transformer,
     store: &ParamStore<F>,
+    hooks: &dyn Hooks<F>,
     batches: &[LmBatch],
 ) -> Result<f64> {
     let (mut sum, mut count) = (0.0, 0usize);
     for b in batches {
         let mut tape = Tape::inference(store);
-        let (loss, n) = lm_loss(model, &mut tape, b)?;
+        let (loss, n) = lm_loss(model, &mut tape, hooks, b)?;
         sum += tape.scalar(loss)?.as_f64() * n as f64;
         count += n;
     }
@@ -344,12 +363,12 @@ pub fn pretrain(
         let batch = if causal {
             causal_batch(&picked)
         } else {
-            masked_batch(&tok, &picked, &mut rng)?
+            masked_batch(&tok, &picked, args.mask_prob, &mut rng)?
         };
         let loss = {
             let mut tape = Tape::new(&store);
             tape.seed(args.seed ^ (step as u64) << 20);
-            let (loss, _) = lm_loss(&model, &mut tape, &batch)?;
+            let (loss, _) = lm_loss(&model, &mut tape, &NoHooks, &batch)?;
             let value = tape.scalar(loss)?.as_f64();
             if !value.is_finite() {
                 return invalid("pretrain", format!("loss became {value} at step {step}"));
@@ -370,7 +389,7 @@ pub fn pretrain(
         );
         let last = step + 1 == args.steps;
         let val_loss = if (step + 1) % args.eval_every.max(1) == 0 || last {
-            let v = validation_loss(&model, &store, &val)?;
+            let v = validation_loss(&model, &store, &NoHooks, &val)?;
             progress.eval(step, v);
             Some(v)
         } else {
@@ -384,7 +403,7 @@ pub fn pretrain(
             });
         }
     }
-    let val_loss = validation_loss(&model, &store, &val)?;
+    let val_loss = validation_loss(&model, &store, &NoHooks, &val)?;
     let report = PretrainReport {
         args: args.clone(),
         params: store.num_params(),

@@ -1,0 +1,50 @@
+//! Forgetting: how much fine-tuning damaged what pre-training taught.
+//!
+//! Measured as the change in the model's language-modelling loss (causal LM for decoders,
+//! masked LM for encoders) on held-out pre-training text — documents of the same world that
+//! neither pre-training nor the task saw. The fine-tuned model is read through its method's
+//! hooks, so a LoRA or an adapter counts exactly as it runs; a method that only adds parameters
+//! beside a frozen base can still change the loss, because its hooks change the hidden states.
+
+use super::finetune::Base;
+use crate::error::Result;
+use crate::nn::{Hooks, NoHooks};
+use crate::train::pretrain::{self, LmBatch};
+
+/// The held-out text of a base, ready to score: the same batches `pretrain` validates on.
+pub fn heldout_batches(base: &Base) -> Result<Vec<LmBatch>> {
+    let kind = if base.model.config.causal {
+        pretrain::Base::GptTiny
+    } else {
+        pretrain::Base::BertTiny
+    };
+    pretrain::validation_batches(kind, &base.tok, base.model.config.max_len)
+}
+
+/// The base's LM loss on `batches` through `hooks` (`NoHooks` for the untouched base).
+pub fn lm_loss(base: &Base, hooks: &dyn Hooks<f32>, batches: &[LmBatch]) -> Result<f64> {
+    pretrain::validation_loss(&base.model, &base.store, hooks, batches)
+}
+
+/// LM loss before and after fine-tuning; forgetting is their difference.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Forgetting {
+    pub before: f64,
+    pub after: f64,
+}
+
+impl Forgetting {
+    /// After minus before: positive when the model got worse at language modelling.
+    pub fn delta(&self) -> f64 {
+        self.after - self.before
+    }
+}
+
+/// The LM loss of the pre-trained weights (read from disk again, so `base` may already hold
+/// fine-tuned values) and of `base` through `hooks`.
+pub fn measure(base: &Base, hooks: &dyn Hooks<f32>, batches: &[LmBatch]) -> Result<Forgetting> {
+    let (_, pristine) = crate::io::checkpoint::load::<f32>(&base.dir)?;
+    let before = pretrain::validation_loss(&base.model, &pristine, &NoHooks, batches)?;
+    let after = lm_loss(base, hooks, batches)?;
+    Ok(Forgetting { before, after })
+}
