@@ -53,6 +53,7 @@ gradcheck_tests! {
     gradcheck_transpose => "transpose",
     gradcheck_concat => "concat",
     gradcheck_slice => "slice",
+    gradcheck_add_at => "add_at",
     gradcheck_index_select => "index_select",
     gradcheck_embedding => "embedding",
     gradcheck_softmax => "softmax",

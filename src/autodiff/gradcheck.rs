@@ -306,6 +306,12 @@ pub fn cases() -> Vec<Case> {
                 t.slice(p, 0, 2, 5)
             },
         ),
+        Case::new(
+            "add_at",
+            &[(&[2, 3, 6], N), (&[2, 3, 2], N)],
+            "columns 3..5 of the last axis",
+            |t, x| t.add_at(x[0], x[1], 2, 3),
+        ),
         Case::new("index_select", &[(&[4, 3], N)], "rows 3,0,3", |t, x| {
             t.index_select(x[0], 0, &[3, 0, 3])
         }),

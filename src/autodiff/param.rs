@@ -151,6 +151,11 @@ impl<F: Float> ParamStore<F> {
         self.params.iter().map(|p| p.value.len()).sum()
     }
 
+    /// Bytes of all parameter values, frozen or not.
+    pub fn bytes(&self) -> usize {
+        self.num_params() * std::mem::size_of::<F>()
+    }
+
     /// Number of scalar parameters that are trainable.
     pub fn num_trainable(&self) -> usize {
         self.params

@@ -24,6 +24,12 @@ pub struct Var(pub(crate) usize);
 /// need none.
 pub(crate) trait Backward<F: Float> {
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, y: ArrayViewD<'_, F>, grad: &ArrayD<F>);
+
+    /// Bytes the op saved for its backward beyond the tape's values (attention probabilities,
+    /// layer-norm statistics, dropout masks, ...): counted as activation memory.
+    fn saved_bytes(&self) -> usize {
+        0
+    }
 }
 
 enum Value<'p, F: Float> {
@@ -256,13 +262,17 @@ impl<'p, F: Float> Tape<'p, F> {
         self.nodes.is_empty()
     }
 
-    /// Bytes held by values the tape owns (activations; parameters are borrowed, not counted).
+    /// Bytes held for the backward pass: the values the tape owns and what each op saved beside
+    /// them (activations; parameters are borrowed, not counted).
     pub fn activation_bytes(&self) -> usize {
         self.nodes
             .iter()
-            .map(|n| match &n.value {
-                Value::Owned(a) => a.len() * std::mem::size_of::<F>(),
-                Value::Param(_) => 0,
+            .map(|n| {
+                let value = match &n.value {
+                    Value::Owned(a) => a.len() * std::mem::size_of::<F>(),
+                    Value::Param(_) => 0,
+                };
+                value + n.op.as_ref().map_or(0, |op| op.saved_bytes())
             })
             .sum()
     }

@@ -299,23 +299,8 @@ impl<F: Float> Hooks<F> for Lora {
                 tape.add(y, d)?
             } else {
                 // Only a block of the fused output: add the update to those columns.
-                let lead = tape.shape(y)[..tape.shape(y).len() - 1].to_vec();
-                let zeros = |n: usize, tape: &mut Tape<'_, F>| {
-                    let mut s = lead.clone();
-                    s.push(n);
-                    tape.constant(ArrayD::zeros(s))
-                };
-                let mut parts = Vec::new();
-                if u.cols.0 > 0 {
-                    parts.push(zeros(u.cols.0, tape));
-                }
-                parts.push(d);
-                if u.cols.1 < width {
-                    parts.push(zeros(width - u.cols.1, tape));
-                }
-                let axis = lead.len();
-                let full = tape.concat(&parts, axis)?;
-                tape.add(y, full)?
+                let last = tape.shape(y).len() - 1;
+                tape.add_at(y, d, last, u.cols.0)?
             };
         }
         Ok(y)

@@ -103,10 +103,26 @@ pub struct TrainReport {
     pub seconds: f64,
     /// Median seconds per optimizer step.
     pub median_step_seconds: f64,
-    /// Peak bytes of the values a step's tape held for backward (activations).
-    pub peak_activation_bytes: usize,
-    pub grad_bytes: usize,
-    pub optimizer_bytes: usize,
+    /// The memory ledger at the peak step.
+    pub memory: Memory,
+}
+
+/// Bytes held at the peak step, by kind: what full fine-tuning and PEFT spend differently.
+/// Weights are every parameter (frozen ones too); gradients exist only for trainable ones;
+/// the optimizer keeps state only for trainable ones; activations are what the step's tape
+/// held for the backward pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memory {
+    pub weights: usize,
+    pub gradients: usize,
+    pub optimizer: usize,
+    pub activations: usize,
+}
+
+impl Memory {
+    pub fn total(&self) -> usize {
+        self.weights + self.gradients + self.optimizer + self.activations
+    }
 }
 
 /// Progress callbacks (the CLI draws a bar; tests stay silent with `()`).
@@ -290,8 +306,10 @@ pub fn train<F: Float>(
         .map_err(io_err(&log_path))?;
     let mut grads = Grads::new(store);
     let mut step_times = Vec::new();
-    let (mut peak_act, mut peak_grad, mut final_eval, mut stopped_early, mut interrupted) =
-        (0usize, 0usize, None, false, false);
+    let (mut final_eval, mut stopped_early, mut interrupted) = (None, false, false);
+    // The ledger of the step that held the most: its activations, gradients and optimizer state
+    // were all alive at once, between its backward pass and its parameter update.
+    let mut peak = Memory::default();
     progress.start(total, state.step);
     while state.step < total {
         let step = state.step;
@@ -312,7 +330,15 @@ pub fn train<F: Float>(
             }
             let scaled = tape.scale(loss, 1.0 / args.gradient_accumulation_steps as f64)?;
             tape.backward(scaled, &mut grads)?;
-            peak_act = peak_act.max(tape.activation_bytes());
+            let held = Memory {
+                weights: store.bytes(),
+                gradients: grads.bytes(),
+                optimizer: opt.state_bytes(),
+                activations: tape.activation_bytes(),
+            };
+            if held.total() > peak.total() {
+                peak = held;
+            }
             loss_sum += value / args.gradient_accumulation_steps as f64;
             tokens += t;
         }
@@ -323,7 +349,6 @@ pub fn train<F: Float>(
         };
         let lr = schedule.lr(args.learning_rate, step);
         opt.step(store, &grads, lr);
-        peak_grad = peak_grad.max(grads.bytes());
         grads.zero();
         state.step += 1;
         state.losses.push(loss_sum);
@@ -404,15 +429,13 @@ pub fn train<F: Float>(
     step_times.sort_by(f64::total_cmp);
     let median = step_times.get(step_times.len() / 2).copied().unwrap_or(0.0);
     Ok(TrainReport {
-        grad_bytes: peak_grad,
-        optimizer_bytes: opt.state_bytes(),
+        memory: peak,
         state,
         final_eval,
         stopped_early,
         interrupted,
         seconds: started.elapsed().as_secs_f64(),
         median_step_seconds: median,
-        peak_activation_bytes: peak_act,
     })
 }
 

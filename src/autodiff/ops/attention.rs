@@ -62,6 +62,10 @@ fn view4<'a, F: Float>(x: ArrayViewD<'a, F>) -> ArrayView4<'a, F> {
 }
 
 impl<F: Float> Backward<F> for Attention<F> {
+    fn saved_bytes(&self) -> usize {
+        self.probs.len() * std::mem::size_of::<F>()
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let (q, k, v) = (
             view4(ctx.value(self.q)),

@@ -26,6 +26,10 @@ struct CrossEntropy<F: Float> {
 }
 
 impl<F: Float> Backward<F> for CrossEntropy<F> {
+    fn saved_bytes(&self) -> usize {
+        self.probs.len() * std::mem::size_of::<F>() + self.targets.len() * 8
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         if self.count == 0 {
             return;

@@ -16,6 +16,10 @@ struct Dropout<F: Float> {
 }
 
 impl<F: Float> Backward<F> for Dropout<F> {
+    fn saved_bytes(&self) -> usize {
+        self.mask.len() * std::mem::size_of::<F>()
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         ctx.accumulate(self.x, g * &self.mask);
     }

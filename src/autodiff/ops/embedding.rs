@@ -14,6 +14,10 @@ struct Embedding {
 }
 
 impl<F: Float> Backward<F> for Embedding {
+    fn saved_bytes(&self) -> usize {
+        self.ids.len() * std::mem::size_of::<usize>()
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let gw = ctx.grad_mut(self.table);
         let c = gw.shape()[1];

@@ -18,6 +18,10 @@ struct LayerNorm<F: Float> {
 }
 
 impl<F: Float> Backward<F> for LayerNorm<F> {
+    fn saved_bytes(&self) -> usize {
+        (self.mean.len() + self.rstd.len()) * std::mem::size_of::<F>()
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let xv = ctx.value(self.x);
         let c = *xv.shape().last().expect("checked in forward");

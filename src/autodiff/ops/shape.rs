@@ -67,6 +67,23 @@ impl<F: Float> Backward<F> for SliceOp {
     }
 }
 
+struct AddAt {
+    y: Var,
+    d: Var,
+    axis: usize,
+    start: usize,
+    end: usize,
+}
+
+impl<F: Float> Backward<F> for AddAt {
+    fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _out: ArrayViewD<'_, F>, g: &ArrayD<F>) {
+        let part = g.slice_axis(Axis(self.axis), Slice::from(self.start..self.end));
+        let gd = ctx.grad_mut(self.d);
+        *gd += &part;
+        ctx.accumulate(self.y, g.clone());
+    }
+}
+
 struct IndexSelect {
     x: Var,
     axis: usize,
@@ -202,6 +219,43 @@ impl<F: Float> Tape<'_, F> {
             &[x],
             SliceOp {
                 x,
+                axis,
+                start,
+                end,
+            },
+        ))
+    }
+
+    /// `y` with `d` added to its elements `start..start + d.len` along `axis` (the adjoint of
+    /// [`Tape::slice`]): a LoRA update of one block of a fused projection, without building the
+    /// zero-padded full-width update.
+    pub fn add_at(&mut self, y: Var, d: Var, axis: usize, start: usize) -> Result<Var> {
+        let (sy, sd) = (self.shape(y), self.shape(d));
+        let fits = axis < sy.len()
+            && sd.len() == sy.len()
+            && start + sd[axis] <= sy[axis]
+            && (0..sy.len()).all(|i| i == axis || sy[i] == sd[i]);
+        if !fits {
+            return shape_err(
+                "add_at",
+                format!(
+                    "{} at {start} on axis {axis} of {}",
+                    fmt_shape(sd),
+                    fmt_shape(sy)
+                ),
+            );
+        }
+        let end = start + sd[axis];
+        let mut out = self.value(y).to_owned();
+        let mut part = out.slice_axis_mut(Axis(axis), Slice::from(start..end));
+        part += &self.value(d);
+        Ok(self.push(
+            "add_at",
+            out,
+            &[y, d],
+            AddAt {
+                y,
+                d,
                 axis,
                 start,
                 end,

@@ -1,0 +1,127 @@
+//! The memory ledger the Trainer keeps (weights, gradients, optimizer state, activations) against
+//! what the process really allocated, counted by a global allocator.
+//!
+//! One test only: the counter is global, and tests of one binary run on parallel threads.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use tunelab::data::tasks::Task;
+use tunelab::lab::finetune::{load_base, prepare, task_data};
+use tunelab::peft::lora::LoraConfig;
+use tunelab::peft::MethodSpec;
+use tunelab::train::args::Strategy;
+use tunelab::train::trainer::train;
+use tunelab::train::TrainingArgs;
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = CURRENT.fetch_add(layout.size(), SeqCst) + layout.size();
+            PEAK.fetch_max(now, SeqCst);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(p, layout) };
+        CURRENT.fetch_sub(layout.size(), SeqCst);
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Bytes allocated at the peak of `f`, above what was live when it started.
+fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let start = CURRENT.load(SeqCst);
+    PEAK.store(start, SeqCst);
+    let out = f();
+    (out, PEAK.load(SeqCst) - start)
+}
+
+#[test]
+fn memory_ledger_matches_a_counting_allocator() {
+    let lora = MethodSpec::Lora(LoraConfig {
+        r: 8,
+        alpha: 16.0,
+        targets: vec!["q".into(), "v".into()],
+        ..Default::default()
+    });
+    let mut rows = Vec::new();
+    for spec in [MethodSpec::Full { last_k: None }, lora] {
+        // Weights: what loading the base allocates, against the ledger's weight bytes.
+        let (mut base, loaded) = peak_during(|| load_base("gpt-tiny").unwrap());
+        let (data, world) = task_data(Task::Sentiment, None, Some(64), 0).unwrap();
+        let (tm, method) = prepare(&mut base, Task::Sentiment, data, world, &spec, 0).unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "tunelab-ledger-{}-{}",
+            spec.name(),
+            std::process::id()
+        ));
+        let args = TrainingArgs {
+            output_dir: dir.clone(),
+            max_steps: Some(4),
+            batch_size: 16,
+            eval_strategy: Strategy::No,
+            save_strategy: Strategy::No,
+            ..TrainingArgs::default()
+        };
+        let (report, step_peak) = peak_during(|| {
+            train(
+                &args,
+                &tm,
+                &mut base.store,
+                method.as_ref(),
+                &[],
+                false,
+                &mut (),
+            )
+            .unwrap()
+        });
+        let _ = std::fs::remove_dir_all(dir);
+        let m = report.memory;
+        let ledger = m.gradients + m.optimizer + m.activations;
+        eprintln!(
+            "{}: weights ledger {} / loading allocated {}; step ledger {} (grads {}, optimizer {}, activations {}) / training allocated at peak {} ({:.2}x)",
+            spec.name(),
+            m.weights,
+            loaded,
+            ledger,
+            m.gradients,
+            m.optimizer,
+            m.activations,
+            step_peak,
+            step_peak as f64 / ledger as f64
+        );
+        // Loading holds the weights (plus the tokenizer and parse buffers).
+        assert!(
+            loaded >= m.weights,
+            "{}: loading allocated less than the weights",
+            spec.name()
+        );
+        // The ledger never claims more than was allocated, and accounts for most of it: what it
+        // leaves out are temporaries (gradients of intermediate values during backward, batch
+        // encoding, matmul packing buffers).
+        assert!(
+            ledger <= step_peak,
+            "{}: ledger {ledger} exceeds the allocated peak {step_peak}",
+            spec.name()
+        );
+        assert!(
+            ledger as f64 >= 0.5 * step_peak as f64,
+            "{}: ledger {ledger} explains less than half of the allocated peak {step_peak}",
+            spec.name()
+        );
+        rows.push((m, step_peak));
+    }
+    // What the ledger says LoRA saves is real: less allocated in training than full fine-tuning.
+    let (full, lora) = (&rows[0], &rows[1]);
+    assert!(lora.0.gradients * 10 < full.0.gradients);
+    assert!(lora.0.optimizer * 10 < full.0.optimizer);
+}
