@@ -101,17 +101,24 @@ enum Command {
         task: String,
         #[arg(long, default_value = "gpt-tiny")]
         base: String,
-        /// Optimizer steps per method.
-        #[arg(long, default_value_t = 150)]
-        steps: usize,
-        #[arg(long, default_value_t = 16)]
-        batch_size: usize,
-        /// Use only the first N training examples (the low-data setting).
+        /// A demo-sized run (a tenth of the budget, small evaluation): seconds, not minutes.
+        #[arg(long)]
+        quick: bool,
+        /// Optimizer steps per method (default 150; 15 with --quick).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Sequences per batch (default 16; 8 with --quick).
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Use only the first N training examples for the main columns.
         #[arg(long)]
         train_limit: Option<usize>,
-        /// Evaluate on at most this many examples per split.
-        #[arg(long, default_value_t = 300)]
-        max_eval_examples: usize,
+        /// Examples of the low-data column (default 64; 16 with --quick; 0 skips it).
+        #[arg(long)]
+        low_data: Option<usize>,
+        /// Evaluate on at most this many examples per split (default 300; 48 with --quick).
+        #[arg(long)]
+        max_eval_examples: Option<usize>,
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Only these methods (comma-separated names: full, lora, prompt, ...).
@@ -120,6 +127,10 @@ enum Command {
         /// Print the rows as a JSON array.
         #[arg(long)]
         json: bool,
+        /// Also write loss curves and score versus trainable parameters as SVG into this
+        /// directory.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Memory and FLOPs of fine-tuning a real model size with each method (full fp32 and mixed
     /// precision with Adam, LoRA, QLoRA, prefix and prompt tuning), with the assumptions stated.
@@ -541,16 +552,71 @@ fn run_finetune(
 }
 
 /// Prints one line per finished method.
-struct CompareBar;
+/// One bar over every optimizer step of the whole comparison; a line per finished method.
+struct CompareBar {
+    bar: ProgressBar,
+    label: String,
+    done_steps: u64,
+}
 
-impl TrainProgress for CompareBar {}
+impl CompareBar {
+    fn new(
+        opts: &tunelab::lab::compare::CompareOptions,
+        entries: &[tunelab::lab::compare::Entry],
+    ) -> Self {
+        let runs = tunelab::lab::compare::selected(opts, entries).len()
+            * if opts.low_data.is_some() { 2 } else { 1 };
+        let bar = ProgressBar::new((runs * opts.steps) as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps [{elapsed_precise} < {eta_precise}] {msg}",
+            )
+            .expect("valid template"),
+        );
+        Self {
+            bar,
+            label: String::new(),
+            done_steps: 0,
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl TrainProgress for CompareBar {
+    fn start(&mut self, _total: usize, _from: usize) {
+        self.done_steps = self.bar.position();
+    }
+    fn step(&mut self, e: &LogEntry) {
+        self.bar.set_position(self.done_steps + e.step as u64);
+        self.bar.set_message(format!(
+            "{} loss {:.4}",
+            self.label,
+            e.loss.unwrap_or(f64::NAN)
+        ));
+    }
+}
 
 impl tunelab::lab::compare::CompareProgress for CompareBar {
-    fn begin(&mut self, label: &str, i: usize, n: usize) {
-        eprint!("[{}/{n}] {label} ... ", i + 1);
+    fn begin(&mut self, label: &str, _i: usize, _n: usize) {
+        self.label = label.to_string();
     }
     fn done(&mut self, r: &tunelab::lab::compare::Row) {
-        eprintln!("test {:.3} in {:.1} s", r.test_score, r.wall_seconds);
+        let low = r
+            .low_data_test_score
+            .map(|v| format!(", low data {v:.3}"))
+            .unwrap_or_default();
+        let line = format!(
+            "{:<15} test {:.3}{low} in {:.1} s",
+            r.method, r.test_score, r.wall_seconds
+        );
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
     }
 }
 
@@ -638,13 +704,16 @@ fn main() -> ExitCode {
         Command::Compare {
             task,
             base,
+            quick,
             steps,
             batch_size,
             train_limit,
+            low_data,
             max_eval_examples,
             seed,
             only,
             json,
+            plot,
         } => {
             let run = || -> tunelab::Result<()> {
                 use tunelab::lab::compare;
@@ -656,19 +725,29 @@ fn main() -> ExitCode {
                     .into_iter()
                     .map(|i| i as usize)
                     .collect();
-                let opts = compare::CompareOptions {
-                    base,
-                    task,
-                    steps,
-                    batch_size,
-                    train_limit,
-                    max_eval_examples,
-                    seed,
-                    only,
-                };
+                let mut opts = compare::CompareOptions::new(&base, task);
+                if quick {
+                    opts = opts.quick();
+                }
+                opts.steps = steps.unwrap_or(opts.steps);
+                opts.batch_size = batch_size.unwrap_or(opts.batch_size);
+                opts.train_limit = train_limit;
+                opts.low_data = low_data
+                    .map(|n| Some(n).filter(|&n| n > 0))
+                    .unwrap_or(opts.low_data);
+                opts.max_eval_examples = max_eval_examples.unwrap_or(opts.max_eval_examples);
+                opts.seed = seed;
+                opts.only = only;
                 let started = std::time::Instant::now();
-                let rows =
-                    compare::compare(&opts, &compare::default_entries(init), &mut CompareBar)?;
+                let entries = compare::default_entries(init);
+                let mut bar = CompareBar::new(&opts, &entries);
+                let rows = compare::compare(&opts, &entries, &mut bar)?;
+                bar.finish();
+                if let Some(dir) = &plot {
+                    for path in tunelab::lab::plot::compare_charts(dir, &opts, &rows)? {
+                        eprintln!("wrote {}", path.display());
+                    }
+                }
                 if json {
                     println!(
                         "{}",

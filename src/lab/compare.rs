@@ -1,16 +1,20 @@
 //! `tunelab compare`: every method on the same task, data, step budget and seed, measured.
 //!
-//! Each row comes from one fine-tuning run in this process: trainable parameters, the median
-//! optimizer-step time, the validation and test score, and the wall time of the run.
+//! Each row comes from fine-tuning runs in this process: trainable parameters; the memory ledger
+//! of the peak step (weights, gradients, optimizer state, activations); the median optimizer-step
+//! time; validation and test scores; the test score of the same method trained on a few examples
+//! (low data); forgetting (the change in LM loss on held-out pre-training text); the size of the
+//! saved adapter; and the wall time.
 
-use super::finetune::{train_method, FinetuneOptions, Trained};
+use super::finetune::{load_base, train_method, FinetuneOptions, Trained};
+use super::forgetting::{self, Forgetting};
 use crate::data::tasks::Task;
 use crate::error::Result;
 use crate::peft::lora::LoraConfig;
 use crate::peft::prompt::PromptInit;
 use crate::peft::MethodSpec;
 use crate::train::args::Strategy;
-use crate::train::trainer::{self, Split, TrainProgress, TrainTask};
+use crate::train::trainer::{self, Memory, Split, TrainProgress, TrainTask};
 use crate::train::TrainingArgs;
 use serde::Serialize;
 use std::fmt::Write;
@@ -82,9 +86,41 @@ pub struct CompareOptions {
     pub steps: usize,
     pub batch_size: usize,
     pub train_limit: Option<usize>,
+    /// Also train every method on only this many examples (the low-data column).
+    pub low_data: Option<usize>,
     pub max_eval_examples: usize,
     pub seed: u64,
     pub only: Vec<String>,
+    /// Where runs and adapters are written (`runs/compare`).
+    pub out_dir: PathBuf,
+}
+
+impl CompareOptions {
+    /// The default run: 150 steps of batch 16, a 64-example low-data column, 300 evaluation
+    /// examples per split.
+    pub fn new(base: &str, task: Task) -> Self {
+        Self {
+            base: base.to_string(),
+            task,
+            steps: 150,
+            batch_size: 16,
+            train_limit: None,
+            low_data: Some(64),
+            max_eval_examples: 300,
+            seed: 42,
+            only: vec![],
+            out_dir: PathBuf::from("runs").join("compare"),
+        }
+    }
+
+    /// A demo-sized run (`--quick`): every method still runs, on a tenth of the budget.
+    pub fn quick(mut self) -> Self {
+        self.steps = 15;
+        self.batch_size = 8;
+        self.low_data = Some(16);
+        self.max_eval_examples = 48;
+        self
+    }
 }
 
 /// One measured row.
@@ -96,107 +132,154 @@ pub struct Row {
     pub trainable_pct: f64,
     pub lr: f64,
     pub steps: usize,
+    /// The Trainer's ledger at the peak step (bytes).
+    pub memory: Memory,
     pub median_step_ms: f64,
     pub validation_score: f64,
     pub test_score: f64,
     pub metric: String,
+    /// Test score after training on only `low_data` examples.
+    pub low_data_test_score: Option<f64>,
+    /// Language-modelling loss on held-out pre-training text, before and after.
+    pub forgetting: Forgetting,
+    /// Bytes of the saved adapter's weights file (for full fine-tuning, the whole model).
+    pub adapter_bytes: u64,
+    /// The training loss at every step.
+    pub train_losses: Vec<f64>,
     pub wall_seconds: f64,
 }
 
-/// Reports each finished row (the CLI prints a progress line).
+/// Reports progress (the CLI draws a bar).
 pub trait CompareProgress: TrainProgress {
+    /// Run `index` of `total` begins: `label` on `train_examples` examples.
     fn begin(&mut self, _label: &str, _index: usize, _total: usize) {}
     fn done(&mut self, _row: &Row) {}
 }
 
 impl CompareProgress for () {}
 
-/// Runs every entry and returns the rows in order.
+/// The entries `opts.only` keeps (all when empty). A name picks the entry with that label
+/// (`full`), or failing that every entry of that method (`lora`).
+pub fn selected<'e>(opts: &CompareOptions, entries: &'e [Entry]) -> Vec<&'e Entry> {
+    let picks = |e: &Entry, o: &String| {
+        if entries.iter().any(|x| &x.label == o) {
+            &e.label == o
+        } else {
+            e.spec.name() == o
+        }
+    };
+    entries
+        .iter()
+        .filter(|e| opts.only.is_empty() || opts.only.iter().any(|o| picks(e, o)))
+        .collect()
+}
+
+/// One training run of `entry`.
+fn run(
+    opts: &CompareOptions,
+    entry: &Entry,
+    train_limit: Option<usize>,
+    dir: PathBuf,
+    progress: &mut dyn CompareProgress,
+) -> Result<Trained> {
+    let args = TrainingArgs {
+        output_dir: dir,
+        max_steps: Some(opts.steps),
+        batch_size: opts.batch_size,
+        learning_rate: entry.lr,
+        warmup_steps: opts.steps / 10,
+        eval_strategy: Strategy::No,
+        save_strategy: Strategy::No,
+        seed: opts.seed,
+        max_eval_examples: opts.max_eval_examples,
+        ..TrainingArgs::default()
+    };
+    let run = FinetuneOptions {
+        base: opts.base.clone(),
+        task: opts.task,
+        data: None,
+        spec: entry.spec.clone(),
+        args,
+        train_limit,
+        resume: false,
+    };
+    train_method(&run, progress)
+}
+
+fn evaluate(t: &Trained, split: Split, opts: &CompareOptions) -> Result<trainer::Metrics> {
+    TrainTask::<f32>::evaluate(
+        &t.tm,
+        &t.base.store,
+        t.method.as_ref(),
+        split,
+        opts.max_eval_examples,
+        32,
+    )
+}
+
+/// Runs every selected entry (and its low-data twin) and returns the rows in order.
 pub fn compare(
     opts: &CompareOptions,
     entries: &[Entry],
     progress: &mut dyn CompareProgress,
 ) -> Result<Vec<Row>> {
+    let entries = selected(opts, entries);
+    let runs = entries.len() * if opts.low_data.is_some() { 2 } else { 1 };
+    let heldout = forgetting::heldout_batches(&load_base(&opts.base)?)?;
     let mut rows = Vec::new();
-    let entries: Vec<&Entry> = entries
-        .iter()
-        .filter(|e| {
-            opts.only.is_empty()
-                || opts
-                    .only
-                    .iter()
-                    .any(|o| e.spec.name() == o || &e.label == o)
-        })
-        .collect();
     for (i, entry) in entries.iter().enumerate() {
-        progress.begin(&entry.label, i, entries.len());
+        let per = runs / entries.len();
         let started = Instant::now();
-        let args = TrainingArgs {
-            output_dir: PathBuf::from("runs")
-                .join("compare")
-                .join(entry.spec.name()),
-            max_steps: Some(opts.steps),
-            batch_size: opts.batch_size,
-            learning_rate: entry.lr,
-            warmup_steps: opts.steps / 10,
-            eval_strategy: Strategy::No,
-            save_strategy: Strategy::No,
-            seed: opts.seed,
-            max_eval_examples: opts.max_eval_examples,
-            ..TrainingArgs::default()
-        };
-        let run = FinetuneOptions {
-            base: opts.base.clone(),
-            task: opts.task,
-            data: None,
-            spec: entry.spec.clone(),
-            args,
-            train_limit: opts.train_limit,
-            resume: false,
-        };
-        let Trained {
-            base,
-            tm,
-            method,
-            report,
-            trainable,
-            total,
-            ..
-        } = train_method(&run, progress)?;
-        let val = TrainTask::<f32>::evaluate(
-            &tm,
-            &base.store,
-            method.as_ref(),
-            Split::Validation,
-            opts.max_eval_examples,
-            32,
+        let dir = opts.out_dir.join(entry.spec.name());
+        let _ = std::fs::remove_dir_all(&dir); // a fresh log for this run
+        progress.begin(&entry.label, i * per, runs);
+        let mut t = run(opts, entry, opts.train_limit, dir.clone(), progress)?;
+        let val = evaluate(&t, Split::Validation, opts)?;
+        let test = evaluate(&t, Split::Test, opts)?;
+        let forgetting = forgetting::measure(&t.base, t.method.as_ref(), &heldout)?;
+        let adapter = dir.join("adapter");
+        crate::peft::store::save_adapter(
+            &adapter,
+            &entry.spec,
+            t.method.as_mut(),
+            &mut t.base.store,
+            &t.tm.head.params(),
+            serde_json::json!({ "task": opts.task.name(), "test": test }),
         )?;
-        let test = TrainTask::<f32>::evaluate(
-            &tm,
-            &base.store,
-            method.as_ref(),
-            Split::Test,
-            opts.max_eval_examples,
-            32,
-        )?;
-        let metric = metric_name(&test);
+        let low_data_test_score = match opts.low_data {
+            Some(n) => {
+                progress.begin(&format!("{} (low data)", entry.label), i * per + 1, runs);
+                let low = run(opts, entry, Some(n), dir.join("low-data"), progress)?;
+                Some(score(&evaluate(&low, Split::Test, opts)?))
+            }
+            None => None,
+        };
         let row = Row {
             method: entry.label.clone(),
-            trainable_params: trainable,
-            total_params: total,
-            trainable_pct: 100.0 * trainable as f64 / total as f64,
+            trainable_params: t.trainable,
+            total_params: t.total,
+            trainable_pct: 100.0 * t.trainable as f64 / t.total as f64,
             lr: entry.lr,
-            steps: report.state.step,
-            median_step_ms: report.median_step_seconds * 1e3,
-            validation_score: val.get("score").copied().unwrap_or(f64::NAN),
-            test_score: test.get("score").copied().unwrap_or(f64::NAN),
-            metric,
+            steps: t.report.state.step,
+            memory: t.report.memory,
+            median_step_ms: t.report.median_step_seconds * 1e3,
+            validation_score: score(&val),
+            test_score: score(&test),
+            metric: metric_name(&test),
+            low_data_test_score,
+            forgetting,
+            adapter_bytes: crate::peft::store::adapter_file_size(&adapter)?,
+            train_losses: t.report.state.losses.clone(),
             wall_seconds: started.elapsed().as_secs_f64(),
         };
         progress.done(&row);
         rows.push(row);
     }
     Ok(rows)
+}
+
+fn score(m: &trainer::Metrics) -> f64 {
+    m.get("score").copied().unwrap_or(f64::NAN)
 }
 
 fn metric_name(m: &trainer::Metrics) -> String {
@@ -207,13 +290,21 @@ fn metric_name(m: &trainer::Metrics) -> String {
         .unwrap_or_else(|| "score".into())
 }
 
+fn mb(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// The table `tunelab compare` prints.
 pub fn table(opts: &CompareOptions, rows: &[Row]) -> String {
     let mut s = String::new();
     let metric = rows.first().map(|r| r.metric.as_str()).unwrap_or("score");
+    let low = opts
+        .low_data
+        .map(|n| format!("test@{n}"))
+        .unwrap_or_else(|| "-".into());
     let _ = writeln!(
         s,
-        "task {} on {}, {} steps of batch {}, seed {} (score: {metric})",
+        "task {} on {}, {} steps of batch {}, seed {} (score: {metric}; memory in MB at the peak step)",
         opts.task.name(),
         opts.base,
         opts.steps,
@@ -222,23 +313,59 @@ pub fn table(opts: &CompareOptions, rows: &[Row]) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<15} {:>10} {:>9} {:>8} {:>10} {:>8} {:>8} {:>7}",
-        "method", "trainable", "%", "lr", "step (ms)", "val", "test", "wall s"
+        "{:<15} {:>9} {:>7} {:>7} {:>6} {:>6} {:>6} {:>8} {:>6} {:>6} {:>7} {:>7} {:>8} {:>6}",
+        "method",
+        "trainable",
+        "%",
+        "weights",
+        "grads",
+        "optim",
+        "activ",
+        "step ms",
+        "val",
+        "test",
+        low,
+        "forget",
+        "adapter",
+        "wall s"
     );
-    let _ = writeln!(s, "{}", "-".repeat(82));
+    let _ = writeln!(s, "{}", "-".repeat(124));
     for r in rows {
+        let low = r
+            .low_data_test_score
+            .map(|v| format!("{v:.3}"))
+            .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             s,
-            "{:<15} {:>10} {:>9.3} {:>8.0e} {:>10.1} {:>8.3} {:>8.3} {:>7.1}",
+            "{:<15} {:>9} {:>7.3} {:>7.2} {:>6.2} {:>6.2} {:>6.1} {:>8.1} {:>6.3} {:>6.3} {:>7} {:>+7.3} {:>8} {:>6.1}",
             r.method,
             r.trainable_params,
             r.trainable_pct,
-            r.lr,
+            mb(r.memory.weights),
+            mb(r.memory.gradients),
+            mb(r.memory.optimizer),
+            mb(r.memory.activations),
             r.median_step_ms,
             r.validation_score,
             r.test_score,
+            low,
+            r.forgetting.delta(),
+            human_bytes(r.adapter_bytes),
             r.wall_seconds
         );
     }
+    let _ = writeln!(
+        s,
+        "forget: change in LM loss on held-out pre-training text (before {:.3}); adapter: weights file on disk",
+        rows.first().map(|r| r.forgetting.before).unwrap_or(f64::NAN)
+    );
     s
+}
+
+fn human_bytes(b: u64) -> String {
+    if b >= 1 << 20 {
+        format!("{:.1} MB", b as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KB", b as f64 / 1024.0)
+    }
 }

@@ -6,3 +6,4 @@ pub mod estimate;
 pub mod finetune;
 pub mod forgetting;
 pub mod gradcheck;
+pub mod plot;
