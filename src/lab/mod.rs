@@ -3,5 +3,6 @@
 
 pub mod compare;
 pub mod estimate;
+pub mod exercises;
 pub mod finetune;
 pub mod gradcheck;
