@@ -19,12 +19,14 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Var(pub(crate) usize);
 
+// ANCHOR: backward_trait
 /// The backward half of an op. `y` is the op's forward output and `grad` the gradient of the
 /// loss with respect to it; the op adds its inputs' gradients into `ctx`, skipping inputs that
 /// need none.
 pub(crate) trait Backward<F: Float> {
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, y: ArrayViewD<'_, F>, grad: &ArrayD<F>);
 }
+// ANCHOR_END: backward_trait
 
 enum Value<'p, F: Float> {
     Owned(ArrayD<F>),
@@ -182,6 +184,7 @@ impl<'p, F: Float> Tape<'p, F> {
         v
     }
 
+    // ANCHOR: push
     /// Records the output of an op. The op (and its cache) is kept only when an input needs a
     /// gradient; otherwise it is dropped here and backward will never visit this node.
     pub(crate) fn push(
@@ -207,6 +210,7 @@ impl<'p, F: Float> Tape<'p, F> {
         });
         v
     }
+    // ANCHOR_END: push
 
     /// Whether an op on these inputs will be recorded (so a forward can skip building its cache).
     pub(crate) fn records(&self, inputs: &[Var]) -> bool {
@@ -267,6 +271,7 @@ impl<'p, F: Float> Tape<'p, F> {
             .sum()
     }
 
+    // ANCHOR: backward
     /// Reverse-mode pass from a one-element `loss`: adds d(loss)/d(param) into `grads` for every
     /// trainable parameter the loss depends on. Gradients accumulate across calls until
     /// [`Grads::zero`], so micro-batches can be summed.
@@ -331,4 +336,5 @@ impl<'p, F: Float> Tape<'p, F> {
         }
         Ok(())
     }
+    // ANCHOR_END: backward
 }

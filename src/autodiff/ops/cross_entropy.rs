@@ -25,6 +25,7 @@ struct CrossEntropy<F: Float> {
     count: usize,
 }
 
+// ANCHOR: backward
 impl<F: Float> Backward<F> for CrossEntropy<F> {
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         if self.count == 0 {
@@ -47,6 +48,7 @@ impl<F: Float> Backward<F> for CrossEntropy<F> {
         );
     }
 }
+// ANCHOR_END: backward
 
 impl<F: Float> Tape<'_, F> {
     /// Mean cross-entropy of `logits` (..., V) against `targets` (one per row), skipping rows

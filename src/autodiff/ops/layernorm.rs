@@ -17,6 +17,7 @@ struct LayerNorm<F: Float> {
     rstd: Array1<F>,
 }
 
+// ANCHOR: backward
 impl<F: Float> Backward<F> for LayerNorm<F> {
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let xv = ctx.value(self.x);
@@ -83,6 +84,7 @@ impl<F: Float> Backward<F> for LayerNorm<F> {
         }
     }
 }
+// ANCHOR_END: backward
 
 impl<F: Float> Tape<'_, F> {
     /// Layer norm of x (..., C) with weight γ (C) and bias β (C).
