@@ -27,6 +27,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The graded exercises: progress (which pass), `verify` (grade all, print a score), `hint N`.
+    ///
+    /// The exercises are the files exercises/NN_topic/name.rs; each is graded against tunelab's
+    /// own implementation on random inputs (compiled and run with cargo).
+    Exercises {
+        #[command(subcommand)]
+        action: Option<ExercisesAction>,
+        /// Grade the reference solutions (solutions/) instead of the exercises.
+        #[arg(long, global = true)]
+        solutions: bool,
+        /// Print the progress as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check every op's hand-written backward against finite differences in f64.
     ///
     /// Prints one row per case: the op, the input shapes, the largest relative and absolute
@@ -302,6 +316,14 @@ impl MethodArgs {
     }
 }
 
+#[derive(Subcommand)]
+enum ExercisesAction {
+    /// Grade every exercise, show each failing check, and print the score.
+    Verify,
+    /// Print the hint of exercise N (its number or its name).
+    Hint { n: String },
+}
+
 /// Training options; each overrides the value from `--config`.
 #[derive(Args, Debug, Clone)]
 struct TrainArgs {
@@ -497,6 +519,44 @@ impl Progress for Bar {
 fn fail(e: tunelab::Error) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::FAILURE
+}
+
+fn run_exercises(
+    action: Option<ExercisesAction>,
+    solutions: bool,
+    json: bool,
+) -> tunelab::Result<ExitCode> {
+    use tunelab::lab::exercises;
+    let root = exercises::find_root()?;
+    if let Some(ExercisesAction::Hint { n }) = action {
+        let list = exercises::load(&root)?;
+        let (i, e) = exercises::find(&list, &n)?;
+        println!(
+            "{i}. {} (exercises/{}): {}
+{}",
+            e.name,
+            e.path,
+            e.topic,
+            e.hint.trim()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("grading (cargo test -p tunelab-exercises) ...");
+    let grades = exercises::grade(&root, solutions)?;
+    let all = grades.iter().all(|g| g.passed);
+    match action {
+        Some(ExercisesAction::Verify) => print!("{}", exercises::report(&grades)),
+        _ if json => println!(
+            "{}",
+            serde_json::to_string_pretty(&grades).expect("grades serialise")
+        ),
+        _ => print!("{}", exercises::progress(&grades)),
+    }
+    Ok(if all || action.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run_finetune(
@@ -828,6 +888,14 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Exercises {
+            action,
+            solutions,
+            json,
+        } => match run_exercises(action, solutions, json) {
+            Ok(code) => code,
+            Err(e) => fail(e),
+        },
         Command::Gradcheck { op } => match tunelab::lab::gradcheck::run(op.as_deref()) {
             Ok(results) if results.is_empty() => {
                 eprintln!(

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Var(pub(crate) usize);
 
+// ANCHOR: backward_trait
 /// The backward half of an op. `y` is the op's forward output and `grad` the gradient of the
 /// loss with respect to it; the op adds its inputs' gradients into `ctx`, skipping inputs that
 /// need none.
@@ -31,6 +32,7 @@ pub(crate) trait Backward<F: Float> {
         0
     }
 }
+// ANCHOR_END: backward_trait
 
 enum Value<'p, F: Float> {
     Owned(ArrayD<F>),
@@ -188,6 +190,7 @@ impl<'p, F: Float> Tape<'p, F> {
         v
     }
 
+    // ANCHOR: push
     /// Records the output of an op. The op (and its cache) is kept only when an input needs a
     /// gradient; otherwise it is dropped here and backward will never visit this node.
     pub(crate) fn push(
@@ -213,6 +216,7 @@ impl<'p, F: Float> Tape<'p, F> {
         });
         v
     }
+    // ANCHOR_END: push
 
     /// Whether an op on these inputs will be recorded (so a forward can skip building its cache).
     pub(crate) fn records(&self, inputs: &[Var]) -> bool {
@@ -277,6 +281,7 @@ impl<'p, F: Float> Tape<'p, F> {
             .sum()
     }
 
+    // ANCHOR: backward
     /// Reverse-mode pass from a one-element `loss`: adds d(loss)/d(param) into `grads` for every
     /// trainable parameter the loss depends on. Gradients accumulate across calls until
     /// [`Grads::zero`], so micro-batches can be summed.
@@ -341,4 +346,5 @@ impl<'p, F: Float> Tape<'p, F> {
         }
         Ok(())
     }
+    // ANCHOR_END: backward
 }

@@ -35,6 +35,7 @@ fn count(m: usize, k: usize, n: usize) {
     });
 }
 
+// ANCHOR: gemm
 /// `C = alpha * A·B + beta * C`, with A (M, K), B (K, N), C (M, N). Shapes are checked by the
 /// callers (the ops), which report errors with tensor names; here a mismatch is a bug.
 pub fn gemm<F: Float>(
@@ -51,6 +52,7 @@ pub fn gemm<F: Float>(
     count(m, k, n);
     general_mat_mul(alpha, &a, &b, beta, c);
 }
+// ANCHOR_END: gemm
 
 /// The reference kernel: a plain triple loop, accumulated in `F`. Slow and obviously right.
 pub fn gemm_naive<F: Float>(

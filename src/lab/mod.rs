@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod estimate;
+pub mod exercises;
 pub mod finetune;
 pub mod forgetting;
 pub mod gradcheck;

@@ -37,6 +37,7 @@ use crate::error::{invalid, shape_err, Result};
 use crate::tensor::{fmt_shape, Float};
 use ndarray::{Array2, ArrayView2};
 
+// ANCHOR: shift
 /// Checks logits (B, T, V) against labels (B, T) and returns the shifted logits z[:, :T−1] and
 /// targets labels[:, 1:] (flattened row-major, one per row of the shifted logits).
 fn shift<F: Float>(
@@ -66,6 +67,7 @@ fn shift<F: Float>(
         .collect();
     Ok((head, targets))
 }
+// ANCHOR_END: shift
 
 /// Mean next-token cross-entropy over the counted targets: logits (B, T, V), labels (B, T)
 /// unshifted (position t is scored on labels[t + 1]), [`IGNORE_INDEX`] where nothing is learned.
@@ -113,6 +115,7 @@ pub fn lm_labels(
     instruction_labels(ids, mask, &vec![0; ids.nrows()])
 }
 
+// ANCHOR: instruction_labels
 /// Instruction-tuning labels: like [`lm_labels`], and the first `prompt_lens[b]` real tokens of
 /// row b are ignored too, so only the response is learned. Real tokens are counted from the
 /// first one that `mask` marks real, so left-padded rows work.
@@ -154,6 +157,7 @@ pub fn instruction_labels(
     }
     Ok(labels)
 }
+// ANCHOR_END: instruction_labels
 
 /// The instruction-tuning loss in one call: [`instruction_labels`] then [`causal_lm_loss`], the
 /// mean over response tokens only.

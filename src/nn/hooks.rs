@@ -60,6 +60,7 @@ pub struct Site<'a> {
     pub role: Role,
 }
 
+// ANCHOR: hooks
 /// Reparameterization points; every default is the identity.
 pub trait Hooks<F: Float> {
     /// Called after every Linear with its input `x` and output `y`; returns the output to use.
@@ -91,6 +92,7 @@ pub trait Hooks<F: Float> {
         Ok(x)
     }
 }
+// ANCHOR_END: hooks
 
 /// The plain model.
 pub struct NoHooks;

@@ -241,6 +241,7 @@ impl<F: Float> Optimizer<F> for AdamW<F> {
             let (b1, b2) = (F::of(beta1), F::of(beta2));
             let (one_m_b1, one_m_b2) = (F::of(1.0 - beta1), F::of(1.0 - beta2));
             let (bc2_sqrt, eps) = (F::of(bias_correction2_sqrt), F::of(eps));
+            // ANCHOR: update
             // One pass over the parameter, its gradient and both moments.
             Zip::from(&mut p.value)
                 .and(&mut st.exp_avg)
@@ -255,6 +256,7 @@ impl<F: Float> Optimizer<F> for AdamW<F> {
                     let denom = v.sqrt() / bc2_sqrt + eps;
                     *w -= step_size * *m / denom;
                 });
+            // ANCHOR_END: update
         }
         self.steps += 1;
     }

@@ -44,6 +44,7 @@ pub fn grad_norm<F: Float>(grads: &Grads<F>) -> f64 {
         .sqrt()
 }
 
+// ANCHOR: clip
 /// Clips all gradients together to global norm `max_norm` and returns the norm *before*
 /// clipping (the value to log). `max_norm` must be finite and > 0.
 ///
@@ -66,6 +67,7 @@ pub fn clip_grad_norm<F: Float>(grads: &mut Grads<F>, max_norm: f64) -> Result<f
     }
     Ok(norm)
 }
+// ANCHOR_END: clip
 
 /// The L2 norm of each parameter's gradient, in store order, named: `(name, norm)` for every
 /// parameter that holds a gradient.

@@ -41,6 +41,7 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    // ANCHOR: factor
     /// The multiplier of the base learning rate at optimizer step `step` (from 0).
     pub fn factor(&self, step: usize) -> f64 {
         let s = step as f64;
@@ -79,6 +80,7 @@ impl Schedule {
             }
         }
     }
+    // ANCHOR_END: factor
 
     /// The learning rate at optimizer step `step`: `base_lr * factor(step)`.
     pub fn lr(&self, base_lr: f64, step: usize) -> f64 {

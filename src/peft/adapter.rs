@@ -187,6 +187,7 @@ impl Adapter {
         })
     }
 
+    // ANCHOR: forward
     /// h + up(act(down(h))) for h (…, C).
     pub fn forward<F: Float>(&self, tape: &mut Tape<'_, F>, b: &Bottleneck, h: Var) -> Result<Var> {
         let (wd, bd) = (tape.param(b.down_weight), tape.param(b.down_bias));
@@ -201,6 +202,7 @@ impl Adapter {
         let u = tape.add(u, bu)?;
         tape.add(h, u)
     }
+    // ANCHOR_END: forward
 }
 
 impl<F: Float> Hooks<F> for Adapter {

@@ -9,6 +9,7 @@ use crate::tensor::Float;
 pub struct BitFit;
 
 impl BitFit {
+    // ANCHOR: apply
     pub fn apply<F: Float>(store: &mut ParamStore<F>) -> Self {
         let ids: Vec<ParamId> = store.ids().collect();
         for id in ids {
@@ -18,6 +19,7 @@ impl BitFit {
         }
         BitFit
     }
+    // ANCHOR_END: apply
 }
 
 impl<F: Float> Hooks<F> for BitFit {}

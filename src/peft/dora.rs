@@ -30,6 +30,7 @@ pub fn column_norms<F: Float>(w: &ArrayD<F>, layout: Layout, cols: (usize, usize
         .into_dyn()
 }
 
+// ANCHOR: apply_unit
 /// y' for one unit: rescales the unit's columns of y (bias removed and restored) by m / ‖V‖.
 pub fn apply_unit<F: Float>(
     tape: &mut Tape<'_, F>,
@@ -94,3 +95,4 @@ pub fn apply_unit<F: Float>(
     }
     tape.concat(&parts, nd - 1)
 }
+// ANCHOR_END: apply_unit

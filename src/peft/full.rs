@@ -13,6 +13,7 @@ pub struct Full {
 }
 
 impl Full {
+    // ANCHOR: apply
     pub fn apply<F: Float>(
         model: &Transformer,
         store: &mut ParamStore<F>,
@@ -40,6 +41,7 @@ impl Full {
         }
         Ok(Self { last_k })
     }
+    // ANCHOR_END: apply
 }
 
 /// The block a parameter belongs to, from its Hugging Face name (`h.3.` or `encoder.layer.3.`).

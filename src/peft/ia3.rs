@@ -113,6 +113,7 @@ impl Ia3 {
     }
 }
 
+// ANCHOR: hooks
 impl<F: Float> Hooks<F> for Ia3 {
     fn linear(&self, tape: &mut Tape<'_, F>, site: &Site<'_>, _x: Var, y: Var) -> Result<Var> {
         let scale = match self.scales.get(site.module) {
@@ -138,6 +139,7 @@ impl<F: Float> Hooks<F> for Ia3 {
         }
     }
 }
+// ANCHOR_END: hooks
 
 impl<F: Float> Method<F> for Ia3 {
     fn name(&self) -> &'static str {

@@ -54,6 +54,7 @@ impl Default for LoraConfig {
 }
 
 impl LoraConfig {
+    // ANCHOR: scaling
     /// s = α / r, or α / √r with rsLoRA.
     pub fn scaling(&self) -> f64 {
         if self.rslora {
@@ -62,6 +63,7 @@ impl LoraConfig {
             self.alpha / self.r as f64
         }
     }
+    // ANCHOR_END: scaling
 }
 
 /// One low-rank pair on (a block of) one Linear's output.
@@ -207,6 +209,7 @@ impl Lora {
         })
     }
 
+    // ANCHOR: delta
     /// The low-rank update of one unit for input x: s · dropout(x) Aᵀ Bᵀ, (…, cols).
     fn delta<F: Float>(&self, tape: &mut Tape<'_, F>, x: Var, unit: &Unit) -> Result<Var> {
         let x = tape.dropout(x, self.config.dropout)?;
@@ -216,7 +219,9 @@ impl Lora {
         let d = tape.matmul_t(h, b, false, true)?; // (…, cols)
         tape.scale(d, self.config.scaling())
     }
+    // ANCHOR_END: delta
 
+    // ANCHOR: fold
     /// W += sign · s · (B A) on each target's columns, in the weight's own layout.
     fn fold<F: Float>(&self, store: &mut ParamStore<F>, sign: f64) -> Result<()> {
         let s = F::of(sign * self.config.scaling());
@@ -246,6 +251,7 @@ impl Lora {
         }
         Ok(())
     }
+    // ANCHOR_END: fold
 
     /// Folds the update into the base weights; the hook then adds nothing.
     pub fn merge<F: Float>(&mut self, store: &mut ParamStore<F>) -> Result<()> {

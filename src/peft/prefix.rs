@@ -197,6 +197,7 @@ impl Prefix {
         }
     }
 
+    // ANCHOR: heads
     /// Block `which` (0 keys, 1 values) of a layer table (P, 2C) as (B, NH, P, HS).
     fn heads<F: Float>(
         &self,
@@ -212,6 +213,7 @@ impl Prefix {
         let x = tape.reshape(x, &[1, nh, p, c / nh])?;
         repeat_batch(tape, x, batch)
     }
+    // ANCHOR_END: heads
 }
 
 /// (1, …) → (B, …): B copies along axis 0, by concatenation (exact, and its backward sums the
@@ -224,6 +226,7 @@ pub fn repeat_batch<F: Float>(tape: &mut Tape<'_, F>, x: Var, batch: usize) -> R
 }
 
 impl<F: Float> Hooks<F> for Prefix {
+    // ANCHOR: key_value
     fn key_value(
         &self,
         tape: &mut Tape<'_, F>,
@@ -254,6 +257,7 @@ impl<F: Float> Hooks<F> for Prefix {
         let pv = self.heads(tape, table, 1, s[0])?;
         Ok((tape.concat(&[pk, k], 2)?, tape.concat(&[pv, v], 2)?))
     }
+    // ANCHOR_END: key_value
 }
 
 impl<F: Float> Method<F> for Prefix {

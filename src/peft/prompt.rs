@@ -122,6 +122,7 @@ impl Prompt {
 }
 
 impl<F: Float> Hooks<F> for Prompt {
+    // ANCHOR: embeddings
     fn embeddings(&self, tape: &mut Tape<'_, F>, x: Var) -> Result<Var> {
         let s = tape.shape(x).to_vec();
         if s.len() != 3 || s[2] != self.d_model {
@@ -139,6 +140,7 @@ impl<F: Float> Hooks<F> for Prompt {
         let p = repeat_batch(tape, p, s[0])?; // (B, P, C)
         tape.concat(&[p, x], 1) // (B, P + T, C)
     }
+    // ANCHOR_END: embeddings
 }
 
 impl<F: Float> Method<F> for Prompt {

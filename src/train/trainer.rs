@@ -146,13 +146,39 @@ pub fn install_ctrl_c() {
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
 }
 
-fn better(metric: &str, new: f64, old: Option<f64>) -> bool {
+// ANCHOR: early_stopping
+/// Whether `new` beats the best value so far of `metric`: `loss` and perplexities are
+/// minimised, every other metric (accuracy, F1, ...) is maximised. The first value always wins.
+pub fn better(metric: &str, new: f64, old: Option<f64>) -> bool {
     match old {
         None => true,
         Some(o) if metric == "loss" || metric.ends_with("perplexity") => new < o,
         Some(o) => new > o,
     }
 }
+
+impl TrainerState {
+    /// Records one evaluation of the metric that decides "best" at the current step: a new best
+    /// is remembered and resets the count of evaluations without improvement, anything else adds
+    /// one to it. Returns whether the value improved.
+    pub fn record_eval(&mut self, metric: &str, value: f64) -> bool {
+        let improved = better(metric, value, self.best_metric);
+        if improved {
+            self.best_metric = Some(value);
+            self.best_step = Some(self.step);
+            self.evals_without_improvement = 0;
+        } else {
+            self.evals_without_improvement += 1;
+        }
+        improved
+    }
+
+    /// Early stopping: `patience` evaluations in a row have not improved on the best.
+    pub fn should_stop_early(&self, patience: usize) -> bool {
+        self.evals_without_improvement >= patience
+    }
+}
+// ANCHOR_END: early_stopping
 
 /// The batch of micro-step `micro` (counted over the whole run), from the epoch's permutation.
 fn batch_indices(n: usize, args: &TrainingArgs, micro: usize) -> Vec<usize> {
@@ -381,13 +407,7 @@ pub fn train<F: Float>(
             )?;
             progress.eval(state.step, &m);
             if let Some(&v) = m.get(&args.metric_for_best) {
-                if better(&args.metric_for_best, v, state.best_metric) {
-                    state.best_metric = Some(v);
-                    state.best_step = Some(state.step);
-                    state.evals_without_improvement = 0;
-                } else {
-                    state.evals_without_improvement += 1;
-                }
+                state.record_eval(&args.metric_for_best, v);
             }
             entry.eval = Some(m.clone());
             final_eval = Some(m);
@@ -403,7 +423,7 @@ pub fn train<F: Float>(
         }
         progress.step(&entry);
         if let Some(p) = args.early_stopping_patience {
-            if do_eval && state.evals_without_improvement >= p {
+            if do_eval && state.should_stop_early(p) {
                 stopped_early = true;
             }
         }

@@ -74,6 +74,7 @@ impl<F: Float> Backward<F> for Attention<F> {
         );
         let g = view4(g.view());
         let (b_, nh, t, s_) = self.probs.dim();
+        // ANCHOR: scores_backward
         // dS for every (b, h): the gradient of the pre-softmax scores.
         let mut ds = Array4::<F>::zeros((b_, nh, t, s_));
         for b in 0..b_ {
@@ -99,6 +100,7 @@ impl<F: Float> Backward<F> for Attention<F> {
                     });
             }
         }
+        // ANCHOR_END: scores_backward
         if ctx.needs(self.v) {
             let mut gv = ctx
                 .grad_mut(self.v)

@@ -25,6 +25,7 @@ struct CrossEntropy<F: Float> {
     count: usize,
 }
 
+// ANCHOR: backward
 impl<F: Float> Backward<F> for CrossEntropy<F> {
     fn saved_bytes(&self) -> usize {
         self.probs.len() * std::mem::size_of::<F>() + self.targets.len() * 8
@@ -51,6 +52,7 @@ impl<F: Float> Backward<F> for CrossEntropy<F> {
         );
     }
 }
+// ANCHOR_END: backward
 
 impl<F: Float> Tape<'_, F> {
     /// Mean cross-entropy of `logits` (..., V) against `targets` (one per row), skipping rows

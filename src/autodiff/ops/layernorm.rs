@@ -17,6 +17,7 @@ struct LayerNorm<F: Float> {
     rstd: Array1<F>,
 }
 
+// ANCHOR: backward
 impl<F: Float> Backward<F> for LayerNorm<F> {
     fn saved_bytes(&self) -> usize {
         (self.mean.len() + self.rstd.len()) * std::mem::size_of::<F>()
@@ -87,6 +88,7 @@ impl<F: Float> Backward<F> for LayerNorm<F> {
         }
     }
 }
+// ANCHOR_END: backward
 
 impl<F: Float> Tape<'_, F> {
     /// Layer norm of x (..., C) with weight γ (C) and bias β (C).

@@ -64,6 +64,7 @@ fn op_view<F: Float>(x: ArrayView2<'_, F>, t: bool) -> ArrayView2<'_, F> {
     }
 }
 
+// ANCHOR: backward_2d
 /// Adds this entry's input gradients: d op(a) = G op(b)ᵀ and d op(b) = op(a)ᵀ G.
 fn backward_2d<F: Float>(
     a: ArrayView2<F>,
@@ -83,6 +84,7 @@ fn backward_2d<F: Float>(
         gemm(F::one(), opa.t(), g, F::one(), &mut target);
     }
 }
+// ANCHOR_END: backward_2d
 
 impl<F: Float> Backward<F> for MatMul {
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {

@@ -39,6 +39,7 @@ struct Softmax {
     log: bool,
 }
 
+// ANCHOR: backward
 impl<F: Float> Backward<F> for Softmax {
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let last = Axis(g.ndim() - 1);
@@ -61,6 +62,7 @@ impl<F: Float> Backward<F> for Softmax {
         ctx.accumulate(self.x, dx);
     }
 }
+// ANCHOR_END: backward
 
 impl<F: Float> Tape<'_, F> {
     fn softmax_op(&mut self, x: Var, log: bool) -> Result<Var> {

@@ -1,0 +1,135 @@
+//! The graders: one module per exercise, named like it. Each checks the learner's functions
+//! against tunelab's own implementation on random inputs and, where a backward is asked for,
+//! against central differences. `tunelab exercises verify` reads the test names
+//! (`graders::<exercise>::<check>`) to score each exercise.
+
+mod adamw;
+mod bitfit;
+mod bottleneck_adapter;
+mod causal_attention;
+mod causal_lm_loss;
+mod clip_grad_norm;
+mod cross_entropy;
+mod early_stopping;
+mod instruction_labels;
+mod layer_norm_backward;
+mod lora_forward;
+mod lora_merge;
+mod lora_params;
+mod memory_estimate;
+mod padding_masks;
+mod prefix_kv;
+mod soft_prompt;
+mod softmax;
+mod warmup_cosine;
+
+use ndarray::{Array, ArrayD, Dimension, ShapeBuilder};
+use ndarray_rand::rand_distr::StandardNormal;
+use ndarray_rand::RandomExt;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tunelab::nn::{Config, Transformer};
+use tunelab::{Grads, ParamStore, Tape, Var};
+
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+/// Standard-normal values of the given shape.
+pub fn randn<Sh: ShapeBuilder>(shape: Sh, rng: &mut StdRng) -> Array<f64, Sh::Dim> {
+    Array::random_using(shape, StandardNormal, rng)
+}
+
+/// Fails unless `got` and `want` have the same shape and agree to `tol`, relative to the size of
+/// the expected value (absolute below 1).
+pub fn assert_close<D: Dimension>(what: &str, got: &Array<f64, D>, want: &Array<f64, D>, tol: f64) {
+    assert_eq!(got.shape(), want.shape(), "{what}: wrong shape");
+    let err = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
+        .fold(
+            0.0,
+            |m: f64, e| if e.is_nan() { f64::INFINITY } else { m.max(e) },
+        );
+    assert!(
+        err < tol,
+        "{what}: off by {err:.2e} (tolerance {tol:.0e})\n  yours: {got:.5}\n  tunelab: {want:.5}"
+    );
+}
+
+/// Central differences (f(x + h) − f(x − h)) / 2h of a scalar function, element by element.
+pub fn numeric_grad<D: Dimension>(
+    x: &Array<f64, D>,
+    f: impl Fn(&Array<f64, D>) -> f64,
+) -> Array<f64, D> {
+    const H: f64 = 1e-5;
+    let mut probe = x.clone();
+    let mut g = Array::zeros(x.raw_dim());
+    for (i, gi) in g.iter_mut().enumerate() {
+        let x0 = x.iter().nth(i).copied().expect("in range");
+        *probe.iter_mut().nth(i).expect("in range") = x0 + H;
+        let up = f(&probe);
+        *probe.iter_mut().nth(i).expect("in range") = x0 - H;
+        let down = f(&probe);
+        *probe.iter_mut().nth(i).expect("in range") = x0;
+        *gi = (up - down) / (2.0 * H);
+    }
+    g
+}
+
+/// Runs `f` on a tape whose inputs are trainable parameters and returns its output and the
+/// gradient of each input: of the output itself when `weights` is `None` (a loss), else of
+/// Σ output ⊙ weights (so dL/d output = weights).
+pub fn on_tape(
+    inputs: &[ArrayD<f64>],
+    weights: Option<&ArrayD<f64>>,
+    f: impl FnOnce(&mut Tape<'_, f64>, &[Var]) -> Var,
+) -> (ArrayD<f64>, Vec<ArrayD<f64>>) {
+    let mut store = ParamStore::new();
+    let ids: Vec<_> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, x)| store.add(format!("x{i}"), x.clone(), true).expect("unique"))
+        .collect();
+    let mut tape = Tape::new(&store);
+    let vars: Vec<Var> = ids.iter().map(|&id| tape.param(id)).collect();
+    let y = f(&mut tape, &vars);
+    let loss = match weights {
+        None => y,
+        Some(w) => {
+            let w = tape.constant(w.clone());
+            let yw = tape.mul(y, w).expect("same shape");
+            tape.sum_all(yw).expect("sum")
+        }
+    };
+    let mut grads = Grads::new(&store);
+    tape.backward(loss, &mut grads).expect("backward");
+    let grads = ids
+        .iter()
+        .zip(inputs)
+        .map(|(&id, x)| {
+            grads
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| ArrayD::zeros(x.raw_dim()))
+        })
+        .collect();
+    (tape.value(y).to_owned(), grads)
+}
+
+/// A small randomly initialised GPT (V 32, C 8, NH 2, `layers` blocks, no dropout).
+pub fn tiny_gpt(layers: usize) -> (Transformer, ParamStore<f64>) {
+    let mut config = Config::gpt(32, 8, 2, layers, 16);
+    config.dropout = 0.0;
+    let mut store = ParamStore::new();
+    let model = Transformer::new(config, &mut store, 7).expect("valid config");
+    (model, store)
+}
+
+/// A small randomly initialised BERT (V 32, C 8, NH 2, 2 blocks).
+pub fn tiny_bert() -> (Transformer, ParamStore<f64>) {
+    let mut store = ParamStore::new();
+    let model = Transformer::new(Config::bert(32, 8, 2, 2, 16), &mut store, 7).expect("valid");
+    (model, store)
+}

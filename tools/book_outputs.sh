@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Regenerates the program output the book shows: book/src/generated/*.txt.
+#
+# Every file is what the release binary printed in this run; nothing is typed by hand. A command
+# that this build does not have yet is listed and skipped, and its file says so, so the book
+# still builds; re-run this script once the command exists. Takes a few minutes (compare trains
+# every method twice: once for the table, once for JSON).
+#
+#   tools/book_outputs.sh            everything
+#   tools/book_outputs.sh quick      skip the slow ones (compare)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=book/src/generated
+mkdir -p "$out"
+cargo build --release --quiet || exit 1
+bin=target/release/tunelab
+skipped=()
+
+has() { "$bin" "$1" --help >/dev/null 2>&1; }
+
+# run FILE COMMAND...: runs `tunelab COMMAND...` into $out/FILE, or notes that it is missing.
+run() {
+    local file=$1
+    shift
+    if ! has "$1"; then
+        skipped+=("tunelab $*")
+        printf '(not generated: `tunelab %s` is not in this build yet; re-run tools/book_outputs.sh)\n' "$*" >"$out/$file"
+        echo "skip  tunelab $*"
+        return
+    fi
+    echo "run   tunelab $*"
+    # stdout only (progress bars go to stderr); stderr too if the command fails.
+    local err
+    err=$(mktemp)
+    { printf '$ tunelab %s\n' "$*"; "$bin" "$@" 2>"$err" || cat "$err"; } >"$out/$file"
+    rm -f "$err"
+}
+
+run help.txt --help
+run gradcheck.txt gradcheck
+run gradcheck-attention.txt gradcheck --op attention
+run estimate-7b.txt estimate 7B
+run estimate-175b.txt estimate 175B --r 4
+run exercises-hint-8.txt exercises hint 8
+run_example() {
+    echo "run   cargo run --release --example $1"
+    { printf "$ cargo run --release --example %s\n" "$1"; cargo run --release --quiet --example "$1" 2>&1; } >"$out/example-$1.txt"
+}
+run_example lora_lm_step
+for n in 1 2 3 4 5; do
+    run "interview-$n.txt" interview "$n"
+done
+for p in overfit lr padding checkpoint explode; do
+    run "pitfall-$p.txt" pitfall "$p"
+done
+if [ "${1:-}" != quick ]; then
+    if "$bin" compare --help 2>/dev/null | grep -q -- '--quick'; then
+        run compare-quick.txt compare --quick
+    else
+        skipped+=("tunelab compare --quick")
+        printf '(not generated: `tunelab compare --quick` is not in this build yet; re-run tools/book_outputs.sh)\n' >"$out/compare-quick.txt"
+    fi
+    run compare.txt compare
+    run compare-json.txt compare --json
+fi
+
+if [ ${#skipped[@]} -gt 0 ]; then
+    echo
+    echo "Not available in this build (placeholders written):"
+    printf '  %s\n' "${skipped[@]}"
+fi
