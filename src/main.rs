@@ -141,6 +141,9 @@ enum Command {
         /// Print the rows as a JSON array.
         #[arg(long)]
         json: bool,
+        /// Also write the rows as JSON into this file (the table still prints).
+        #[arg(long)]
+        json_out: Option<PathBuf>,
         /// Also write loss curves and score versus trainable parameters as SVG into this
         /// directory.
         #[arg(long)]
@@ -773,6 +776,7 @@ fn main() -> ExitCode {
             seed,
             only,
             json,
+            json_out,
             plot,
         } => {
             let run = || -> tunelab::Result<()> {
@@ -803,6 +807,10 @@ fn main() -> ExitCode {
                 let mut bar = CompareBar::new(&opts, &entries);
                 let rows = compare::compare(&opts, &entries, &mut bar)?;
                 bar.finish();
+                if let Some(path) = &json_out {
+                    let text = serde_json::to_string_pretty(&rows).expect("rows serialise");
+                    tunelab::io::atomic_write(path, text.as_bytes())?;
+                }
                 if let Some(dir) = &plot {
                     for path in tunelab::lab::plot::compare_charts(dir, &opts, &rows)? {
                         eprintln!("wrote {}", path.display());
