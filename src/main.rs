@@ -538,7 +538,11 @@ fn run_finetune(
 ) -> tunelab::Result<()> {
     let task = Task::from_name(task)?;
     let args = train.build()?;
-    let tok = finetune::load_base(base).ok().map(|b| b.tok);
+    let loaded = finetune::load_base(base).ok();
+    if let Some(n) = loaded.as_ref().and_then(|b| b.notes.as_ref()) {
+        eprintln!("note: {n}");
+    }
+    let tok = loaded.map(|b| b.tok);
     let spec = method.spec(tok.as_ref())?;
     tunelab::train::trainer::install_ctrl_c();
     let opts = FinetuneOptions {
