@@ -59,21 +59,27 @@ pub struct Loaded<F: Float> {
 impl<F: Float> Loaded<F> {
     /// One line for the user about what was not a plain copy, or `None`.
     pub fn notes(&self) -> Option<String> {
-        if self.initialised.is_empty() {
+        let heads: Vec<&str> = [
+            (
+                "cls.predictions.",
+                "cls.predictions.* (the masked-LM head, used by `logits`)",
+            ),
+            (
+                "pooler.",
+                "pooler.* (used by [CLS] pooling of classification heads)",
+            ),
+        ]
+        .into_iter()
+        .filter(|(p, _)| self.initialised.iter().any(|n| n.starts_with(p)))
+        .map(|(_, what)| what)
+        .collect();
+        if heads.is_empty() {
             return None;
         }
-        let heads: Vec<&str> = ["cls.predictions.", "pooler."]
-            .into_iter()
-            .filter(|p| self.initialised.iter().any(|n| n.starts_with(p)))
-            .collect();
         Some(format!(
-            "{}: no {} tensors in the checkpoint; initialised randomly",
+            "{}: the checkpoint has no {}; initialised randomly",
             self.dir.display(),
-            heads
-                .iter()
-                .map(|p| format!("{p}*"))
-                .collect::<Vec<_>>()
-                .join(" or ")
+            heads.join(" and no ")
         ))
     }
 }
