@@ -170,6 +170,52 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sentence embeddings of each TEXT with an encoder (a Hugging Face BERT directory such as
+    /// all-MiniLM-L6-v2, or a shipped model), printed as a JSON array of arrays in input order.
+    Embed {
+        /// A model directory (config.json, model.safetensors, tokenizer.json or vocab.txt) or a
+        /// shipped model name.
+        #[arg(long)]
+        model: String,
+        /// An adapter directory (tunelab's or PEFT's LoRA) applied to the model.
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        /// mean (over real tokens, as sentence-transformers) or cls (the [CLS] hidden state).
+        #[arg(long, default_value = "mean")]
+        pooling: String,
+        /// Scale each embedding to unit length.
+        #[arg(long)]
+        normalize: bool,
+        /// The texts to embed.
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
+    /// The vocabulary logits at the last position of a sequence of token ids, as a JSON array
+    /// (the LM head for GPT-2, the masked-LM head for BERT).
+    Logits {
+        #[arg(long)]
+        model: String,
+        /// An adapter directory (tunelab's or PEFT's LoRA) applied to the model.
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        /// Comma-separated token ids, e.g. 464,2068,7586.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ids: Vec<usize>,
+    },
+    /// Write a LoRA adapter saved by `finetune` as a PEFT adapter directory
+    /// (adapter_config.json + adapter_model.safetensors under PEFT's key names), loadable with
+    /// `PeftModel.from_pretrained`.
+    ExportPeft {
+        /// The adapter directory written by `finetune`.
+        #[arg(long)]
+        adapter: PathBuf,
+        /// The output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// The base model the adapter was trained on (default: the one its config records).
+        #[arg(long)]
+        base: Option<String>,
+    },
     /// Pre-train a base model from scratch on the synthetic world's corpus.
     ///
     /// gpt-tiny is a decoder trained as a causal LM; bert-tiny an encoder trained with masked LM.
@@ -572,7 +618,11 @@ fn run_finetune(
 ) -> tunelab::Result<()> {
     let task = Task::from_name(task)?;
     let args = train.build()?;
-    let tok = finetune::load_base(base).ok().map(|b| b.tok);
+    let loaded = finetune::load_base(base).ok();
+    if let Some(n) = loaded.as_ref().and_then(|b| b.notes.as_ref()) {
+        eprintln!("note: {n}");
+    }
+    let tok = loaded.map(|b| b.tok);
     let spec = method.spec(tok.as_ref())?;
     tunelab::train::trainer::install_ctrl_c();
     let opts = FinetuneOptions {
@@ -683,9 +733,130 @@ impl tunelab::lab::compare::CompareProgress for CompareBar {
     }
 }
 
+/// A base with an optional adapter (or no method), for inference commands.
+fn load_with_adapter(
+    model: &str,
+    adapter: Option<&std::path::Path>,
+) -> tunelab::Result<(finetune::Base, Box<dyn tunelab::peft::Method<f32>>)> {
+    let mut b = finetune::load_base(model)?;
+    if let Some(n) = &b.notes {
+        eprintln!("note: {n}");
+    }
+    let method: Box<dyn tunelab::peft::Method<f32>> = match adapter {
+        Some(dir) => tunelab::peft::store::load_adapter(dir, &b.model, &mut b.store, 0)?.1,
+        None => Box::new(tunelab::peft::full::Full { last_k: None }),
+    };
+    Ok((b, method))
+}
+
+fn run_embed(
+    model: &str,
+    adapter: Option<&std::path::Path>,
+    pooling: &str,
+    normalize: bool,
+    texts: &[String],
+) -> tunelab::Result<String> {
+    use tunelab::lab::embed;
+    let pooling = embed::EmbedPooling::from_name(pooling)?;
+    let (b, method) = load_with_adapter(model, adapter)?;
+    let out = embed::embed(
+        &b.model,
+        &b.store,
+        method.as_ref(),
+        &b.tok,
+        texts,
+        pooling,
+        normalize,
+    )?;
+    Ok(serde_json::to_string(&out).expect("floats serialise"))
+}
+
+fn run_logits(
+    model: &str,
+    adapter: Option<&std::path::Path>,
+    ids: &[usize],
+) -> tunelab::Result<String> {
+    // No tokenizer needed: the model directory alone.
+    let dir = finetune::resolve_base(model)?;
+    let mut b = tunelab::io::hf::load::<f32>(&dir)?;
+    // A BERT checkpoint without its masked-LM head has no meaningful logits.
+    if let Some(name) = b.initialised.iter().find(|n| n.starts_with("cls.")) {
+        return Err(tunelab::Error::Invalid {
+            op: "logits",
+            detail: format!(
+                "{}: the checkpoint has no masked-LM head (tensor {name} is missing)",
+                dir.display()
+            ),
+        });
+    }
+    let method: Box<dyn tunelab::peft::Method<f32>> = match adapter {
+        Some(a) => tunelab::peft::store::load_adapter(a, &b.model, &mut b.store, 0)?.1,
+        None => Box::new(tunelab::peft::full::Full { last_k: None }),
+    };
+    let out = tunelab::lab::embed::last_logits(&b.model, &b.store, method.as_ref(), ids)?;
+    Ok(serde_json::to_string(&out).expect("floats serialise"))
+}
+
+fn run_export_peft(
+    adapter: &std::path::Path,
+    out: &std::path::Path,
+    base: Option<&str>,
+) -> tunelab::Result<()> {
+    let (_, meta) = tunelab::peft::store::load_adapter_config(adapter)?;
+    let base = match base {
+        Some(b) => b.to_string(),
+        None => meta
+            .get("base")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| tunelab::Error::Invalid {
+                op: "export-peft",
+                detail: format!(
+                    "{} records no base model; pass --base DIR",
+                    adapter.display()
+                ),
+            })?,
+    };
+    let dir = finetune::resolve_base(&base)?;
+    let (config, _) = tunelab::io::hf::load_config(&dir)?;
+    tunelab::io::peft::export(adapter, &config, &base, out)?;
+    println!("PEFT adapter written to {}", out.display());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Embed {
+            model,
+            adapter,
+            pooling,
+            normalize,
+            texts,
+        } => match run_embed(&model, adapter.as_deref(), &pooling, normalize, &texts) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Logits {
+            model,
+            adapter,
+            ids,
+        } => match run_logits(&model, adapter.as_deref(), &ids) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::ExportPeft { adapter, out, base } => {
+            match run_export_peft(&adapter, &out, base.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
         Command::Estimate {
             size,
             batch,

@@ -1,7 +1,9 @@
 //! Files: safetensors tensors, model checkpoints (config.json + model.safetensors +
-//! tokenizer.json), and atomic writes.
+//! tokenizer.json), Hugging Face model directories, PEFT adapters, and atomic writes.
 
 pub mod checkpoint;
+pub mod hf;
+pub mod peft;
 pub mod safetensors;
 
 use crate::error::{Error, Result};

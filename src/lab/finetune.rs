@@ -7,7 +7,7 @@ use crate::data::tasks::{self, Example, Task, TaskShape};
 use crate::data::tokenizer::Tokenizer;
 use crate::data::world::World;
 use crate::error::{invalid, Error, Result};
-use crate::io::checkpoint;
+use crate::io::{checkpoint, hf};
 use crate::peft::{self, Method, MethodSpec};
 use crate::train::pretrain::WORLD_SEED;
 use crate::train::task::{TaskData, TaskModel};
@@ -46,16 +46,24 @@ pub struct Base {
     pub model: crate::nn::Transformer,
     pub store: ParamStore<f32>,
     pub tok: Tokenizer,
+    /// What loading did beyond a plain copy (a BERT head the checkpoint lacks, initialised).
+    pub notes: Option<String>,
+    /// The parameters the checkpoint did not have, left at their initialisation.
+    pub initialised: Vec<String>,
 }
 
+/// Loads a base: a shipped model or any Hugging Face GPT-2 / BERT directory
+/// ([`crate::io::hf`]), with its `tokenizer.json` or `vocab.txt`.
 pub fn load_base(base: &str) -> Result<Base> {
     let dir = resolve_base(base)?;
-    let (model, store) = checkpoint::load::<f32>(&dir)?;
-    let tok = Tokenizer::from_file(dir.join(checkpoint::TOKENIZER))?;
+    let loaded = hf::load::<f32>(&dir)?;
+    let tok = hf::load_tokenizer(&dir)?;
     Ok(Base {
+        notes: loaded.notes(),
+        initialised: loaded.initialised,
         dir,
-        model,
-        store,
+        model: loaded.model,
+        store: loaded.store,
         tok,
     })
 }

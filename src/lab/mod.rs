@@ -2,6 +2,7 @@
 //! CLI can print a table or JSON and tests can assert the claims it prints.
 
 pub mod compare;
+pub mod embed;
 pub mod estimate;
 pub mod exercises;
 pub mod finetune;

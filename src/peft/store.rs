@@ -11,6 +11,9 @@
 //! fine-tune's "adapter" is the whole model again: the file sizes ([`adapter_file_size`]) are the
 //! storage column of the comparison table.
 //!
+//! `adapter_config.json` written by the Python PEFT library (LoRA) loads too: it is converted to
+//! the equivalent spec and tunelab names on reading ([`crate::io::peft`]).
+//!
 //! Prefix tuning is saved folded: [`save_adapter`] calls [`Method::finalize`], which runs the
 //! reparameterization MLP once and keeps only `prompt_embeddings` (P, 2·L·C). The config then
 //! says `reparameterize: false` (the table is what is loaded and, if training resumes, what
@@ -175,6 +178,10 @@ pub fn load_adapter_config(dir: &Path) -> Result<(MethodSpec, Value)> {
         line: e.line(),
         detail: e.to_string(),
     })?;
+    if crate::io::peft::is_peft_config(&value) {
+        let imported = crate::io::peft::import::<f32>(dir, &value)?;
+        return Ok((imported.spec, imported.meta));
+    }
     let Value::Object(mut config) = value else {
         return Err(data_err(&path, "the adapter config is not a JSON object"));
     };
@@ -192,7 +199,17 @@ struct AdapterFiles<F: Float> {
     tensors: Vec<(String, ArrayD<F>)>,
 }
 
+/// Reads a tunelab adapter, or a PEFT one converted to tunelab's names ([`crate::io::peft`]).
 fn read_adapter<F: Float>(dir: &Path) -> Result<AdapterFiles<F>> {
+    let config = crate::io::peft::read_config(dir)?;
+    if crate::io::peft::is_peft_config(&config) {
+        let imported = crate::io::peft::import::<F>(dir, &config)?;
+        return Ok(AdapterFiles {
+            spec: imported.spec,
+            meta: imported.meta,
+            tensors: imported.tensors,
+        });
+    }
     let (spec, meta) = load_adapter_config(dir)?;
     let path = dir.join(WEIGHTS);
     let file = safetensors::load::<F>(&path)?;
