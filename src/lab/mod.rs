@@ -3,6 +3,9 @@
 
 pub mod compare;
 pub mod estimate;
+pub mod evidence;
 pub mod finetune;
 pub mod forgetting;
 pub mod gradcheck;
+pub mod pitfall;
+pub mod runs;
