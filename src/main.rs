@@ -142,6 +142,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Interview questions on fine-tuning, each answered and backed by an experiment run now.
+    ///
+    /// Without N, lists the questions. With N, prints the answer, runs the experiment behind it
+    /// and prints the measured evidence; each claim is marked as holding or not in this run.
+    Interview {
+        /// The question's number (omit to list them).
+        n: Option<usize>,
+        /// Small budgets (seconds instead of about a minute), as the tests use.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Run one of the notes' common pitfalls, then its fix, and print what was measured.
     ///
     /// Without a name, lists them: overfit, lr, padding, checkpoint, explode. Every number
@@ -503,6 +514,32 @@ impl tunelab::lab::evidence::Progress for LabLines {
     }
 }
 
+fn run_interview(n: Option<usize>, quick: bool) -> tunelab::Result<()> {
+    use tunelab::lab::evidence::{report, Mode};
+    use tunelab::lab::interview;
+    let Some(n) = n else {
+        println!("interview questions (answer one with `tunelab interview N`, add --quick for small budgets):");
+        for q in interview::QUESTIONS {
+            println!("  {:>2}. {}", q.number, q.question);
+        }
+        return Ok(());
+    };
+    let q = interview::question(n)?;
+    let mode = if quick { Mode::Quick } else { Mode::Full };
+    println!("{}. {}\n", q.number, q.question);
+    println!("{}\n", q.answer);
+    println!("evidence: {}\n", q.experiment);
+    let started = std::time::Instant::now();
+    let evidence = interview::run(n, mode, &mut LabLines(started))?;
+    print!("{}", report(evidence.as_ref()));
+    println!(
+        "\n({} mode, {:.1} s)",
+        mode.name(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 fn run_pitfall(name: Option<&str>, quick: bool) -> tunelab::Result<()> {
     use tunelab::lab::evidence::{report, Mode};
     use tunelab::lab::pitfall;
@@ -798,6 +835,10 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Interview { n, quick } => match run_interview(n, quick) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
         Command::Pitfall { name, quick } => match run_pitfall(name.as_deref(), quick) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),

@@ -7,5 +7,6 @@ pub mod evidence;
 pub mod finetune;
 pub mod forgetting;
 pub mod gradcheck;
+pub mod interview;
 pub mod pitfall;
 pub mod runs;

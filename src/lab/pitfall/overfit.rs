@@ -73,10 +73,10 @@ fn row(label: &str, o: &Outcome) -> OverfitRow {
 
 /// Runs the unregularised run and its four guarded variants.
 pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<Overfit> {
-    let train_examples = mode.pick(16, 32);
-    let val_examples = mode.pick(64, 200);
-    let steps = mode.pick(30, 120);
-    let every = mode.pick(3, 6);
+    let train_examples = mode.pick(8, 32);
+    let val_examples = mode.pick(48, 200);
+    let steps = mode.pick(20, 120);
+    let every = mode.pick(4, 6);
     let base = |spec: MethodSpec, lr: f64| {
         let mut r = Run::new(Task::Sentiment, spec, lr, steps, 8).eval_every(every, val_examples);
         r.train_limit = Some(train_examples);
