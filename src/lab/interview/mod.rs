@@ -79,7 +79,7 @@ pub const QUESTIONS: &[Question] = &[
       "the lr pitfall: held-out LM loss before and after full fine-tuning at a high and a sane learning rate, and LoRA"),
     q(14, "Why use learning-rate warmup?",
       "At the first steps Adam's second-moment estimates are built from one or two gradients and are noisy, and a pre-trained model's head or adapters are fresh, so full-size steps can throw the weights far from the pre-trained point. Warmup raises the learning rate from zero over the first steps so early updates stay small until the statistics settle.",
-      "full fine-tuning at a high learning rate with and without warmup: early losses, the size of the first updates, forgetting and score"),
+      "full fine-tuning at twice the usual learning rate with and without warmup: early losses, forgetting and score"),
     q(15, "What does gradient clipping do, and when does it matter?",
       "It rescales all gradients together when their global norm exceeds a threshold, keeping the direction and bounding the step. It matters when a loss spike or a deep, badly conditioned network (post-LN without warmup, long RNN-like paths) produces a huge gradient that would throw the weights away; it is cheap insurance, logged as the gradient norm.",
       "the explode pitfall: a deep post-LN decoder trained with and without clipping, versus pre-LN, with gradient norms per layer"),

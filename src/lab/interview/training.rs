@@ -190,7 +190,7 @@ pub struct Warmup {
 }
 
 pub fn warmup(mode: Mode, progress: &mut dyn Progress) -> Result<Warmup> {
-    let (lr, steps, val) = (2e-3, mode.pick(24, 120), mode.pick(64, 300));
+    let (lr, steps, val) = (1e-3, mode.pick(24, 120), mode.pick(64, 300));
     let mut rows = Vec::new();
     let mut heldout = None;
     for w in [0, steps / 4] {
@@ -229,7 +229,7 @@ pub fn warmup(mode: Mode, progress: &mut dyn Progress) -> Result<Warmup> {
 impl Evidence for Warmup {
     fn render(&self) -> String {
         let mut s = format!(
-            "full fine-tuning of gpt-tiny on sentiment at a high lr {:.0e}, {} steps of batch 8, linear decay\n\n",
+            "full fine-tuning of gpt-tiny on sentiment at lr {:.0e} (twice compare's), {} steps of batch 8, linear decay\n\n",
             self.lr, self.steps
         );
         let rows: Vec<Vec<String>> = self
