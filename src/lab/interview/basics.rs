@@ -124,10 +124,10 @@ pub fn methods(mode: Mode, progress: &mut dyn Progress) -> Result<Methods> {
     let opts = CompareOptions {
         base: BASE.into(),
         task: Task::Sentiment,
-        steps: mode.pick(10, 150),
+        steps: mode.pick(10, 60),
         batch_size: mode.pick(8, 16),
         train_limit: None,
-        max_eval_examples: mode.pick(48, 300),
+        max_eval_examples: mode.pick(48, 200),
         seed: 42,
         only,
     };

@@ -44,8 +44,8 @@ pub const SANE_LR: f64 = 1e-4;
 pub const LORA_LR: f64 = 3e-3;
 
 pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<LrPitfall> {
-    let steps = mode.pick(30, 150);
-    let batch = mode.pick(8, 16);
+    let steps = mode.pick(30, 100);
+    let batch = 8;
     let val = mode.pick(100, 300);
     let full = MethodSpec::Full { last_k: None };
     let mut rows = Vec::new();

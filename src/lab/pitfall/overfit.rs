@@ -74,9 +74,9 @@ fn row(label: &str, o: &Outcome) -> OverfitRow {
 /// Runs the unregularised run and its four guarded variants.
 pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<Overfit> {
     let train_examples = mode.pick(8, 32);
-    let val_examples = mode.pick(48, 200);
-    let steps = mode.pick(20, 120);
-    let every = mode.pick(4, 6);
+    let val_examples = mode.pick(48, 150);
+    let steps = mode.pick(20, 100);
+    let every = mode.pick(4, 10);
     let base = |spec: MethodSpec, lr: f64| {
         let mut r = Run::new(Task::Sentiment, spec, lr, steps, 8).eval_every(every, val_examples);
         r.train_limit = Some(train_examples);
