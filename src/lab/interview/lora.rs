@@ -476,10 +476,7 @@ pub fn param_count() -> Result<ParamCount> {
     let base: Base = load_base(BASE)?;
     let total = base.store.num_params() as u64;
     let mut rows = Vec::new();
-    for (t, label) in [
-        (&["q", "v"][..], "q,v"),
-        (&TARGET_SETS[2][..], "all linear"),
-    ] {
+    for (t, label) in [(&["q", "v"][..], "q,v"), (TARGET_SETS[2], "all linear")] {
         for r in [4, 8, 16] {
             let mut store = base.store.clone();
             let m = Lora::apply(&base.model, &mut store, lora(r, t), false, 0)?;

@@ -43,7 +43,7 @@ fn response_loss(
     let (mut sum, mut count) = (0.0, 0usize);
     for chunk in items.chunks(16) {
         let refs: Vec<&Item> = chunk.iter().collect();
-        let n: usize = chunk.iter().map(|i| lm_targets(i)).sum();
+        let n: usize = chunk.iter().map(lm_targets).sum();
         let mut tape = Tape::inference(store);
         let (loss, _) = tm.batch_loss(&mut tape, hooks, &refs)?;
         sum += tape.scalar(loss)?.as_f64() * n as f64;

@@ -10,7 +10,7 @@
 
 use crate::data::world::World;
 use crate::error::Result;
-use crate::lab::evidence::{num, table, Claim, Evidence, Mode, Progress};
+use crate::lab::evidence::{nan_as_inf, num, table, Claim, Evidence, Mode, Progress};
 use crate::lab::finetune::load_base;
 use crate::lab::runs::BASE;
 use crate::nn::{Config, NoHooks, Transformer};
@@ -47,6 +47,10 @@ impl ExplodeRun {
         }
         let t = &self.losses[self.losses.len().saturating_sub(5)..];
         t.iter().sum::<f64>() / t.len().max(1) as f64
+    }
+    /// The run ended no better than it started (or diverged).
+    pub fn blew_up(&self) -> bool {
+        nan_as_inf(self.final_loss()) >= self.first_loss()
     }
     pub fn max_grad_norm(&self) -> f64 {
         self.grad_norms.iter().copied().fold(0.0, f64::max)
@@ -262,7 +266,7 @@ impl Evidence for Explode {
     fn claims(&self) -> Vec<Claim> {
         let (post, clipped, pre, pre_clipped) =
             (self.post(), self.clipped(), self.pre(), self.pre_clipped());
-        let blew_up = |r: &ExplodeRun| !(r.final_loss() < r.first_loss());
+        let blew_up = ExplodeRun::blew_up;
         vec![
             Claim::new(
                 format!(
