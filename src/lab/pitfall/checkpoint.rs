@@ -32,6 +32,7 @@ pub struct CheckpointPitfall {
     pub max_weight_diff: f64,
     pub accuracy_uninterrupted: f64,
     pub accuracy_resumed: f64,
+    pub accuracy_restarted: f64,
     /// Optimizer steps computed in all, for each way of reaching the end.
     pub steps_uninterrupted: usize,
     pub steps_with_resume: usize,
@@ -152,6 +153,7 @@ pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<CheckpointPitfall>
         resumed_from: b.from,
         accuracy_uninterrupted: a.accuracy,
         accuracy_resumed: b.accuracy,
+        accuracy_restarted: c.accuracy,
         steps_uninterrupted: total,
         steps_with_resume: first.losses.len() + (total - b.from),
         steps_with_restart: first.losses.len() + (total - c.from),
@@ -184,7 +186,7 @@ impl Evidence for CheckpointPitfall {
                 "killed, restarted from nothing".to_string(),
                 self.steps_with_restart.to_string(),
                 format!("{:.1}", self.seconds_with_restart),
-                "(as uninterrupted)".to_string(),
+                format!("{:.3}", self.accuracy_restarted),
             ],
         ];
         s.push_str(&table(
