@@ -528,9 +528,13 @@ impl Evidence for Frozen {
                 &header,
                 "val acc",
                 "forgetting",
+                "forgetting, detached",
             ],
             &rows,
         ));
+        s.push_str(
+            "forgetting: held-out LM loss after minus before, method attached; detached: the base weights alone\n",
+        );
         s
     }
 
