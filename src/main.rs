@@ -216,6 +216,28 @@ enum Command {
         #[arg(long)]
         base: Option<String>,
     },
+    /// Interview questions on fine-tuning, each answered and backed by an experiment run now.
+    ///
+    /// Without N, lists the questions. With N, prints the answer, runs the experiment behind it
+    /// and prints the measured evidence; each claim is marked as holding or not in this run.
+    Interview {
+        /// The question's number (omit to list them).
+        n: Option<usize>,
+        /// Small budgets (seconds instead of about a minute), as the tests use.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Run one of the notes' common pitfalls, then its fix, and print what was measured.
+    ///
+    /// Without a name, lists them: overfit, lr, padding, checkpoint, explode. Every number
+    /// printed is measured in this run; each claim is marked as holding or not.
+    Pitfall {
+        /// The pitfall to run (omit to list them).
+        name: Option<String>,
+        /// Small budgets (seconds instead of about a minute), as the tests use.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Pre-train a base model from scratch on the synthetic world's corpus.
     ///
     /// gpt-tiny is a decoder trained as a causal LM; bert-tiny an encoder trained with masked LM.
@@ -563,6 +585,70 @@ impl Progress for Bar {
     fn message(&mut self, text: &str) {
         eprintln!("{text}");
     }
+}
+
+/// Progress lines of the interview and pitfall experiments, with the time since the start.
+struct LabLines(std::time::Instant);
+
+impl tunelab::lab::evidence::Progress for LabLines {
+    fn line(&mut self, text: &str) {
+        eprintln!("[{:>6.1} s] {text}", self.0.elapsed().as_secs_f64());
+    }
+}
+
+fn run_interview(n: Option<usize>, quick: bool) -> tunelab::Result<()> {
+    use tunelab::lab::evidence::{report, Mode};
+    use tunelab::lab::interview;
+    let Some(n) = n else {
+        println!("interview questions (answer one with `tunelab interview N`, add --quick for small budgets):");
+        for q in interview::QUESTIONS {
+            println!("  {:>2}. {}", q.number, q.question);
+        }
+        return Ok(());
+    };
+    let q = interview::question(n)?;
+    let mode = if quick { Mode::Quick } else { Mode::Full };
+    println!("{}. {}\n", q.number, q.question);
+    println!("{}\n", q.answer);
+    println!("evidence: {}\n", q.experiment);
+    let started = std::time::Instant::now();
+    let evidence = interview::run(n, mode, &mut LabLines(started))?;
+    print!("{}", report(evidence.as_ref()));
+    println!(
+        "\n({} mode, {:.1} s)",
+        mode.name(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn run_pitfall(name: Option<&str>, quick: bool) -> tunelab::Result<()> {
+    use tunelab::lab::evidence::{report, Mode};
+    use tunelab::lab::pitfall;
+    let Some(name) = name else {
+        println!(
+            "pitfalls (run one with `tunelab pitfall <name>`, add --quick for small budgets):"
+        );
+        for p in pitfall::PITFALLS {
+            println!("  {:<11} {}", p.name, p.summary);
+        }
+        return Ok(());
+    };
+    let mode = if quick { Mode::Quick } else { Mode::Full };
+    let started = std::time::Instant::now();
+    let evidence = pitfall::run(name, mode, &mut LabLines(started))?;
+    let p = pitfall::PITFALLS
+        .iter()
+        .find(|p| p.name == name)
+        .expect("run accepted the name");
+    println!("pitfall {name}: {}\n", p.summary);
+    print!("{}", report(evidence.as_ref()));
+    println!(
+        "\n({} mode, {:.1} s)",
+        mode.name(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn fail(e: tunelab::Error) -> ExitCode {
@@ -1073,6 +1159,14 @@ fn main() -> ExitCode {
             json,
         } => match run_exercises(action, solutions, json) {
             Ok(code) => code,
+            Err(e) => fail(e),
+        },
+        Command::Interview { n, quick } => match run_interview(n, quick) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
+        Command::Pitfall { name, quick } => match run_pitfall(name.as_deref(), quick) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         },
         Command::Gradcheck { op } => match tunelab::lab::gradcheck::run(op.as_deref()) {

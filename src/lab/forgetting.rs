@@ -43,8 +43,8 @@ impl Forgetting {
 /// The LM loss of the pre-trained weights (read from disk again, so `base` may already hold
 /// fine-tuned values) and of `base` through `hooks`.
 pub fn measure(base: &Base, hooks: &dyn Hooks<f32>, batches: &[LmBatch]) -> Result<Forgetting> {
-    let (_, pristine) = crate::io::checkpoint::load::<f32>(&base.dir)?;
-    let before = pretrain::validation_loss(&base.model, &pristine, &NoHooks, batches)?;
+    let pristine = super::finetune::load_base(&base.dir.display().to_string())?;
+    let before = pretrain::validation_loss(&base.model, &pristine.store, &NoHooks, batches)?;
     let after = lm_loss(base, hooks, batches)?;
     Ok(Forgetting { before, after })
 }

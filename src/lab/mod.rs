@@ -4,8 +4,12 @@
 pub mod compare;
 pub mod embed;
 pub mod estimate;
+pub mod evidence;
 pub mod exercises;
 pub mod finetune;
 pub mod forgetting;
 pub mod gradcheck;
+pub mod interview;
+pub mod pitfall;
 pub mod plot;
+pub mod runs;

@@ -1,0 +1,585 @@
+//! The notes' own questions: what fine-tuning buys (1), the methods compared (2), the two
+//! losses (3), and when to keep the base frozen (5). Question 4 runs the overfit pitfall.
+
+use crate::data::batch::{pad, PadSide};
+use crate::data::encode::{encode, Target};
+use crate::data::tasks::{Example, Task};
+use crate::error::Result;
+use crate::lab::compare::{self, CompareOptions, Row};
+use crate::lab::evidence::{num, table, Claim, Evidence, Mode, Progress};
+use crate::lab::finetune::{load_base, task_data};
+use crate::lab::forgetting::heldout_batches;
+use crate::lab::runs::{temp_dir, train_run, Run, BASE};
+use crate::loss::{
+    causal_lm_loss, causal_lm_loss_sum, classification_loss, instruction_labels, lm_labels,
+};
+use crate::nn::heads::{Pooling, SequenceHead};
+use crate::nn::{Input, NoHooks};
+use crate::peft::lora::LoraConfig;
+use crate::peft::prompt::PromptInit;
+use crate::peft::MethodSpec;
+use crate::train::trainer::Split;
+use crate::{Float, Tape};
+use serde::Serialize;
+
+// ---------------------------------------------------------------------------------------------
+// 1. Pre-trained versus from scratch
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Scratch {
+    pub steps: usize,
+    pub batch: usize,
+    pub train_examples: usize,
+    pub pretrained_accuracy: f64,
+    pub scratch_accuracy: f64,
+    pub pretrained_val_loss: f64,
+    pub scratch_val_loss: f64,
+}
+
+pub fn scratch(mode: Mode, progress: &mut dyn Progress) -> Result<Scratch> {
+    let (steps, batch, n, val) = (mode.pick(30, 100), 16, 512, mode.pick(100, 300));
+    let mut run = Run::new(
+        Task::Sentiment,
+        MethodSpec::Full { last_k: None },
+        5e-4,
+        steps,
+        batch,
+    );
+    run.train_limit = Some(n);
+    let pre =
+        train_run(&run, "the pre-trained base", progress)?.evaluate(Split::Validation, val)?;
+    run.from_scratch = true;
+    let fresh = train_run(&run, "the same architecture from random weights", progress)?
+        .evaluate(Split::Validation, val)?;
+    Ok(Scratch {
+        steps,
+        batch,
+        train_examples: n,
+        pretrained_accuracy: pre["accuracy"],
+        scratch_accuracy: fresh["accuracy"],
+        pretrained_val_loss: pre["loss"],
+        scratch_val_loss: fresh["loss"],
+    })
+}
+
+impl Evidence for Scratch {
+    fn render(&self) -> String {
+        let mut s = format!(
+            "sentiment, {} training examples, full fine-tuning for {} steps of batch {} at lr 5e-4\n\n",
+            self.train_examples, self.steps, self.batch
+        );
+        s.push_str(&table(
+            &["start from", "val accuracy", "val loss"],
+            &[
+                vec![
+                    "pre-trained gpt-tiny".into(),
+                    num(self.pretrained_accuracy, 3),
+                    num(self.pretrained_val_loss, 4),
+                ],
+                vec![
+                    "random weights".into(),
+                    num(self.scratch_accuracy, 3),
+                    num(self.scratch_val_loss, 4),
+                ],
+            ],
+        ));
+        s
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        vec![Claim::new(
+            format!(
+                "the pre-trained base scores higher on the same data and budget ({} vs {})",
+                num(self.pretrained_accuracy, 3),
+                num(self.scratch_accuracy, 3)
+            ),
+            self.pretrained_accuracy > self.scratch_accuracy,
+        )]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. The methods compared
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Methods {
+    pub table: String,
+    pub rows: Vec<Row>,
+}
+
+pub fn methods(mode: Mode, progress: &mut dyn Progress) -> Result<Methods> {
+    let b = load_base(BASE)?;
+    let init: Vec<usize> = b
+        .tok
+        .encode("the review is good or bad", false)?
+        .into_iter()
+        .map(|i| i as usize)
+        .collect();
+    let only = match mode {
+        Mode::Quick => ["full", "houlsby", "lora", "prompt"]
+            .map(String::from)
+            .to_vec(),
+        Mode::Full => vec![],
+    };
+    let mut opts = CompareOptions::new(BASE, Task::Sentiment);
+    opts.steps = mode.pick(10, 60);
+    opts.batch_size = mode.pick(8, 16);
+    opts.low_data = None;
+    opts.max_eval_examples = mode.pick(48, 200);
+    opts.only = only;
+    progress.line(&format!(
+        "tunelab compare: every method for {} steps of batch {}",
+        opts.steps, opts.batch_size
+    ));
+    let rows = compare::compare(&opts, &compare::default_entries(init), &mut ())?;
+    Ok(Methods {
+        table: compare::table(&opts, &rows),
+        rows,
+    })
+}
+
+impl Methods {
+    pub fn row(&self, spec_name: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.method.starts_with(spec_name))
+    }
+}
+
+impl Evidence for Methods {
+    fn render(&self) -> String {
+        self.table.clone()
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        let mut c = Vec::new();
+        if let (Some(full), Some(lora)) = (self.row("full"), self.row("lora")) {
+            c.push(Claim::new(
+                format!(
+                    "full fine-tuning trains every weight ({:.1}%)",
+                    full.trainable_pct
+                ),
+                full.trainable_params == full.total_params,
+            ));
+            c.push(Claim::new(
+                format!(
+                    "LoRA trains under 5% of the weights ({:.2}%)",
+                    lora.trainable_pct
+                ),
+                lora.trainable_pct < 5.0,
+            ));
+            c.push(Claim::new(
+                format!(
+                    "a LoRA step is faster than a full fine-tuning step ({:.1} vs {:.1} ms)",
+                    lora.median_step_ms, full.median_step_ms
+                ),
+                lora.median_step_ms < full.median_step_ms,
+            ));
+            c.push(Claim::new(
+                format!(
+                    "full fine-tuning scores at least as high as LoRA on test ({:.3} vs {:.3})",
+                    full.test_score, lora.test_score
+                ),
+                full.test_score >= lora.test_score,
+            ));
+        }
+        if let Some(p) = self.row("prompt") {
+            let fewest = self
+                .rows
+                .iter()
+                .all(|r| r.trainable_params >= p.trainable_params);
+            c.push(Claim::new(
+                format!(
+                    "prompt tuning trains the fewest weights ({})",
+                    p.trainable_params
+                ),
+                fewest,
+            ));
+        }
+        c
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. LM loss versus classification loss
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Losses {
+    /// Classification: sequences in the batch, targets counted, the batch loss, each
+    /// sequence's own loss.
+    pub cls_sequences: usize,
+    pub cls_targets: usize,
+    pub cls_loss: f64,
+    pub cls_per_sequence: Vec<f64>,
+    /// Causal LM on instruction data: real tokens per sequence and prompt tokens per sequence.
+    pub lm_lengths: Vec<usize>,
+    pub lm_prompt_lens: Vec<usize>,
+    /// Targets counted without and with the prompt masked.
+    pub lm_targets_all: usize,
+    pub lm_targets_response: usize,
+    /// Per-token mean loss without and with the prompt masked.
+    pub lm_loss_all: f64,
+    pub lm_loss_response: f64,
+    /// The notes' summed loss S = -Σ log P over the response tokens, and S / M.
+    pub lm_sum_response: f64,
+}
+
+pub fn losses() -> Result<Losses> {
+    let mut base = load_base(BASE)?;
+    let pad_id = base.tok.pad_id().unwrap_or(0);
+
+    // Classification: a sentiment head on the pooled last token.
+    let (data, _) = task_data(Task::Sentiment, None, Some(4), 42)?;
+    let head = SequenceHead::new(&mut base.store, &base.model, 2, Pooling::LastToken, 42)?;
+    let mut seqs = Vec::new();
+    let mut labels = Vec::new();
+    for e in &data.train {
+        let enc = encode(&base.tok, e, &[], base.model.config.max_len)?;
+        if let Target::Class(c) = enc.target {
+            labels.push(c);
+        }
+        seqs.push(enc.ids);
+    }
+    let cls = |seqs: &[Vec<u32>], labels: &[usize]| -> Result<f64> {
+        let b = pad(seqs, pad_id, PadSide::Right, None)?;
+        let mut tape = Tape::inference(&base.store);
+        let input = Input::new(b.ids.view())
+            .with_mask(b.attention_mask.view())
+            .with_positions(b.positions.view());
+        let h = base.model.forward(&mut tape, &NoHooks, &input)?;
+        let logits = head.forward(
+            &mut tape,
+            &NoHooks,
+            &base.model,
+            h,
+            Some(b.attention_mask.view()),
+        )?;
+        let loss = classification_loss(&mut tape, logits, labels)?;
+        Ok(tape.scalar(loss)?.as_f64())
+    };
+    let cls_loss = cls(&seqs, &labels)?;
+    let cls_per_sequence = seqs
+        .iter()
+        .zip(&labels)
+        .map(|(s, &l)| cls(std::slice::from_ref(s), &[l]))
+        .collect::<Result<Vec<_>>>()?;
+
+    // Causal LM on dialogue examples: prompt, then response and the end token.
+    let (data, _) = task_data(Task::Dialogue, None, Some(4), 42)?;
+    let eos = base.tok.eos_id().unwrap_or(0);
+    let (mut seqs, mut prompt_lens) = (Vec::new(), Vec::new());
+    for e in &data.train {
+        if let Example::Generation { prompt, response } = e {
+            let mut ids = base.tok.encode(prompt, false)?;
+            prompt_lens.push(ids.len());
+            ids.extend(base.tok.encode(&format!(" {response}"), false)?);
+            ids.push(eos);
+            seqs.push(ids);
+        }
+    }
+    let b = pad(&seqs, pad_id, PadSide::Right, None)?;
+    let all = lm_labels(b.ids.view(), Some(b.attention_mask.view()))?;
+    let resp = instruction_labels(b.ids.view(), Some(b.attention_mask.view()), &prompt_lens)?;
+    let mut tape = Tape::inference(&base.store);
+    let input = Input::new(b.ids.view())
+        .with_mask(b.attention_mask.view())
+        .with_positions(b.positions.view());
+    let h = base.model.forward(&mut tape, &NoHooks, &input)?;
+    let logits = base.model.lm_logits(&mut tape, &NoHooks, h)?;
+    let l_all = causal_lm_loss(&mut tape, logits, all.view())?;
+    let l_resp = causal_lm_loss(&mut tape, logits, resp.view())?;
+    let (_, m_all) = causal_lm_loss_sum(&mut tape, logits, all.view())?;
+    let (s_resp, m_resp) = causal_lm_loss_sum(&mut tape, logits, resp.view())?;
+    Ok(Losses {
+        cls_sequences: labels.len(),
+        cls_targets: labels.len(),
+        cls_loss,
+        cls_per_sequence,
+        lm_lengths: seqs.iter().map(Vec::len).collect(),
+        lm_prompt_lens: prompt_lens,
+        lm_targets_all: m_all,
+        lm_targets_response: m_resp,
+        lm_loss_all: tape.scalar(l_all)?.as_f64(),
+        lm_loss_response: tape.scalar(l_resp)?.as_f64(),
+        lm_sum_response: tape.scalar(s_resp)?.as_f64(),
+    })
+}
+
+impl Losses {
+    /// The mean of the per-sequence classification losses.
+    pub fn cls_mean_of_sequences(&self) -> f64 {
+        self.cls_per_sequence.iter().sum::<f64>() / self.cls_per_sequence.len().max(1) as f64
+    }
+}
+
+impl Evidence for Losses {
+    fn render(&self) -> String {
+        let mut s =
+            String::from("one batch through gpt-tiny (untrained head for classification)\n\n");
+        s.push_str(&format!(
+            "classification (sentiment, {} sequences): {} targets, one per sequence; batch loss {} = mean of the sequences' losses [{}]\n\n",
+            self.cls_sequences,
+            self.cls_targets,
+            num(self.cls_loss, 4),
+            self.cls_per_sequence
+                .iter()
+                .map(|x| num(*x, 4))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        s.push_str(&format!(
+            "causal LM (dialogue, {} sequences of {:?} tokens, prompts of {:?}):\n",
+            self.lm_lengths.len(),
+            self.lm_lengths,
+            self.lm_prompt_lens
+        ));
+        s.push_str(&table(
+            &["labels", "targets (tokens)", "mean loss per token"],
+            &[
+                vec![
+                    "every next token".into(),
+                    self.lm_targets_all.to_string(),
+                    num(self.lm_loss_all, 4),
+                ],
+                vec![
+                    "response only (prompt = -100)".into(),
+                    self.lm_targets_response.to_string(),
+                    num(self.lm_loss_response, 4),
+                ],
+            ],
+        ));
+        s.push_str(&format!(
+            "the notes' summed loss over the response tokens S = {}; S / M = {}\n",
+            num(self.lm_sum_response, 3),
+            num(self.lm_sum_response / self.lm_targets_response as f64, 4)
+        ));
+        s
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        let expected_all: usize = self.lm_lengths.iter().map(|n| n - 1).sum();
+        let expected_resp: usize = self
+            .lm_lengths
+            .iter()
+            .zip(&self.lm_prompt_lens)
+            .map(|(n, p)| n - p)
+            .sum();
+        vec![
+            Claim::new(
+                "classification counts one target per sequence and its loss is the mean over sequences",
+                self.cls_targets == self.cls_sequences
+                    && (self.cls_loss - self.cls_mean_of_sequences()).abs() < 1e-4,
+            ),
+            Claim::new(
+                format!(
+                    "the LM loss counts one target per next token ({} = Σ (length - 1))",
+                    self.lm_targets_all
+                ),
+                self.lm_targets_all == expected_all,
+            ),
+            Claim::new(
+                format!(
+                    "masking the prompt leaves only the response's tokens ({} of {})",
+                    self.lm_targets_response, self.lm_targets_all
+                ),
+                self.lm_targets_response == expected_resp,
+            ),
+            Claim::new(
+                "the per-token mean is the summed loss divided by the tokens counted",
+                (self.lm_sum_response / self.lm_targets_response as f64 - self.lm_loss_response).abs()
+                    < 1e-4,
+            ),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. When to keep the base frozen
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FrozenRow {
+    pub label: String,
+    pub trainable: usize,
+    pub adapter_bytes: u64,
+    pub val_accuracy: f64,
+    /// Held-out LM loss change with the method attached.
+    pub forgetting: f64,
+    /// The same with the method's hooks detached (the base weights alone).
+    pub forgetting_detached: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Frozen {
+    pub train_examples: usize,
+    pub steps: usize,
+    pub base_bytes: u64,
+    pub tasks: u64,
+    /// Full fine-tuning, LoRA, prompt tuning.
+    pub rows: Vec<FrozenRow>,
+}
+
+pub fn frozen(mode: Mode, progress: &mut dyn Progress) -> Result<Frozen> {
+    let (n, steps, val) = (mode.pick(32, 64), mode.pick(20, 100), mode.pick(64, 300));
+    let b = load_base(BASE)?;
+    let base_bytes = std::fs::metadata(b.dir.join("model.safetensors"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let init: Vec<usize> = b
+        .tok
+        .encode("the review is good or bad", false)?
+        .into_iter()
+        .map(|i| i as usize)
+        .collect();
+    let heldout = heldout_batches(&b)?;
+    let mut rows = Vec::new();
+    for (label, spec, lr) in [
+        ("full fine-tuning", MethodSpec::Full { last_k: None }, 5e-4),
+        (
+            "LoRA r=8 q,v",
+            MethodSpec::Lora(LoraConfig::default()),
+            3e-3,
+        ),
+        (
+            "prompt tuning P=10",
+            MethodSpec::Prompt {
+                n_virtual: 10,
+                init: PromptInit::Vocab(init.clone()),
+            },
+            1e-2,
+        ),
+    ] {
+        let mut run = Run::new(Task::Sentiment, spec.clone(), lr, steps, 8);
+        run.train_limit = Some(n);
+        let mut o = train_run(&run, label, progress)?;
+        let val_accuracy = o.evaluate(Split::Validation, val)?["accuracy"];
+        let f = o.forgetting(&heldout)?;
+        let detached = crate::lab::forgetting::lm_loss(&o.base, &NoHooks, &heldout)? - f.before;
+        let dir = temp_dir("adapter");
+        let head = o.tm.head.params();
+        crate::peft::store::save_adapter(
+            &dir,
+            &spec,
+            o.method.as_mut(),
+            &mut o.base.store,
+            &head,
+            serde_json::Value::Null,
+        )?;
+        let adapter_bytes = crate::peft::store::adapter_file_size(&dir)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        rows.push(FrozenRow {
+            label: label.into(),
+            trainable: o.trainable,
+            adapter_bytes,
+            val_accuracy,
+            forgetting: f.delta(),
+            forgetting_detached: detached,
+        });
+    }
+    Ok(Frozen {
+        train_examples: n,
+        steps,
+        base_bytes,
+        tasks: 10,
+        rows,
+    })
+}
+
+impl Frozen {
+    /// Bytes on disk for `tasks` tasks: full fine-tuning keeps a whole model per task; the others
+    /// keep one base and a small file per task.
+    pub fn storage(&self, row: &FrozenRow) -> u64 {
+        if row.label.starts_with("full") {
+            self.tasks * row.adapter_bytes
+        } else {
+            self.base_bytes + self.tasks * row.adapter_bytes
+        }
+    }
+}
+
+impl Evidence for Frozen {
+    fn render(&self) -> String {
+        let mut s = format!(
+            "sentiment with only {} training examples, {} steps of batch 8; gpt-tiny's weights file is {} bytes\n\n",
+            self.train_examples, self.steps, self.base_bytes
+        );
+        let rows: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.label.clone(),
+                    r.trainable.to_string(),
+                    r.adapter_bytes.to_string(),
+                    self.storage(r).to_string(),
+                    num(r.val_accuracy, 3),
+                    format!("{:+.4}", r.forgetting),
+                    format!("{:+.4}", r.forgetting_detached),
+                ]
+            })
+            .collect();
+        let header = format!("bytes for {} tasks", self.tasks);
+        s.push_str(&table(
+            &[
+                "method",
+                "trainable",
+                "file per task (bytes)",
+                &header,
+                "val acc",
+                "forgetting",
+                "forgetting, detached",
+            ],
+            &rows,
+        ));
+        s.push_str(
+            "forgetting: held-out LM loss after minus before, method attached; detached: the base weights alone\n",
+        );
+        s
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        let (full, lora, prompt) = (&self.rows[0], &self.rows[1], &self.rows[2]);
+        vec![
+            Claim::new(
+                format!(
+                    "a LoRA file is under 5% of a fully fine-tuned copy ({:.2}%)",
+                    100.0 * lora.adapter_bytes as f64 / full.adapter_bytes as f64
+                ),
+                (lora.adapter_bytes as f64) < 0.05 * full.adapter_bytes as f64,
+            ),
+            Claim::new(
+                format!("{} tasks on one frozen base take less storage than {} full copies", self.tasks, self.tasks),
+                self.storage(lora) < self.storage(full) && self.storage(prompt) < self.storage(full),
+            ),
+            Claim::new(
+                format!(
+                    "LoRA forgets less than full fine-tuning ({:+.4} vs {:+.4})",
+                    lora.forgetting, full.forgetting
+                ),
+                lora.forgetting < full.forgetting,
+            ),
+            Claim::new(
+                format!(
+                    "prompt tuning, prompt attached, forgets less than full fine-tuning ({:+.4} vs {:+.4})",
+                    prompt.forgetting, full.forgetting
+                ),
+                prompt.forgetting < full.forgetting,
+            ),
+            Claim::new(
+                "detached, the frozen-base methods give back the pre-trained model exactly (forgetting 0)",
+                lora.forgetting_detached == 0.0 && prompt.forgetting_detached == 0.0,
+            ),
+            Claim::new(
+                format!(
+                    "with little data LoRA scores at least as well as full fine-tuning ({:.3} vs {:.3})",
+                    lora.val_accuracy, full.val_accuracy
+                ),
+                lora.val_accuracy >= full.val_accuracy,
+            ),
+            Claim::new(
+                format!(
+                    "with little data prompt tuning scores at least as well as full fine-tuning ({:.3} vs {:.3})",
+                    prompt.val_accuracy, full.val_accuracy
+                ),
+                prompt.val_accuracy >= full.val_accuracy,
+            ),
+        ]
+    }
+}

@@ -1,0 +1,315 @@
+//! Pitfall: exploding (and vanishing) gradients in a deep model. A deep decoder in the original
+//! post-LN wiring (LayerNorm after each residual add, as BERT and the 2017 Transformer) is
+//! trained with plain SGD with momentum — whose step is proportional to the gradient, so a
+//! gradient spike becomes a weight spike — without clipping, with the global gradient norm
+//! clipped, and in the pre-LN wiring (LayerNorm before each sublayer, as GPT-2). The gradient
+//! norm of every block at the first step shows where gradients are large and where they fade.
+//!
+//! Xiong et al. 2020 ("On Layer Normalization in the Transformer Architecture") show that at
+//! initialisation post-LN gradients grow toward the output layers while pre-LN ones stay level.
+
+use crate::data::world::World;
+use crate::error::Result;
+use crate::lab::evidence::{nan_as_inf, num, table, Claim, Evidence, Mode, Progress};
+use crate::lab::finetune::load_base;
+use crate::lab::runs::BASE;
+use crate::nn::{Config, NoHooks, Transformer};
+use crate::optim::{clip_grad_norm, grad_norm, grad_norms, Optimizer, Sgd, SgdConfig};
+use crate::peft::full::block_index;
+use crate::train::pretrain::{causal_batch, lm_loss, windows, LmBatch, WORLD_SEED};
+use crate::{Float, Grads, ParamStore, Tape};
+use serde::Serialize;
+
+/// One training run of the deep model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplodeRun {
+    pub label: String,
+    pub pre_ln: bool,
+    pub clip: Option<f64>,
+    /// Training loss per step (stops at the first non-finite one).
+    pub losses: Vec<f64>,
+    /// Global gradient norm per step, before clipping.
+    pub grad_norms: Vec<f64>,
+    /// Gradient norm of each block's parameters at the first step, block 0 first.
+    pub layer_norms: Vec<f64>,
+    /// The step whose loss was NaN or infinite, if any.
+    pub diverged_at: Option<usize>,
+}
+
+impl ExplodeRun {
+    pub fn first_loss(&self) -> f64 {
+        self.losses.first().copied().unwrap_or(f64::NAN)
+    }
+    /// Mean loss of the last five steps, NaN if the run diverged.
+    pub fn final_loss(&self) -> f64 {
+        if self.diverged_at.is_some() {
+            return f64::NAN;
+        }
+        let t = &self.losses[self.losses.len().saturating_sub(5)..];
+        t.iter().sum::<f64>() / t.len().max(1) as f64
+    }
+    /// The run ended no better than it started (or diverged).
+    pub fn blew_up(&self) -> bool {
+        nan_as_inf(self.final_loss()) >= self.first_loss()
+    }
+    pub fn max_grad_norm(&self) -> f64 {
+        self.grad_norms.iter().copied().fold(0.0, f64::max)
+    }
+    /// The largest block gradient norm over the smallest, at step 1: 1 when every block gets
+    /// the same share, large when some blocks' gradients have faded.
+    pub fn layer_spread(&self) -> f64 {
+        let max = self.layer_norms.iter().copied().fold(0.0, f64::max);
+        let min = self
+            .layer_norms
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        max / min
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Explode {
+    pub layers: usize,
+    pub d_model: usize,
+    pub steps: usize,
+    pub lr: f64,
+    pub clip: f64,
+    /// post-LN without and with clipping, then pre-LN without and with clipping.
+    pub runs: Vec<ExplodeRun>,
+}
+
+/// Plain SGD with momentum 0.9, at a learning rate where unclipped gradients can blow up (at 0.1
+/// neither wiring blew up in a quick run here).
+pub const LR: f64 = 0.5;
+pub const CLIP: f64 = 1.0;
+
+fn train(
+    label: &str,
+    config: &Config,
+    batches: &[LmBatch],
+    steps: usize,
+    clip: Option<f64>,
+    progress: &mut dyn Progress,
+) -> Result<ExplodeRun> {
+    progress.line(&format!("training {label} for {steps} steps"));
+    let mut store = ParamStore::<f32>::new();
+    let model = Transformer::new(config.clone(), &mut store, 1)?;
+    let mut opt = Sgd::new(SgdConfig {
+        momentum: 0.9,
+        ..SgdConfig::default()
+    })?;
+    let mut grads = Grads::new(&store);
+    let mut run = ExplodeRun {
+        label: label.into(),
+        pre_ln: config.pre_ln,
+        clip,
+        losses: vec![],
+        grad_norms: vec![],
+        layer_norms: vec![0.0; config.n_layers],
+        diverged_at: None,
+    };
+    for step in 0..steps {
+        let batch = &batches[step % batches.len()];
+        let loss = {
+            let mut tape = Tape::new(&store);
+            let (loss, _) = lm_loss(&model, &mut tape, &NoHooks, batch)?;
+            let value = tape.scalar(loss)?.as_f64();
+            if value.is_finite() {
+                tape.backward(loss, &mut grads)?;
+            }
+            value
+        };
+        run.losses.push(loss);
+        if !loss.is_finite() {
+            run.diverged_at = Some(step + 1);
+            break;
+        }
+        if step == 0 {
+            for (name, n) in grad_norms(&store, &grads) {
+                if let Some(i) = block_index(&name) {
+                    run.layer_norms[i] = (run.layer_norms[i].powi(2) + n * n).sqrt();
+                }
+            }
+        }
+        let norm = match clip {
+            Some(c) => clip_grad_norm(&mut grads, c)?,
+            None => grad_norm(&grads),
+        };
+        run.grad_norms.push(norm);
+        opt.step(&mut store, &grads, LR);
+        grads.zero();
+    }
+    Ok(run)
+}
+
+pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<Explode> {
+    let layers = mode.pick(8, 16);
+    let d_model = 64;
+    let steps = mode.pick(30, 150);
+    let seq = 32;
+    let base = load_base(BASE)?;
+    let docs = World::generate(WORLD_SEED).corpus(mode.pick(60, 300), 11);
+    let w = windows(&base.tok, &docs, true, seq)?;
+    let batches: Vec<LmBatch> = w
+        .chunks_exact(8)
+        .map(|c| causal_batch(&c.iter().collect::<Vec<_>>()))
+        .collect();
+    let mut config = Config::gpt(base.tok.vocab_size(), d_model, 4, layers, seq);
+    config.dropout = 0.0;
+    let mut post = config.clone();
+    post.pre_ln = false;
+    let runs = vec![
+        train(
+            "post-LN, no clipping",
+            &post,
+            &batches,
+            steps,
+            None,
+            progress,
+        )?,
+        train(
+            "post-LN, clipping at 1.0",
+            &post,
+            &batches,
+            steps,
+            Some(CLIP),
+            progress,
+        )?,
+        train(
+            "pre-LN, no clipping",
+            &config,
+            &batches,
+            steps,
+            None,
+            progress,
+        )?,
+        train(
+            "pre-LN, clipping at 1.0",
+            &config,
+            &batches,
+            steps,
+            Some(CLIP),
+            progress,
+        )?,
+    ];
+    Ok(Explode {
+        layers,
+        d_model,
+        steps,
+        lr: LR,
+        clip: CLIP,
+        runs,
+    })
+}
+
+impl Explode {
+    pub fn post(&self) -> &ExplodeRun {
+        &self.runs[0]
+    }
+    pub fn clipped(&self) -> &ExplodeRun {
+        &self.runs[1]
+    }
+    pub fn pre(&self) -> &ExplodeRun {
+        &self.runs[2]
+    }
+    pub fn pre_clipped(&self) -> &ExplodeRun {
+        &self.runs[3]
+    }
+}
+
+impl Evidence for Explode {
+    fn render(&self) -> String {
+        let mut s = format!(
+            "a {}-block decoder (C = {}) trained from scratch on world text, SGD with momentum 0.9 at lr {}, {} steps\n\n",
+            self.layers, self.d_model, self.lr, self.steps
+        );
+        s.push_str("gradient norm of each block at the first step:\n");
+        let rows: Vec<Vec<String>> = (0..self.layers)
+            .map(|i| {
+                vec![
+                    format!("block {i}"),
+                    format!("{:.3e}", self.post().layer_norms[i]),
+                    format!("{:.3e}", self.pre().layer_norms[i]),
+                ]
+            })
+            .collect();
+        s.push_str(&table(&["", "post-LN", "pre-LN"], &rows));
+        s.push('\n');
+        let rows: Vec<Vec<String>> = self
+            .runs
+            .iter()
+            .map(|r| {
+                vec![
+                    r.label.clone(),
+                    num(r.first_loss(), 3),
+                    num(r.final_loss(), 3),
+                    format!("{:.2e}", r.max_grad_norm()),
+                    r.diverged_at
+                        .map_or("no".into(), |s| format!("at step {s}")),
+                ]
+            })
+            .collect();
+        s.push_str(&table(
+            &[
+                "run",
+                "first loss",
+                "last-5 loss",
+                "max grad norm",
+                "diverged",
+            ],
+            &rows,
+        ));
+        s
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        let (post, clipped, pre, pre_clipped) =
+            (self.post(), self.clipped(), self.pre(), self.pre_clipped());
+        let blew_up = ExplodeRun::blew_up;
+        vec![
+            Claim::new(
+                format!(
+                    "post-LN spreads gradients unevenly over the blocks at initialisation (largest/smallest block norm {:.1}, pre-LN {:.1})",
+                    post.layer_spread(),
+                    pre.layer_spread()
+                ),
+                post.layer_spread() > pre.layer_spread(),
+            ),
+            Claim::new(
+                format!(
+                    "without clipping the post-LN run blows up (loss {} -> {}, gradient norm up to {:.1e})",
+                    num(post.first_loss(), 3),
+                    num(post.final_loss(), 3),
+                    post.max_grad_norm()
+                ),
+                blew_up(post),
+            ),
+            Claim::new(
+                format!(
+                    "clipping the gradient norm at {} keeps it training (loss {} -> {})",
+                    self.clip,
+                    num(clipped.first_loss(), 3),
+                    num(clipped.final_loss(), 3)
+                ),
+                !blew_up(clipped),
+            ),
+            Claim::new(
+                format!(
+                    "pre-LN alone keeps it training at this learning rate (loss {} -> {})",
+                    num(pre.first_loss(), 3),
+                    num(pre.final_loss(), 3)
+                ),
+                !blew_up(pre),
+            ),
+            Claim::new(
+                format!(
+                    "pre-LN with clipping trains (loss {} -> {})",
+                    num(pre_clipped.first_loss(), 3),
+                    num(pre_clipped.final_loss(), 3)
+                ),
+                !blew_up(pre_clipped),
+            ),
+        ]
+    }
+}

@@ -1,0 +1,68 @@
+//! `tunelab pitfall <name>`: the notes' common pitfalls (section 6), each reproduced on the
+//! shipped model and then fixed, with every number measured in the run.
+
+pub mod checkpoint;
+pub mod explode;
+pub mod lr;
+pub mod overfit;
+pub mod padding;
+
+use super::evidence::{Evidence, Mode, Progress};
+use crate::error::{Error, Result};
+
+/// One pitfall: its name on the command line and what it shows.
+#[derive(Debug, Clone, Copy)]
+pub struct Pitfall {
+    pub name: &'static str,
+    pub summary: &'static str,
+}
+
+/// Every pitfall, in the notes' order.
+pub const PITFALLS: &[Pitfall] = &[
+    Pitfall {
+        name: "overfit",
+        summary: "a tiny dataset: training loss falls while validation loss rises; then early stopping, weight decay, dropout, LoRA",
+    },
+    Pitfall {
+        name: "lr",
+        summary: "a too-high learning rate wrecks the model and forgets pre-training (measured); a sane one does not",
+    },
+    Pitfall {
+        name: "padding",
+        summary: "a missing attention mask or the wrong pad side changes outputs; the fix makes padded equal unpadded",
+    },
+    Pitfall {
+        name: "checkpoint",
+        summary: "training killed midway: resumed from a checkpoint versus restarted from nothing",
+    },
+    Pitfall {
+        name: "explode",
+        summary: "a deep post-LN model without clipping versus with clipping or pre-LN; gradient norms per layer",
+    },
+];
+
+/// The pitfall names, comma-separated, for error messages.
+pub fn names() -> String {
+    PITFALLS
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs the pitfall `name`.
+pub fn run(name: &str, mode: Mode, progress: &mut dyn Progress) -> Result<Box<dyn Evidence>> {
+    Ok(match name {
+        "overfit" => Box::new(overfit::run(mode, progress)?),
+        "lr" => Box::new(lr::run(mode, progress)?),
+        "padding" => Box::new(padding::run(mode)?),
+        "checkpoint" => Box::new(checkpoint::run(mode, progress)?),
+        "explode" => Box::new(explode::run(mode, progress)?),
+        other => {
+            return Err(Error::Invalid {
+                op: "pitfall",
+                detail: format!("unknown pitfall {other:?}; choose one of {}", names()),
+            })
+        }
+    })
+}
