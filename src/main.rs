@@ -58,6 +58,8 @@ enum Command {
         method: Box<MethodArgs>,
         #[command(flatten)]
         train: Box<TrainArgs>,
+        #[command(flatten)]
+        speed: SpeedArgs,
     },
     /// Evaluate a base model, or a base plus an adapter saved by `finetune`, on a task's test split.
     Eval {
@@ -120,6 +122,8 @@ enum Command {
         /// Print the rows as a JSON array.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        speed: SpeedArgs,
     },
     /// Memory and FLOPs of fine-tuning a real model size with each method (full fp32 and mixed
     /// precision with Adam, LoRA, QLoRA, prefix and prompt tuning), with the assumptions stated.
@@ -178,6 +182,8 @@ enum Command {
         /// Evaluate the validation loss every N steps (default 250).
         #[arg(long)]
         eval_every: Option<usize>,
+        #[command(flatten)]
+        speed: SpeedArgs,
     },
 }
 
@@ -282,6 +288,28 @@ impl MethodArgs {
                 })
             }
         })
+    }
+}
+
+/// Speed options of the training commands.
+#[derive(Args, Debug, Clone)]
+struct SpeedArgs {
+    /// Threads for the kernels (default: TUNELAB_THREADS, else all cores). Results do not
+    /// depend on it.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Keep subnormal floats while training (by default they are flushed to zero, which is
+    /// much faster on x86-64 and changes nothing at f32 precision).
+    #[arg(long)]
+    no_flush_denormals: bool,
+}
+
+impl SpeedArgs {
+    fn apply(&self) {
+        if let Some(n) = self.threads {
+            tunelab::kernels::set_threads(n);
+        }
+        tunelab::kernels::denormal::set_flush_while_training(!self.no_flush_denormals);
     }
 }
 
@@ -639,7 +667,9 @@ fn main() -> ExitCode {
             seed,
             only,
             json,
+            speed,
         } => {
+            speed.apply();
             let run = || -> tunelab::Result<()> {
                 use tunelab::lab::compare;
                 let task = Task::from_name(&task)?;
@@ -686,10 +716,14 @@ fn main() -> ExitCode {
             train_limit,
             method,
             train,
-        } => match run_finetune(&task, &base, data, train_limit, &method, &train) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(e),
-        },
+            speed,
+        } => {
+            speed.apply();
+            match run_finetune(&task, &base, data, train_limit, &method, &train) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
         Command::Pretrain {
             preset,
             out,
@@ -701,7 +735,9 @@ fn main() -> ExitCode {
             d_model,
             layers,
             eval_every,
+            speed,
         } => {
+            speed.apply();
             let base = match Base::from_name(&preset) {
                 Ok(b) => b,
                 Err(e) => {

@@ -13,6 +13,7 @@ use crate::tensor::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use std::any::TypeId;
 use std::cell::Cell;
+use std::sync::OnceLock;
 
 /// Counts of kernel work done on this thread (and on the workers it started) since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,12 +71,28 @@ impl Backend {
         Backend::Blas,
     ];
 
-    /// The backend [`gemm`] uses: BLAS when compiled in, else matrixmultiply.
+    /// The backend [`gemm`] uses: the one named by `TUNELAB_BACKEND` (matrixmultiply, blas or
+    /// naive) when set and compiled in, else BLAS when compiled in, else matrixmultiply.
     pub fn default_backend() -> Backend {
-        #[cfg(feature = "blas")]
-        return Backend::Blas;
-        #[cfg(not(feature = "blas"))]
-        return Backend::MatrixMultiply;
+        static CHOSEN: OnceLock<Backend> = OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let fallback = *Backend::ALL.last().expect("at least one backend");
+            match std::env::var("TUNELAB_BACKEND") {
+                Ok(name) => Backend::ALL
+                    .iter()
+                    .copied()
+                    .find(|b| b.name() == name.trim())
+                    .unwrap_or_else(|| {
+                        eprintln!(
+                            "warning: TUNELAB_BACKEND={name:?} is not one of this build's \
+                             backends; using {}",
+                            fallback.name()
+                        );
+                        fallback
+                    }),
+                Err(_) => fallback,
+            }
+        })
     }
 
     pub fn name(self) -> &'static str {
