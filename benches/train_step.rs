@@ -3,17 +3,22 @@
 //! as criterion's throughput. Also: full and LoRA at C = 512, and the full step with denormals
 //! kept (`noflush`) against flushed (the training default).
 //!
-//! `benches/pytorch_reference.py` reads these results from target/criterion/train_step*/.
+//! Groups are named `train_step_d256_<backend>`: the default backend of the build, or the one
+//! `TUNELAB_BACKEND` names. `benches/pytorch_reference.py` reads the results from
+//! target/criterion/train_step_*/.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
-use tunelab::kernels::FlushDenormals;
+use tunelab::kernels::{Backend, FlushDenormals};
 use tunelab::lab::bench::{methods, BenchShape, StepBench};
 
 /// Benchmarks the methods named in `only` (all when empty), each also with denormals kept when
 /// named in `noflush`.
 fn bench_steps(c: &mut Criterion, group: &str, d: usize, only: &[&str], noflush: &[&str]) {
     let shape = BenchShape::gpt(d);
+    // The backend is part of the group's name, so runs with TUNELAB_BACKEND=matrixmultiply and
+    // with the blas default sit side by side under target/criterion.
+    let group = format!("{group}_{}", Backend::default_backend().name());
     let mut g = c.benchmark_group(group);
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))

@@ -311,6 +311,28 @@ mod blas {
     #[link(name = "openblas")]
     extern "C" {
         fn openblas_set_num_threads(n: c_int);
+        fn openblas_get_corename() -> *const std::os::raw::c_char;
+    }
+
+    /// OpenBLAS picks its kernels from the CPU model when it loads; a release older than the
+    /// CPU falls back to the SSE3 "Prescott" kernels, several times slower. It can only be told
+    /// otherwise before it loads, through `OPENBLAS_CORETYPE`, so say so.
+    fn check_core() {
+        // SAFETY: OpenBLAS returns a static NUL-terminated string.
+        let core = unsafe { std::ffi::CStr::from_ptr(openblas_get_corename()) };
+        let core = core.to_string_lossy();
+        #[cfg(target_arch = "x86_64")]
+        if core.eq_ignore_ascii_case("prescott") && std::arch::is_x86_feature_detected!("avx2") {
+            let hint = if std::arch::is_x86_feature_detected!("avx512f") {
+                "SkylakeX"
+            } else {
+                "Haswell"
+            };
+            eprintln!(
+                "warning: OpenBLAS did not recognise this CPU and uses its slow generic kernels; \
+                 run with OPENBLAS_CORETYPE={hint}"
+            );
+        }
     }
 
     /// OpenBLAS runs on one thread per call; tunelab's own threads split the work (see the
@@ -346,7 +368,11 @@ mod blas {
         beta: F,
         mut c: ArrayViewMut2<F>,
     ) -> bool {
-        SINGLE_THREADED.call_once(|| unsafe { openblas_set_num_threads(1) });
+        SINGLE_THREADED.call_once(|| {
+            // SAFETY: a plain setter of OpenBLAS's thread count.
+            unsafe { openblas_set_num_threads(1) };
+            check_core();
+        });
         let c_view = c.view();
         let (m, n) = c.dim();
         let k = a.dim().1;
