@@ -80,7 +80,7 @@ fn heads_mut<F: Float>(x: ArrayViewMut4<'_, F>) -> Vec<(usize, usize, ArrayViewM
 
 /// The (rows, cols) matrix of head h of batch entry b.
 fn head<'a, F: Float>(x: &ArrayView4<'a, F>, b: usize, h: usize) -> ArrayView2<'a, F> {
-    x.clone().slice_move(s![b, h, .., ..])
+    (*x).slice_move(s![b, h, .., ..])
 }
 
 fn grad4<'a, F: Float>(ctx: &'a mut BackwardCtx<'_, '_, F>, x: Var) -> ArrayViewMut4<'a, F> {
