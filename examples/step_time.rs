@@ -1,34 +1,33 @@
-use ndarray::Array2;
+//! Times training steps of one method on the benchmark GPT (see `tunelab::lab::bench`), a
+//! quick check outside criterion: `cargo run --release --example step_time -- 256 full 5`.
+//! Prints each step's time, the matrix-product FLOPs the kernels counted, and the loss.
+
 use std::time::Instant;
-use tunelab::nn::{Config, Input, NoHooks, Transformer};
-use tunelab::{Grads, ParamStore, Tape};
+use tunelab::kernels::{stats, FlushDenormals};
+use tunelab::lab::bench::{methods, BenchShape, StepBench};
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().unwrap())
-        .collect();
-    let (d, l, b, t, v) = (args[0], args[1], args[2], args[3], args[4]);
-    let mut store = ParamStore::<f32>::new();
-    let model = Transformer::new(Config::gpt(v, d, d / 64, l, t), &mut store, 1).unwrap();
-    let ids = Array2::from_shape_fn((b, t), |(i, j)| (i * 7 + j * 13) % v);
-    let targets: Vec<i64> = ids.iter().map(|&x| ((x + 1) % v) as i64).collect();
-    let mut grads = Grads::new(&store);
-    for step in 0..6 {
-        let t0 = Instant::now();
-        let mut tape = Tape::new(&store);
-        let h = model
-            .forward(&mut tape, &NoHooks, &Input::new(ids.view()))
-            .unwrap();
-        let logits = model.lm_logits(&mut tape, &NoHooks, h).unwrap();
-        let loss = tape.cross_entropy(logits, &targets, -100).unwrap();
-        let t1 = Instant::now();
-        tape.backward(loss, &mut grads).unwrap();
-        let t2 = Instant::now();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let d: usize = args.first().map_or(256, |a| a.parse().expect("d_model"));
+    let method = args.get(1).map_or("full", |s| s.as_str());
+    let steps: usize = args.get(2).map_or(5, |a| a.parse().expect("steps"));
+    let flush = !args.iter().any(|a| a == "--no-flush-denormals");
+    let (_, spec) = methods()
+        .into_iter()
+        .find(|(n, _)| *n == method)
+        .expect("method: full, lora_r8_qv, houlsby_16, prefix_10, prompt_10, ia3, bitfit");
+    let mut bench = StepBench::new(BenchShape::gpt(d), &spec).expect("model");
+    let _mode = FlushDenormals::new(flush);
+    for step in 0..steps {
+        let (t0, s0) = (Instant::now(), stats());
+        let loss = bench.step().expect("step");
+        let dt = t0.elapsed().as_secs_f64();
+        let flops = (stats().gemm_flops - s0.gemm_flops) as f64;
         println!(
-            "step {step}: fwd {:.1} ms, bwd {:.1} ms",
-            (t1 - t0).as_secs_f64() * 1e3,
-            (t2 - t1).as_secs_f64() * 1e3
+            "step {step}: {:.1} ms, {:.2} GFLOP in matmuls ({:.1} GFLOP/s overall), loss {loss:.4}",
+            dt * 1e3,
+            flops / 1e9,
+            flops / dt / 1e9
         );
     }
 }

@@ -72,6 +72,8 @@ enum Command {
         method: Box<MethodArgs>,
         #[command(flatten)]
         train: Box<TrainArgs>,
+        #[command(flatten)]
+        speed: SpeedArgs,
     },
     /// Evaluate a base model, or a base plus an adapter saved by `finetune`, on a task's test split.
     Eval {
@@ -148,6 +150,8 @@ enum Command {
         /// directory.
         #[arg(long)]
         plot: Option<PathBuf>,
+        #[command(flatten)]
+        speed: SpeedArgs,
     },
     /// Memory and FLOPs of fine-tuning a real model size with each method (full fp32 and mixed
     /// precision with Adam, LoRA, QLoRA, prefix and prompt tuning), with the assumptions stated.
@@ -280,6 +284,8 @@ enum Command {
         /// Evaluate the validation loss every N steps (default 250).
         #[arg(long)]
         eval_every: Option<usize>,
+        #[command(flatten)]
+        speed: SpeedArgs,
     },
 }
 
@@ -393,6 +399,28 @@ enum ExercisesAction {
     Verify,
     /// Print the hint of exercise N (its number or its name).
     Hint { n: String },
+}
+
+/// Speed options of the training commands.
+#[derive(Args, Debug, Clone)]
+struct SpeedArgs {
+    /// Threads for the kernels (default: TUNELAB_THREADS, else all cores). Results do not
+    /// depend on it.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Keep subnormal floats while training (by default they are flushed to zero, which is
+    /// much faster on x86-64 and changes nothing at f32 precision).
+    #[arg(long)]
+    no_flush_denormals: bool,
+}
+
+impl SpeedArgs {
+    fn apply(&self) {
+        if let Some(n) = self.threads {
+            tunelab::kernels::set_threads(n);
+        }
+        tunelab::kernels::denormal::set_flush_while_training(!self.no_flush_denormals);
+    }
 }
 
 /// Training options; each overrides the value from `--config`.
@@ -1035,7 +1063,9 @@ fn main() -> ExitCode {
             json,
             json_out,
             plot,
+            speed,
         } => {
+            speed.apply();
             let run = || -> tunelab::Result<()> {
                 use tunelab::lab::compare;
                 let task = Task::from_name(&task)?;
@@ -1096,10 +1126,14 @@ fn main() -> ExitCode {
             train_limit,
             method,
             train,
-        } => match run_finetune(&task, &base, data, train_limit, &method, &train) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(e),
-        },
+            speed,
+        } => {
+            speed.apply();
+            match run_finetune(&task, &base, data, train_limit, &method, &train) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
         Command::Pretrain {
             preset,
             out,
@@ -1113,7 +1147,9 @@ fn main() -> ExitCode {
             warmup,
             mask_prob,
             eval_every,
+            speed,
         } => {
+            speed.apply();
             let base = match Base::from_name(&preset) {
                 Ok(b) => b,
                 Err(e) => {

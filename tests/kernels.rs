@@ -1,8 +1,10 @@
 //! The default matmul backend against the naive reference kernel, on odd shapes and strided
-//! (transposed, sliced) views.
+//! (transposed, sliced) views; every compiled backend against the naive one; and results that do
+//! not depend on the thread count.
 
 use ndarray::{s, Array, Array2};
-use tunelab::kernels::{gemm, gemm_naive};
+use tunelab::kernels::{gemm, gemm_naive, gemm_with, set_threads, Backend};
+use tunelab::lab::bench::{methods, BenchShape, StepBench};
 
 fn matrix(m: usize, n: usize, seed: usize) -> Array2<f64> {
     Array::from_shape_fn((m, n), |(i, j)| {
@@ -78,4 +80,104 @@ fn kernels_f32_matches_f64_reference() {
         .map(|(x, y)| (*x as f64 - y).abs())
         .fold(0.0, f64::max);
     assert!(diff < 1e-4, "f32 kernel off by {diff}");
+}
+
+#[test]
+fn kernels_every_backend_agrees_with_naive() {
+    // Plain, transposed operands, a transposed (column-major) output, a strided slice, and a
+    // product large enough to be split over threads.
+    let a = matrix(300, 257, 8);
+    let b = matrix(257, 190, 9);
+    let bt = matrix(190, 257, 10);
+    let wide = matrix(80, 200, 11);
+    for &backend in Backend::ALL {
+        let cases: Vec<(&str, Array2<f64>, Array2<f64>)> = vec![
+            ("plain", a.clone(), b.clone()),
+            ("bT", a.clone(), bt.t().to_owned()),
+        ];
+        for (name, x, y) in cases {
+            let (m, n) = (x.dim().0, y.dim().1);
+            let mut want = matrix(m, n, 12);
+            let mut got = want.clone();
+            gemm_naive(0.5, x.view(), y.view(), 1.0, &mut want.view_mut());
+            // Hand the backend views of the same values in other layouts where possible.
+            if name == "bT" {
+                gemm_with(backend, 0.5, x.view(), bt.t(), 1.0, &mut got.view_mut());
+            } else {
+                gemm_with(backend, 0.5, x.view(), y.view(), 1.0, &mut got.view_mut());
+            }
+            let d = max_diff(&got, &want);
+            assert!(d < 1e-9, "{} {name}: max diff {d}", backend.name());
+        }
+        // Column-major output and a strided operand.
+        let sl = wide.slice(s![..;2, 3..160]); // (40, 157)
+        let rhs = matrix(157, 33, 13);
+        let mut want = Array2::<f64>::zeros((33, 40));
+        let mut got = want.clone();
+        gemm_naive(
+            1.0,
+            sl,
+            rhs.view(),
+            0.0,
+            &mut want.view_mut().reversed_axes(),
+        );
+        gemm_with(
+            backend,
+            1.0,
+            sl,
+            rhs.view(),
+            0.0,
+            &mut got.view_mut().reversed_axes(),
+        );
+        assert!(max_diff(&got, &want) < 1e-9, "{} strided", backend.name());
+        // f32 within f32 tolerance of the f64 reference.
+        let (a32, b32) = (a.mapv(|x| x as f32), b.mapv(|x| x as f32));
+        let mut want = Array2::<f64>::zeros((300, 190));
+        gemm_naive(1.0, a.view(), b.view(), 0.0, &mut want.view_mut());
+        let mut got = Array2::<f32>::zeros((300, 190));
+        gemm_with(
+            backend,
+            1.0,
+            a32.view(),
+            b32.view(),
+            0.0,
+            &mut got.view_mut(),
+        );
+        let d = got
+            .iter()
+            .zip(&want)
+            .map(|(x, y)| (*x as f64 - y).abs())
+            .fold(0.0, f64::max);
+        assert!(d < 1e-3, "{} f32: max diff {d}", backend.name());
+    }
+}
+
+/// The threaded ops (matmul split by rows, attention over (b, h), layer norm and cross-entropy
+/// over rows, AdamW over pieces) give bit-for-bit the same training steps for 1 and 3 threads.
+/// Thread counts are process-wide; every test in this file holds whatever the count is.
+#[test]
+fn kernels_training_steps_do_not_depend_on_the_thread_count() {
+    // Large enough that every op really splits: 256 rows, 384-wide products, 64K-element
+    // weights.
+    let shape = BenchShape {
+        d_model: 128,
+        n_layers: 2,
+        n_heads: 2,
+        seq_len: 64,
+        batch: 4,
+        vocab: 97,
+    };
+    for (name, spec) in methods().into_iter().take(2) {
+        let mut losses = Vec::new();
+        for threads in [1, 3] {
+            set_threads(threads);
+            let mut bench = StepBench::new(shape, &spec).unwrap();
+            let run: Vec<f64> = (0..3).map(|_| bench.step().unwrap()).collect();
+            losses.push(run);
+        }
+        assert_eq!(
+            losses[0], losses[1],
+            "{name}: losses differ between 1 and 3 threads"
+        );
+    }
 }

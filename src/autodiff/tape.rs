@@ -79,6 +79,16 @@ impl<'a, 'p, F: Float> BackwardCtx<'a, 'p, F> {
         self.grads[v.0].get_or_insert_with(|| ArrayD::zeros(shape))
     }
 
+    /// Adds the view `g` into the gradient of `v`: in place when the slot exists, one copy
+    /// when it is empty.
+    pub fn accumulate_view(&mut self, v: Var, g: ArrayViewD<'_, F>) {
+        debug_assert_eq!(g.shape(), self.nodes[v.0].view().shape());
+        match &mut self.grads[v.0] {
+            Some(slot) => *slot += &g,
+            slot @ None => *slot = Some(g.as_standard_layout().into_owned()),
+        }
+    }
+
     /// Adds `g` into the gradient of `v` (moving it in when the slot is empty).
     pub fn accumulate(&mut self, v: Var, g: ArrayD<F>) {
         debug_assert_eq!(

@@ -1,14 +1,21 @@
-//! Matrix multiply: `C = alpha * A·B + beta * C` on 2-D views of any strides.
+//! Matrix multiply: `C = alpha * A·B + beta * C` on 2-D views of any strides, with a choice of
+//! backend.
 //!
 //! Transposed operands are passed as views (`a.t()`), never copied; accumulation into an existing
 //! gradient uses `beta = 1` so nothing is allocated.
+//!
+//! Large products are split over threads by rows of C (or by columns when C is wide): each
+//! thread runs the single-threaded backend kernel on its block, so every element is computed by
+//! the same instructions for any thread count, and no kernel-internal thread pool spins.
 
+use super::threads::{for_each_piece, threads};
 use crate::tensor::Float;
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use std::any::TypeId;
 use std::cell::Cell;
+use std::sync::OnceLock;
 
-/// Counts of kernel work done on this thread since it started.
+/// Counts of kernel work done on this thread (and on the workers it started) since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelStats {
     /// Number of `gemm` calls.
@@ -26,19 +33,98 @@ pub fn stats() -> KernelStats {
     STATS.with(|s| s.get())
 }
 
-fn count(m: usize, k: usize, n: usize) {
+/// Adds a worker's counts to the calling thread's.
+pub(super) fn add_stats(w: KernelStats) {
     STATS.with(|s| {
         let mut v = s.get();
-        v.gemm_calls += 1;
-        v.gemm_flops += 2 * (m * k * n) as u64;
+        v.gemm_calls += w.gemm_calls;
+        v.gemm_flops += w.gemm_flops;
         s.set(v);
     });
 }
 
+fn count(m: usize, k: usize, n: usize) {
+    add_stats(KernelStats {
+        gemm_calls: 1,
+        gemm_flops: 2 * (m * k * n) as u64,
+    });
+}
+
+/// A matrix-multiply implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The triple loop: the reference, slow and obviously right. Never threaded.
+    Naive,
+    /// The `matrixmultiply` crate: pure Rust, packed AVX2/FMA micro-kernels.
+    MatrixMultiply,
+    /// A system BLAS through CBLAS (OpenBLAS), with the `blas` cargo feature.
+    #[cfg(feature = "blas")]
+    Blas,
+}
+
+impl Backend {
+    /// Every backend compiled into this build.
+    pub const ALL: &'static [Backend] = &[
+        Backend::Naive,
+        Backend::MatrixMultiply,
+        #[cfg(feature = "blas")]
+        Backend::Blas,
+    ];
+
+    /// The backend [`gemm`] uses: the one named by `TUNELAB_BACKEND` (matrixmultiply, blas or
+    /// naive) when set and compiled in, else BLAS when compiled in, else matrixmultiply.
+    pub fn default_backend() -> Backend {
+        static CHOSEN: OnceLock<Backend> = OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let fallback = *Backend::ALL.last().expect("at least one backend");
+            match std::env::var("TUNELAB_BACKEND") {
+                Ok(name) => Backend::ALL
+                    .iter()
+                    .copied()
+                    .find(|b| b.name() == name.trim())
+                    .unwrap_or_else(|| {
+                        eprintln!(
+                            "warning: TUNELAB_BACKEND={name:?} is not one of this build's \
+                             backends; using {}",
+                            fallback.name()
+                        );
+                        fallback
+                    }),
+                Err(_) => fallback,
+            }
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Naive => "naive",
+            Backend::MatrixMultiply => "matrixmultiply",
+            #[cfg(feature = "blas")]
+            Backend::Blas => "blas",
+        }
+    }
+}
+
+/// Below this many multiply-adds a product stays on one thread (starting one costs ~10-50 µs).
+const PARALLEL_MIN_MACS: usize = 1 << 21;
+
 // ANCHOR: gemm
-/// `C = alpha * A·B + beta * C`, with A (M, K), B (K, N), C (M, N). Shapes are checked by the
-/// callers (the ops), which report errors with tensor names; here a mismatch is a bug.
+/// `C = alpha * A·B + beta * C`, with A (M, K), B (K, N), C (M, N), on the default backend.
+/// Shapes are checked by the callers (the ops), which report errors with tensor names; here a
+/// mismatch is a bug.
 pub fn gemm<F: Float>(
+    alpha: F,
+    a: ArrayView2<F>,
+    b: ArrayView2<F>,
+    beta: F,
+    c: &mut ArrayViewMut2<F>,
+) {
+    gemm_with(Backend::default_backend(), alpha, a, b, beta, c);
+}
+
+/// [`gemm`] on a chosen backend (benchmarks and the backend agreement tests).
+pub fn gemm_with<F: Float>(
+    backend: Backend,
     alpha: F,
     a: ArrayView2<F>,
     b: ArrayView2<F>,
@@ -47,15 +133,49 @@ pub fn gemm<F: Float>(
 ) {
     let (m, k) = a.dim();
     let n = b.dim().1;
-    debug_assert_eq!(b.dim().0, k);
-    debug_assert_eq!(c.dim(), (m, n));
+    assert_eq!(b.dim().0, k, "gemm: inner dimensions");
+    assert_eq!(c.dim(), (m, n), "gemm: output shape");
     count(m, k, n);
-    general_mat_mul(alpha, &a, &b, beta, c);
+    if backend == Backend::Naive {
+        naive(alpha, a, b, beta, c);
+        return;
+    }
+    let nt = threads();
+    if nt <= 1 || m * n * k < PARALLEL_MIN_MACS || m.max(n) < 2 * nt {
+        serial(backend, alpha, a, b, beta, c.view_mut());
+        return;
+    }
+    // Split the larger side of C into one block per thread.
+    if m >= n {
+        let rows = m.div_ceil(nt);
+        let pieces: Vec<_> = a
+            .axis_chunks_iter(Axis(0), rows)
+            .zip(c.axis_chunks_iter_mut(Axis(0), rows))
+            .collect();
+        for_each_piece(pieces, |(ai, ci)| serial(backend, alpha, ai, b, beta, ci));
+    } else {
+        let cols = n.div_ceil(nt);
+        let pieces: Vec<_> = b
+            .axis_chunks_iter(Axis(1), cols)
+            .zip(c.axis_chunks_iter_mut(Axis(1), cols))
+            .collect();
+        for_each_piece(pieces, |(bj, cj)| serial(backend, alpha, a, bj, beta, cj));
+    }
 }
 // ANCHOR_END: gemm
 
 /// The reference kernel: a plain triple loop, accumulated in `F`. Slow and obviously right.
 pub fn gemm_naive<F: Float>(
+    alpha: F,
+    a: ArrayView2<F>,
+    b: ArrayView2<F>,
+    beta: F,
+    c: &mut ArrayViewMut2<F>,
+) {
+    gemm_with(Backend::Naive, alpha, a, b, beta, c);
+}
+
+fn naive<F: Float>(
     alpha: F,
     a: ArrayView2<F>,
     b: ArrayView2<F>,
@@ -77,5 +197,245 @@ pub fn gemm_naive<F: Float>(
             };
             c[[i, j]] = alpha * acc + prev;
         }
+    }
+}
+
+/// One block on the calling thread.
+fn serial<F: Float>(
+    backend: Backend,
+    alpha: F,
+    a: ArrayView2<F>,
+    b: ArrayView2<F>,
+    beta: F,
+    mut c: ArrayViewMut2<F>,
+) {
+    let (m, k) = a.dim();
+    let n = b.dim().1;
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // An empty sum: C = beta * C (beta = 0 overwrites, even NaN).
+        c.mapv_inplace(|x| {
+            if beta == F::zero() {
+                F::zero()
+            } else {
+                beta * x
+            }
+        });
+        return;
+    }
+    match backend {
+        Backend::Naive => naive(alpha, a, b, beta, &mut c),
+        Backend::MatrixMultiply => matrixmultiply_gemm(alpha, a, b, beta, c),
+        #[cfg(feature = "blas")]
+        Backend::Blas => {
+            if !blas::gemm(alpha, a, b, beta, c.view_mut()) {
+                matrixmultiply_gemm(alpha, a, b, beta, c);
+            }
+        }
+    }
+}
+
+/// Reinterprets a scalar of the generic float type as the concrete type `T` (checked equal).
+fn cast<F: Float, T: 'static + Copy>(x: F) -> T {
+    assert_eq!(TypeId::of::<F>(), TypeId::of::<T>());
+    // SAFETY: F and T are the same type (checked above).
+    unsafe { *(&x as *const F as *const T) }
+}
+
+fn matrixmultiply_gemm<F: Float>(
+    alpha: F,
+    a: ArrayView2<F>,
+    b: ArrayView2<F>,
+    beta: F,
+    mut c: ArrayViewMut2<F>,
+) {
+    let (m, k) = a.dim();
+    let n = b.dim().1;
+    let (sa, sb, sc) = (a.strides(), b.strides(), c.strides());
+    let (rsa, csa, rsb, csb, rsc, csc) = (sa[0], sa[1], sb[0], sb[1], sc[0], sc[1]);
+    // SAFETY: the pointers and element strides describe the views' memory exactly (any
+    // strides, negative included, are allowed by matrixmultiply); C is uniquely borrowed.
+    unsafe {
+        if TypeId::of::<F>() == TypeId::of::<f32>() {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                cast(alpha),
+                a.as_ptr() as *const f32,
+                rsa,
+                csa,
+                b.as_ptr() as *const f32,
+                rsb,
+                csb,
+                cast(beta),
+                c.as_mut_ptr() as *mut f32,
+                rsc,
+                csc,
+            );
+        } else if TypeId::of::<F>() == TypeId::of::<f64>() {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                cast(alpha),
+                a.as_ptr() as *const f64,
+                rsa,
+                csa,
+                b.as_ptr() as *const f64,
+                rsb,
+                csb,
+                cast(beta),
+                c.as_mut_ptr() as *mut f64,
+                rsc,
+                csc,
+            );
+        } else {
+            naive(alpha, a, b, beta, &mut c);
+        }
+    }
+}
+
+#[cfg(feature = "blas")]
+mod blas {
+    //! CBLAS `?gemm`, row-major. A BLAS needs each matrix to have one unit stride; views that do
+    //! not (a strided slice) are left to matrixmultiply by returning `false`.
+    use super::{cast, Float};
+    use cblas_sys::{cblas_dgemm, cblas_sgemm, CBLAS_LAYOUT, CBLAS_TRANSPOSE};
+    use ndarray::{ArrayView2, ArrayViewMut2};
+    use std::any::TypeId;
+    use std::os::raw::c_int;
+    use std::sync::Once;
+
+    // Links the system OpenBLAS, which provides the CBLAS symbols as well.
+    #[link(name = "openblas")]
+    extern "C" {
+        fn openblas_set_num_threads(n: c_int);
+        fn openblas_get_corename() -> *const std::os::raw::c_char;
+    }
+
+    /// OpenBLAS picks its kernels from the CPU model when it loads; a release older than the
+    /// CPU falls back to the SSE3 "Prescott" kernels, several times slower. It can only be told
+    /// otherwise before it loads, through `OPENBLAS_CORETYPE`, so say so.
+    fn check_core() {
+        // SAFETY: OpenBLAS returns a static NUL-terminated string.
+        let core = unsafe { std::ffi::CStr::from_ptr(openblas_get_corename()) };
+        let core = core.to_string_lossy();
+        #[cfg(target_arch = "x86_64")]
+        if core.eq_ignore_ascii_case("prescott") && std::arch::is_x86_feature_detected!("avx2") {
+            let hint = if std::arch::is_x86_feature_detected!("avx512f") {
+                "SkylakeX"
+            } else {
+                "Haswell"
+            };
+            eprintln!(
+                "warning: OpenBLAS did not recognise this CPU and uses its slow generic kernels; \
+                 run with OPENBLAS_CORETYPE={hint}"
+            );
+        }
+    }
+
+    /// OpenBLAS runs on one thread per call; tunelab's own threads split the work (see the
+    /// module docs), so OpenBLAS's pool never competes with them.
+    static SINGLE_THREADED: Once = Once::new();
+
+    /// How a (rows, cols) view is handed to a row-major BLAS: (transpose?, leading dimension).
+    fn layout<F>(x: &ArrayView2<F>) -> Option<(bool, c_int)> {
+        let (r, c) = x.dim();
+        let s = x.strides();
+        let ld = |v: isize, min: usize| (v >= min.max(1) as isize).then_some(v as c_int);
+        if s[1] == 1 || c == 1 {
+            // Row-major: rows are `s[0]` apart (any value works when there is one row).
+            let lead = if r == 1 { c.max(1) as isize } else { s[0] };
+            if let Some(ld) = ld(lead, c) {
+                return Some((false, ld));
+            }
+        }
+        if s[0] == 1 || r == 1 {
+            let lead = if c == 1 { r.max(1) as isize } else { s[1] };
+            if let Some(ld) = ld(lead, r) {
+                return Some((true, ld));
+            }
+        }
+        None
+    }
+
+    /// `C = alpha A B + beta C`; `false` when the strides do not suit a BLAS.
+    pub(super) fn gemm<F: Float>(
+        alpha: F,
+        a: ArrayView2<F>,
+        b: ArrayView2<F>,
+        beta: F,
+        mut c: ArrayViewMut2<F>,
+    ) -> bool {
+        SINGLE_THREADED.call_once(|| {
+            // SAFETY: a plain setter of OpenBLAS's thread count.
+            unsafe { openblas_set_num_threads(1) };
+            check_core();
+        });
+        let c_view = c.view();
+        let (m, n) = c.dim();
+        let k = a.dim().1;
+        // A column-major C is computed as Cᵀ = Bᵀ Aᵀ, which is row-major.
+        let (a, b, cm, cn, c_ld) = match layout(&c_view) {
+            Some((false, ld)) => (a, b, m, n, ld),
+            Some((true, ld)) => (b.reversed_axes(), a.reversed_axes(), n, m, ld),
+            None => return false,
+        };
+        let (Some((ta, lda)), Some((tb, ldb))) = (layout(&a), layout(&b)) else {
+            return false;
+        };
+        let t = |x: bool| {
+            if x {
+                CBLAS_TRANSPOSE::CblasTrans
+            } else {
+                CBLAS_TRANSPOSE::CblasNoTrans
+            }
+        };
+        let (cm, cn, k) = (cm as c_int, cn as c_int, k as c_int);
+        // SAFETY: pointers, dimensions and leading dimensions describe the views (checked by
+        // `layout`); C is uniquely borrowed.
+        unsafe {
+            if TypeId::of::<F>() == TypeId::of::<f32>() {
+                cblas_sgemm(
+                    CBLAS_LAYOUT::CblasRowMajor,
+                    t(ta),
+                    t(tb),
+                    cm,
+                    cn,
+                    k,
+                    cast(alpha),
+                    a.as_ptr() as *const f32,
+                    lda,
+                    b.as_ptr() as *const f32,
+                    ldb,
+                    cast(beta),
+                    c.as_mut_ptr() as *mut f32,
+                    c_ld,
+                );
+            } else if TypeId::of::<F>() == TypeId::of::<f64>() {
+                cblas_dgemm(
+                    CBLAS_LAYOUT::CblasRowMajor,
+                    t(ta),
+                    t(tb),
+                    cm,
+                    cn,
+                    k,
+                    cast(alpha),
+                    a.as_ptr() as *const f64,
+                    lda,
+                    b.as_ptr() as *const f64,
+                    ldb,
+                    cast(beta),
+                    c.as_mut_ptr() as *mut f64,
+                    c_ld,
+                );
+            } else {
+                return false;
+            }
+        }
+        true
     }
 }

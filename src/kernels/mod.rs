@@ -1,14 +1,23 @@
 //! Raw numeric kernels. Every matrix product in tunelab goes through [`gemm`], the one seam
 //! where matmul backends plug in.
 //!
-//! Backends:
-//! - `matrixmultiply` through ndarray's `general_mat_mul` (the default: pure Rust, so a fresh
-//!   machine needs nothing but cargo);
+//! Backends ([`Backend`]):
+//! - `matrixmultiply` (the default: pure Rust, so a fresh machine needs nothing but cargo);
+//! - a system BLAS (OpenBLAS through CBLAS) with the `blas` cargo feature, which then becomes
+//!   the default: `apt-get install libopenblas-dev`, then `cargo build --release --features blas`;
 //! - [`gemm_naive`], a triple loop kept as the reference the others are tested against.
+//!
+//! [`threads`] sets how many threads the kernels and the heavy ops use (`--threads`,
+//! `TUNELAB_THREADS`); results do not depend on it. [`denormal`] flushes subnormal floats to
+//! zero while training.
 //!
 //! A per-thread counter of kernel calls and floating-point operations lets tests prove that work
 //! was skipped (a frozen weight's gradient is never computed), not merely thrown away.
 
+pub mod denormal;
 mod matmul;
+pub mod threads;
 
-pub use matmul::{gemm, gemm_naive, stats, KernelStats};
+pub use denormal::FlushDenormals;
+pub use matmul::{gemm, gemm_naive, gemm_with, stats, Backend, KernelStats};
+pub use threads::{for_each_piece, set_threads, threads};

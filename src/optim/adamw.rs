@@ -29,9 +29,11 @@
 use super::{check_state_shape, count_tensor, read_count, split_state_name, updatable, Optimizer};
 use crate::autodiff::{Grads, ParamId, ParamStore};
 use crate::error::{invalid, Error, Result};
+use crate::kernels::for_each_piece;
 use crate::tensor::Float;
 use ndarray::{ArrayD, Zip};
 use std::collections::HashMap;
+use std::slice::{from_mut, from_ref};
 
 /// AdamW hyperparameters; the defaults are PyTorch's.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -210,54 +212,109 @@ impl<F: Float> AdamW<F> {
     }
 }
 
+/// Elements per piece of the update pass.
+const ELEMS_PER_PIECE: usize = 1 << 15;
+
+/// The scalars of one parameter's update at its step `t`.
+#[derive(Clone, Copy)]
+struct StepScalars<F> {
+    decay: Option<F>,
+    b1: F,
+    b2: F,
+    one_m_b1: F,
+    one_m_b2: F,
+    step_size: F,
+    bc2_sqrt: F,
+    eps: F,
+}
+
+/// Scalars in f64, as PyTorch computes them in Python floats.
+fn step_scalars<F: Float>(lr: f64, decays: bool, c: &AdamWConfig, t: u64) -> StepScalars<F> {
+    let wd = if decays { c.weight_decay } else { 0.0 };
+    let t = t as f64;
+    let bias_correction1 = 1.0 - c.beta1.powf(t);
+    let bias_correction2_sqrt = (1.0 - c.beta2.powf(t)).sqrt();
+    StepScalars {
+        decay: (wd != 0.0).then(|| F::of(1.0 - lr * wd)),
+        b1: F::of(c.beta1),
+        b2: F::of(c.beta2),
+        one_m_b1: F::of(1.0 - c.beta1),
+        one_m_b2: F::of(1.0 - c.beta2),
+        step_size: F::of(lr / bias_correction1),
+        bc2_sqrt: F::of(bias_correction2_sqrt),
+        eps: F::of(c.eps),
+    }
+}
+
+// ANCHOR: update
+/// One AdamW update of a slice of weights, moments and gradients.
+fn update<F: Float>(w: &mut [F], m: &mut [F], v: &mut [F], g: &[F], k: &StepScalars<F>) {
+    for (((w, m), v), &g) in w.iter_mut().zip(m).zip(v).zip(g) {
+        if let Some(decay) = k.decay {
+            *w *= decay;
+        }
+        *m = k.b1 * *m + k.one_m_b1 * g;
+        *v = k.b2 * *v + k.one_m_b2 * g * g;
+        let denom = v.sqrt() / k.bc2_sqrt + k.eps;
+        *w -= k.step_size * *m / denom;
+    }
+}
+// ANCHOR_END: update
+
 impl<F: Float> Optimizer<F> for AdamW<F> {
     fn step(&mut self, store: &mut ParamStore<F>, grads: &Grads<F>, lr: f64) {
-        let AdamWConfig {
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-        } = self.config;
         if self.states.len() < store.len() {
             self.states.resize_with(store.len(), || None);
         }
+        // Per parameter: create its state on first use and work out the step's scalars; then
+        // one elementwise pass over every parameter, its gradient and both moments, in pieces
+        // spread over the kernel threads (each element is independent, so the result does not
+        // depend on the thread count).
+        for (id, p) in store.iter() {
+            if p.trainable && grads.get(id).is_some() && self.states[id.index()].is_none() {
+                self.states[id.index()] = Some(AdamState {
+                    name: p.name.clone(),
+                    exp_avg: ArrayD::zeros(p.value.raw_dim()),
+                    exp_avg_sq: ArrayD::zeros(p.value.raw_dim()),
+                    step: 0,
+                });
+            }
+        }
+        let mut states: Vec<Option<&mut AdamState<F>>> =
+            self.states.iter_mut().map(Option::as_mut).collect();
+        let mut pieces = Vec::new();
         for (id, p, g) in updatable(store, grads) {
             let opts = self.options.get(id.index()).copied().unwrap_or_default();
-            let st = self.states[id.index()].get_or_insert_with(|| AdamState {
-                name: p.name.clone(),
-                exp_avg: ArrayD::zeros(p.value.raw_dim()),
-                exp_avg_sq: ArrayD::zeros(p.value.raw_dim()),
-                step: 0,
-            });
+            let st = states[id.index()].take().expect("state created above");
             st.step += 1;
-            // Scalars in f64, as PyTorch computes them in Python floats.
-            let lr = lr * opts.lr_mult;
-            let wd = if opts.weight_decay { weight_decay } else { 0.0 };
-            let t = st.step as f64;
-            let bias_correction1 = 1.0 - beta1.powf(t);
-            let bias_correction2_sqrt = (1.0 - beta2.powf(t)).sqrt();
-            let step_size = F::of(lr / bias_correction1);
-            let decay = F::of(1.0 - lr * wd);
-            let (b1, b2) = (F::of(beta1), F::of(beta2));
-            let (one_m_b1, one_m_b2) = (F::of(1.0 - beta1), F::of(1.0 - beta2));
-            let (bc2_sqrt, eps) = (F::of(bias_correction2_sqrt), F::of(eps));
-            // ANCHOR: update
-            // One pass over the parameter, its gradient and both moments.
-            Zip::from(&mut p.value)
-                .and(&mut st.exp_avg)
-                .and(&mut st.exp_avg_sq)
-                .and(g)
-                .for_each(|w, m, v, &g| {
-                    if wd != 0.0 {
-                        *w *= decay;
-                    }
-                    *m = b1 * *m + one_m_b1 * g;
-                    *v = b2 * *v + one_m_b2 * g * g;
-                    let denom = v.sqrt() / bc2_sqrt + eps;
-                    *w -= step_size * *m / denom;
-                });
-            // ANCHOR_END: update
+            let k = step_scalars(lr * opts.lr_mult, opts.weight_decay, &self.config, st.step);
+            let contiguous = [&p.value, &st.exp_avg, &st.exp_avg_sq, g]
+                .iter()
+                .all(|a| a.is_standard_layout());
+            if !contiguous {
+                Zip::from(&mut p.value)
+                    .and(&mut st.exp_avg)
+                    .and(&mut st.exp_avg_sq)
+                    .and(g)
+                    .for_each(|w, m, v, g| {
+                        update(from_mut(w), from_mut(m), from_mut(v), from_ref(g), &k)
+                    });
+                continue;
+            }
+            let w = p.value.as_slice_mut().expect("standard layout");
+            let m = st.exp_avg.as_slice_mut().expect("standard layout");
+            let v = st.exp_avg_sq.as_slice_mut().expect("standard layout");
+            let g = g.as_slice().expect("standard layout");
+            for (((w, m), v), g) in w
+                .chunks_mut(ELEMS_PER_PIECE)
+                .zip(m.chunks_mut(ELEMS_PER_PIECE))
+                .zip(v.chunks_mut(ELEMS_PER_PIECE))
+                .zip(g.chunks(ELEMS_PER_PIECE))
+            {
+                pieces.push((w, m, v, g, k));
+            }
         }
+        for_each_piece(pieces, |(w, m, v, g, k)| update(w, m, v, g, &k));
         self.steps += 1;
     }
 

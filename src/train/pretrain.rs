@@ -317,6 +317,8 @@ pub fn pretrain(
     out: &Path,
     progress: &mut dyn Progress,
 ) -> Result<PretrainReport> {
+    // Flush subnormal floats while training, as the Trainer does (see kernels::denormal).
+    let _float_mode = crate::kernels::FlushDenormals::for_training();
     let started = Instant::now();
     progress.message("generating the world and its corpus");
     let world = World::generate(WORLD_SEED);

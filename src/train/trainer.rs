@@ -289,6 +289,9 @@ pub fn train<F: Float>(
     progress: &mut dyn TrainProgress,
 ) -> Result<TrainReport> {
     args.validate()?;
+    // Subnormal gradients and Adam moments are slow on x86-64: flush them while training
+    // (unless `--no-flush-denormals`); the caller's mode is restored on return.
+    let _float_mode = crate::kernels::FlushDenormals::for_training();
     let n = task.train_len();
     if n == 0 {
         return invalid("train", "the training set is empty");

@@ -10,13 +10,18 @@
 //! Backward per (b, h), with G = dL/dy:
 //!   dA = G vᵀ,  dv += Aᵀ G,  dS = A ⊙ (dA − rowsum(dA ⊙ A)),
 //!   dq += dS k / √HS,  dk += dSᵀ q / √HS
+//!
+//! Every (b, h) is independent, so both passes spread them over the kernel threads.
 
 use super::softmax::softmax_inplace;
 use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
 use crate::error::{shape_err, Result};
-use crate::kernels::gemm;
+use crate::kernels::{for_each_piece, gemm};
 use crate::tensor::{fmt_shape, Float};
-use ndarray::{s, Array2, Array4, ArrayD, ArrayView4, ArrayViewD, Axis, Ix4, Zip};
+use ndarray::{
+    s, Array2, Array4, ArrayD, ArrayView2, ArrayView4, ArrayViewD, ArrayViewMut2, ArrayViewMut4,
+    Axis, Ix4, Zip,
+};
 
 /// Which keys each query may attend to.
 #[derive(Debug, Clone, Default)]
@@ -61,6 +66,30 @@ fn view4<'a, F: Float>(x: ArrayViewD<'a, F>) -> ArrayView4<'a, F> {
     x.into_dimensionality::<Ix4>().expect("checked in forward")
 }
 
+/// One 2-D (rows, cols) matrix per (b, h) of a (B, NH, rows, cols) array, with its (b, h):
+/// the independent pieces that attention spreads over threads.
+fn heads_mut<F: Float>(x: ArrayViewMut4<'_, F>) -> Vec<(usize, usize, ArrayViewMut2<'_, F>)> {
+    let mut out = Vec::new();
+    for (b, xb) in x.into_outer_iter_mut().enumerate() {
+        for (h, xbh) in xb.into_outer_iter_mut().enumerate() {
+            out.push((b, h, xbh));
+        }
+    }
+    out
+}
+
+/// The (rows, cols) matrix of head h of batch entry b.
+fn head<'a, F: Float>(x: &ArrayView4<'a, F>, b: usize, h: usize) -> ArrayView2<'a, F> {
+    (*x).slice_move(s![b, h, .., ..])
+}
+
+fn grad4<'a, F: Float>(ctx: &'a mut BackwardCtx<'_, '_, F>, x: Var) -> ArrayViewMut4<'a, F> {
+    ctx.grad_mut(x)
+        .view_mut()
+        .into_dimensionality::<Ix4>()
+        .expect("4-D")
+}
+
 impl<F: Float> Backward<F> for Attention<F> {
     fn saved_bytes(&self) -> usize {
         self.probs.len() * std::mem::size_of::<F>()
@@ -73,90 +102,50 @@ impl<F: Float> Backward<F> for Attention<F> {
             view4(ctx.value(self.v)),
         );
         let g = view4(g.view());
-        let (b_, nh, t, s_) = self.probs.dim();
+        let probs = &self.probs;
+        let (g, q, k, v) = (&g, &q, &k, &v);
         // ANCHOR: scores_backward
         // dS for every (b, h): the gradient of the pre-softmax scores.
-        let mut ds = Array4::<F>::zeros((b_, nh, t, s_));
-        for b in 0..b_ {
-            for h in 0..nh {
-                let a = self.probs.slice(s![b, h, .., ..]);
-                let mut d = ds.slice_mut(s![b, h, .., ..]);
-                gemm(
-                    F::one(),
-                    g.slice(s![b, h, .., ..]),
-                    v.slice(s![b, h, .., ..]).t(),
-                    F::zero(),
-                    &mut d,
-                );
-                Zip::from(d.rows_mut())
-                    .and(a.rows())
-                    .for_each(|mut dr, ar| {
-                        let dot = Zip::from(&dr)
-                            .and(&ar)
-                            .fold(F::zero(), |acc, &x, &y| acc + x * y);
-                        Zip::from(&mut dr)
-                            .and(&ar)
-                            .for_each(|x, &y| *x = y * (*x - dot));
-                    });
-            }
-        }
+        let mut ds = Array4::<F>::zeros(probs.raw_dim());
+        for_each_piece(heads_mut(ds.view_mut()), |(b, h, mut d)| {
+            let a = probs.slice(s![b, h, .., ..]);
+            gemm(
+                F::one(),
+                head(g, b, h),
+                head(v, b, h).t(),
+                F::zero(),
+                &mut d,
+            );
+            Zip::from(d.rows_mut())
+                .and(a.rows())
+                .for_each(|mut dr, ar| {
+                    let dot = Zip::from(&dr)
+                        .and(&ar)
+                        .fold(F::zero(), |acc, &x, &y| acc + x * y);
+                    Zip::from(&mut dr)
+                        .and(&ar)
+                        .for_each(|x, &y| *x = y * (*x - dot));
+                });
+        });
         // ANCHOR_END: scores_backward
+        let ds = &ds;
         if ctx.needs(self.v) {
-            let mut gv = ctx
-                .grad_mut(self.v)
-                .view_mut()
-                .into_dimensionality::<Ix4>()
-                .expect("4-D");
-            for b in 0..b_ {
-                for h in 0..nh {
-                    let mut out = gv.slice_mut(s![b, h, .., ..]);
-                    gemm(
-                        F::one(),
-                        self.probs.slice(s![b, h, .., ..]).t(),
-                        g.slice(s![b, h, .., ..]),
-                        F::one(),
-                        &mut out,
-                    );
-                }
-            }
+            for_each_piece(heads_mut(grad4(ctx, self.v)), |(b, h, mut out)| {
+                let a = probs.slice(s![b, h, .., ..]);
+                gemm(F::one(), a.t(), head(g, b, h), F::one(), &mut out);
+            });
         }
         if ctx.needs(self.q) {
-            let mut gq = ctx
-                .grad_mut(self.q)
-                .view_mut()
-                .into_dimensionality::<Ix4>()
-                .expect("4-D");
-            for b in 0..b_ {
-                for h in 0..nh {
-                    let mut out = gq.slice_mut(s![b, h, .., ..]);
-                    gemm(
-                        self.scale,
-                        ds.slice(s![b, h, .., ..]),
-                        k.slice(s![b, h, .., ..]),
-                        F::one(),
-                        &mut out,
-                    );
-                }
-            }
+            for_each_piece(heads_mut(grad4(ctx, self.q)), |(b, h, mut out)| {
+                let d = ds.slice(s![b, h, .., ..]);
+                gemm(self.scale, d, head(k, b, h), F::one(), &mut out);
+            });
         }
         if ctx.needs(self.k) {
-            let mut gk = ctx
-                .grad_mut(self.k)
-                .view_mut()
-                .into_dimensionality::<Ix4>()
-                .expect("4-D");
-            for b in 0..b_ {
-                for h in 0..nh {
-                    let mut out = gk.slice_mut(s![b, h, .., ..]);
-                    gemm(
-                        self.scale,
-                        ds.slice(s![b, h, .., ..]).t(),
-                        q.slice(s![b, h, .., ..]),
-                        F::one(),
-                        &mut out,
-                    );
-                }
-            }
+            for_each_piece(heads_mut(grad4(ctx, self.k)), |(b, h, mut out)| {
+                let d = ds.slice(s![b, h, .., ..]);
+                gemm(self.scale, d.t(), head(q, b, h), F::one(), &mut out);
+            });
         }
     }
 }
@@ -215,34 +204,24 @@ impl<F: Float> Tape<'_, F> {
                 view4(self.value(k)),
                 view4(self.value(v)),
             );
-            for b in 0..b_ {
-                for h in 0..nh {
-                    let mut a = probs.slice_mut(s![b, h, .., ..]);
-                    gemm(
-                        scale,
-                        qv.slice(s![b, h, .., ..]),
-                        kv.slice(s![b, h, .., ..]).t(),
-                        F::zero(),
-                        &mut a,
-                    );
-                    for (ti, mut row) in a.axis_iter_mut(Axis(0)).enumerate() {
-                        for (j, x) in row.iter_mut().enumerate() {
-                            if !mask.allows(b, ti, j, offset) {
-                                *x = F::neg_infinity();
-                            }
+            let (qv, kv, vv) = (&qv, &kv, &vv);
+            let pieces: Vec<_> = heads_mut(probs.view_mut())
+                .into_iter()
+                .zip(heads_mut(y.view_mut()))
+                .map(|((b, h, a), (_, _, out))| (b, h, a, out))
+                .collect();
+            for_each_piece(pieces, |(b, h, mut a, mut out)| {
+                gemm(scale, head(qv, b, h), head(kv, b, h).t(), F::zero(), &mut a);
+                for (ti, mut row) in a.axis_iter_mut(Axis(0)).enumerate() {
+                    for (j, x) in row.iter_mut().enumerate() {
+                        if !mask.allows(b, ti, j, offset) {
+                            *x = F::neg_infinity();
                         }
-                        softmax_inplace(row);
                     }
-                    let mut out = y.slice_mut(s![b, h, .., ..]);
-                    gemm(
-                        F::one(),
-                        a.view(),
-                        vv.slice(s![b, h, .., ..]),
-                        F::zero(),
-                        &mut out,
-                    );
+                    softmax_inplace(row);
                 }
-            }
+                gemm(F::one(), a.view(), head(vv, b, h), F::zero(), &mut out);
+            });
         }
         let y = y.into_dyn();
         if !self.records(&[q, k, v]) {

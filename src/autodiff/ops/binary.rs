@@ -28,6 +28,24 @@ struct Binary {
 impl<F: Float> Backward<F> for Binary {
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let (av, bv) = (ctx.value(self.a), ctx.value(self.b));
+        // The residual adds: no broadcast, so the gradient passes through without a copy.
+        if let Kind::Add | Kind::Sub = self.kind {
+            if av.shape() == g.shape() && ctx.needs(self.a) {
+                ctx.accumulate_view(self.a, g.view());
+            } else if ctx.needs(self.a) {
+                ctx.accumulate(self.a, sum_to_shape(g.view(), av.shape()));
+            }
+            if ctx.needs(self.b) {
+                match self.kind {
+                    Kind::Add if bv.shape() == g.shape() => ctx.accumulate_view(self.b, g.view()),
+                    Kind::Add => ctx.accumulate(self.b, sum_to_shape(g.view(), bv.shape())),
+                    _ => {
+                        ctx.accumulate(self.b, sum_to_shape(g.view(), bv.shape()).mapv_into(|x| -x))
+                    }
+                }
+            }
+            return;
+        }
         if ctx.needs(self.a) {
             let ga = match self.kind {
                 Kind::Add | Kind::Sub => sum_to_shape(g.view(), av.shape()),

@@ -6,13 +6,18 @@
 //! over the M counted rows: L = −(1/M) Σ log softmax(z_i)[y_i].
 //!
 //! Backward: dz_i = (softmax(z_i) − onehot(y_i)) · g / M for counted rows, 0 for ignored rows.
-//! The probabilities are the cache.
+//! The probabilities are the cache. Rows are spread over the kernel threads; the loss is summed
+//! on one thread in row order, so it does not depend on the thread count.
 
-use super::softmax::softmax_inplace;
 use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
+use crate::kernels::for_each_piece;
 use crate::tensor::{fmt_shape, Float};
-use ndarray::{arr0, Array2, ArrayD, ArrayViewD};
+use ndarray::{arr0, Array2, ArrayD, ArrayViewD, Axis, Zip};
+use std::mem::MaybeUninit;
+
+/// Rows are independent: pieces of this many rows go to the kernel threads.
+const ROWS_PER_PIECE: usize = 32;
 
 /// The label value that means "no loss here".
 pub const IGNORE_INDEX: i64 = -100;
@@ -36,15 +41,27 @@ impl<F: Float> Backward<F> for CrossEntropy<F> {
             return;
         }
         let scale = *g.iter().next().expect("scalar gradient") / F::of(self.count as f64);
-        let mut d = self.probs.clone();
-        for (mut row, &t) in d.rows_mut().into_iter().zip(&self.targets) {
-            if t == self.ignore_index {
-                row.fill(F::zero());
-                continue;
+        // Every element is written below (ignored rows with zeros), so no zero-fill first.
+        let mut d = Array2::<F>::uninit(self.probs.raw_dim());
+        let pieces: Vec<_> = d
+            .axis_chunks_iter_mut(Axis(0), ROWS_PER_PIECE)
+            .zip(self.probs.axis_chunks_iter(Axis(0), ROWS_PER_PIECE))
+            .zip(self.targets.chunks(ROWS_PER_PIECE))
+            .collect();
+        for_each_piece(pieces, |((mut d, p), targets)| {
+            for ((mut dr, pr), &t) in d.outer_iter_mut().zip(p.outer_iter()).zip(targets) {
+                if t == self.ignore_index {
+                    dr.fill(MaybeUninit::new(F::zero()));
+                    continue;
+                }
+                Zip::from(&mut dr)
+                    .and(&pr)
+                    .for_each(|d, &p| *d = MaybeUninit::new(p * scale));
+                dr[t as usize] = MaybeUninit::new((pr[t as usize] - F::one()) * scale);
             }
-            row[t as usize] -= F::one();
-            row.mapv_inplace(|x| x * scale);
-        }
+        });
+        // SAFETY: the loop above wrote every row (each row is either ignored or counted).
+        let d = unsafe { d.assume_init() };
         let shape = ctx.value(self.logits).raw_dim();
         ctx.accumulate(
             self.logits,
@@ -88,22 +105,43 @@ impl<F: Float> Tape<'_, F> {
                 format!("target {t} at row {i} is outside 0..{v}"),
             );
         }
-        let mut probs = self
-            .value(logits)
-            .to_shape((n, v))
-            .expect("element count")
-            .into_owned();
-        let (mut sum, mut count) = (0.0f64, 0usize);
-        for (row, &t) in probs.rows_mut().into_iter().zip(targets) {
-            if t == ignore_index {
-                continue;
-            }
-            let max = row.fold(F::neg_infinity(), |m, &x| m.max(x));
-            let lse = max + row.fold(F::zero(), |s, &x| s + (x - max).exp()).ln();
-            sum -= (row[t as usize] - lse).as_f64();
-            count += 1;
-            softmax_inplace(row);
+        // One pass per row: max, exponentials and their sum, then normalise; the loss of the row
+        // is −log p[y] = log Σ exp(z − max) − (z[y] − max).
+        let mut probs = Array2::<F>::zeros((n, v));
+        let mut row_loss = vec![0.0f64; n];
+        {
+            let z = self.value(logits);
+            let z = z.to_shape((n, v)).expect("element count");
+            let z = &z;
+            let pieces: Vec<_> = probs
+                .axis_chunks_iter_mut(Axis(0), ROWS_PER_PIECE)
+                .zip(row_loss.chunks_mut(ROWS_PER_PIECE))
+                .enumerate()
+                .collect();
+            for_each_piece(pieces, |(p, (mut probs, losses))| {
+                for (i, (mut pr, loss)) in probs.outer_iter_mut().zip(losses).enumerate() {
+                    let r = p * ROWS_PER_PIECE + i;
+                    let t = targets[r];
+                    if t == ignore_index {
+                        continue;
+                    }
+                    let zr = z.row(r);
+                    let max = zr.fold(F::neg_infinity(), |m, &x| m.max(x));
+                    let mut sum = F::zero();
+                    Zip::from(&mut pr).and(&zr).for_each(|p, &x| {
+                        let e = (x - max).exp();
+                        sum += e;
+                        *p = e;
+                    });
+                    let inv = F::one() / sum;
+                    pr.mapv_inplace(|e| e * inv);
+                    *loss = sum.ln().as_f64() - (zr[t as usize] - max).as_f64();
+                }
+            });
         }
+        // Summed in row order on one thread: the same loss for any thread count.
+        let count = targets.iter().filter(|&&t| t != ignore_index).count();
+        let sum: f64 = row_loss.iter().sum();
         let loss = if count == 0 { 0.0 } else { sum / count as f64 };
         let y = arr0(F::of(loss)).into_dyn();
         let op = CrossEntropy {

@@ -3,11 +3,18 @@
 //!
 //! Backward, per row of C values with n = (x − μ)·rstd and dn = g ⊙ γ:
 //!   dβ += g,  dγ += g ⊙ n,  dx = rstd · (dn − mean(dn) − n · mean(dn ⊙ n))
+//!
+//! Forward and dx are computed per row, spread over the kernel threads; dγ and dβ sum over rows
+//! on one thread, so results do not depend on the thread count.
 
 use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
 use crate::error::{shape_err, Result};
+use crate::kernels::for_each_piece;
 use crate::tensor::{fmt_shape, Float};
-use ndarray::{Array1, ArrayD, ArrayViewD, Ix1};
+use ndarray::{Array1, ArrayD, ArrayViewD, Axis, Ix1, Zip};
+
+/// Rows are independent in forward and in dx: pieces of this many rows go to the threads.
+const ROWS_PER_PIECE: usize = 64;
 
 struct LayerNorm<F: Float> {
     x: Var,
@@ -54,9 +61,10 @@ impl<F: Float> Backward<F> for LayerNorm<F> {
                 .expect("1-D");
             for r in 0..rows {
                 let (mu, rs) = (self.mean[r], self.rstd[r]);
-                for j in 0..c {
-                    gg[j] += g2[[r, j]] * (x2[[r, j]] - mu) * rs;
-                }
+                Zip::from(&mut gg)
+                    .and(&g2.row(r))
+                    .and(&x2.row(r))
+                    .for_each(|a, &g, &x| *a += g * (x - mu) * rs);
             }
         }
         if ctx.needs(self.x) {
@@ -67,22 +75,32 @@ impl<F: Float> Backward<F> for LayerNorm<F> {
                     .into_shape_with_order((rows, c))
                     .expect("contiguous");
                 let inv_c = F::one() / F::of(c as f64);
-                for r in 0..rows {
-                    let (mu, rs) = (self.mean[r], self.rstd[r]);
-                    let (mut mean_dn, mut mean_dn_n) = (F::zero(), F::zero());
-                    for j in 0..c {
-                        let dn = g2[[r, j]] * gamma[j];
-                        mean_dn += dn;
-                        mean_dn_n += dn * (x2[[r, j]] - mu) * rs;
+                let (x2, g2, gamma) = (&x2, &g2, &gamma);
+                let pieces: Vec<_> = dx2
+                    .axis_chunks_iter_mut(Axis(0), ROWS_PER_PIECE)
+                    .enumerate()
+                    .collect();
+                for_each_piece(pieces, |(p, mut dx_rows)| {
+                    for (i, mut dxr) in dx_rows.outer_iter_mut().enumerate() {
+                        let r = p * ROWS_PER_PIECE + i;
+                        let (mu, rs) = (self.mean[r], self.rstd[r]);
+                        let (xr, gr) = (x2.row(r), g2.row(r));
+                        let (mut mean_dn, mut mean_dn_n) = (F::zero(), F::zero());
+                        Zip::from(&xr).and(&gr).and(gamma).for_each(|&x, &g, &w| {
+                            let dn = g * w;
+                            mean_dn += dn;
+                            mean_dn_n += dn * (x - mu) * rs;
+                        });
+                        mean_dn *= inv_c;
+                        mean_dn_n *= inv_c;
+                        Zip::from(&mut dxr).and(&xr).and(&gr).and(gamma).for_each(
+                            |d, &x, &g, &w| {
+                                let n = (x - mu) * rs;
+                                *d = rs * (g * w - mean_dn - n * mean_dn_n);
+                            },
+                        );
                     }
-                    mean_dn *= inv_c;
-                    mean_dn_n *= inv_c;
-                    for j in 0..c {
-                        let n = (x2[[r, j]] - mu) * rs;
-                        let dn = g2[[r, j]] * gamma[j];
-                        dx2[[r, j]] = rs * (dn - mean_dn - n * mean_dn_n);
-                    }
-                }
+                });
             }
             ctx.accumulate(self.x, dx);
         }
@@ -125,17 +143,28 @@ impl<F: Float> Tape<'_, F> {
                 .into_shape_with_order((rows, c))
                 .expect("contiguous");
             let inv_c = F::one() / F::of(c as f64);
-            for r in 0..rows {
-                let row = x2.row(r);
-                let mu = row.sum() * inv_c;
-                let var = row.fold(F::zero(), |s, &v| s + (v - mu) * (v - mu)) * inv_c;
-                let rs = F::one() / (var + F::of(eps)).sqrt();
-                for j in 0..c {
-                    y2[[r, j]] = (row[j] - mu) * rs * gamma_v[j] + beta_v[j];
+            let (x2, gamma_v, beta_v) = (&x2, &gamma_v, &beta_v);
+            let pieces: Vec<_> = y2
+                .axis_chunks_iter_mut(Axis(0), ROWS_PER_PIECE)
+                .zip(mean.axis_chunks_iter_mut(Axis(0), ROWS_PER_PIECE))
+                .zip(rstd.axis_chunks_iter_mut(Axis(0), ROWS_PER_PIECE))
+                .enumerate()
+                .collect();
+            for_each_piece(pieces, |(p, ((mut y_rows, mut mean), mut rstd))| {
+                for (i, mut yr) in y_rows.outer_iter_mut().enumerate() {
+                    let row = x2.row(p * ROWS_PER_PIECE + i);
+                    let mu = row.sum() * inv_c;
+                    let var = row.fold(F::zero(), |s, &v| s + (v - mu) * (v - mu)) * inv_c;
+                    let rs = F::one() / (var + F::of(eps)).sqrt();
+                    Zip::from(&mut yr)
+                        .and(&row)
+                        .and(gamma_v)
+                        .and(beta_v)
+                        .for_each(|y, &x, &w, &b| *y = (x - mu) * rs * w + b);
+                    mean[i] = mu;
+                    rstd[i] = rs;
                 }
-                mean[r] = mu;
-                rstd[r] = rs;
-            }
+            });
         }
         Ok(self.push(
             "layer_norm",

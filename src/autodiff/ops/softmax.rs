@@ -7,6 +7,7 @@
 
 use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
 use crate::error::{shape_err, Result};
+use crate::kernels::for_each_piece;
 use crate::tensor::Float;
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMut1, Axis, Zip};
 
@@ -71,13 +72,24 @@ impl<F: Float> Tape<'_, F> {
             return shape_err(name, "needs at least one axis");
         }
         let mut y = self.value(x).as_standard_layout().into_owned();
-        let last = Axis(y.ndim() - 1);
-        for row in y.lanes_mut(last) {
-            if log {
-                log_softmax_inplace(row)
-            } else {
-                softmax_inplace(row)
-            }
+        let cols = *y.shape().last().expect("at least one axis");
+        let rows = y.len() / cols.max(1);
+        if rows > 0 && cols > 0 {
+            // Rows are independent: spread them over the kernel threads.
+            let mut y2 = y
+                .view_mut()
+                .into_shape_with_order((rows, cols))
+                .expect("standard layout");
+            let pieces: Vec<_> = y2.axis_chunks_iter_mut(Axis(0), 64).collect();
+            for_each_piece(pieces, |mut chunk| {
+                for row in chunk.outer_iter_mut() {
+                    if log {
+                        log_softmax_inplace(row)
+                    } else {
+                        softmax_inplace(row)
+                    }
+                }
+            });
         }
         Ok(self.push(name, y, &[x], Softmax { x, log }))
     }

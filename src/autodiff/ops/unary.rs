@@ -6,6 +6,7 @@
 
 use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
 use crate::error::{invalid, Result};
+use crate::kernels::for_each_piece;
 use crate::tensor::Float;
 use ndarray::{ArrayD, ArrayViewD, Zip};
 
@@ -108,6 +109,9 @@ fn fast_tanh<F: Float>(u: F) -> F {
     F::one() - F::of(2.0) / (F::one() + (u + u).exp())
 }
 
+/// Large contiguous tensors are mapped in pieces of this many elements over the kernel threads.
+const ELEMS_PER_PIECE: usize = 1 << 14;
+
 struct UnaryOp {
     f: Unary,
     x: Var,
@@ -116,11 +120,34 @@ struct UnaryOp {
 impl<F: Float> Backward<F> for UnaryOp {
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let (f, x) = (self.f, self.x);
-        let mut dx = g.clone();
-        Zip::from(&mut dx)
-            .and(&ctx.value(x))
-            .and(&y)
-            .for_each(|d, &xi, &yi| *d *= f.df(xi, yi));
+        let xv = ctx.value(x);
+        let dx = match (g.as_slice(), xv.as_slice(), y.as_slice()) {
+            (Some(gs), Some(xs), Some(ys)) if gs.len() >= 2 * ELEMS_PER_PIECE => {
+                let mut dx = ArrayD::<F>::zeros(g.raw_dim());
+                let pieces: Vec<_> = dx
+                    .as_slice_mut()
+                    .expect("new array")
+                    .chunks_mut(ELEMS_PER_PIECE)
+                    .zip(gs.chunks(ELEMS_PER_PIECE))
+                    .zip(xs.chunks(ELEMS_PER_PIECE))
+                    .zip(ys.chunks(ELEMS_PER_PIECE))
+                    .collect();
+                for_each_piece(pieces, |(((d, g), x), y)| {
+                    for (((d, &g), &x), &y) in d.iter_mut().zip(g).zip(x).zip(y) {
+                        *d = g * f.df(x, y);
+                    }
+                });
+                dx
+            }
+            _ => {
+                let mut dx = g.clone();
+                Zip::from(&mut dx)
+                    .and(&xv)
+                    .and(&y)
+                    .for_each(|d, &xi, &yi| *d *= f.df(xi, yi));
+                dx
+            }
+        };
         ctx.accumulate(x, dx);
     }
 }
@@ -128,7 +155,25 @@ impl<F: Float> Backward<F> for UnaryOp {
 impl<F: Float> Tape<'_, F> {
     /// Applies an elementwise function.
     pub fn unary(&mut self, f: Unary, x: Var) -> Result<Var> {
-        let y = self.value(x).mapv(|v| f.f(v));
+        let xv = self.value(x);
+        let y = match xv.as_slice() {
+            Some(xs) if xs.len() >= 2 * ELEMS_PER_PIECE => {
+                let mut y = ArrayD::<F>::zeros(xv.raw_dim());
+                let pieces: Vec<_> = y
+                    .as_slice_mut()
+                    .expect("new array")
+                    .chunks_mut(ELEMS_PER_PIECE)
+                    .zip(xs.chunks(ELEMS_PER_PIECE))
+                    .collect();
+                for_each_piece(pieces, |(y, x)| {
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y = f.f(x);
+                    }
+                });
+                y
+            }
+            _ => xv.mapv(|v| f.f(v)),
+        };
         Ok(self.push(f.name(), y, &[x], UnaryOp { f, x }))
     }
 

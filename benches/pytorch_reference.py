@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""The benchmark GPT in PyTorch, timed the way tunelab's benches/train_step.rs times it, and
+the tunelab / PyTorch ratios.
+
+Run by hand (not in CI), after tunelab's criterion benchmarks:
+
+    pip install torch peft numpy
+    cargo bench --bench train_step                                   # default backend
+    cargo bench --features blas --bench train_step                   # OpenBLAS
+    python3 benches/pytorch_reference.py [--steps 5] [--threads 2]
+
+The model matches tunelab::lab::bench: GPT-2 wiring (pre-LN, causal, tied head, tanh GELU),
+dropout off, L = 4, T = 128, B = 8, V = 4096, C = 256 with NH = 4 and C = 512 with NH = 8; one
+step is forward, cross-entropy, backward, AdamW (lr 1e-4, PyTorch defaults), zero_grad. q, k and v
+are separate Linears so that PEFT can put LoRA (r = 8, alpha = 16) on q and v only, as tunelab's
+`lora_r8_qv` does on the q and v columns of its fused c_attn.
+
+tunelab's times are read from criterion's estimates (mean) under target/criterion/
+train_step_d{256,512}_{matrixmultiply,blas}/<method>/new/estimates.json, and its matmul
+throughput from target/criterion/matmul_square/<backend>/1024/; missing ones are reported as
+missing. PyTorch runs with the given thread count, once with its defaults and once with
+torch.set_flush_denormal(True); ratios are against the faster of the two. numpy's float32 matmul
+at 1024 (OpenBLAS) is the machine's sgemm peak reference.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CRITERION = ROOT / "target" / "criterion"
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=5, help="timed steps per case (after 2 warm-up)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path, help="also write the results here")
+    return p.parse_args()
+
+
+ARGS = parse_args()
+# numpy's OpenBLAS reads its thread count when it loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(ARGS.threads))
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+torch.set_num_threads(ARGS.threads)
+V, L, T, B = 4096, 4, 128, 8
+
+
+class Block(nn.Module):
+    def __init__(self, c, nh):
+        super().__init__()
+        self.nh = nh
+        self.ln_1 = nn.LayerNorm(c)
+        self.q_proj = nn.Linear(c, c)
+        self.k_proj = nn.Linear(c, c)
+        self.v_proj = nn.Linear(c, c)
+        self.c_proj = nn.Linear(c, c)
+        self.ln_2 = nn.LayerNorm(c)
+        self.c_fc = nn.Linear(c, 4 * c)
+        self.mlp_proj = nn.Linear(4 * c, c)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        h = self.ln_1(x)
+        q, k, v = (
+            p(h).view(b, t, self.nh, c // self.nh).transpose(1, 2)
+            for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.c_proj(y.transpose(1, 2).reshape(b, t, c))
+        h = F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")
+        return x + self.mlp_proj(h)
+
+
+class GPT(nn.Module):
+    def __init__(self, c, nh):
+        super().__init__()
+        self.wte = nn.Embedding(V, c)
+        self.wpe = nn.Embedding(T, c)
+        self.h = nn.ModuleList(Block(c, nh) for _ in range(L))
+        self.ln_f = nn.LayerNorm(c)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+
+    def forward(self, ids, targets):
+        x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]))
+        for blk in self.h:
+            x = blk(x)
+        logits = self.ln_f(x) @ self.wte.weight.t()  # tied head
+        return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+
+
+def model_flops(c):
+    """Matmul FLOPs of one step: 3x the forward (the count tunelab's kernels report)."""
+    fwd = 2 * B * T * (L * 12 * c * c + c * V) + L * 4 * B * T * T * c
+    return 3 * fwd
+
+
+def time_step(c, method, flush):
+    torch.manual_seed(0)
+    torch.set_flush_denormal(flush)
+    model = GPT(c, c // 64)
+    if method == "lora_r8_qv":
+        from peft import LoraConfig, get_peft_model
+
+        cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
+        model = get_peft_model(model, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    g = torch.Generator().manual_seed(3)
+    data = torch.randint(0, V, (B, T + 1), generator=g)
+    ids, targets = data[:, :-1], data[:, 1:]
+    times = []
+    for i in range(2 + ARGS.steps):
+        t0 = time.perf_counter()
+        loss = model(ids, targets)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    torch.set_flush_denormal(False)
+    return statistics.median(times) * 1e3
+
+
+def sgemm_gflops(fn, n=1024, reps=10):
+    a = np.random.rand(n, n).astype(np.float32)
+    b = np.random.rand(n, n).astype(np.float32)
+    fn(a, b)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn(a, b)
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def criterion_ms(*parts):
+    f = CRITERION.joinpath(*parts, "new", "estimates.json")
+    if not f.exists():
+        return None
+    return json.loads(f.read_text())["mean"]["point_estimate"] / 1e6
+
+
+def load():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def fmt(x, spec=".1f"):
+    return "missing" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def main():
+    out = {"threads": ARGS.threads, "torch": torch.__version__, "load_before": load()}
+    peak = sgemm_gflops(np.matmul)
+    torch_mm = sgemm_gflops(lambda a, b: torch.from_numpy(a) @ torch.from_numpy(b))
+    out.update(numpy_sgemm_gflops_1024=peak, torch_mm_gflops_1024=torch_mm)
+    print(f"machine: {os.cpu_count()} logical CPUs, torch {torch.__version__}, {ARGS.threads} threads")
+    print(f"sgemm 1024: numpy {peak:.1f} GFLOP/s, torch.mm {torch_mm:.1f} GFLOP/s")
+    for backend in ("matrixmultiply", "blas"):
+        ms = criterion_ms("matmul_square", backend, "1024")
+        gf = None if ms is None else 2 * 1024**3 / (ms / 1e3) / 1e9
+        out[f"tunelab_{backend}_gflops_1024"] = gf
+        ratio = None if gf is None else 100 * gf / peak
+        print(f"  tunelab {backend:>14}: {fmt(gf)} GFLOP/s ({fmt(ratio, '.0f')}% of numpy)")
+    print()
+    header = (
+        f"{'case':<18} {'torch ms':>9} {'flushed':>9} {'tunelab mm':>11} {'tunelab blas':>13}"
+        f" {'ratio mm':>9} {'ratio blas':>11} {'%peak blas':>11} {'%peak torch':>12}"
+    )
+    print(header)
+    rows = []
+    for c in (256, 512):
+        for method in ("full", "lora_r8_qv"):
+            default = time_step(c, method, False)
+            flushed = time_step(c, method, True)
+            best = min(default, flushed)
+            tl = {b: criterion_ms(f"train_step_d{c}_{b}", method) for b in ("matrixmultiply", "blas")}
+            ratio = {b: (None if v is None else v / best) for b, v in tl.items()}
+            flops = model_flops(c)
+            pct = lambda ms: None if ms is None else 100 * flops / (ms / 1e3) / 1e9 / peak  # noqa: E731
+            row = dict(
+                case=f"d{c}_{method}", torch_ms=default, torch_flushed_ms=flushed,
+                tunelab_matrixmultiply_ms=tl["matrixmultiply"], tunelab_blas_ms=tl["blas"],
+                ratio_matrixmultiply=ratio["matrixmultiply"], ratio_blas=ratio["blas"],
+                model_gflop=flops / 1e9, pct_peak_blas=pct(tl["blas"]), pct_peak_torch=pct(best),
+            )
+            rows.append(row)
+            print(
+                f"{row['case']:<18} {default:>9.1f} {flushed:>9.1f} {fmt(tl['matrixmultiply']):>11}"
+                f" {fmt(tl['blas']):>13} {fmt(ratio['matrixmultiply'], '.2f'):>9}"
+                f" {fmt(ratio['blas'], '.2f'):>11} {fmt(row['pct_peak_blas'], '.0f'):>11}"
+                f" {fmt(row['pct_peak_torch'], '.0f'):>12}"
+            )
+    out["rows"] = rows
+    out["load_after"] = load()
+    print(f"\nload average (1 min): {out['load_before']:.2f} before, {out['load_after']:.2f} after")
+    print("ratio = tunelab ms / the faster PyTorch mode (below 1: tunelab is faster)")
+    if ARGS.json:
+        ARGS.json.write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+//! One training step of a method on the benchmark GPT, as the criterion benchmarks and
+//! `benches/pytorch_reference.py` time it.
+//!
+//! The model is GPT-2 shaped (pre-LN, causal, tied head, tanh GELU) with dropout off, so that
+//! PyTorch builds exactly the same computation: C = 256 (or 512), L = 4, NH = C / 64, T = 128,
+//! B = 8, V = 4096, random token ids and next-token targets. A step is forward, cross-entropy,
+//! backward, AdamW (PyTorch's defaults, lr 1e-4) and zeroing the gradients.
+
+use crate::autodiff::{Grads, ParamStore, Tape};
+use crate::error::Result;
+use crate::nn::{Config, Hooks, Input, Transformer};
+use crate::optim::{AdamW, AdamWConfig, Optimizer};
+use crate::peft::{self, lora::LoraConfig, prompt::PromptInit, Method, MethodSpec};
+use ndarray::Array2;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The methods the benchmarks compare, with the options they use.
+pub fn methods() -> Vec<(&'static str, MethodSpec)> {
+    vec![
+        ("full", MethodSpec::Full { last_k: None }),
+        ("lora_r8_qv", MethodSpec::Lora(LoraConfig::default())),
+        ("houlsby_16", MethodSpec::Houlsby { bottleneck: 16 }),
+        (
+            "prefix_10",
+            MethodSpec::Prefix {
+                n_virtual: 10,
+                reparameterize: true,
+                hidden: 128,
+            },
+        ),
+        (
+            "prompt_10",
+            MethodSpec::Prompt {
+                n_virtual: 10,
+                init: PromptInit::Random,
+            },
+        ),
+        ("ia3", MethodSpec::Ia3),
+        ("bitfit", MethodSpec::Bitfit),
+    ]
+}
+
+/// The shape of the benchmark model and batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchShape {
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub seq_len: usize,
+    pub batch: usize,
+    pub vocab: usize,
+}
+
+impl BenchShape {
+    /// d = 256, L = 4, NH = 4, T = 128, B = 8, V = 4096 (or d = 512 with NH = 8).
+    pub fn gpt(d_model: usize) -> Self {
+        Self {
+            d_model,
+            n_layers: 4,
+            n_heads: d_model / 64,
+            seq_len: 128,
+            batch: 8,
+            vocab: 4096,
+        }
+    }
+
+    pub fn tokens(&self) -> usize {
+        self.batch * self.seq_len
+    }
+}
+
+/// A model with a method applied, its optimizer and one fixed batch.
+pub struct StepBench {
+    pub shape: BenchShape,
+    model: Transformer,
+    method: Box<dyn Method<f32>>,
+    store: ParamStore<f32>,
+    opt: AdamW<f32>,
+    grads: Grads<f32>,
+    ids: Array2<usize>,
+    targets: Vec<i64>,
+}
+
+impl StepBench {
+    pub fn new(shape: BenchShape, spec: &MethodSpec) -> Result<Self> {
+        let mut config = Config::gpt(
+            shape.vocab,
+            shape.d_model,
+            shape.n_heads,
+            shape.n_layers,
+            shape.seq_len,
+        );
+        config.dropout = 0.0;
+        let mut store = ParamStore::new();
+        let model = Transformer::new(config, &mut store, 1)?;
+        let method = peft::apply(spec, &model, &mut store, 2)?;
+        let mut rng = StdRng::seed_from_u64(3);
+        let ids = Array2::from_shape_fn((shape.batch, shape.seq_len + 1), |_| {
+            rng.random_range(0..shape.vocab)
+        });
+        let targets = ids
+            .slice(ndarray::s![.., 1..])
+            .iter()
+            .map(|&t| t as i64)
+            .collect();
+        let ids = ids.slice(ndarray::s![.., ..shape.seq_len]).to_owned();
+        let grads = Grads::new(&store);
+        Ok(Self {
+            shape,
+            model,
+            method,
+            store,
+            opt: AdamW::new(AdamWConfig::default())?,
+            grads,
+            ids,
+            targets,
+        })
+    }
+
+    /// One training step; returns the loss.
+    pub fn step(&mut self) -> Result<f64> {
+        let hooks: &dyn Hooks<f32> = self.method.as_ref();
+        let loss = {
+            let mut tape = Tape::new(&self.store);
+            let h = self
+                .model
+                .forward(&mut tape, hooks, &Input::new(self.ids.view()))?;
+            let logits = self.model.lm_logits(&mut tape, hooks, h)?;
+            let loss = tape.cross_entropy(logits, &self.targets, -100)?;
+            tape.backward(loss, &mut self.grads)?;
+            tape.scalar(loss)?
+        };
+        self.opt.step(&mut self.store, &self.grads, 1e-4);
+        self.grads.zero();
+        Ok(loss as f64)
+    }
+
+    /// FLOPs of one step counted by the kernels: the matrix products of forward and backward.
+    pub fn matmul_flops(&mut self) -> Result<u64> {
+        let before = crate::kernels::stats();
+        self.step()?;
+        Ok(crate::kernels::stats().gemm_flops - before.gemm_flops)
+    }
+}
