@@ -55,17 +55,16 @@ for p in overfit lr padding checkpoint explode; do
 done
 if [ "${1:-}" != quick ]; then
     if "$bin" compare --help 2>/dev/null | grep -q -- '--quick'; then
-        run compare-quick.txt compare --quick
+        run compare-quick.txt compare --quick --json-out "$out/compare-quick.json"
+        if [ -f "$out/compare-quick.json" ]; then
+            { echo '$ tunelab compare --quick --json'; cat "$out/compare-quick.json"; } >"$out/compare-json.txt"
+            rm "$out/compare-quick.json"
+        fi
     else
         skipped+=("tunelab compare --quick")
         printf '(not generated: `tunelab compare --quick` is not in this build yet; re-run tools/book_outputs.sh)\n' >"$out/compare-quick.txt"
     fi
-    # One run for the table and the rows as JSON.
-    run compare.txt compare --json-out "$out/compare.json" --plot "$out"
-    if [ -f "$out/compare.json" ]; then
-        { echo '$ tunelab compare --json'; cat "$out/compare.json"; } >"$out/compare-json.txt"
-        rm "$out/compare.json"
-    fi
+    run compare.txt compare
 fi
 
 if [ ${#skipped[@]} -gt 0 ]; then
