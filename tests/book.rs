@@ -102,10 +102,11 @@ fn every_include_and_anchor_exists() {
             };
             if let Some(a) = anchor {
                 let defined = body.lines().any(|l| {
-                    l.trim_start()
-                        .strip_prefix("// ANCHOR: ")
-                        .or_else(|| l.trim_start().strip_prefix("# ANCHOR: "))
-                        .is_some_and(|n| n.trim() == a)
+                    let l = l.trim_start();
+                    ["// ANCHOR: ", "# ANCHOR: ", "<!-- ANCHOR: "]
+                        .iter()
+                        .find_map(|p| l.strip_prefix(p))
+                        .is_some_and(|n| n.trim().trim_end_matches("-->").trim() == a)
                 });
                 let closed = body
                     .lines()
