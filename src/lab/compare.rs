@@ -225,11 +225,18 @@ pub fn compare(
     progress: &mut dyn CompareProgress,
 ) -> Result<Vec<Row>> {
     let entries = selected(opts, entries);
-    let runs = entries.len() * if opts.low_data.is_some() { 2 } else { 1 };
-    let heldout = forgetting::heldout_batches(&load_base(&opts.base)?)?;
+    // Runs per method (the low-data twin is the second) and in all.
+    let per = if opts.low_data.is_some() { 2 } else { 1 };
+    let runs = entries.len() * per;
+    // The held-out text and the pre-trained model's loss on it, once for every method.
+    let (heldout, before) = {
+        let base = load_base(&opts.base)?;
+        let heldout = forgetting::heldout_batches(&base)?;
+        let before = forgetting::lm_loss(&base, &crate::nn::NoHooks, &heldout)?;
+        (heldout, before)
+    };
     let mut rows = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
-        let per = runs / entries.len();
         let started = Instant::now();
         let dir = opts.out_dir.join(entry.spec.name());
         let _ = std::fs::remove_dir_all(&dir); // a fresh log for this run
@@ -237,7 +244,10 @@ pub fn compare(
         let mut t = run(opts, entry, opts.train_limit, dir.clone(), progress)?;
         let val = evaluate(&t, Split::Validation, opts)?;
         let test = evaluate(&t, Split::Test, opts)?;
-        let forgetting = forgetting::measure(&t.base, t.method.as_ref(), &heldout)?;
+        let forgetting = Forgetting {
+            before,
+            after: forgetting::lm_loss(&t.base, t.method.as_ref(), &heldout)?,
+        };
         let adapter = dir.join("adapter");
         crate::peft::store::save_adapter(
             &adapter,
