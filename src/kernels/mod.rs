@@ -9,15 +9,18 @@
 //!
 //! [`threads`] sets how many threads the kernels and the heavy ops use (`--threads`,
 //! `TUNELAB_THREADS`); results do not depend on it. [`denormal`] flushes subnormal floats to
-//! zero while training.
+//! zero while training. [`malloc`] keeps freed memory for reuse instead of returning it to the
+//! kernel after every step.
 //!
 //! A per-thread counter of kernel calls and floating-point operations lets tests prove that work
 //! was skipped (a frozen weight's gradient is never computed), not merely thrown away.
 
 pub mod denormal;
+pub mod malloc;
 mod matmul;
 pub mod threads;
 
 pub use denormal::FlushDenormals;
+pub use malloc::keep_freed_memory;
 pub use matmul::{gemm, gemm_naive, gemm_with, stats, Backend, KernelStats};
 pub use threads::{for_each_piece, set_threads, threads};

@@ -23,6 +23,18 @@ use crate::nn::{Hooks, Input, Transformer};
 use crate::tensor::Float;
 use ndarray::Axis;
 
+/// What a head computed for a batch, on the tape.
+enum HeadOut {
+    /// Class logits (B, classes).
+    Class(Var),
+    /// Tag logits (B, T, tags).
+    Tags(Var),
+    /// Start and end logits (B, T) of an extractive answer.
+    Span(Var, Var),
+    /// Vocabulary logits (B, T, V).
+    Lm,
+}
+
 /// The head a task puts on the transformer.
 #[derive(Debug, Clone)]
 pub enum Head {
@@ -217,13 +229,25 @@ impl TaskModel {
         hooks: &dyn Hooks<F>,
         items: &[&Item],
     ) -> Result<(Var, usize)> {
+        let (loss, tokens, _) = self.batch_forward(tape, hooks, items)?;
+        Ok((loss, tokens))
+    }
+
+    /// The forward pass of a batch: its loss, its real tokens and the head's outputs (which
+    /// evaluation reads its predictions from, so that it runs the model once per batch).
+    fn batch_forward<F: Float>(
+        &self,
+        tape: &mut Tape<'_, F>,
+        hooks: &dyn Hooks<F>,
+        items: &[&Item],
+    ) -> Result<(Var, usize, HeadOut)> {
         let b = self.batch(items)?;
         let tokens = b.attention_mask.iter().filter(|&&m| m).count();
         let input = Input::new(b.ids.view())
             .with_mask(b.attention_mask.view())
             .with_positions(b.positions.view());
         let h = self.model.forward(tape, hooks, &input)?;
-        let loss = match &self.head {
+        let (loss, out) = match &self.head {
             Head::Sequence(head) => {
                 let logits =
                     head.forward(tape, hooks, &self.model, h, Some(b.attention_mask.view()))?;
@@ -237,15 +261,17 @@ impl TaskModel {
                         }
                     })
                     .collect();
-                loss::classification_loss(tape, logits, &labels)?
+                let loss = loss::classification_loss(tape, logits, &labels)?;
+                (loss, HeadOut::Class(logits))
             }
             Head::Token(head) => {
                 let logits = head.forward(tape, hooks, h)?;
-                loss::token_classification_loss(
+                let loss = loss::token_classification_loss(
                     tape,
                     logits,
                     b.labels.as_ref().expect("tag labels").view(),
-                )?
+                )?;
+                (loss, HeadOut::Tags(logits))
             }
             Head::Span(head) => {
                 let (start, end) = head.forward(tape, hooks, h)?;
@@ -259,21 +285,27 @@ impl TaskModel {
                         }
                     })
                     .unzip();
-                loss::span_loss(
+                let loss = loss::span_loss(
                     tape,
                     start,
                     end,
                     &starts,
                     &ends,
                     Some(b.attention_mask.view()),
-                )?
+                )?;
+                (loss, HeadOut::Span(start, end))
             }
             Head::Lm => {
                 let logits = self.model.lm_logits(tape, hooks, h)?;
-                loss::causal_lm_loss(tape, logits, b.labels.as_ref().expect("lm labels").view())?
+                let loss = loss::causal_lm_loss(
+                    tape,
+                    logits,
+                    b.labels.as_ref().expect("lm labels").view(),
+                )?;
+                (loss, HeadOut::Lm)
             }
         };
-        Ok((loss, tokens))
+        Ok((loss, tokens, out))
     }
 
     fn split(&self, split: Split) -> &[Item] {
@@ -301,20 +333,12 @@ impl TaskModel {
         let (mut pred_text, mut gold_text) = (Vec::new(), Vec::new());
         for chunk in items.chunks(batch_size.max(1)) {
             let refs: Vec<&Item> = chunk.iter().collect();
-            let mut tape = Tape::inference(store);
-            let (loss, _) = self.batch_loss(&mut tape, hooks, &refs)?;
-            loss_sum += tape.scalar(loss)?.as_f64() * chunk.len() as f64;
+            let mut t = Tape::inference(store);
+            let (loss, _, out) = self.batch_forward(&mut t, hooks, &refs)?;
+            loss_sum += t.scalar(loss)?.as_f64() * chunk.len() as f64;
             n += chunk.len() as f64;
-            let b = self.batch(&refs)?;
-            let input = Input::new(b.ids.view())
-                .with_mask(b.attention_mask.view())
-                .with_positions(b.positions.view());
-            match &self.head {
-                Head::Sequence(head) => {
-                    let mut t = Tape::inference(store);
-                    let h = self.model.forward(&mut t, hooks, &input)?;
-                    let logits =
-                        head.forward(&mut t, hooks, &self.model, h, Some(b.attention_mask.view()))?;
+            match out {
+                HeadOut::Class(logits) => {
                     let lv = t.value(logits);
                     for (row, item) in lv.axis_iter(Axis(0)).zip(chunk) {
                         pred_cls.push(argmax(row.iter().map(|v| v.as_f64())));
@@ -323,10 +347,7 @@ impl TaskModel {
                         }
                     }
                 }
-                Head::Token(head) => {
-                    let mut t = Tape::inference(store);
-                    let h = self.model.forward(&mut t, hooks, &input)?;
-                    let logits = head.forward(&mut t, hooks, h)?;
+                HeadOut::Tags(logits) => {
                     let lv = t.value(logits);
                     for (r, item) in chunk.iter().enumerate() {
                         let Target::Tags(labels) = &item.encoded.target else {
@@ -345,10 +366,7 @@ impl TaskModel {
                         gold_tags.push(g);
                     }
                 }
-                Head::Span(head) => {
-                    let mut t = Tape::inference(store);
-                    let h = self.model.forward(&mut t, hooks, &input)?;
-                    let (s, e) = head.forward(&mut t, hooks, h)?;
+                HeadOut::Span(s, e) => {
                     let (sv, ev) = (t.value(s), t.value(e));
                     for (r, item) in chunk.iter().enumerate() {
                         let len = item.encoded.ids.len();
@@ -373,7 +391,7 @@ impl TaskModel {
                         }
                     }
                 }
-                Head::Lm => {
+                HeadOut::Lm => {
                     let prompts: Vec<Vec<usize>> = chunk
                         .iter()
                         .map(|i| {
