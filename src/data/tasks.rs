@@ -524,12 +524,25 @@ pub(crate) fn review(pick: &Picker, rng: &mut StdRng, positive: bool) -> String 
     sentences.join(" ")
 }
 
-/// Corpus text in the style of the sentiment task: one to three reviews.
+/// Corpus text in the style of the sentiment task: one to three reviews, most followed by a
+/// rating, as reviews on the web are. The rating's first word already tells its polarity, so a
+/// language model that predicts it must read the review's negations and contrasts: this is where
+/// a pre-trained base learns the sentiment that fine-tuning then reads out.
 pub(crate) fn review_doc(pick: &Picker, rng: &mut StdRng) -> String {
     (0..rng.random_range(1..=3))
         .map(|_| {
             let positive = rng.random_bool(0.5);
-            review(pick, rng, positive)
+            let text = review(pick, rng, positive);
+            if !rng.random_bool(0.8) {
+                return text;
+            }
+            let ratings: &[&str] = if positive {
+                &["Five stars.", "Recommended.", "Loved it."]
+            } else {
+                &["One star.", "Not recommended.", "Avoid it."]
+            };
+            let rating = ratings.choose(rng).copied().unwrap_or_default();
+            format!("{text} {rating}")
         })
         .collect::<Vec<_>>()
         .join(" ")
