@@ -418,32 +418,43 @@ fn prefix_table_layout_matches_peft_past_key_values() {
 }
 
 #[test]
-fn prompt_init_from_vocab_copies_the_right_rows() {
-    for (model, _, store) in [gpt(), bert()] {
-        let mut s = store.clone();
-        let prompt = Prompt::apply(&model, &mut s, 5, PromptInit::Vocab(vec![4, 9]), 0).unwrap();
-        let table = s.value(prompt.prompt);
-        let wte = s.value(model.tok_emb);
-        assert_eq!(table.shape(), &[5, 8]);
-        for (i, want) in [4usize, 9, 4, 9, 4].into_iter().enumerate() {
-            assert_eq!(
-                table.slice(s![i, ..]),
-                wte.slice(s![want, ..]),
-                "row {i} is not token {want}"
-            );
-        }
-        // Fewer virtual tokens than ids: truncated.
-        let mut s = store.clone();
-        let prompt = Prompt::apply(&model, &mut s, 2, PromptInit::Vocab(vec![7, 3, 5]), 0).unwrap();
-        let table = s.value(prompt.prompt);
+fn prompt_init_from_vocab_is_the_embedding_of_those_words_at_the_start() {
+    // GPT: token row + position row, exactly.
+    let (model, _, store) = gpt();
+    let mut s = store.clone();
+    let prompt = Prompt::apply(&model, &mut s, 5, PromptInit::Vocab(vec![4, 9]), 0).unwrap();
+    let table = s.value(prompt.prompt).clone();
+    let (wte, wpe) = (s.value(model.tok_emb), s.value(model.pos_emb));
+    assert_eq!(table.shape(), &[5, 8]);
+    for (i, want) in [4usize, 9, 4, 9, 4].into_iter().enumerate() {
+        let expected = &wte.slice(s![want, ..]) + &wpe.slice(s![i, ..]);
         assert_eq!(
-            table.slice(s![0, ..]),
-            s.value(model.tok_emb).slice(s![7, ..])
+            table.slice(s![i, ..]),
+            expected,
+            "row {i} is not token {want} at position {i}"
         );
-        assert_eq!(
-            table.slice(s![1, ..]),
-            s.value(model.tok_emb).slice(s![3, ..])
-        );
+    }
+    // The same word at two positions starts as two different vectors.
+    assert_ne!(table.slice(s![0, ..]), table.slice(s![2, ..]));
+    // Fewer virtual tokens than ids: truncated.
+    let mut s = store.clone();
+    let prompt = Prompt::apply(&model, &mut s, 2, PromptInit::Vocab(vec![7, 3, 5]), 0).unwrap();
+    let table = s.value(prompt.prompt);
+    let expected =
+        &s.value(model.tok_emb).slice(s![3, ..]) + &s.value(model.pos_emb).slice(s![1, ..]);
+    assert_eq!(table.slice(s![1, ..]), expected);
+
+    // BERT: what the embedding layer outputs (token + position + segment 0, then LayerNorm).
+    let (model, _, store) = bert();
+    let mut s = store.clone();
+    let prompt = Prompt::apply(&model, &mut s, 3, PromptInit::Vocab(vec![4, 9]), 0).unwrap();
+    let ids = ndarray::Array2::from_shape_vec((1, 3), vec![4usize, 9, 4]).unwrap();
+    let mut tape = Tape::inference(&store);
+    let x = model.embed(&mut tape, &Input::new(ids.view())).unwrap();
+    let want = tape.value(x).to_shape((3, 8)).unwrap().to_owned();
+    let got = s.value(prompt.prompt);
+    for (a, b) in got.iter().zip(want.iter()) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
     }
 }
 

@@ -340,8 +340,9 @@ impl Transformer {
         tape.permute(x, &[0, 2, 1, 3])
     }
 
-    /// Token + position (+ segment) embeddings, (B, T, C).
-    fn embed<F: Float>(&self, tape: &mut Tape<'_, F>, input: &Input<'_>) -> Result<Var> {
+    /// Token + position (+ segment) embeddings, (B, T, C): what the blocks (and the
+    /// [`Hooks::embeddings`] hook) receive.
+    pub fn embed<F: Float>(&self, tape: &mut Tape<'_, F>, input: &Input<'_>) -> Result<Var> {
         let (b, t) = input.ids.dim();
         if t > self.config.max_len {
             return invalid(
