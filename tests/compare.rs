@@ -9,6 +9,13 @@ fn compare_quick_measures_what_the_table_claims() {
     opts.only = vec!["full".into(), "lora".into(), "prompt".into()];
     opts.out_dir = std::env::temp_dir().join(format!("tunelab-compare-{}", std::process::id()));
     let rows = compare(&opts, &default_entries(vec![]), &mut ()).unwrap();
+    // Methods train side by side, each in its own directory.
+    for dir in ["full", "lora-r-8-q-v", "prompt-P-10"] {
+        assert!(
+            opts.out_dir.join(dir).join("adapter").is_dir(),
+            "no adapter in {dir}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&opts.out_dir);
     let get = |name: &str| -> &Row { rows.iter().find(|r| r.method.starts_with(name)).unwrap() };
     let (full, lora, prompt) = (get("full"), get("lora"), get("prompt"));

@@ -57,6 +57,15 @@ fn from_env() -> Option<usize> {
     }
 }
 
+/// Runs `f` with the kernels on the calling thread only, for callers that parallelise at a
+/// coarser grain themselves (`compare` trains two methods side by side, one core each).
+pub fn single_threaded<R>(f: impl FnOnce() -> R) -> R {
+    let outer = IN_WORKER.with(|w| w.replace(true));
+    let r = f();
+    IN_WORKER.with(|w| w.set(outer));
+    r
+}
+
 /// Runs `f` on every piece, spread over up to [`threads`] threads in contiguous groups. The
 /// pieces must be independent (typically disjoint mutable views); `f` sees each exactly once.
 pub fn for_each_piece<T: Send, F: Fn(T) + Sync>(pieces: Vec<T>, f: F) {
