@@ -7,7 +7,7 @@
 //! saved adapter; and the wall time.
 
 use super::finetune::{load_base, train_method, FinetuneOptions, Trained};
-use super::forgetting::{self, Forgetting};
+use super::forgetting::{Forgetting, HeldOut};
 use crate::data::tasks::Task;
 use crate::error::Result;
 use crate::peft::lora::LoraConfig;
@@ -265,17 +265,7 @@ pub fn compare(
 ) -> Result<Vec<Row>> {
     let entries = selected(opts, entries);
     // The held-out text and the pre-trained model's loss on it, once for every method.
-    let (heldout, before) = {
-        let base = load_base(&opts.base)?;
-        let mut heldout = forgetting::heldout_batches(&base)?;
-        heldout.truncate(opts.heldout_batches.max(1));
-        let before = forgetting::lm_loss(&base, &crate::nn::NoHooks, &heldout)?;
-        (heldout, before)
-    };
-    let held = HeldOut {
-        batches: &heldout,
-        before,
-    };
+    let held = HeldOut::of(&load_base(&opts.base)?, opts.heldout_batches)?;
     let lanes = lanes(entries.len());
     let next = AtomicUsize::new(0);
     let shared = Mutex::new(progress);
@@ -309,17 +299,11 @@ pub fn compare(
     results.into_iter().flatten().collect()
 }
 
-/// The held-out text and the pre-trained model's loss on it.
-struct HeldOut<'a> {
-    batches: &'a [crate::train::pretrain::LmBatch],
-    before: f64,
-}
-
 /// Trains, scores and saves one entry (and its low-data twin): one row.
 fn measure(
     opts: &CompareOptions,
     entry: &Entry,
-    held: &HeldOut<'_>,
+    held: &HeldOut,
     shared: &Mutex<&mut dyn CompareProgress>,
 ) -> Result<Row> {
     let started = Instant::now();
@@ -344,10 +328,7 @@ fn measure(
     )?;
     let val = evaluate(&t, Split::Validation, opts)?;
     let test = evaluate(&t, Split::Test, opts)?;
-    let forgetting = Forgetting {
-        before: held.before,
-        after: forgetting::lm_loss(&t.base, t.method.as_ref(), held.batches)?,
-    };
+    let forgetting = held.forgetting(&t.base, t.method.as_ref())?;
     let adapter = dir.join("adapter");
     crate::peft::store::save_adapter(
         &adapter,

@@ -26,6 +26,32 @@ pub fn lm_loss(base: &Base, hooks: &dyn Hooks<f32>, batches: &[LmBatch]) -> Resu
     pretrain::validation_loss(&base.model, &base.store, hooks, batches)
 }
 
+/// A base's held-out text and the pre-trained model's loss on it: measured once, before any
+/// training, then compared with every fine-tuned model (no reload of the pristine weights).
+pub struct HeldOut {
+    pub batches: Vec<LmBatch>,
+    pub before: f64,
+}
+
+impl HeldOut {
+    /// Of `base` as loaded (its pre-trained weights), on its first `n_batches` batches of 16
+    /// held-out windows (at least one).
+    pub fn of(base: &Base, n_batches: usize) -> Result<Self> {
+        let mut batches = heldout_batches(base)?;
+        batches.truncate(n_batches.max(1));
+        let before = lm_loss(base, &NoHooks, &batches)?;
+        Ok(Self { batches, before })
+    }
+
+    /// The forgetting of `base` (fine-tuned, read through `hooks`) on this text.
+    pub fn forgetting(&self, base: &Base, hooks: &dyn Hooks<f32>) -> Result<Forgetting> {
+        Ok(Forgetting {
+            before: self.before,
+            after: lm_loss(base, hooks, &self.batches)?,
+        })
+    }
+}
+
 /// LM loss before and after fine-tuning; forgetting is their difference.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Forgetting {
