@@ -20,7 +20,7 @@ options: a learning-rate multiplier (LoRA+) and exclusion from weight decay.
 Also recorded: transformers' schedule factors on a longer range (including steps past the end),
 and torch.nn.utils.clip_grad_norm_ on the step-0 gradients.
 
-tests/optim.rs replays every case in tunelab (in f64) and asserts the max difference of every
+tests/suite/optim.rs replays every case in tunelab (in f64) and asserts the max difference of every
 tensor after every step is under 1e-6.
 """
 

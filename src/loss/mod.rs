@@ -14,7 +14,7 @@
 //! cases use the fused [`Tape::cross_entropy`](crate::Tape::cross_entropy) (softmax and
 //! cross-entropy in one op, backward dz = (softmax(z) − onehot(y)) / M), and the variants
 //! (label smoothing, class weights, masks) multiply or add constant tensors around
-//! `log_softmax` and sum. Each file derives its gradient in its docs; `tests/loss.rs` checks
+//! `log_softmax` and sum. Each file derives its gradient in its docs; `tests/suite/loss.rs` checks
 //! every one against central differences in f64 and against small cases worked out by hand.
 //!
 //! Labels use the ignore index [`IGNORE_INDEX`](crate::autodiff::IGNORE_INDEX) (−100, as in

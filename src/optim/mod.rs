@@ -13,7 +13,7 @@
 //!    exclusion for biases and LayerNorm weights).
 //!
 //! Every formula matches PyTorch (`torch.optim.SGD`, `torch.optim.AdamW`,
-//! `torch.nn.utils.clip_grad_norm_`) and Hugging Face transformers' schedules; `tests/optim.rs`
+//! `torch.nn.utils.clip_grad_norm_`) and Hugging Face transformers' schedules; `tests/suite/optim.rs`
 //! replays golden files written by `tools/optim_golden.py` and checks every parameter after
 //! every step to 1e-6.
 //!

@@ -1,5 +1,5 @@
 //! Every interview question in quick mode, asserting the claims it prints that hold robustly.
-//! Questions 4, 13 and 15 run the overfit, lr and explode pitfalls, which tests/pitfall.rs runs
+//! Questions 4, 13 and 15 run the overfit, lr and explode pitfalls, which tests/suite/pitfall.rs runs
 //! and checks; here they are only checked to be wired to those experiments.
 
 use tunelab::lab::evidence::{report, Evidence, Mode};

@@ -6,7 +6,7 @@
 //! after every step; the report prints OK / NOT OK with the max difference per tensor. Then come
 //! small cases worked out by hand.
 //!
-//! `cargo test --test optim -- --nocapture` shows the reports.
+//! `cargo test --test suite optim:: -- --nocapture` shows the reports.
 
 use ndarray::{array, ArrayD, IxDyn};
 use serde::Deserialize;

@@ -11,7 +11,7 @@
 //!   `$TUNELAB_MINILM`, else `target/hf/all-minilm-l6-v2` (where `.ci/run` puts it), and skips
 //!   with a message when it is absent, unless `TUNELAB_REQUIRE_MINILM=1`.
 //!
-//! Every comparison prints its max difference (`cargo test --test hf_parity -- --nocapture`).
+//! Every comparison prints its max difference (`cargo test --test suite hf_parity:: -- --nocapture`).
 
 use ndarray::{Array2, ArrayD, Ix2};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,29 @@
+//! The integration tests: one binary, one module per concern (`cargo test --test suite MODULE::`).
+//!
+//! One binary links the crate once; 25 binaries linked it 25 times.
+
+mod adapter_io;
+mod autograd_oracle;
+mod batch;
+mod book;
+mod checkpoint;
+mod compare;
+mod estimate;
+mod frozen;
+mod gradcheck;
+mod hand_worked;
+mod hf_parity;
+mod interview;
+mod kernels;
+mod loss;
+mod memory_ledger;
+mod metrics;
+mod model;
+mod optim;
+mod peft;
+mod pitfall;
+mod prefix_prompt;
+mod shipped_models;
+mod tape;
+mod tokenizer;
+mod trainer;
