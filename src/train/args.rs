@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// When to evaluate (and, with the same values, when to save).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
+    /// Never.
     No,
     /// Every `eval_steps` / `save_steps` optimizer steps.
     Steps,
@@ -17,7 +18,7 @@ pub enum Strategy {
 }
 
 /// The learning-rate schedule after warmup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum ScheduleKind {
     Constant,

@@ -1,0 +1,117 @@
+//! Argument groups shared by several commands: speed options and training options.
+
+use clap::Args;
+use std::path::PathBuf;
+use tunelab::train::args::{ScheduleKind, Strategy};
+use tunelab::train::TrainingArgs;
+
+/// Speed options of the training commands.
+#[derive(Args, Debug, Clone)]
+pub struct SpeedArgs {
+    /// Threads for the kernels (default: TUNELAB_THREADS, else all cores). Results do not
+    /// depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Keep subnormal floats while training (by default they are flushed to zero, which is
+    /// much faster on x86-64 and changes nothing at f32 precision).
+    #[arg(long)]
+    pub no_flush_denormals: bool,
+}
+
+impl SpeedArgs {
+    pub fn apply(&self) {
+        if let Some(n) = self.threads {
+            tunelab::kernels::set_threads(n);
+        }
+        tunelab::kernels::denormal::set_flush_while_training(!self.no_flush_denormals);
+    }
+}
+
+/// Training options, Hugging Face's `TrainingArguments` by name; each overrides the value from
+/// `--config`, whose defaults are those of `TrainingArgs`.
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// A TOML file with training arguments (output_dir, epochs, batch_size, learning_rate, ...).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where checkpoints, the JSONL log and the final adapter go [default: runs/latest].
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// Passes over the training data [default: 1].
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    /// Stop after this many optimizer steps (overrides --epochs).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Sequences per micro-batch [default: 16].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Micro-batches per optimizer step (gradient accumulation) [default: 1].
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    /// Peak learning rate [default: 1e-3].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// The learning-rate schedule after warmup [default: linear].
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleKind>,
+    /// Optimizer steps of linear warmup from 0 to the peak rate [default: 0].
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    /// AdamW's decoupled weight decay (biases and LayerNorms excluded) [default: 0].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Clip the global gradient norm to this (0: off) [default: 1].
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// When to evaluate on the validation split [default: epoch].
+    #[arg(long, value_enum)]
+    pub eval_strategy: Option<Strategy>,
+    /// Evaluate every N optimizer steps, with --eval-strategy steps [default: 100].
+    #[arg(long)]
+    pub eval_steps: Option<usize>,
+    /// When to write a checkpoint into the output directory [default: no].
+    #[arg(long, value_enum)]
+    pub save_strategy: Option<Strategy>,
+    /// Save every N optimizer steps, with --save-strategy steps [default: 100].
+    #[arg(long)]
+    pub save_steps: Option<usize>,
+    /// Stop after this many evaluations without improvement.
+    #[arg(long)]
+    pub early_stopping_patience: Option<usize>,
+    /// Seed of the built-in data, the head's and the method's initialisation, and the data
+    /// order [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Evaluate on at most this many examples per split (0: all) [default: 0].
+    #[arg(long)]
+    pub max_eval_examples: Option<usize>,
+    /// Continue from the newest checkpoint in the output directory.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+impl TrainArgs {
+    /// The training arguments: `--config` (or the defaults), then each option given here.
+    pub fn build(&self) -> tunelab::Result<TrainingArgs> {
+        let mut a = match &self.config {
+            Some(p) => TrainingArgs::from_toml_file(p)?,
+            None => TrainingArgs::default(),
+        };
+        macro_rules! set {
+            ($($f:ident => $t:ident),*) => { $(if let Some(v) = self.$f.clone() { a.$t = v; })* };
+        }
+        set!(output_dir => output_dir, epochs => epochs, batch_size => batch_size, grad_accum => gradient_accumulation_steps,
+             lr => learning_rate, schedule => schedule, warmup_steps => warmup_steps, weight_decay => weight_decay,
+             max_grad_norm => max_grad_norm, eval_strategy => eval_strategy, eval_steps => eval_steps,
+             save_strategy => save_strategy, save_steps => save_steps, seed => seed, max_eval_examples => max_eval_examples);
+        if self.max_steps.is_some() {
+            a.max_steps = self.max_steps;
+        }
+        if self.early_stopping_patience.is_some() {
+            a.early_stopping_patience = self.early_stopping_patience;
+        }
+        a.validate()?;
+        Ok(a)
+    }
+}

@@ -1,0 +1,115 @@
+//! `tunelab compare`: every method on one task, same data, budget and seed, measured.
+
+use super::args::SpeedArgs;
+use super::progress::CompareBar;
+use super::Outcome;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tunelab::data::tasks::Task;
+use tunelab::lab::{compare, finetune};
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// sentiment, ner, qa, summarization, dialogue or codegen.
+    #[arg(long, default_value = "sentiment")]
+    pub task: String,
+    /// A shipped base (gpt-tiny, bert-tiny) or a model directory.
+    #[arg(long, default_value = "gpt-tiny")]
+    pub base: String,
+    /// A demo-sized run (a tenth of the budget, small evaluation): seconds, not minutes.
+    #[arg(long)]
+    pub quick: bool,
+    /// Optimizer steps per method (default 120; 15 with --quick).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Sequences per batch (default 16; 8 with --quick).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Use only the first N training examples for the main columns.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Examples of the low-data column (default 64; 16 with --quick; 0 skips it).
+    #[arg(long)]
+    pub low_data: Option<usize>,
+    /// Optimizer steps of each low-data run (default 40; 10 with --quick).
+    #[arg(long)]
+    pub low_data_steps: Option<usize>,
+    /// Evaluate on at most this many examples per split (default 200; 48 with --quick).
+    #[arg(long)]
+    pub max_eval_examples: Option<usize>,
+    /// Seed of every run (heads, methods, data order).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Only these methods (comma-separated names: full, lora, prompt, ...).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Print the rows as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the rows as JSON into this file (the table still prints).
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+    /// Also write loss curves and score versus trainable parameters as SVG into this
+    /// directory.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    #[command(flatten)]
+    pub speed: SpeedArgs,
+}
+
+impl CompareArgs {
+    /// compare's options: the defaults (or --quick's), then each option given.
+    fn options(&self) -> tunelab::Result<compare::CompareOptions> {
+        let mut opts = compare::CompareOptions::new(&self.base, Task::from_name(&self.task)?);
+        if self.quick {
+            opts = opts.quick();
+        }
+        opts.steps = self.steps.unwrap_or(opts.steps);
+        opts.batch_size = self.batch_size.unwrap_or(opts.batch_size);
+        opts.train_limit = self.train_limit;
+        opts.low_data = self
+            .low_data
+            .map(|n| Some(n).filter(|&n| n > 0))
+            .unwrap_or(opts.low_data);
+        opts.low_data_steps = self.low_data_steps.unwrap_or(opts.low_data_steps);
+        opts.max_eval_examples = self.max_eval_examples.unwrap_or(opts.max_eval_examples);
+        opts.seed = self.seed;
+        opts.only = self.only.clone();
+        Ok(opts)
+    }
+}
+
+/// Runs the comparison and prints the table (or JSON), plus the files asked for.
+pub fn run(a: CompareArgs) -> Outcome {
+    a.speed.apply();
+    let opts = a.options()?;
+    let b = finetune::load_base(&a.base)?;
+    let init: Vec<usize> = b
+        .tok
+        .encode("the review is good or bad", false)?
+        .into_iter()
+        .map(|i| i as usize)
+        .collect();
+    let started = std::time::Instant::now();
+    let entries = compare::default_entries(init);
+    let mut bar = CompareBar::new(&opts, &entries);
+    let rows = compare::compare(&opts, &entries, &mut bar)?;
+    bar.finish();
+    let json = || serde_json::to_string_pretty(&rows).expect("rows serialise");
+    if let Some(path) = &a.json_out {
+        tunelab::io::atomic_write(path, json().as_bytes())?;
+    }
+    if let Some(dir) = &a.plot {
+        for path in tunelab::lab::plot::compare_charts(dir, &opts, &rows)? {
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    if a.json {
+        println!("{}", json());
+    } else {
+        print!("{}", compare::table(&opts, &rows));
+        println!("total wall time {:.1} s", started.elapsed().as_secs_f64());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,214 @@
+//! The commands that use a trained model: `eval`, `generate`, `embed`, `logits`, `export-peft`.
+
+use super::{fmt_metrics, Outcome};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tunelab::data::tasks::Task;
+use tunelab::lab::{embed, finetune};
+use tunelab::peft::Method;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A shipped base (gpt-tiny, bert-tiny) or a model directory.
+    #[arg(long, default_value = "gpt-tiny")]
+    pub model: String,
+    /// An adapter directory written by `finetune` (adapter_config.json + adapter_model.safetensors).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// sentiment, ner, qa, summarization, dialogue or codegen.
+    #[arg(long, default_value = "sentiment")]
+    pub task: String,
+    /// Evaluate on at most this many examples (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub max_eval_examples: usize,
+    /// The seed the adapter was trained with (it fixes the task head's initial values).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// Scores the model (and adapter) on the task's test split.
+pub fn eval(a: EvalArgs) -> Outcome {
+    let task = Task::from_name(&a.task)?;
+    let m = finetune::evaluate(
+        &a.model,
+        a.adapter.as_deref(),
+        task,
+        a.max_eval_examples,
+        a.seed,
+    )?;
+    println!("test: {}", fmt_metrics(&m));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// A shipped decoder (gpt-tiny) or a GPT-2 model directory.
+    #[arg(long, default_value = "gpt-tiny")]
+    pub model: String,
+    /// An adapter directory applied to the model.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// The text to continue.
+    #[arg(long)]
+    pub prompt: String,
+    /// Tokens to generate at most (generation also stops at the end-of-text token).
+    #[arg(long, default_value_t = 40)]
+    pub max_new_tokens: usize,
+    /// Softmax temperature of sampling; 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Sample only among the k most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Prints the prompt and its continuation.
+pub fn generate(a: GenerateArgs) -> Outcome {
+    let opts = tunelab::nn::generate::GenerateOptions {
+        max_new_tokens: a.max_new_tokens,
+        temperature: a.temperature,
+        top_k: a.top_k,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let text = finetune::generate_text(&a.model, a.adapter.as_deref(), &a.prompt, &opts, a.seed)?;
+    println!("{}{text}", a.prompt);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    /// A model directory (config.json, model.safetensors, tokenizer.json or vocab.txt) or a
+    /// shipped model name.
+    #[arg(long)]
+    pub model: String,
+    /// An adapter directory (tunelab's or PEFT's LoRA) applied to the model.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// mean (over real tokens, as sentence-transformers) or cls (the [CLS] hidden state).
+    #[arg(long, default_value = "mean")]
+    pub pooling: String,
+    /// Scale each embedding to unit length.
+    #[arg(long)]
+    pub normalize: bool,
+    /// The texts to embed.
+    #[arg(required = true)]
+    pub texts: Vec<String>,
+}
+
+/// A base with an optional adapter (or no method), for inference commands.
+fn load_with_adapter(
+    model: &str,
+    adapter: Option<&Path>,
+) -> tunelab::Result<(finetune::Base, Box<dyn Method<f32>>)> {
+    let mut b = finetune::load_base(model)?;
+    if let Some(n) = &b.notes {
+        eprintln!("note: {n}");
+    }
+    let method = adapter_or_none(adapter, &b.model, &mut b.store)?;
+    Ok((b, method))
+}
+
+/// The adapter in `dir` applied to the model, or no method at all.
+fn adapter_or_none(
+    dir: Option<&Path>,
+    model: &tunelab::nn::Transformer,
+    store: &mut tunelab::ParamStore<f32>,
+) -> tunelab::Result<Box<dyn Method<f32>>> {
+    Ok(match dir {
+        Some(dir) => tunelab::peft::store::load_adapter(dir, model, store, 0)?.1,
+        None => Box::new(tunelab::peft::full::Full { last_k: None }),
+    })
+}
+
+/// Prints the embeddings as a JSON array of arrays.
+pub fn embed(a: EmbedArgs) -> Outcome {
+    let pooling = embed::EmbedPooling::from_name(&a.pooling)?;
+    let (b, method) = load_with_adapter(&a.model, a.adapter.as_deref())?;
+    let out = embed::embed(
+        &b.model,
+        &b.store,
+        method.as_ref(),
+        &b.tok,
+        &a.texts,
+        pooling,
+        a.normalize,
+    )?;
+    println!("{}", serde_json::to_string(&out).expect("floats serialise"));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct LogitsArgs {
+    /// A model directory (config.json and model.safetensors) or a shipped model name.
+    #[arg(long)]
+    pub model: String,
+    /// An adapter directory (tunelab's or PEFT's LoRA) applied to the model.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// Comma-separated token ids, e.g. 464,2068,7586.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub ids: Vec<usize>,
+}
+
+/// Prints the last position's vocabulary logits as a JSON array.
+pub fn logits(a: LogitsArgs) -> Outcome {
+    // No tokenizer needed: the model directory alone.
+    let dir = finetune::resolve_base(&a.model)?;
+    let mut b = tunelab::io::hf::load::<f32>(&dir)?;
+    // A BERT checkpoint without its masked-LM head has no meaningful logits.
+    if let Some(name) = b.initialised.iter().find(|n| n.starts_with("cls.")) {
+        return Err(tunelab::Error::Invalid {
+            op: "logits",
+            detail: format!(
+                "{}: the checkpoint has no masked-LM head (tensor {name} is missing)",
+                dir.display()
+            ),
+        });
+    }
+    let method = adapter_or_none(a.adapter.as_deref(), &b.model, &mut b.store)?;
+    let out = embed::last_logits(&b.model, &b.store, method.as_ref(), &a.ids)?;
+    println!("{}", serde_json::to_string(&out).expect("floats serialise"));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct ExportPeftArgs {
+    /// The adapter directory written by `finetune`.
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// The output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The base model the adapter was trained on (default: the one its config records).
+    #[arg(long)]
+    pub base: Option<String>,
+}
+
+/// Writes the adapter in PEFT's format.
+pub fn export_peft(a: ExportPeftArgs) -> Outcome {
+    let (_, meta) = tunelab::peft::store::load_adapter_config(&a.adapter)?;
+    let base = match a.base {
+        Some(b) => b,
+        None => meta
+            .get("base")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| tunelab::Error::Invalid {
+                op: "export-peft",
+                detail: format!(
+                    "{} records no base model; pass --base DIR",
+                    a.adapter.display()
+                ),
+            })?,
+    };
+    let dir = finetune::resolve_base(&base)?;
+    let (config, _) = tunelab::io::hf::load_config(&dir)?;
+    tunelab::io::peft::export(&a.adapter, &config, &base, &a.out)?;
+    println!("PEFT adapter written to {}", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,200 @@
+//! The lab's teaching commands: `interview`, `pitfall`, `exercises`, `gradcheck`, `estimate`.
+
+use super::progress::LabLines;
+use super::Outcome;
+use clap::{Args, Subcommand};
+use std::process::ExitCode;
+use tunelab::lab::evidence::{report, Mode};
+
+#[derive(Args, Debug)]
+pub struct InterviewArgs {
+    /// The question's number (omit to list them).
+    pub n: Option<usize>,
+    /// Small budgets (seconds instead of about a minute), as the tests use.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// Lists the questions, or answers one and runs its experiment.
+pub fn interview(a: InterviewArgs) -> Outcome {
+    use tunelab::lab::interview;
+    let Some(n) = a.n else {
+        println!("interview questions (answer one with `tunelab interview N`, add --quick for small budgets):");
+        for q in interview::QUESTIONS {
+            println!("  {:>2}. {}", q.number, q.question);
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let q = interview::question(n)?;
+    let mode = if a.quick { Mode::Quick } else { Mode::Full };
+    println!("{}. {}\n", q.number, q.question);
+    println!("{}\n", q.answer);
+    println!("evidence: {}\n", q.experiment);
+    let started = std::time::Instant::now();
+    let evidence = interview::run(n, mode, &mut LabLines(started))?;
+    print!("{}", report(evidence.as_ref()));
+    println!(
+        "\n({} mode, {:.1} s)",
+        mode.name(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct PitfallArgs {
+    /// The pitfall to run (omit to list them).
+    pub name: Option<String>,
+    /// Small budgets (seconds instead of about a minute), as the tests use.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// Lists the pitfalls, or runs one and its fix.
+pub fn pitfall(a: PitfallArgs) -> Outcome {
+    use tunelab::lab::pitfall;
+    let Some(name) = a.name.as_deref() else {
+        println!(
+            "pitfalls (run one with `tunelab pitfall <name>`, add --quick for small budgets):"
+        );
+        for p in pitfall::PITFALLS {
+            println!("  {:<11} {}", p.name, p.summary);
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mode = if a.quick { Mode::Quick } else { Mode::Full };
+    let started = std::time::Instant::now();
+    let evidence = pitfall::run(name, mode, &mut LabLines(started))?;
+    let p = pitfall::PITFALLS
+        .iter()
+        .find(|p| p.name == name)
+        .expect("run accepted the name");
+    println!("pitfall {name}: {}\n", p.summary);
+    print!("{}", report(evidence.as_ref()));
+    println!(
+        "\n({} mode, {:.1} s)",
+        mode.name(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct ExercisesArgs {
+    #[command(subcommand)]
+    pub action: Option<ExercisesAction>,
+    /// Grade the reference solutions (solutions/) instead of the exercises.
+    #[arg(long, global = true)]
+    pub solutions: bool,
+    /// Print the progress as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExercisesAction {
+    /// Grade every exercise, show each failing check, and print the score.
+    Verify,
+    /// Print the hint of exercise N (its number or its name).
+    Hint { n: String },
+}
+
+/// Shows the progress, grades everything (`verify`), or prints a hint.
+pub fn exercises(a: ExercisesArgs) -> Outcome {
+    use tunelab::lab::exercises;
+    let (action, solutions, json) = (a.action, a.solutions, a.json);
+    let root = exercises::find_root()?;
+    if let Some(ExercisesAction::Hint { n }) = action {
+        let list = exercises::load(&root)?;
+        let (i, e) = exercises::find(&list, &n)?;
+        println!(
+            "{i}. {} (exercises/{}): {}
+{}",
+            e.name,
+            e.path,
+            e.topic,
+            e.hint.trim()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("grading (cargo test -p tunelab-exercises) ...");
+    let grades = exercises::grade(&root, solutions)?;
+    let all = grades.iter().all(|g| g.passed);
+    match action {
+        Some(ExercisesAction::Verify) => print!("{}", exercises::report(&grades)),
+        _ if json => println!(
+            "{}",
+            serde_json::to_string_pretty(&grades).expect("grades serialise")
+        ),
+        _ => print!("{}", exercises::progress(&grades)),
+    }
+    Ok(if all || action.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct GradcheckArgs {
+    /// Only the cases of this op (matmul, attention, layer_norm, ...).
+    #[arg(long)]
+    pub op: Option<String>,
+}
+
+/// Prints one row per case; fails when a case is above tolerance or the op has none.
+pub fn gradcheck(a: GradcheckArgs) -> Outcome {
+    use tunelab::lab::gradcheck;
+    let results = gradcheck::run(a.op.as_deref())?;
+    if results.is_empty() {
+        return Err(tunelab::Error::Invalid {
+            op: "gradcheck",
+            detail: format!("no gradient check for op {:?}", a.op.unwrap_or_default()),
+        });
+    }
+    print!("{}", gradcheck::table(&results));
+    Ok(if results.iter().all(|r| r.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct EstimateArgs {
+    /// A named size (125M, 350M, 1.3B, 7B, 13B, 65B, 70B, 175B) or a parameter count (2.7B).
+    pub size: String,
+    /// Batch size B for the activation memory.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Sequence length T for the activation memory.
+    #[arg(long, default_value_t = 512)]
+    pub seq: usize,
+    /// LoRA rank for the LoRA row.
+    #[arg(long, default_value_t = 8)]
+    pub r: usize,
+    /// LoRA targets for the LoRA row (q,v / attn / all).
+    #[arg(long, default_value = "q,v")]
+    pub targets: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Prints the estimate as a table or JSON.
+pub fn estimate(a: EstimateArgs) -> Outcome {
+    use tunelab::lab::estimate;
+    let mut args = estimate::EstimateArgs::new(a.size);
+    args.batch = a.batch;
+    args.seq = a.seq;
+    args.lora.r = a.r;
+    args.lora.targets = estimate::Module::parse_list(&a.targets)?;
+    let report = estimate::estimate(&args)?;
+    if a.json {
+        let json = serde_json::to_string_pretty(&estimate::to_json(&report)).expect("json");
+        println!("{json}");
+    } else {
+        println!("{}", estimate::render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
