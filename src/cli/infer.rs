@@ -89,9 +89,9 @@ pub struct EmbedArgs {
     /// An adapter directory (tunelab's or PEFT's LoRA) applied to the model.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
-    /// mean (over real tokens, as sentence-transformers) or cls (the [CLS] hidden state).
-    #[arg(long, default_value = "mean")]
-    pub pooling: String,
+    /// How a text's hidden states become one vector.
+    #[arg(long, value_enum, default_value = "mean")]
+    pub pooling: embed::EmbedPooling,
     /// Scale each embedding to unit length.
     #[arg(long)]
     pub normalize: bool,
@@ -127,7 +127,6 @@ fn adapter_or_none(
 
 /// Prints the embeddings as a JSON array of arrays.
 pub fn embed(a: EmbedArgs) -> Outcome {
-    let pooling = embed::EmbedPooling::from_name(&a.pooling)?;
     let (b, method) = load_with_adapter(&a.model, a.adapter.as_deref())?;
     let out = embed::embed(
         &b.model,
@@ -135,7 +134,7 @@ pub fn embed(a: EmbedArgs) -> Outcome {
         method.as_ref(),
         &b.tok,
         &a.texts,
-        pooling,
+        a.pooling,
         a.normalize,
     )?;
     println!("{}", serde_json::to_string(&out).expect("floats serialise"));

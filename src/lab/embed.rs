@@ -14,22 +14,12 @@ use crate::tensor::Float;
 use ndarray::{Array2, Ix3};
 
 /// How the hidden states of one text become one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EmbedPooling {
-    /// Mean over real (non-pad) tokens, special tokens included.
+    /// Mean over real (non-pad) tokens, special tokens included (sentence-transformers).
     Mean,
-    /// The first token's hidden state ([CLS]).
+    /// The first token's hidden state ([CLS]), without BERT's pooler.
     Cls,
-}
-
-impl EmbedPooling {
-    pub fn from_name(name: &str) -> Result<Self> {
-        match name {
-            "mean" => Ok(Self::Mean),
-            "cls" => Ok(Self::Cls),
-            other => invalid("--pooling", format!("{other:?} is not mean or cls")),
-        }
-    }
 }
 
 /// Texts per forward pass.
