@@ -7,7 +7,8 @@ Run by hand (needs `pip install torch transformers`):
     python tools/embed_speed.py [MINILM_DIR] [--threads 2]
 
 Prints the median time of one batch and sentences per second. PyTorch runs with the given
-thread count and denormals flushed to zero, as in DESIGN.md's performance section.
+thread count and denormals flushed to zero (`torch.set_flush_denormal(True)`), the PyTorch
+setting every comparison in benches/README.md uses.
 """
 
 import argparse

@@ -1,5 +1,6 @@
-//! The synthetic world: a few hundred people, cities, organisations, foods and events, the facts
-//! that link them, and the English pre-training corpus written about them.
+//! The synthetic world: a few hundred people, cities, organisations, foods and events, and the
+//! facts that link them. This file holds the entities only; the pre-training corpus written about
+//! them is in `corpus.rs`, the task datasets in `tasks/`, and both read the world from here.
 //!
 //! Everything is drawn from a seeded [`StdRng`], so `World::generate(seed)` is the same world on
 //! every machine. The vocabulary is deliberately small (a few hundred words plus names) and the
@@ -17,8 +18,6 @@ use std::collections::BTreeSet;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
-
-use super::tasks;
 
 const FEMALE_NAMES: [&str; 24] = [
     "Anna", "Clara", "Emma", "Grace", "Hana", "Iris", "Julia", "Laura", "Maya", "Nora", "Olivia",
@@ -219,40 +218,6 @@ pub struct World {
     held_out_triples: BTreeSet<(i64, char, i64)>,
 }
 
-/// The kinds of fact a sentence can state about a person.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Fact {
-    Lives,
-    Works,
-    Job,
-    Likes,
-    Age,
-    Cats,
-    Attended,
-    Friend,
-}
-
-impl Fact {
-    pub(crate) const ALL: [Fact; 8] = [
-        Fact::Lives,
-        Fact::Works,
-        Fact::Job,
-        Fact::Likes,
-        Fact::Age,
-        Fact::Cats,
-        Fact::Attended,
-        Fact::Friend,
-    ];
-}
-
-/// How a sentence refers to its person.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mention {
-    Full,
-    First,
-    Pronoun,
-}
-
 impl World {
     /// The world for `seed`: same seed, same world, on every machine.
     pub fn generate(seed: u64) -> World {
@@ -439,291 +404,6 @@ impl World {
     pub fn is_held_out(&self, name: &str) -> bool {
         self.held_out_names().iter().any(|n| n == name)
     }
-
-    /// `n_docs` pre-training documents about the seen side of the world, deterministic in `seed`.
-    ///
-    /// A document is one short paragraph: facts about a person, a city, an organisation, a food
-    /// or an event, in several phrasings each; or text in the style of a task (reviews with
-    /// negation and contrast, questions with answers, a story with its gist, a dialogue, requests
-    /// with their code and value), so that fine-tuning starts from a model that knows the words.
-    /// Only [`Partition::Seen`] entities and arithmetic triples are used, which is what keeps
-    /// every validation and test example out of the corpus.
-    pub fn corpus(&self, n_docs: usize, seed: u64) -> Vec<String> {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0xC0_4905);
-        let pick = Picker::new(self, Partition::Seen);
-        (0..n_docs)
-            .map(|_| match rng.random_range(0..100) {
-                0..20 => self.person_doc(&pick, &mut rng),
-                20..27 => self.city_doc(&pick, &mut rng),
-                27..33 => self.org_doc(&pick, &mut rng),
-                33..39 => self.food_doc(&pick, &mut rng),
-                39..45 => self.event_doc(&pick, &mut rng),
-                45..58 => tasks::review_doc(&pick, &mut rng),
-                58..68 => self.qa_doc(&pick, &mut rng),
-                68..78 => tasks::story_doc(&pick, &mut rng),
-                78..88 => tasks::dialogue_doc(&pick, &mut rng),
-                _ => tasks::code_doc(&pick, &mut rng),
-            })
-            .collect()
-    }
-
-    /// One sentence stating `fact` about person `pi`, and the part of it that answers a question
-    /// about that fact (a city, a name, a number...).
-    pub(crate) fn fact_sentence(
-        &self,
-        pi: usize,
-        fact: Fact,
-        mention: Mention,
-        rng: &mut StdRng,
-    ) -> (String, String) {
-        let p = &self.people[pi];
-        let s = match mention {
-            Mention::Full => p.name(),
-            Mention::First => p.first.to_string(),
-            Mention::Pronoun => p.pronoun().to_string(),
-        };
-        let cap = capitalize(&s);
-        let poss = match mention {
-            Mention::Pronoun => capitalize(p.possessive()),
-            _ => format!("{s}'s"),
-        };
-        let city = self.cities[p.city].name;
-        let org = self.orgs[p.org].name;
-        let food = self.foods[p.food].name;
-        let pick =
-            |rng: &mut StdRng, options: &[String]| options.choose(rng).cloned().unwrap_or_default();
-        match fact {
-            Fact::Lives => {
-                let options = [
-                    format!("{cap} lives in {city}."),
-                    format!("{cap} has a small flat in {city}."),
-                    format!("{cap} moved to {city} years ago."),
-                    format!("These days {s} lives in {city}."),
-                ];
-                (pick(rng, &options), city.to_string())
-            }
-            Fact::Works => {
-                let options = [
-                    format!("{cap} works for {org}."),
-                    format!("{cap} has a job at {org}."),
-                    format!("{cap} works at {org}."),
-                ];
-                (pick(rng, &options), org.to_string())
-            }
-            Fact::Job => {
-                let (a, job) = (article(p.job), p.job);
-                let options = [
-                    format!("{cap} works as {a} {job}."),
-                    format!("{cap} is {a} {job}."),
-                    format!("{cap} has worked as {a} {job} for years."),
-                ];
-                (pick(rng, &options), job.to_string())
-            }
-            Fact::Likes => {
-                let options = [
-                    format!("{cap} likes {food}."),
-                    format!("{poss} favourite food is {food}."),
-                    format!("{cap} loves eating {food}."),
-                    format!("{cap} often cooks {food} at home."),
-                ];
-                (pick(rng, &options), food.to_string())
-            }
-            Fact::Age => {
-                let age = p.age;
-                let options = [
-                    format!("{cap} is {age} years old."),
-                    format!("{cap} turned {age} this year."),
-                ];
-                (pick(rng, &options), age.to_string())
-            }
-            Fact::Cats => match p.cats {
-                0 => (format!("{cap} has no cats."), "no".to_string()),
-                1 => (format!("{cap} has one cat."), "one".to_string()),
-                n => {
-                    let w = NUMBER_WORDS[n as usize];
-                    (format!("{cap} has {w} cats."), w.to_string())
-                }
-            },
-            Fact::Attended => {
-                let e = &self.events[*p.events.choose(rng).unwrap_or(&0)];
-                let ecity = self.cities[e.city].name;
-                let options = [
-                    format!("{cap} went to the {} in {ecity}.", e.name),
-                    format!("{cap} attended the {}.", e.name),
-                    format!("Last year {s} visited the {}.", e.name),
-                ];
-                (pick(rng, &options), e.name.to_string())
-            }
-            Fact::Friend => {
-                let q = self.people[p.friend].name();
-                let options = [
-                    format!("{cap} is a good friend of {q}."),
-                    format!("{cap} and {q} are old friends."),
-                    format!("{cap} often meets {q} for lunch."),
-                ];
-                (pick(rng, &options), q)
-            }
-        }
-    }
-
-    /// Three to six facts about one person: full name first, then pronoun or first name.
-    fn person_doc(&self, pick: &Picker, rng: &mut StdRng) -> String {
-        let pi = pick.person(rng);
-        let mut facts = Fact::ALL.to_vec();
-        facts.shuffle(rng);
-        facts.truncate(rng.random_range(3..=6));
-        let mut out = Vec::new();
-        for (i, &fact) in facts.iter().enumerate() {
-            let mention = match i {
-                0 => Mention::Full,
-                _ if rng.random_bool(0.6) => Mention::Pronoun,
-                _ => Mention::First,
-            };
-            out.push(self.fact_sentence(pi, fact, mention, rng).0);
-        }
-        out.join(" ")
-    }
-
-    fn city_doc(&self, pick: &Picker, rng: &mut StdRng) -> String {
-        let ci = *pick.cities.choose(rng).unwrap_or(&0);
-        let city = self.cities[ci].name;
-        let intros = [
-            format!("{city} is a big city."),
-            format!("{city} is a city with many parks."),
-            format!("Life in {city} is busy."),
-            format!("Many visitors come to {city} in summer."),
-        ];
-        let mut out = vec![intros.choose(rng).cloned().unwrap_or_default()];
-        let mut residents: Vec<String> = self
-            .people
-            .iter()
-            .filter(|p| p.city == ci)
-            .map(Person::name)
-            .collect();
-        residents.shuffle(rng);
-        residents.truncate(3);
-        if !residents.is_empty() {
-            out.push(format!("{} live in {city}.", list_and(&residents)));
-            let n = self.people.iter().filter(|p| p.city == ci).count();
-            out.push(match n {
-                1 => format!("Only one person we know lives in {city}."),
-                n => format!("{n} people we know live in {city}."),
-            });
-        }
-        for o in self.orgs.iter().filter(|o| o.city == ci).take(2) {
-            out.push(format!("{} has its main office in {city}.", o.name));
-        }
-        for e in self.events.iter().filter(|e| e.city == ci).take(2) {
-            out.push(format!(
-                "The {} takes place in {city} every {}.",
-                e.name, MONTHS[e.month]
-            ));
-        }
-        out.join(" ")
-    }
-
-    fn org_doc(&self, pick: &Picker, rng: &mut StdRng) -> String {
-        let oi = *pick.orgs.choose(rng).unwrap_or(&0);
-        let o = &self.orgs[oi];
-        let mut out = vec![match rng.random_range(0..2) {
-            0 => format!(
-                "{} is a company based in {}.",
-                o.name, self.cities[o.city].name
-            ),
-            _ => format!(
-                "The office of {} is in {}.",
-                o.name, self.cities[o.city].name
-            ),
-        }];
-        let mut staff: Vec<&Person> = self.people.iter().filter(|p| p.org == oi).collect();
-        let n = staff.len();
-        staff.shuffle(rng);
-        for p in staff.iter().take(3) {
-            out.push(format!(
-                "{} works for {} as {} {}.",
-                p.name(),
-                o.name,
-                article(p.job),
-                p.job
-            ));
-        }
-        out.push(match n {
-            1 => format!("One person works for {}.", o.name),
-            n => format!("{n} people work for {}.", o.name),
-        });
-        out.join(" ")
-    }
-
-    fn food_doc(&self, pick: &Picker, rng: &mut StdRng) -> String {
-        let fi = *pick.foods.choose(rng).unwrap_or(&0);
-        let f = &self.foods[fi];
-        let k = rng.random_range(2..=4);
-        let mut out = vec![
-            format!("A plate of {} costs {} dollars.", f.name, f.price),
-            format!(
-                "{} plates of {} cost {} dollars.",
-                capitalize(NUMBER_WORDS[k]),
-                f.name,
-                k as u32 * f.price
-            ),
-        ];
-        let fans: Vec<String> = self
-            .people
-            .iter()
-            .filter(|p| p.food == fi)
-            .map(Person::name)
-            .take(3)
-            .collect();
-        if !fans.is_empty() {
-            out.push(format!("{} like {} very much.", list_and(&fans), f.name));
-        }
-        out.shuffle(rng);
-        out.join(" ")
-    }
-
-    fn event_doc(&self, pick: &Picker, rng: &mut StdRng) -> String {
-        let ei = *pick.events.choose(rng).unwrap_or(&0);
-        let e = &self.events[ei];
-        let mut out = vec![
-            format!(
-                "The {} was held in {} on {}.",
-                e.name,
-                self.cities[e.city].name,
-                e.date()
-            ),
-            format!("Tickets for the {} cost {} dollars.", e.name, e.ticket),
-        ];
-        let mut guests: Vec<String> = self
-            .people
-            .iter()
-            .filter(|p| p.events.contains(&ei))
-            .map(Person::name)
-            .collect();
-        let n = guests.len();
-        guests.shuffle(rng);
-        guests.truncate(2);
-        if !guests.is_empty() {
-            out.push(format!("{} went to the {}.", list_and(&guests), e.name));
-            out.push(format!(
-                "In total, {n} people we know went to the {}.",
-                e.name
-            ));
-        }
-        out.join(" ")
-    }
-
-    /// Questions followed by the sentence that answers them.
-    fn qa_doc(&self, pick: &Picker, rng: &mut StdRng) -> String {
-        let pi = pick.person(rng);
-        let mut out = Vec::new();
-        for _ in 0..rng.random_range(2..=3) {
-            let fact = *Fact::ALL.choose(rng).unwrap_or(&Fact::Lives);
-            let q = tasks::question(self, pi, fact, rng);
-            out.push(q);
-            out.push(self.fact_sentence(pi, fact, Mention::Full, rng).0);
-        }
-        out.join(" ")
-    }
 }
 
 /// Random picks restricted to one partition, shared by the corpus and the task generators.
@@ -763,6 +443,13 @@ impl<'w> Picker<'w> {
     }
     pub(crate) fn event(&self, rng: &mut StdRng) -> &'w Event {
         &self.world.events[*self.events.choose(rng).unwrap_or(&0)]
+    }
+    /// A city of this partition other than `not`, for "moved from A to B".
+    pub(crate) fn other_city(&self, not: usize, rng: &mut StdRng) -> &'static str {
+        let others: Vec<usize> = self.cities.iter().copied().filter(|&c| c != not).collect();
+        others
+            .choose(rng)
+            .map_or("the countryside", |&c| self.world.cities[c].name)
     }
 }
 
@@ -808,54 +495,9 @@ fn zip_parts<'a>(
     names.iter().copied().zip(parts)
 }
 
-/// "a" or "an".
-pub(crate) fn article(word: &str) -> &'static str {
-    match word.chars().next() {
-        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
-        _ => "a",
-    }
-}
-
-/// First letter upper-case.
-pub(crate) fn capitalize(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) => c.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
-/// "A", "A and B", "A, B and C".
-pub(crate) fn list_and(items: &[String]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => one.clone(),
-        [init @ .., last] => format!("{} and {last}", init.join(", ")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `needle` occurs in `hay` as whole words (not inside a longer word).
-    fn contains_words(hay: &str, needle: &str) -> bool {
-        hay.match_indices(needle).any(|(i, _)| {
-            let before = hay[..i].chars().next_back();
-            let after = hay[i + needle.len()..].chars().next();
-            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
-        })
-    }
-
-    #[test]
-    fn same_seed_same_world_and_corpus() {
-        let (a, b) = (World::generate(7), World::generate(7));
-        assert_eq!(format!("{:?}", a), format!("{:?}", b));
-        assert_eq!(a.corpus(200, 1), b.corpus(200, 1));
-        assert_ne!(a.corpus(50, 1), a.corpus(50, 2));
-        let c = World::generate(8);
-        assert_ne!(format!("{:?}", a.people), format!("{:?}", c.people));
-    }
 
     #[test]
     fn partitions_are_closed() {
@@ -888,36 +530,5 @@ mod tests {
                 .iter()
                 .any(|&f| w.foods[f].name.contains(' ')));
         }
-    }
-
-    #[test]
-    fn corpus_never_mentions_held_out_names() {
-        let w = World::generate(11);
-        let corpus = w.corpus(3000, 5);
-        let held = w.held_out_names();
-        for doc in &corpus {
-            for name in &held {
-                assert!(!contains_words(doc, name), "{name:?} in corpus doc {doc:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn corpus_sentences_are_short_and_vocabulary_small() {
-        let w = World::generate(1);
-        let corpus = w.corpus(2000, 1);
-        let mut vocab = BTreeSet::new();
-        for doc in &corpus {
-            for sentence in doc.split(['.', '?', '!', '\n']) {
-                let n = sentence.split_whitespace().count();
-                assert!(n <= 25, "{n} words: {sentence:?}");
-            }
-            for word in doc.split(|c: char| !c.is_alphanumeric() && c != '_') {
-                if !word.is_empty() && !word.chars().all(|c| c.is_ascii_digit()) {
-                    vocab.insert(word.to_lowercase());
-                }
-            }
-        }
-        assert!(vocab.len() < 900, "vocabulary of {} words", vocab.len());
     }
 }

@@ -1,7 +1,9 @@
-//! The independent oracle (DESIGN.md §4, level 2): composite computations built twice, once on
-//! tunelab's tape and once in the `autograd` crate (rust-autograd 1.1.1), in f64 on the same
-//! fixed random inputs. The losses and every gradient must agree within [`TOL`]; each tensor's
-//! max |tunelab − autograd| is printed (`cargo test --test suite autograd_oracle:: -- --nocapture`).
+//! The independent oracle, the middle of the three kinds of reference the tests use (finite
+//! differences per op in `gradcheck.rs`, this, PyTorch golden files): composite computations built
+//! twice, once on tunelab's tape and once in the `autograd` crate (rust-autograd 1.1.1), in f64 on
+//! the same fixed random inputs. The losses and every gradient must agree within [`TOL`]; each
+//! tensor's max |tunelab − autograd| is printed
+//! (`cargo test --test suite autograd_oracle:: -- --nocapture`).
 //!
 //! autograd is written against ndarray 0.12 and tunelab against 0.17, so arrays cross between
 //! them as a flat row-major `Vec<f64>` plus a shape, never as ndarray types.

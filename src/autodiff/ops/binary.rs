@@ -28,44 +28,49 @@ struct Binary {
 impl<F: Float> Backward<F> for Binary {
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let (av, bv) = (ctx.value(self.a), ctx.value(self.b));
-        // The residual adds: no broadcast, so the gradient passes through without a copy.
-        if let Kind::Add | Kind::Sub = self.kind {
-            if av.shape() == g.shape() && ctx.needs(self.a) {
-                ctx.accumulate_view(self.a, g.view());
-            } else if ctx.needs(self.a) {
-                ctx.accumulate(self.a, sum_to_shape(g.view(), av.shape()));
+        match self.kind {
+            Kind::Add => {
+                pass_through(ctx, self.a, g);
+                pass_through(ctx, self.b, g);
             }
-            if ctx.needs(self.b) {
-                match self.kind {
-                    Kind::Add if bv.shape() == g.shape() => ctx.accumulate_view(self.b, g.view()),
-                    Kind::Add => ctx.accumulate(self.b, sum_to_shape(g.view(), bv.shape())),
-                    _ => {
-                        ctx.accumulate(self.b, sum_to_shape(g.view(), bv.shape()).mapv_into(|x| -x))
-                    }
+            Kind::Sub => {
+                pass_through(ctx, self.a, g);
+                if ctx.needs(self.b) {
+                    ctx.accumulate(self.b, sum_to_shape(g.view(), bv.shape()).mapv_into(|x| -x));
                 }
             }
-            return;
-        }
-        if ctx.needs(self.a) {
-            let ga = match self.kind {
-                Kind::Add | Kind::Sub => sum_to_shape(g.view(), av.shape()),
-                Kind::Mul => sum_to_shape((g * &bv).view(), av.shape()),
-                Kind::Div => sum_to_shape((g / &bv).view(), av.shape()),
-            };
-            ctx.accumulate(self.a, ga);
-        }
-        if ctx.needs(self.b) {
-            let gb = match self.kind {
-                Kind::Add => sum_to_shape(g.view(), bv.shape()),
-                Kind::Sub => sum_to_shape(g.view(), bv.shape()).mapv_into(|x| -x),
-                Kind::Mul => sum_to_shape((g * &av).view(), bv.shape()),
-                Kind::Div => {
+            Kind::Mul => {
+                if ctx.needs(self.a) {
+                    ctx.accumulate(self.a, sum_to_shape((g * &bv).view(), av.shape()));
+                }
+                if ctx.needs(self.b) {
+                    ctx.accumulate(self.b, sum_to_shape((g * &av).view(), bv.shape()));
+                }
+            }
+            Kind::Div => {
+                if ctx.needs(self.a) {
+                    ctx.accumulate(self.a, sum_to_shape((g / &bv).view(), av.shape()));
+                }
+                if ctx.needs(self.b) {
                     let t = (g * &av) / &bv.mapv(|x| x * x);
-                    sum_to_shape(t.view(), bv.shape()).mapv_into(|x| -x)
+                    ctx.accumulate(self.b, sum_to_shape(t.view(), bv.shape()).mapv_into(|x| -x));
                 }
-            };
-            ctx.accumulate(self.b, gb);
+            }
         }
+    }
+}
+
+/// dX += G, summed over the axes X was broadcast along. The residual adds have no broadcast: there
+/// the gradient passes through without a copy.
+fn pass_through<F: Float>(ctx: &mut BackwardCtx<'_, '_, F>, x: Var, g: &ArrayD<F>) {
+    if !ctx.needs(x) {
+        return;
+    }
+    let xv = ctx.value(x);
+    if xv.shape() == g.shape() {
+        ctx.accumulate_view(x, g.view());
+    } else {
+        ctx.accumulate(x, sum_to_shape(g.view(), xv.shape()));
     }
 }
 
