@@ -11,9 +11,9 @@ use tunelab::lab::{compare, finetune};
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// sentiment, ner, qa, summarization, dialogue or codegen.
-    #[arg(long, default_value = "sentiment")]
-    pub task: String,
+    /// The task, with its built-in data from the synthetic world.
+    #[arg(long, value_enum, ignore_case = true, default_value = "sentiment")]
+    pub task: Task,
     /// A shipped base (gpt-tiny, bert-tiny) or a model directory.
     #[arg(long, default_value = "gpt-tiny")]
     pub base: String,
@@ -61,7 +61,7 @@ pub struct CompareArgs {
 impl CompareArgs {
     /// compare's options: the defaults (or --quick's), then each option given.
     fn options(&self) -> tunelab::Result<compare::CompareOptions> {
-        let mut opts = compare::CompareOptions::new(&self.base, Task::from_name(&self.task)?);
+        let mut opts = compare::CompareOptions::new(&self.base, self.task);
         if self.quick {
             opts = opts.quick();
         }

@@ -15,9 +15,9 @@ use tunelab::peft::MethodSpec;
 
 #[derive(Args, Debug)]
 pub struct FinetuneArgs {
-    /// sentiment, ner, qa, summarization, dialogue or codegen.
-    #[arg(long, default_value = "sentiment")]
-    pub task: String,
+    /// The task (built-in data from the synthetic world unless --data is given).
+    #[arg(long, value_enum, ignore_case = true, default_value = "sentiment")]
+    pub task: Task,
     /// A shipped base (gpt-tiny, bert-tiny) or a model directory.
     #[arg(long, default_value = "gpt-tiny")]
     pub base: String,
@@ -142,7 +142,7 @@ impl MethodArgs {
 /// Fine-tunes, prints the run's summary and test score, and says where the adapter is.
 pub fn run(a: FinetuneArgs) -> Outcome {
     a.speed.apply();
-    let task = Task::from_name(&a.task)?;
+    let task = a.task;
     let args = a.train.build()?;
     let loaded = finetune::load_base(&a.base).ok();
     if let Some(n) = loaded.as_ref().and_then(|b| b.notes.as_ref()) {

@@ -16,9 +16,9 @@ pub struct EvalArgs {
     /// An adapter directory written by `finetune` (adapter_config.json + adapter_model.safetensors).
     #[arg(long)]
     pub adapter: Option<PathBuf>,
-    /// sentiment, ner, qa, summarization, dialogue or codegen.
-    #[arg(long, default_value = "sentiment")]
-    pub task: String,
+    /// The task whose test split is scored.
+    #[arg(long, value_enum, ignore_case = true, default_value = "sentiment")]
+    pub task: Task,
     /// Evaluate on at most this many examples (0 = all).
     #[arg(long, default_value_t = 0)]
     pub max_eval_examples: usize,
@@ -29,7 +29,7 @@ pub struct EvalArgs {
 
 /// Scores the model (and adapter) on the task's test split.
 pub fn eval(a: EvalArgs) -> Outcome {
-    let task = Task::from_name(&a.task)?;
+    let task = a.task;
     let m = finetune::evaluate(
         &a.model,
         a.adapter.as_deref(),

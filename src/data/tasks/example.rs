@@ -10,13 +10,24 @@ pub const NER_TAGS: [&str; 9] = [
     "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-FOOD", "I-FOOD",
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The six tasks; `--task` takes the names (and aliases) below, in any case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Task {
+    /// Text classification: the sentiment of a review.
+    #[value(alias = "classification")]
     Sentiment,
+    /// Token classification: BIO tags over persons, places, organisations and foods.
     Ner,
+    /// Extractive question answering: an answer span in a context.
     Qa,
+    /// A one-sentence summary of a short article.
+    #[value(alias = "summarisation")]
     Summarization,
+    /// A response to a user's turn.
+    #[value(aliases = ["dialog", "chat"])]
     Dialogue,
+    /// Code-like generation: a tiny program for a request, scored by the value it computes.
+    #[value(alias = "code")]
     Codegen,
 }
 
@@ -47,25 +58,16 @@ impl Task {
     /// Parses a task name (case-insensitive; a few common aliases such as `classification`,
     /// `summarisation`, `chat` and `code` are accepted).
     pub fn from_name(name: &str) -> Result<Task> {
-        let task = match name.trim().to_ascii_lowercase().as_str() {
-            "sentiment" | "classification" => Task::Sentiment,
-            "ner" => Task::Ner,
-            "qa" => Task::Qa,
-            "summarization" | "summarisation" => Task::Summarization,
-            "dialogue" | "dialog" | "chat" => Task::Dialogue,
-            "codegen" | "code" => Task::Codegen,
-            _ => {
-                let names: Vec<&str> = Task::all().iter().map(|t| t.name()).collect();
-                return Err(Error::Invalid {
-                    op: "task",
-                    detail: format!(
-                        "unknown task {name:?}, expected one of {}",
-                        names.join(", ")
-                    ),
-                });
+        <Task as clap::ValueEnum>::from_str(name.trim(), true).map_err(|_| {
+            let names: Vec<&str> = Task::all().iter().map(|t| t.name()).collect();
+            Error::Invalid {
+                op: "task",
+                detail: format!(
+                    "unknown task {name:?}, expected one of {}",
+                    names.join(", ")
+                ),
             }
-        };
-        Ok(task)
+        })
     }
 
     /// Class names (sentiment) or tags (NER), by index; empty for the other tasks.
