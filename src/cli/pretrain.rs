@@ -16,7 +16,8 @@ pub struct PretrainCmd {
     /// Output directory (default: models/<preset>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Optimizer steps (default 1500; 4000 for bert-tiny, whose masked LM leaves its plateau after about 1000).
+    /// Optimizer steps (default 1500; 4000 for bert-tiny, whose masked LM needs longer to leave
+    /// its early plateau).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Sequences per batch (default 16).
