@@ -5,14 +5,12 @@
 use ndarray::{array, ArrayD, IxDyn};
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use tunelab::io::adapter::{file_size as adapter_file_size, read_config, CONFIG, WEIGHTS};
 use tunelab::io::{checkpoint, safetensors};
 use tunelab::nn::{Config, Hooks, Input, Pooling, SequenceHead, Transformer};
 use tunelab::peft::lora::LoraConfig;
 use tunelab::peft::prompt::PromptInit;
-use tunelab::peft::store::{
-    adapter_file_size, adapter_params, load_adapter, load_adapter_config, save_adapter, AdapterSet,
-    CONFIG, WEIGHTS,
-};
+use tunelab::peft::store::{adapter_params, load_adapter, save_adapter, AdapterSet};
 use tunelab::peft::{apply, MethodSpec};
 use tunelab::{ParamId, ParamStore, Tape};
 
@@ -491,7 +489,7 @@ fn missing_files_and_corrupt_configs_are_errors_naming_the_file() {
         let dir = scratch(&format!("err_config_{i}"));
         train_and_save(&MethodSpec::Ia3, &dir, 0.0);
         std::fs::write(dir.join(CONFIG), text).unwrap();
-        let msg = expect_err(load_adapter_config(&dir));
+        let msg = expect_err(read_config(&dir));
         assert!(msg.contains(CONFIG), "{text}: {msg}");
         let msg = expect_err(load_adapter::<f64>(&dir, &model, &mut store, 0));
         assert!(msg.contains(CONFIG), "{text}: {msg}");

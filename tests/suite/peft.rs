@@ -195,10 +195,10 @@ fn lora_merge_then_unmerge_restores_the_base_and_merged_equals_adapter() {
             targets: vec!["q".into(), "v".into(), "o".into(), "fc".into()],
             ..Default::default()
         };
-        let mut lora = Lora::apply(&model, &mut s, config, false, 3).unwrap();
+        let mut lora = Lora::apply(&model, &mut s, config, 3).unwrap();
         // Give B non-zero values, as after training.
         for t in lora.targets.values() {
-            for u in &t.units {
+            for u in &t.pairs {
                 let b = s.value(u.b).mapv(|_| 0.0) + 0.3;
                 s.set_value(u.b, b).unwrap();
             }
