@@ -23,10 +23,7 @@ enum Command {
     /// print what each costs and scores.
     Compare(cli::compare::CompareArgs),
     /// Fine-tune a base model on a task with one method, then evaluate it on the test split.
-    ///
-    /// Methods: full, bitfit, houlsby, pfeiffer, lora, dora, ia3, prefix, prompt.
-    /// Tasks: sentiment, ner, qa, summarization, dialogue, codegen (built-in data from the
-    /// synthetic world, or your own file in the task's shape with --data).
+    #[command(long_about = cli::finetune::about())]
     Finetune(cli::finetune::FinetuneArgs),
     /// Evaluate a base model, or a base plus an adapter saved by `finetune`, on a task's test split.
     Eval(cli::infer::EvalArgs),

@@ -18,15 +18,15 @@ fn forward_matches_tunelab() {
             targets: vec!["fc".into()],
             ..LoraConfig::default()
         };
-        let lora = Lora::apply(&model, &mut store, config, false, 3).unwrap();
+        let lora = Lora::apply(&model, &mut store, config, 3).unwrap();
         let target = &lora.targets[MODULE];
-        let unit = &target.units[0];
+        let pair = &target.pairs[0];
         // Train it a little: random A and B (B is zero at init, which would hide mistakes).
         let mut rng = rng(r as u64);
-        let a = randn(store.value(unit.a).raw_dim(), &mut rng);
-        let b = randn(store.value(unit.b).raw_dim(), &mut rng);
-        store.set_value(unit.a, a.clone()).unwrap();
-        store.set_value(unit.b, b.clone()).unwrap();
+        let a = randn(store.value(pair.a).raw_dim(), &mut rng);
+        let b = randn(store.value(pair.b).raw_dim(), &mut rng);
+        store.set_value(pair.a, a.clone()).unwrap();
+        store.set_value(pair.b, b.clone()).unwrap();
         let w = store.value(target.linear.weight).clone();
         let x: Array2<f64> = randn((5, target.linear.d_in), &mut rng);
 

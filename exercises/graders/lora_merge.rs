@@ -14,9 +14,9 @@ fn merge_and_unmerge_match_tunelab() {
             targets: vec!["fc".into()],
             ..LoraConfig::default()
         };
-        let mut lora = Lora::apply(&model, &mut store, config, false, 3).unwrap();
+        let mut lora = Lora::apply(&model, &mut store, config, 3).unwrap();
         let target = lora.targets["h.0.mlp.c_fc"].clone();
-        let unit = &target.units[0];
+        let unit = &target.pairs[0];
         let mut rng = rng(r as u64);
         let a = randn(store.value(unit.a).raw_dim(), &mut rng);
         let b = randn(store.value(unit.b).raw_dim(), &mut rng);

@@ -35,7 +35,7 @@ fn matches_what_lora_adds_to_a_model() {
             targets: vec!["fc".into(), "proj".into()],
             ..LoraConfig::default()
         };
-        let lora = Lora::apply(&model, &mut store, config, false, 0).unwrap();
+        let lora = Lora::apply(&model, &mut store, config, 0).unwrap();
         let added: usize = Method::<f64>::params(&lora)
             .iter()
             .map(|&id| store.value(id).len())

@@ -9,9 +9,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tunelab::data::tasks::Task;
 use tunelab::lab::finetune::{self, FinetuneOptions};
-use tunelab::peft::lora::LoraConfig;
-use tunelab::peft::prompt::PromptInit;
-use tunelab::peft::MethodSpec;
+use tunelab::peft::MethodArgs;
+
+/// `finetune --help`'s description: the methods from the registry.
+pub fn about() -> String {
+    format!(
+        "Fine-tune a base model on a task with one method, then evaluate it on the test split.\n\n{}",
+        tunelab::peft::registry::help_table()
+    )
+}
 
 #[derive(Args, Debug)]
 pub struct FinetuneArgs {
@@ -33,110 +39,6 @@ pub struct FinetuneArgs {
     pub train: Box<TrainArgs>,
     #[command(flatten)]
     pub speed: SpeedArgs,
-}
-
-/// The method and its options (`--method` picks one; the rest apply to the methods that use them).
-#[derive(Args, Debug, Clone)]
-pub struct MethodArgs {
-    /// full, bitfit, houlsby, pfeiffer, lora, dora, ia3, prefix, prompt.
-    #[arg(long, default_value = "lora")]
-    method: String,
-    /// full: train only the last k blocks (and the head).
-    #[arg(long)]
-    last_k: Option<usize>,
-    /// lora/dora: rank r.
-    #[arg(long, default_value_t = 8)]
-    r: usize,
-    /// lora/dora: alpha (the update is scaled by alpha / r).
-    #[arg(long, default_value_t = 16.0)]
-    alpha: f64,
-    /// lora/dora: dropout on the low-rank path's input.
-    #[arg(long, default_value_t = 0.0)]
-    lora_dropout: f64,
-    /// lora/dora: target modules, from q, k, v, o, fc, proj (qkv: GPT-2's whole c_attn).
-    #[arg(long, value_delimiter = ',', default_value = "q,v")]
-    targets: Vec<String>,
-    /// lora/dora: scale by alpha / sqrt(r) (rsLoRA).
-    #[arg(long)]
-    rslora: bool,
-    /// lora/dora: LoRA+ learning-rate ratio of B to A.
-    #[arg(long, default_value_t = 1.0)]
-    lora_plus_ratio: f64,
-    /// houlsby/pfeiffer: bottleneck width.
-    #[arg(long, default_value_t = 16)]
-    bottleneck: usize,
-    /// prefix/prompt: number of virtual tokens.
-    #[arg(long, default_value_t = 10)]
-    n_virtual: usize,
-    /// prefix: hidden width of the reparameterization MLP.
-    #[arg(long, default_value_t = 128)]
-    prefix_hidden: usize,
-    /// prefix: train the prefixes directly, without the reparameterization MLP.
-    #[arg(long)]
-    no_reparam: bool,
-    /// prompt: initialise the soft prompt from these words' embeddings (else randomly).
-    #[arg(long)]
-    prompt_init_text: Option<String>,
-}
-
-impl MethodArgs {
-    pub fn spec(
-        &self,
-        tok: Option<&tunelab::data::tokenizer::Tokenizer>,
-    ) -> tunelab::Result<MethodSpec> {
-        let lora = LoraConfig {
-            r: self.r,
-            alpha: self.alpha,
-            dropout: self.lora_dropout,
-            targets: self.targets.clone(),
-            rslora: self.rslora,
-            lr_ratio_b: self.lora_plus_ratio,
-        };
-        Ok(match self.method.as_str() {
-            "full" => MethodSpec::Full {
-                last_k: self.last_k,
-            },
-            "bitfit" => MethodSpec::Bitfit,
-            "lora" => MethodSpec::Lora(lora),
-            "dora" => MethodSpec::Dora(lora),
-            "houlsby" => MethodSpec::Houlsby {
-                bottleneck: self.bottleneck,
-            },
-            "pfeiffer" => MethodSpec::Pfeiffer {
-                bottleneck: self.bottleneck,
-            },
-            "ia3" => MethodSpec::Ia3,
-            "prefix" => MethodSpec::Prefix {
-                n_virtual: self.n_virtual,
-                reparameterize: !self.no_reparam,
-                hidden: self.prefix_hidden,
-            },
-            "prompt" => {
-                let init = match (&self.prompt_init_text, tok) {
-                    (Some(text), Some(tok)) => PromptInit::Vocab(
-                        tok.encode(text, false)?
-                            .into_iter()
-                            .map(|i| i as usize)
-                            .collect(),
-                    ),
-                    _ => PromptInit::Random,
-                };
-                MethodSpec::Prompt {
-                    n_virtual: self.n_virtual,
-                    init,
-                }
-            }
-            other => {
-                return Err(tunelab::Error::Invalid {
-                    op: "--method",
-                    detail: format!(
-                        "unknown method {other:?}; choose one of {}",
-                        MethodSpec::NAMES.join(", ")
-                    ),
-                })
-            }
-        })
-    }
 }
 
 /// Fine-tunes, prints the run's summary and test score, and says where the adapter is.

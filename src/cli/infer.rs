@@ -190,7 +190,7 @@ pub struct ExportPeftArgs {
 
 /// Writes the adapter in PEFT's format.
 pub fn export_peft(a: ExportPeftArgs) -> Outcome {
-    let (_, meta) = tunelab::peft::store::load_adapter_config(&a.adapter)?;
+    let (_, meta) = tunelab::io::adapter::read_config(&a.adapter)?;
     let base = match a.base {
         Some(b) => b,
         None => meta
@@ -207,7 +207,7 @@ pub fn export_peft(a: ExportPeftArgs) -> Outcome {
     };
     let dir = finetune::resolve_base(&base)?;
     let (config, _) = tunelab::io::hf::load_config(&dir)?;
-    tunelab::io::peft::export(&a.adapter, &config, &base, &a.out)?;
+    tunelab::io::adapter::export_peft(&a.adapter, &config, &base, &a.out)?;
     println!("PEFT adapter written to {}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,8 @@
 //! Files: safetensors tensors, model checkpoints (config.json + model.safetensors +
-//! tokenizer.json), Hugging Face model directories, PEFT adapters, and atomic writes.
+//! tokenizer.json), Hugging Face model directories, adapter directories (tunelab's and PEFT's),
+//! and atomic writes.
 
+pub mod adapter;
 pub mod checkpoint;
 pub mod hf;
 pub mod peft;

@@ -1,4 +1,6 @@
-//! The PEFT library's LoRA adapter format, to and from tunelab's own ([`crate::peft::store`]).
+//! The PEFT library's dialect of the adapter format: its config fields and key names, to and
+//! from tunelab's own. No file access here: [`super::adapter`] reads and writes the directories
+//! and calls [`import`] and [`export`] to convert.
 //!
 //! A PEFT adapter directory has the same two files as tunelab's, with other contents:
 //!
@@ -15,12 +17,10 @@
 //! chosen roles; PEFT adapters that do more (per-module ranks, some layers only, DoRA, trained
 //! biases) are refused with the field named.
 
-use super::{atomic_write, read, safetensors};
 use crate::data::tasks::{Task, TaskShape};
 use crate::error::{Error, Result};
 use crate::nn::{Arch, Config};
-use crate::peft::lora::LoraConfig;
-use crate::peft::MethodSpec;
+use crate::peft::spec::{LoraConfig, MethodSpec};
 use crate::tensor::Float;
 use ndarray::ArrayD;
 use serde_json::{json, Value};
@@ -88,19 +88,20 @@ fn strip_key(key: &str) -> &str {
         .unwrap_or(k)
 }
 
-/// A PEFT adapter in tunelab's terms.
-pub struct Imported<F: Float> {
-    /// The equivalent LoRA spec.
-    pub spec: MethodSpec,
-    /// `{"peft": {"task_type", "base_model_name_or_path"}}`.
-    pub meta: Value,
-    /// The tensors under tunelab names: LoRA pairs and `modules_to_save` heads.
-    pub tensors: Vec<(String, ArrayD<F>)>,
-}
+/// Tensors under their names, in file order.
+pub type Tensors<F> = Vec<(String, ArrayD<F>)>;
 
-/// Reads a PEFT LoRA adapter directory whose `adapter_config.json` is `config`.
-pub fn import<F: Float>(dir: &Path, config: &Value) -> Result<Imported<F>> {
-    let cpath = dir.join(crate::peft::store::CONFIG);
+/// A PEFT LoRA adapter in tunelab's terms, from its `adapter_config.json` (`config`, read from
+/// `cpath`) and its tensors (`load`, which reads `wpath`, is called once the config checked):
+/// the equivalent LoRA spec; `meta` = `{"peft": {"task_type", "base_model_name_or_path"}}`; the
+/// tensors under tunelab names (LoRA pairs and `modules_to_save` heads).
+pub fn import<F: Float>(
+    cpath: &Path,
+    config: &Value,
+    wpath: &Path,
+    load: impl FnOnce() -> Result<Tensors<F>>,
+) -> Result<(MethodSpec, Value, Tensors<F>)> {
+    let cpath = cpath.to_path_buf();
     let peft_type = config
         .get("peft_type")
         .and_then(Value::as_str)
@@ -147,17 +148,10 @@ pub fn import<F: Float>(dir: &Path, config: &Value) -> Result<Imported<F>> {
         ));
     }
 
-    let wpath = dir.join(crate::peft::store::WEIGHTS);
-    let file = safetensors::load::<F>(&wpath)?;
-    if let Some(name) = file.skipped.first() {
-        return Err(data_err(
-            &wpath,
-            format!("tensor {name} is not a float tensor"),
-        ));
-    }
+    let file = load()?;
     let mut targets: Vec<&str> = Vec::new();
-    let mut tensors = Vec::with_capacity(file.tensors.len());
-    for (key, value) in file.tensors {
+    let mut tensors = Vec::with_capacity(file.len());
+    for (key, value) in file {
         let name = strip_key(&key).to_string();
         let module = name
             .strip_suffix(".lora_A.weight")
@@ -165,7 +159,7 @@ pub fn import<F: Float>(dir: &Path, config: &Value) -> Result<Imported<F>> {
         if let Some(module) = module {
             let role = role_of_module(module).ok_or_else(|| {
                 data_err(
-                    &wpath,
+                    wpath,
                     format!(
                         "tensor {key}: LoRA on {module} is not supported (tunelab's LoRA targets \
                          the attention and MLP Linears of the blocks)"
@@ -177,14 +171,14 @@ pub fn import<F: Float>(dir: &Path, config: &Value) -> Result<Imported<F>> {
             }
         } else if name.contains(".lora_") {
             return Err(data_err(
-                &wpath,
+                wpath,
                 format!("tensor {key} is not a LoRA A or B matrix tunelab knows"),
             ));
         }
         tensors.push((name, value));
     }
     if targets.is_empty() {
-        return Err(data_err(&wpath, "no lora_A / lora_B tensors"));
+        return Err(data_err(wpath, "no lora_A / lora_B tensors"));
     }
     targets.sort_by_key(|t| {
         ["qkv", "q", "k", "v", "o", "fc", "proj"]
@@ -211,11 +205,7 @@ pub fn import<F: Float>(dir: &Path, config: &Value) -> Result<Imported<F>> {
             "base_model_name_or_path": config.get("base_model_name_or_path").cloned().unwrap_or(Value::Null),
         },
     });
-    Ok(Imported {
-        spec: MethodSpec::Lora(lora),
-        meta,
-        tensors,
-    })
+    Ok((MethodSpec::Lora(lora), meta, tensors))
 }
 
 /// PEFT's `task_type` for a tunelab adapter's `meta`: from its task, else from the task type
@@ -293,14 +283,21 @@ fn target_modules(arch: Arch, roles: &[String]) -> Value {
     json!(out)
 }
 
-/// Writes a tunelab LoRA adapter (`adapter`, trained on the base whose config is `base`) as a
-/// PEFT adapter directory `out`. `base_name` goes into `base_model_name_or_path`.
-pub fn export(adapter: &Path, base: &Config, base_name: &str, out: &Path) -> Result<()> {
-    let (spec, meta) = crate::peft::store::load_adapter_config(adapter)?;
-    let cpath = adapter.join(crate::peft::store::CONFIG);
+/// A tunelab LoRA adapter (`spec`, `meta` and `tensors` read from `cpath` and `wpath`, trained
+/// on the base whose config is `base`) in PEFT's terms: its `adapter_config.json` and its
+/// tensors under PEFT's keys. `base_name` goes into `base_model_name_or_path`.
+pub fn export<F: Float>(
+    spec: &MethodSpec,
+    meta: &Value,
+    tensors: Tensors<F>,
+    base: &Config,
+    base_name: &str,
+    cpath: &Path,
+    wpath: &Path,
+) -> Result<(Value, Tensors<F>)> {
     let MethodSpec::Lora(lora) = spec else {
         return Err(data_err(
-            &cpath,
+            cpath,
             format!(
                 "method {} has no PEFT LoRA equivalent (export-peft writes LoRA adapters)",
                 spec.name()
@@ -314,7 +311,7 @@ pub fn export(adapter: &Path, base: &Config, base_name: &str, out: &Path) -> Res
         && base.arch == Arch::Gpt
     {
         return Err(data_err(
-            &cpath,
+            cpath,
             format!(
                 "targets {:?}: PEFT cannot put LoRA on part of GPT-2's fused c_attn; train with \
                  --targets qkv (and o, fc, proj) to export",
@@ -322,14 +319,12 @@ pub fn export(adapter: &Path, base: &Config, base_name: &str, out: &Path) -> Res
             ),
         ));
     }
-    let kind = task_type(base.arch, &meta);
+    let kind = task_type(base.arch, meta);
     let prefix = class_prefix(base.arch, &kind);
 
-    let wpath = adapter.join(crate::peft::store::WEIGHTS);
-    let file = safetensors::load::<f32>(&wpath)?;
     let mut keys = Vec::new();
     let mut heads: Vec<String> = Vec::new();
-    for (name, value) in file.tensors {
+    for (name, value) in tensors {
         let module = name
             .strip_suffix(".lora_A.weight")
             .or_else(|| name.strip_suffix(".lora_B.weight"));
@@ -341,7 +336,7 @@ pub fn export(adapter: &Path, base: &Config, base_name: &str, out: &Path) -> Res
                     .find(|h| name.starts_with(h))
                     .ok_or_else(|| {
                         data_err(
-                            &wpath,
+                            wpath,
                             format!("tensor {name} has no place in a PEFT LoRA adapter"),
                         )
                     })?;
@@ -372,28 +367,5 @@ pub fn export(adapter: &Path, base: &Config, base_name: &str, out: &Path) -> Res
         "rank_pattern": {},
         "alpha_pattern": {},
     });
-    std::fs::create_dir_all(out).map_err(|source| Error::Io {
-        path: out.display().to_string(),
-        source,
-    })?;
-    let text = serde_json::to_string_pretty(&config).expect("JSON serialises");
-    atomic_write(&out.join(crate::peft::store::CONFIG), text.as_bytes())?;
-    let views: Vec<(&str, ndarray::ArrayViewD<'_, f32>)> =
-        keys.iter().map(|(k, v)| (k.as_str(), v.view())).collect();
-    safetensors::save(
-        &out.join(crate::peft::store::WEIGHTS),
-        &views,
-        &[("format", "pt")],
-    )
-}
-
-/// Reads `adapter_config.json` as JSON.
-pub fn read_config(dir: &Path) -> Result<Value> {
-    let path = dir.join(crate::peft::store::CONFIG);
-    let bytes = read(&path)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Data {
-        path: path.display().to_string(),
-        line: e.line(),
-        detail: e.to_string(),
-    })
+    Ok((config, keys))
 }

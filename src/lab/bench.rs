@@ -10,35 +10,15 @@ use crate::autodiff::{Grads, ParamStore, Tape};
 use crate::error::Result;
 use crate::nn::{Config, Hooks, Input, Transformer};
 use crate::optim::{AdamW, AdamWConfig, Optimizer};
-use crate::peft::{self, lora::LoraConfig, prompt::PromptInit, Method, MethodSpec};
+use crate::peft::{self, Method, MethodSpec};
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// The methods the benchmarks compare, with the options they use.
+/// The methods the benchmarks compare, with the options they use: the registry's bench
+/// examples ([`crate::peft::registry::bench_examples`]), by benchmark id.
 pub fn methods() -> Vec<(&'static str, MethodSpec)> {
-    vec![
-        ("full", MethodSpec::Full { last_k: None }),
-        ("lora_r8_qv", MethodSpec::Lora(LoraConfig::default())),
-        ("houlsby_16", MethodSpec::Houlsby { bottleneck: 16 }),
-        (
-            "prefix_10",
-            MethodSpec::Prefix {
-                n_virtual: 10,
-                reparameterize: true,
-                hidden: 128,
-            },
-        ),
-        (
-            "prompt_10",
-            MethodSpec::Prompt {
-                n_virtual: 10,
-                init: PromptInit::Random,
-            },
-        ),
-        ("ia3", MethodSpec::Ia3),
-        ("bitfit", MethodSpec::Bitfit),
-    ]
+    crate::peft::registry::bench_examples()
 }
 
 /// The shape of the benchmark model and batch.

@@ -10,9 +10,8 @@ use super::finetune::{load_base, train_method, FinetuneOptions, Trained};
 use super::forgetting::{Forgetting, HeldOut};
 use crate::data::tasks::Task;
 use crate::error::Result;
-use crate::peft::lora::LoraConfig;
-use crate::peft::prompt::PromptInit;
-use crate::peft::MethodSpec;
+use crate::peft::method::ExampleContext;
+use crate::peft::{registry, MethodSpec};
 use crate::train::args::Strategy;
 use crate::train::trainer::{self, LogEntry, Memory, Split, TrainProgress, TrainTask};
 use crate::train::TrainingArgs;
@@ -38,50 +37,21 @@ pub struct Entry {
     pub lr: f64,
 }
 
-/// The default line-up: every method with its usual options.
+/// The default line-up: every method's compare rows from the registry
+/// ([`crate::peft::registry::compare_examples`]), in its order. `prompt_init` are token ids that
+/// prompt tuning starts from (empty: random init).
 pub fn default_entries(prompt_init: Vec<usize>) -> Vec<Entry> {
-    let lora = LoraConfig {
-        r: 8,
-        alpha: 32.0,
-        targets: vec!["q".into(), "v".into()],
-        ..Default::default()
+    let ctx = ExampleContext {
+        vocab_init: prompt_init,
     };
-    let e = |label: &str, spec, lr| Entry {
-        label: label.to_string(),
-        spec,
-        lr,
-    };
-    vec![
-        e("full", MethodSpec::Full { last_k: None }, 5e-4),
-        e("last-2 blocks", MethodSpec::Full { last_k: Some(2) }, 1e-3),
-        e("bitfit", MethodSpec::Bitfit, 5e-3),
-        e("houlsby", MethodSpec::Houlsby { bottleneck: 16 }, 1e-2),
-        e("pfeiffer", MethodSpec::Pfeiffer { bottleneck: 16 }, 1e-2),
-        e("lora r=8 q,v", MethodSpec::Lora(lora.clone()), 3e-3),
-        e("dora r=8 q,v", MethodSpec::Dora(lora), 3e-3),
-        e("ia3", MethodSpec::Ia3, 3e-2),
-        e(
-            "prefix P=10",
-            MethodSpec::Prefix {
-                n_virtual: 10,
-                reparameterize: false,
-                hidden: 128,
-            },
-            3e-2,
-        ),
-        e(
-            "prompt P=10",
-            MethodSpec::Prompt {
-                n_virtual: 10,
-                init: if prompt_init.is_empty() {
-                    PromptInit::Random
-                } else {
-                    PromptInit::Vocab(prompt_init)
-                },
-            },
-            1e-2,
-        ),
-    ]
+    registry::compare_examples(&ctx)
+        .into_iter()
+        .map(|c| Entry {
+            label: c.label.to_string(),
+            spec: c.spec,
+            lr: c.lr,
+        })
+        .collect()
 }
 
 /// The run's settings.
@@ -367,7 +337,7 @@ fn measure(
         metric: metric_name(&test),
         low_data_test_score,
         forgetting,
-        adapter_bytes: crate::peft::store::adapter_file_size(&adapter)?,
+        adapter_bytes: crate::io::adapter::file_size(&adapter)?,
         train_losses: t.report.state.losses.clone(),
         wall_seconds: started.elapsed().as_secs_f64(),
     };

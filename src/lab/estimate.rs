@@ -181,38 +181,33 @@ impl Module {
         }
     }
 
-    /// Parses a comma-separated target list: module names (`q`, `q_proj`, `k`, `v`, `o`,
-    /// `o_proj`, `gate`, `up`, `down`, `fc1`/`c_fc`/`fc_in`, `fc2`/`fc_out`), or the groups
-    /// `attn` (q,k,v,o), `mlp` (gate,up,down) and `all` / `all-linear` (every Linear of the
-    /// blocks, as QLoRA and PEFT's "all-linear" use; never the LM head).
+    /// Parses a comma-separated target list with LoRA's target vocabulary
+    /// ([`crate::peft::lora::parse_targets`], shared with `finetune --targets`): `fc` is `up`,
+    /// `proj` is `down`, and the groups `attn` (q,k,v,o), `mlp` (gate,up,down) and `all` work.
+    /// GPT-2's fused `qkv` is refused: the estimate counts q, k and v as separate Linears.
+    /// Sorted in the order of [`Module::ALL`].
     pub fn parse_list(s: &str) -> Result<Vec<Module>> {
+        use crate::peft::lora::Target;
         let mut out: Vec<Module> = Vec::new();
-        for raw in s.split(',') {
-            let word = raw.trim().to_ascii_lowercase();
-            let word = word.strip_suffix("_proj").unwrap_or(&word);
-            let add: &[Module] = match word {
-                "q" => &[Module::Q],
-                "k" => &[Module::K],
-                "v" => &[Module::V],
-                "o" | "out" => &[Module::O],
-                "gate" => &[Module::Gate],
-                "up" | "fc1" | "c_fc" | "fc_in" => &[Module::Up],
-                "down" | "fc2" | "fc_out" => &[Module::Down],
-                "attn" => &[Module::Q, Module::K, Module::V, Module::O],
-                "mlp" => &[Module::Gate, Module::Up, Module::Down],
-                "all" | "all-linear" | "all_linear" => &Module::ALL,
-                other => {
-                    let known = "q,k,v,o,gate,up,down, attn, mlp or all";
+        for t in crate::peft::lora::parse_targets(s)? {
+            let m = match t {
+                Target::Q => Module::Q,
+                Target::K => Module::K,
+                Target::V => Module::V,
+                Target::O => Module::O,
+                Target::Gate => Module::Gate,
+                Target::Fc => Module::Up,
+                Target::Proj => Module::Down,
+                Target::Qkv => {
                     return invalid(
                         "estimate",
-                        format!("unknown LoRA target {other:?}: use {known}"),
-                    );
+                        "target qkv (GPT-2's fused c_attn): the estimate counts q, k and v as \
+                         separate Linears; use q,k,v",
+                    )
                 }
             };
-            for m in add {
-                if !out.contains(m) {
-                    out.push(*m);
-                }
+            if !out.contains(&m) {
+                out.push(m);
             }
         }
         out.sort_by_key(|m| Module::ALL.iter().position(|a| a == m));

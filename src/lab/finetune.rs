@@ -195,7 +195,7 @@ pub fn train_method(opts: &FinetuneOptions, progress: &mut dyn TrainProgress) ->
     )?;
     let summary = base.store.trainable_summary();
     let (trainable, total) = (base.store.num_trainable(), base.store.num_params());
-    let mults = lora_plus(&opts.spec, method.as_ref(), &base.store);
+    let mults = method.lr_multipliers();
     let report = trainer::train(
         &opts.args,
         &tm,
@@ -256,23 +256,6 @@ pub fn finetune(
         total,
         adapter_dir,
     })
-}
-
-/// LoRA+: the B matrices' learning-rate multiplier, read from the spec.
-pub fn lora_plus(
-    spec: &MethodSpec,
-    method: &dyn Method<f32>,
-    store: &ParamStore<f32>,
-) -> Vec<(crate::ParamId, f64)> {
-    match spec {
-        MethodSpec::Lora(c) | MethodSpec::Dora(c) if c.lr_ratio_b != 1.0 => method
-            .params()
-            .iter()
-            .filter(|&&id| store.name(id).contains(".lora_B"))
-            .map(|&id| (id, c.lr_ratio_b))
-            .collect(),
-        _ => vec![],
-    }
 }
 
 /// Evaluates a base (and optionally an adapter saved by `finetune`) on a task's test split.

@@ -4,7 +4,7 @@
 //! kept even when the loss blows up.
 
 use super::evidence::Progress;
-use super::finetune::{lora_plus, prepare, task_data, Base};
+use super::finetune::{prepare, task_data, Base};
 use super::forgetting::{self, Forgetting};
 use crate::data::tasks::Task;
 use crate::error::{Error, Result};
@@ -174,7 +174,7 @@ pub fn train_run(run: &Run, label: &str, progress: &mut dyn Progress) -> Result<
     ));
     let (mut base, tm, method) = prepare_run(run)?;
     let (trainable, total) = (base.store.num_trainable(), base.store.num_params());
-    let mults = lora_plus(&run.spec, method.as_ref(), &base.store);
+    let mults = method.lr_multipliers();
     let mut args = run.args.clone();
     args.output_dir = temp_dir("run");
     let mut record = Recorder::default();

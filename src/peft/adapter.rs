@@ -38,7 +38,8 @@
 //! Parameters: (2·C·m + m + C) per adapter; times 2·L for Houlsby, L for Pfeiffer.
 
 use super::lora::block_linears;
-use super::Method;
+use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
+use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::{invalid, Result};
 use crate::nn::{Hooks, Role, Site, Transformer};
@@ -50,6 +51,59 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+
+/// Houlsby adapters' line in the registry.
+pub const HOULSBY: MethodEntry = MethodEntry {
+    name: "houlsby",
+    help: "bottleneck adapters after attention and after the MLP, two per block (--bottleneck)",
+    identity_at_init: true,
+    spec: |o, _| {
+        Ok(MethodSpec::Houlsby {
+            bottleneck: o.bottleneck,
+        })
+    },
+    examples: houlsby_examples,
+};
+
+/// Pfeiffer adapters' line in the registry.
+pub const PFEIFFER: MethodEntry = MethodEntry {
+    name: "pfeiffer",
+    help: "a bottleneck adapter after the MLP, one per block (--bottleneck)",
+    identity_at_init: true,
+    spec: |o, _| {
+        Ok(MethodSpec::Pfeiffer {
+            bottleneck: o.bottleneck,
+        })
+    },
+    examples: pfeiffer_examples,
+};
+
+/// Bottleneck 16 in `compare` and the benchmarks; 2 and 3 in the tests.
+fn houlsby_examples(_: &ExampleContext) -> Examples {
+    let spec = |bottleneck| MethodSpec::Houlsby { bottleneck };
+    Examples {
+        compare: vec![CompareExample {
+            label: "houlsby",
+            spec: spec(16),
+            lr: 1e-2,
+        }],
+        bench: vec![("houlsby_16", spec(16))],
+        tests: vec![("houlsby", spec(2)), ("houlsby_b3", spec(3))],
+    }
+}
+
+fn pfeiffer_examples(_: &ExampleContext) -> Examples {
+    let spec = |bottleneck| MethodSpec::Pfeiffer { bottleneck };
+    Examples {
+        compare: vec![CompareExample {
+            label: "pfeiffer",
+            spec: spec(16),
+            lr: 1e-2,
+        }],
+        bench: vec![],
+        tests: vec![("pfeiffer", spec(2)), ("pfeiffer_b3", spec(3))],
+    }
+}
 
 /// Where the adapters go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

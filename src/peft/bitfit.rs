@@ -1,10 +1,32 @@
 //! BitFit (Ben Zaken et al., 2021): train only the bias terms of the model (every `*.bias`,
 //! LayerNorm biases included); all weight matrices stay frozen.
 
-use super::Method;
+use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
+use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore};
 use crate::nn::Hooks;
 use crate::tensor::Float;
+
+/// BitFit's line in the registry.
+pub const ENTRY: MethodEntry = MethodEntry {
+    name: "bitfit",
+    help: "biases only",
+    identity_at_init: true,
+    spec: |_, _| Ok(MethodSpec::Bitfit),
+    examples,
+};
+
+fn examples(_: &ExampleContext) -> Examples {
+    Examples {
+        compare: vec![CompareExample {
+            label: "bitfit",
+            spec: MethodSpec::Bitfit,
+            lr: 5e-3,
+        }],
+        bench: vec![("bitfit", MethodSpec::Bitfit)],
+        tests: vec![("bitfit", MethodSpec::Bitfit)],
+    }
+}
 
 pub struct BitFit;
 

@@ -6,13 +6,111 @@
 //! Per output column the rescaling commutes with the product, so the forward is
 //! y' = (m / ‖W + s·B A‖) ⊙ (x W + s·x Aᵀ Bᵀ) + b, computed from the base output y = x W + b.
 //! The norm is differentiated through (not detached), so A and B get exact gradients.
+//!
+//! DoRA wraps LoRA: [`Lora::build`] adds the pairs, and right after each pair its magnitude
+//! `…lora_magnitude_vector[.q]` over the pair's columns (so the store holds A, B, m per pair, as
+//! PEFT names them). The hook computes LoRA's update of each pair and rescales with it. A DoRA
+//! adapter is served unmerged (the rescaling depends on the norm of the merged weight).
 
-use super::lora::Unit;
-use crate::autodiff::{Tape, Var};
+use super::lora::{self, Lora, LoraConfig, LoraPair};
+use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
+use super::spec::MethodSpec;
+use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::Result;
-use crate::nn::{Layout, Linear};
+use crate::nn::{Hooks, Layout, Linear, Site, Transformer};
 use crate::tensor::Float;
 use ndarray::{ArrayD, Axis, Ix2};
+use std::collections::HashMap;
+
+/// DoRA's line in the registry.
+pub const ENTRY: MethodEntry = MethodEntry {
+    name: "dora",
+    help: "LoRA with a learned magnitude per output column (LoRA's options)",
+    identity_at_init: true,
+    spec: |o, _| Ok(MethodSpec::Dora(lora::config(o)?)),
+    examples,
+};
+
+fn examples(_: &ExampleContext) -> Examples {
+    Examples {
+        compare: vec![CompareExample {
+            label: "dora r=8 q,v",
+            spec: MethodSpec::Dora(lora::compare_config()),
+            lr: 3e-3,
+        }],
+        bench: vec![],
+        tests: vec![
+            ("dora", MethodSpec::Dora(lora::test_config(false))),
+            ("dora_fc", MethodSpec::Dora(lora::test_config(true))),
+        ],
+    }
+}
+
+/// DoRA applied to a model: LoRA's pairs plus a magnitude per pair.
+pub struct Dora {
+    pub lora: Lora,
+    /// Per targeted module, the magnitude of each of its pairs (aligned with `pairs`).
+    pub magnitudes: HashMap<String, Vec<ParamId>>,
+    /// A, B and m of every pair, in store order.
+    params: Vec<ParamId>,
+}
+
+impl Dora {
+    pub fn apply<F: Float>(
+        model: &Transformer,
+        store: &mut ParamStore<F>,
+        config: LoraConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut magnitudes: HashMap<String, Vec<ParamId>> = HashMap::new();
+        let mut params = Vec::new();
+        let lora = Lora::build(model, store, config, seed, |store, lin, pair, tag| {
+            let m = column_norms(store.value(lin.weight), lin.layout, pair.cols);
+            let id = store.add(
+                format!("{}.lora_magnitude_vector{tag}", lin.module),
+                m,
+                true,
+            )?;
+            params.extend([pair.a, pair.b, id]);
+            magnitudes.entry(lin.module.clone()).or_default().push(id);
+            Ok(())
+        })?;
+        Ok(Self {
+            lora,
+            magnitudes,
+            params,
+        })
+    }
+}
+
+impl<F: Float> Hooks<F> for Dora {
+    fn linear(&self, tape: &mut Tape<'_, F>, site: &Site<'_>, x: Var, y: Var) -> Result<Var> {
+        let Some(target) = self.lora.targets.get(site.module) else {
+            return Ok(y);
+        };
+        let scaling = self.lora.config.scaling();
+        let mut y = y;
+        for (pair, &m) in target.pairs.iter().zip(&self.magnitudes[site.module]) {
+            let d = self.lora.delta(tape, x, pair)?;
+            y = apply_pair(tape, &target.linear, pair, m, scaling, y, d)?;
+        }
+        Ok(y)
+    }
+}
+
+impl<F: Float> Method<F> for Dora {
+    fn name(&self) -> &'static str {
+        "dora"
+    }
+
+    fn params(&self) -> &[ParamId] {
+        &self.params
+    }
+
+    fn lr_multipliers(&self) -> Vec<(ParamId, f64)> {
+        Method::<F>::lr_multipliers(&self.lora)
+    }
+}
 
 /// ‖W‖ per output column in `cols`, (cols.1 − cols.0): DoRA's initial magnitude.
 pub fn column_norms<F: Float>(w: &ArrayD<F>, layout: Layout, cols: (usize, usize)) -> ArrayD<F> {
@@ -30,17 +128,19 @@ pub fn column_norms<F: Float>(w: &ArrayD<F>, layout: Layout, cols: (usize, usize
         .into_dyn()
 }
 
-// ANCHOR: apply_unit
-/// y' for one unit: rescales the unit's columns of y (bias removed and restored) by m / ‖V‖.
-pub fn apply_unit<F: Float>(
+// ANCHOR: apply_pair
+/// y' for one pair with magnitude m: rescales the pair's columns of y (bias removed and
+/// restored) by m / ‖V‖.
+pub fn apply_pair<F: Float>(
     tape: &mut Tape<'_, F>,
     linear: &Linear,
-    unit: &Unit,
+    pair: &LoraPair,
+    magnitude: ParamId,
     scaling: f64,
     y: Var,
     delta: Var,
 ) -> Result<Var> {
-    let (c0, c1) = unit.cols;
+    let (c0, c1) = pair.cols;
     let width = linear.d_out;
     // V = W[cols] + s·B A, as (cols, in).
     let w = tape.param(linear.weight);
@@ -51,14 +151,14 @@ pub fn apply_unit<F: Float>(
             tape.transpose(wc, 0, 1)?
         }
     };
-    let (a, b) = (tape.param(unit.a), tape.param(unit.b));
+    let (a, b) = (tape.param(pair.a), tape.param(pair.b));
     let ba = tape.matmul(b, a)?;
     let ba = tape.scale(ba, scaling)?;
     let v = tape.add(w_oi, ba)?;
     let v2 = tape.square(v)?;
     let norm2 = tape.sum(v2, &[1], false)?;
     let norm = tape.sqrt(norm2)?;
-    let m = tape.param(unit.magnitude.expect("DoRA units carry a magnitude"));
+    let m = tape.param(magnitude);
     let factor = tape.div(m, norm)?; // (cols)
 
     let nd = tape.shape(y).len();
@@ -95,4 +195,4 @@ pub fn apply_unit<F: Float>(
     }
     tape.concat(&parts, nd - 1)
 }
-// ANCHOR_END: apply_unit
+// ANCHOR_END: apply_pair

@@ -1,11 +1,44 @@
 //! Full fine-tuning: every parameter of the model trains. Partial fine-tuning: only the last k
 //! blocks (plus the final LayerNorm and the task head) train, the rest stays frozen.
 
-use super::Method;
+use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
+use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore};
 use crate::error::{invalid, Result};
 use crate::nn::{Hooks, Transformer};
 use crate::tensor::Float;
+
+/// Full fine-tuning's line in the registry.
+pub const ENTRY: MethodEntry = MethodEntry {
+    name: "full",
+    help: "every parameter trains (--last-k: only the last k blocks and the head)",
+    identity_at_init: true,
+    spec: |o, _| Ok(MethodSpec::Full { last_k: o.last_k }),
+    examples,
+};
+
+fn examples(_: &ExampleContext) -> Examples {
+    let full = MethodSpec::Full { last_k: None };
+    Examples {
+        compare: vec![
+            CompareExample {
+                label: "full",
+                spec: full.clone(),
+                lr: 5e-4,
+            },
+            CompareExample {
+                label: "last-2 blocks",
+                spec: MethodSpec::Full { last_k: Some(2) },
+                lr: 1e-3,
+            },
+        ],
+        bench: vec![("full", full.clone())],
+        tests: vec![
+            ("full", full),
+            ("full_last1", MethodSpec::Full { last_k: Some(1) }),
+        ],
+    }
+}
 
 /// Full (or last-k partial) fine-tuning. Adds no parameters and no hooks.
 pub struct Full {

@@ -27,7 +27,8 @@
 //! | l_v | (C) | `h.{i}.attn.c_attn.ia3_l_v` | `encoder.layer.{i}.attention.self.value.ia3_l_v` |
 //! | l_ff | (d_ff) | `h.{i}.mlp.ia3_l_ff` | `encoder.layer.{i}.intermediate.ia3_l_ff` |
 
-use super::Method;
+use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
+use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::{invalid, Result};
 use crate::nn::transformer::Qkv;
@@ -35,6 +36,27 @@ use crate::nn::{Hooks, Site, Transformer};
 use crate::tensor::Float;
 use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
+
+/// IA3's line in the registry.
+pub const ENTRY: MethodEntry = MethodEntry {
+    name: "ia3",
+    help: "learned rescaling of keys, values and MLP activations",
+    identity_at_init: true,
+    spec: |_, _| Ok(MethodSpec::Ia3),
+    examples,
+};
+
+fn examples(_: &ExampleContext) -> Examples {
+    Examples {
+        compare: vec![CompareExample {
+            label: "ia3",
+            spec: MethodSpec::Ia3,
+            lr: 3e-2,
+        }],
+        bench: vec![("ia3", MethodSpec::Ia3)],
+        tests: vec![("ia3", MethodSpec::Ia3)],
+    }
+}
 
 /// How one attention Linear's output is rescaled.
 #[derive(Debug, Clone, Copy)]

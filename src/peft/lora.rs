@@ -4,15 +4,21 @@
 //! uniform(±1/√d_in) as PEFT's Kaiming init. The update costs 2·r·(d_in + d_out) FLOPs per token
 //! instead of a d_in × d_out weight gradient, and only A and B need optimizer state.
 //!
-//! Targets are the short names of [`Role`]: q, k, v, o, fc, proj. GPT-2 fuses q, k and v into one
-//! `c_attn` Linear; there each targeted block of its output columns gets its own A and B (named
+//! Targets are named in one vocabulary ([`Target`], [`parse_targets`]) that `finetune --targets`,
+//! adapter configs and `estimate --targets` share: q, k, v, o, fc, proj (the short names of
+//! [`Role`]), gate (LLaMA's SwiGLU gate, absent from tunelab's models), aliases such as `q_proj`
+//! or `fc1`, and the groups `attn`, `mlp` and `all`. GPT-2 fuses q, k and v into one `c_attn`
+//! Linear; there each targeted block of its output columns gets its own A and B (named
 //! `…c_attn.lora_A.q.weight`), and the target `qkv` puts one pair on the whole of `c_attn` as
 //! PEFT does for GPT-2.
 //!
 //! Merging adds s·B·A into W (so serving costs nothing extra); unmerging subtracts it again.
-//! DoRA builds on the same units (see [`super::dora`]).
+//! DoRA wraps the same pairs (see [`super::dora`]).
 
-use super::{dora, Method};
+use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
+use super::options::MethodOptions;
+pub use super::spec::LoraConfig;
+use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::{invalid, Result};
 use crate::nn::transformer::Qkv;
@@ -23,34 +29,183 @@ use ndarray_rand::rand_distr::Uniform;
 use ndarray_rand::RandomExt;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// LoRA's options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LoraConfig {
-    pub r: usize,
-    pub alpha: f64,
-    pub dropout: f64,
-    /// Short role names: q, k, v, o, fc, proj (and qkv for GPT-2's whole c_attn).
-    pub targets: Vec<String>,
-    /// Scale by α/√r instead of α/r.
-    pub rslora: bool,
-    /// LoRA+: B's learning rate is this many times A's (1 = plain LoRA).
-    pub lr_ratio_b: f64,
+/// LoRA's line in the registry.
+pub const ENTRY: MethodEntry = MethodEntry {
+    name: "lora",
+    help: "low-rank updates B·A of chosen Linears (--r, --alpha, --targets, --rslora, --lora-plus-ratio)",
+    identity_at_init: true,
+    spec: |o, _| Ok(MethodSpec::Lora(config(o)?)),
+    examples,
+};
+
+/// LoRA's options from the command line's.
+pub fn config(o: &MethodOptions) -> Result<LoraConfig> {
+    let targets = parse_targets(&o.targets.join(","))?;
+    Ok(LoraConfig {
+        r: o.r,
+        alpha: o.alpha,
+        dropout: o.lora_dropout,
+        targets: targets.iter().map(|t| t.name().to_string()).collect(),
+        rslora: o.rslora,
+        lr_ratio_b: o.lora_plus_ratio,
+    })
 }
 
-impl Default for LoraConfig {
-    fn default() -> Self {
-        Self {
-            r: 8,
-            alpha: 16.0,
-            dropout: 0.0,
-            targets: vec!["q".into(), "v".into()],
-            rslora: false,
-            lr_ratio_b: 1.0,
+/// r = 8 on q and v, the LoRA paper's choice, with alpha 32: compare's LoRA and DoRA rows.
+pub fn compare_config() -> LoraConfig {
+    LoraConfig {
+        r: 8,
+        alpha: 32.0,
+        targets: vec!["q".into(), "v".into()],
+        ..Default::default()
+    }
+}
+
+/// The tests' small LoRA (and DoRA): rank 2, alpha 4, on q and v, or also on fc.
+pub fn test_config(with_fc: bool) -> LoraConfig {
+    let targets: &[&str] = if with_fc {
+        &["q", "v", "fc"]
+    } else {
+        &["q", "v"]
+    };
+    LoraConfig {
+        r: 2,
+        alpha: 4.0,
+        targets: targets.iter().map(|t| t.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn examples(_: &ExampleContext) -> Examples {
+    let rslora = |r, targets: [&str; 3]| LoraConfig {
+        r,
+        targets: targets.iter().map(|t| t.to_string()).collect(),
+        rslora: true,
+        ..test_config(false)
+    };
+    Examples {
+        compare: vec![CompareExample {
+            label: "lora r=8 q,v",
+            spec: MethodSpec::Lora(compare_config()),
+            lr: 3e-3,
+        }],
+        bench: vec![("lora_r8_qv", MethodSpec::Lora(LoraConfig::default()))],
+        tests: vec![
+            ("lora", MethodSpec::Lora(test_config(false))),
+            ("lora_fc", MethodSpec::Lora(test_config(true))),
+            (
+                "lora_qkv_o",
+                MethodSpec::Lora(rslora(3, ["qkv", "o", "fc"])),
+            ),
+            (
+                "lora_qkv_proj",
+                MethodSpec::Lora(rslora(2, ["qkv", "o", "proj"])),
+            ),
+        ],
+    }
+}
+
+/// A LoRA target: a kind of Linear of a transformer block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Q,
+    K,
+    V,
+    O,
+    /// GPT-2's fused c_attn as a whole (one pair on all 3C output columns).
+    Qkv,
+    /// SwiGLU's gate projection (LLaMA `gate_proj`); tunelab's models have none.
+    Gate,
+    /// The MLP's first Linear (GPT-2 `c_fc`, BERT `intermediate.dense`, LLaMA `up_proj`).
+    Fc,
+    /// The MLP's second Linear (GPT-2 `mlp.c_proj`, BERT `output.dense`, LLaMA `down_proj`).
+    Proj,
+}
+
+impl Target {
+    /// Every Linear of a block, as `all` means it (qkv is q, k and v).
+    pub const ALL: [Target; 7] = [
+        Target::Q,
+        Target::K,
+        Target::V,
+        Target::O,
+        Target::Gate,
+        Target::Fc,
+        Target::Proj,
+    ];
+
+    /// The canonical name: q, k, v, o, qkv, gate, fc, proj (a [`Role`]'s short name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Q => "q",
+            Target::K => "k",
+            Target::V => "v",
+            Target::O => "o",
+            Target::Qkv => "qkv",
+            Target::Gate => "gate",
+            Target::Fc => "fc",
+            Target::Proj => "proj",
         }
     }
+
+    /// The target a Linear of this role is, if any.
+    pub fn of_role(role: Role) -> Option<Target> {
+        Some(match role {
+            Role::Qkv => Target::Qkv,
+            Role::Query => Target::Q,
+            Role::Key => Target::K,
+            Role::Value => Target::V,
+            Role::AttnOut => Target::O,
+            Role::Fc => Target::Fc,
+            Role::Proj => Target::Proj,
+            Role::Other => return None,
+        })
+    }
+}
+
+/// Parses a comma-separated target list, in order of first mention and without repeats:
+/// the names of [`Target`] (a `_proj` suffix is dropped, so `q_proj`, `gate_proj` work), the
+/// aliases `query`/`key`/`value`, `out`, `c_attn`, `up`/`fc1`/`c_fc`/`fc_in` (fc) and
+/// `down`/`fc2`/`fc_out` (proj), and the groups `attn` (q, k, v, o), `mlp` (gate, fc, proj) and
+/// `all` / `all-linear` (every Linear of the blocks, as QLoRA and PEFT's "all-linear"; never
+/// the LM head).
+pub fn parse_targets(s: &str) -> Result<Vec<Target>> {
+    use Target::*;
+    let mut out: Vec<Target> = Vec::new();
+    for raw in s.split(',') {
+        let word = raw.trim().to_ascii_lowercase();
+        let word = word.strip_suffix("_proj").unwrap_or(&word);
+        let add: &[Target] = match word {
+            "q" | "query" => &[Q],
+            "k" | "key" => &[K],
+            "v" | "value" => &[V],
+            "o" | "out" => &[O],
+            "qkv" | "c_attn" => &[Qkv],
+            "gate" => &[Gate],
+            "fc" | "up" | "fc1" | "c_fc" | "fc_in" => &[Fc],
+            "proj" | "down" | "fc2" | "fc_out" => &[Proj],
+            "attn" => &[Q, K, V, O],
+            "mlp" => &[Gate, Fc, Proj],
+            "all" | "all-linear" | "all_linear" => &Target::ALL,
+            other => {
+                return invalid(
+                    "lora targets",
+                    format!(
+                        "unknown LoRA target {other:?}: use q, k, v, o, qkv, gate, fc (up), \
+                         proj (down), or the groups attn, mlp, all"
+                    ),
+                )
+            }
+        };
+        for t in add {
+            if !out.contains(t) {
+                out.push(*t);
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl LoraConfig {
@@ -66,29 +221,28 @@ impl LoraConfig {
     // ANCHOR_END: scaling
 }
 
-/// One low-rank pair on (a block of) one Linear's output.
+/// One low-rank pair A, B on (a block of) one Linear's output.
 #[derive(Debug, Clone)]
-pub struct Unit {
+pub struct LoraPair {
     pub a: ParamId,
     pub b: ParamId,
     /// The output columns this pair updates (all of them, or one of q/k/v in a fused c_attn).
     pub cols: (usize, usize),
-    /// DoRA's magnitude vector over those columns, when DoRA is on.
-    pub magnitude: Option<ParamId>,
 }
 
-/// The pairs on one Linear.
+/// A targeted Linear and its pairs.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct LoraLinear {
     pub linear: Linear,
-    pub units: Vec<Unit>,
+    pub pairs: Vec<LoraPair>,
 }
 
-/// LoRA (or DoRA) applied to a model.
+/// LoRA applied to a model.
 pub struct Lora {
     pub config: LoraConfig,
-    pub dora: bool,
-    pub targets: HashMap<String, Target>,
+    /// The targeted Linears by module path.
+    pub targets: HashMap<String, LoraLinear>,
+    /// A and B of every pair, in the order they were added to the store.
     params: Vec<ParamId>,
     merged: bool,
 }
@@ -111,39 +265,46 @@ impl Lora {
         model: &Transformer,
         store: &mut ParamStore<F>,
         config: LoraConfig,
-        dora: bool,
         seed: u64,
+    ) -> Result<Self> {
+        Self::build(model, store, config, seed, |_, _, _, _| Ok(()))
+    }
+
+    /// Adds a pair A, B to every targeted Linear (A drawn from `seed`, B zero).
+    /// `after_pair(store, linear, pair, tag)` runs right after each pair is added, `tag` being
+    /// the pair's name suffix (`.q` for a block of a fused c_attn, else empty): DoRA adds its
+    /// magnitude there, so each pair's parameters sit together in the store.
+    pub fn build<F: Float>(
+        model: &Transformer,
+        store: &mut ParamStore<F>,
+        config: LoraConfig,
+        seed: u64,
+        mut after_pair: impl FnMut(&mut ParamStore<F>, &Linear, &LoraPair, &str) -> Result<()>,
     ) -> Result<Self> {
         if config.r == 0 {
             return invalid("lora", "rank r must be at least 1");
         }
-        let known = ["q", "k", "v", "o", "fc", "proj", "qkv"];
-        if let Some(bad) = config.targets.iter().find(|t| !known.contains(&t.as_str())) {
-            return invalid(
-                "lora",
-                format!("unknown target {bad:?} (q, k, v, o, fc, proj, qkv)"),
-            );
-        }
+        let wanted = parse_targets(&config.targets.join(","))?;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut targets = HashMap::new();
         let mut params = Vec::new();
         let c = model.config.d_model;
         for lin in block_linears(model) {
-            let wants = |t: &str| config.targets.iter().any(|x| x == t);
+            let wants = |t: Target| wanted.contains(&t);
             let blocks: Vec<(&str, (usize, usize))> = match lin.role {
-                Role::Qkv if wants("qkv") => vec![("", (0, 3 * c))],
-                Role::Qkv => [("q", 0), ("k", 1), ("v", 2)]
+                Role::Qkv if wants(Target::Qkv) => vec![("", (0, 3 * c))],
+                Role::Qkv => [(Target::Q, 0), (Target::K, 1), (Target::V, 2)]
                     .into_iter()
-                    .filter(|(t, _)| wants(t))
-                    .map(|(t, i)| (t, (i * c, (i + 1) * c)))
+                    .filter(|&(t, _)| wants(t))
+                    .map(|(t, i)| (t.name(), (i * c, (i + 1) * c)))
                     .collect(),
-                role if wants(role.short()) => vec![("", (0, lin.d_out))],
+                role if Target::of_role(role).is_some_and(wants) => vec![("", (0, lin.d_out))],
                 _ => vec![],
             };
             if blocks.is_empty() {
                 continue;
             }
-            let mut units = Vec::new();
+            let mut pairs = Vec::new();
             for (tag, cols) in blocks {
                 let sep = if tag.is_empty() {
                     String::new()
@@ -167,30 +328,15 @@ impl Lora {
                     true,
                 )?;
                 params.extend([a, b]);
-                let magnitude = if dora {
-                    let m = dora::column_norms(store.value(lin.weight), lin.layout, cols);
-                    let id = store.add(
-                        format!("{}.lora_magnitude_vector{sep}", lin.module),
-                        m,
-                        true,
-                    )?;
-                    params.push(id);
-                    Some(id)
-                } else {
-                    None
-                };
-                units.push(Unit {
-                    a,
-                    b,
-                    cols,
-                    magnitude,
-                });
+                let pair = LoraPair { a, b, cols };
+                after_pair(store, lin, &pair, &sep)?;
+                pairs.push(pair);
             }
             targets.insert(
                 lin.module.clone(),
-                Target {
+                LoraLinear {
                     linear: lin.clone(),
-                    units,
+                    pairs,
                 },
             );
         }
@@ -202,7 +348,6 @@ impl Lora {
         }
         Ok(Self {
             config,
-            dora,
             targets,
             params,
             merged: false,
@@ -210,11 +355,11 @@ impl Lora {
     }
 
     // ANCHOR: delta
-    /// The low-rank update of one unit for input x: s · dropout(x) Aᵀ Bᵀ, (…, cols).
-    fn delta<F: Float>(&self, tape: &mut Tape<'_, F>, x: Var, unit: &Unit) -> Result<Var> {
+    /// The low-rank update of one pair for input x: s · dropout(x) Aᵀ Bᵀ, (…, cols).
+    pub fn delta<F: Float>(&self, tape: &mut Tape<'_, F>, x: Var, pair: &LoraPair) -> Result<Var> {
         let x = tape.dropout(x, self.config.dropout)?;
-        let a = tape.param(unit.a);
-        let b = tape.param(unit.b);
+        let a = tape.param(pair.a);
+        let b = tape.param(pair.b);
         let h = tape.matmul_t(x, a, false, true)?; // (…, r)
         let d = tape.matmul_t(h, b, false, true)?; // (…, cols)
         tape.scale(d, self.config.scaling())
@@ -226,7 +371,7 @@ impl Lora {
     fn fold<F: Float>(&self, store: &mut ParamStore<F>, sign: f64) -> Result<()> {
         let s = F::of(sign * self.config.scaling());
         for t in self.targets.values() {
-            for u in &t.units {
+            for u in &t.pairs {
                 let a = store
                     .value(u.a)
                     .view()
@@ -255,9 +400,6 @@ impl Lora {
 
     /// Folds the update into the base weights; the hook then adds nothing.
     pub fn merge<F: Float>(&mut self, store: &mut ParamStore<F>) -> Result<()> {
-        if self.dora {
-            return invalid("lora", "merging DoRA is not supported; serve it unmerged");
-        }
         if !self.merged {
             self.fold(store, 1.0)?;
             self.merged = true;
@@ -277,14 +419,6 @@ impl Lora {
     pub fn is_merged(&self) -> bool {
         self.merged
     }
-
-    /// LoRA+: B's learning-rate multiplier.
-    pub fn lr_multipliers(&self) -> Vec<(ParamId, f64)> {
-        self.targets
-            .values()
-            .flat_map(|t| t.units.iter().map(|u| (u.b, self.config.lr_ratio_b)))
-            .collect()
-    }
 }
 
 impl<F: Float> Hooks<F> for Lora {
@@ -297,16 +431,14 @@ impl<F: Float> Hooks<F> for Lora {
         }
         let width = target.linear.d_out;
         let mut y = y;
-        for u in &target.units {
-            let d = self.delta(tape, x, u)?;
-            y = if self.dora {
-                dora::apply_unit(tape, &target.linear, u, self.config.scaling(), y, d)?
-            } else if u.cols == (0, width) {
+        for p in &target.pairs {
+            let d = self.delta(tape, x, p)?;
+            y = if p.cols == (0, width) {
                 tape.add(y, d)?
             } else {
                 // Only a block of the fused output: add the update to those columns.
                 let last = tape.shape(y).len() - 1;
-                tape.add_at(y, d, last, u.cols.0)?
+                tape.add_at(y, d, last, p.cols.0)?
             };
         }
         Ok(y)
@@ -315,14 +447,23 @@ impl<F: Float> Hooks<F> for Lora {
 
 impl<F: Float> Method<F> for Lora {
     fn name(&self) -> &'static str {
-        if self.dora {
-            "dora"
-        } else {
-            "lora"
-        }
+        "lora"
     }
 
     fn params(&self) -> &[ParamId] {
         &self.params
+    }
+
+    /// LoRA+ (Hayou et al., 2024): every B at `lr_ratio_b` times the base rate (none when
+    /// the ratio is 1).
+    fn lr_multipliers(&self) -> Vec<(ParamId, f64)> {
+        if self.config.lr_ratio_b == 1.0 {
+            return Vec::new();
+        }
+        // `params` holds each pair's A, B in the order the pairs were added.
+        self.params
+            .chunks(2)
+            .map(|ab| (ab[1], self.config.lr_ratio_b))
+            .collect()
     }
 }

@@ -27,7 +27,8 @@
 //! Unlike LoRA, prefix tuning changes the model's output at initialisation: the random prefix
 //! keys and values take part of every query's attention from step 0.
 
-use super::Method;
+use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
+use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
 use crate::nn::layers::normal;
@@ -37,6 +38,43 @@ use ndarray::{ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
+
+/// Prefix tuning's line in the registry.
+pub const ENTRY: MethodEntry = MethodEntry {
+    name: "prefix",
+    help: "P learned keys and values in every layer (--n-virtual, --prefix-hidden, --no-reparam)",
+    identity_at_init: false,
+    spec: |o, _| {
+        Ok(MethodSpec::Prefix {
+            n_virtual: o.n_virtual,
+            reparameterize: !o.no_reparam,
+            hidden: o.prefix_hidden,
+        })
+    },
+    examples,
+};
+
+fn examples(_: &ExampleContext) -> Examples {
+    let spec = |n_virtual, reparameterize, hidden| MethodSpec::Prefix {
+        n_virtual,
+        reparameterize,
+        hidden,
+    };
+    Examples {
+        // Trained directly in `compare`: through the MLP it needs more steps than the budget.
+        compare: vec![CompareExample {
+            label: "prefix P=10",
+            spec: spec(10, false, 128),
+            lr: 3e-2,
+        }],
+        bench: vec![("prefix_10", spec(10, true, 128))],
+        tests: vec![
+            ("prefix", spec(3, true, 5)),
+            ("prefix_table", spec(2, false, 0)),
+            ("prefix_table3", spec(3, false, 0)),
+        ],
+    }
+}
 
 /// The prefix table (P, 2·L·C): trained directly, or the folded output of the MLP.
 pub const TABLE: &str = "prompt_embeddings";
@@ -68,11 +106,6 @@ impl Default for PrefixConfig {
             hidden: 512,
         }
     }
-}
-
-/// serde's default for [`PrefixConfig::reparameterize`] in a method spec.
-pub fn default_reparameterize() -> bool {
-    true
 }
 
 /// The reparameterization MLP's parameters.
@@ -116,7 +149,7 @@ pub struct Prefix {
 
 impl Prefix {
     /// Adds the prefix parameters to `store`, trainable (the base is left as the caller set it;
-    /// [`super::apply`] freezes it). Init: E ~ normal(0, 1) as PyTorch's `nn.Embedding`, W1 and
+    /// [`super::registry::apply`] freezes it). Init: E ~ normal(0, 1) as PyTorch's `nn.Embedding`, W1 and
     /// W2 ~ normal(0, 0.02), biases zero, so the prefixes start small (|table| ≈ 0.02·√hidden ·
     /// 0.02·√C) and tanh starts in its linear range; a directly trained table ~ normal(0, 0.02).
     pub fn apply<F: Float>(

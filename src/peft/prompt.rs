@@ -27,9 +27,13 @@
 //! the standard deviation of the token-embedding table), which on the same run stayed at chance.
 //! The model's output changes at initialisation: the prompt is attended to from step 0.
 
+use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
+use super::options::MethodOptions;
 use super::prefix::repeat_batch;
-use super::Method;
+use super::spec::MethodSpec;
+pub use super::spec::PromptInit;
 use crate::autodiff::{ParamId, ParamStore, Tape, Var};
+use crate::data::tokenizer::Tokenizer;
 use crate::error::{invalid, shape_err, Result};
 use crate::nn::layers::normal;
 use crate::nn::{Hooks, Input, Transformer};
@@ -37,19 +41,60 @@ use crate::tensor::{fmt_shape, Float};
 use ndarray::{Array2, Ix2};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use serde::{Deserialize, Serialize};
 
 /// The soft prompt (P, C), under the name PEFT saves it as.
 pub const PROMPT: &str = "prompt_embeddings";
 
-/// How the soft prompt starts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PromptInit {
-    /// normal(0, σ) with σ the standard deviation of the token-embedding table.
-    Random,
-    /// Row i copies the token embedding of `ids[i % ids.len()]`.
-    Vocab(Vec<usize>),
+/// Prompt tuning's line in the registry.
+pub const ENTRY: MethodEntry = MethodEntry {
+    name: "prompt",
+    help: "P soft-prompt embeddings before the input (--n-virtual, --prompt-init-text)",
+    identity_at_init: false,
+    spec,
+    examples,
+};
+
+/// The spec from the command line: `--prompt-init-text` is encoded with the base's tokenizer
+/// (random init without one).
+fn spec(o: &MethodOptions, tok: Option<&Tokenizer>) -> Result<MethodSpec> {
+    let init = match (&o.prompt_init_text, tok) {
+        (Some(text), Some(tok)) => PromptInit::Vocab(
+            tok.encode(text, false)?
+                .into_iter()
+                .map(|i| i as usize)
+                .collect(),
+        ),
+        _ => PromptInit::Random,
+    };
+    Ok(MethodSpec::Prompt {
+        n_virtual: o.n_virtual,
+        init,
+    })
+}
+
+fn examples(ctx: &ExampleContext) -> Examples {
+    let spec = |n_virtual, init| MethodSpec::Prompt { n_virtual, init };
+    let vocab = |ids: &[usize]| PromptInit::Vocab(ids.to_vec());
+    Examples {
+        compare: vec![CompareExample {
+            label: "prompt P=10",
+            spec: spec(
+                10,
+                if ctx.vocab_init.is_empty() {
+                    PromptInit::Random
+                } else {
+                    vocab(&ctx.vocab_init)
+                },
+            ),
+            lr: 1e-2,
+        }],
+        bench: vec![("prompt_10", spec(10, PromptInit::Random))],
+        tests: vec![
+            ("prompt", spec(3, PromptInit::Random)),
+            ("prompt_vocab", spec(2, vocab(&[4, 9]))),
+            ("prompt_vocab3", spec(2, vocab(&[4, 9, 1]))),
+        ],
+    }
 }
 
 /// Prompt tuning applied to a model.
@@ -64,7 +109,7 @@ pub struct Prompt {
 
 impl Prompt {
     /// Adds the soft prompt to `store`, trainable (the base is left as the caller set it;
-    /// [`super::apply`] freezes it).
+    /// [`super::registry::apply`] freezes it).
     pub fn apply<F: Float>(
         model: &Transformer,
         store: &mut ParamStore<F>,

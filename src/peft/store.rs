@@ -1,23 +1,17 @@
-//! Adapters on disk, and several adapters on one frozen base.
+//! Adapters applied to a model, and several adapters on one frozen base.
 //!
-//! An adapter directory holds what a fine-tuning run changed and nothing else, as PEFT writes it:
-//!
-//! | file | holds |
-//! |---|---|
-//! | `adapter_config.json` | the [`MethodSpec`] (its fields, tagged by `method`) plus `meta`, free-form JSON (task, labels, base model path, ...) |
-//! | `adapter_model.safetensors` | the method's own parameters, the `extra` ones (the task head, PEFT's `modules_to_save`), and every base parameter the method trains in place (full, last-k, BitFit) |
-//!
-//! So a LoRA adapter is a few kilobytes next to a base model of megabytes, while a full
-//! fine-tune's "adapter" is the whole model again: the file sizes ([`adapter_file_size`]) are the
-//! storage column of the comparison table.
-//!
-//! `adapter_config.json` written by the Python PEFT library (LoRA) loads too: it is converted to
-//! the equivalent spec and tunelab names on reading ([`crate::io::peft`]).
+//! The files themselves (`adapter_config.json` + `adapter_model.safetensors`, tunelab's dialect
+//! and PEFT's) are read and written by [`crate::io::adapter`]; this module decides what goes
+//! into them ([`adapter_params`]: what the method trains, and nothing else) and applies what
+//! they hold to a model, checking every tensor against it. So a LoRA adapter is a few
+//! kilobytes next to a base model of megabytes, while a full fine-tune's "adapter" is the whole
+//! model again: the file sizes ([`crate::io::adapter::file_size`]) are the storage column of the
+//! comparison table.
 //!
 //! Prefix tuning is saved folded: [`save_adapter`] calls [`Method::finalize`], which runs the
 //! reparameterization MLP once and keeps only `prompt_embeddings` (P, 2·L·C). The config then
 //! says `reparameterize: false` (the table is what is loaded and, if training resumes, what
-//! trains), keeps `hidden` as it was trained, and records `"reparameterization_folded": true`.
+//! trains), keeps `hidden` as it was trained, and records that it was folded.
 //!
 //! ## Switching
 //!
@@ -31,33 +25,18 @@
 //! a full or BitFit fine-tune), which it keeps in its own store. The base values are never
 //! written, so switching back to the base gives them back bit for bit.
 
-use super::{apply, Method, MethodSpec};
+use super::method::Method;
+use super::registry::apply;
+use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore};
 use crate::error::{Error, Result};
-use crate::io::{atomic_write, read, safetensors};
+use crate::io::adapter::{self, AdapterFiles, WEIGHTS};
 use crate::nn::{Hooks, NoHooks, Transformer};
 use crate::tensor::{fmt_shape, Float};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::Path;
-
-/// The adapter's config: the method spec and `meta`.
-pub const CONFIG: &str = "adapter_config.json";
-/// The adapter's tensors.
-pub const WEIGHTS: &str = "adapter_model.safetensors";
-
-/// The config key holding the caller's free-form metadata.
-const META: &str = "meta";
-/// The config key recording that prefix tuning's MLP was folded into the saved table.
-const FOLDED: &str = "reparameterization_folded";
-
-fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
 
 fn data_err(path: &Path, detail: impl Into<String>) -> Error {
     Error::Data {
@@ -100,9 +79,9 @@ pub fn adapter_params<F: Float>(
     Ok(out)
 }
 
-/// Writes an adapter into `dir` (created if needed): `adapter_config.json` with `spec` and `meta`,
-/// and `adapter_model.safetensors` with the tensors [`adapter_params`] lists. Both files are
-/// written atomically.
+/// Writes an adapter into `dir` (created if needed, by [`crate::io::adapter::write`]):
+/// `adapter_config.json` with `spec` and `meta`, and `adapter_model.safetensors` with the
+/// tensors [`adapter_params`] lists. Both files are written atomically.
 ///
 /// Calls [`Method::finalize`] first (this is the end of training): prefix tuning folds its MLP
 /// into `prompt_embeddings` in `store`, and the saved spec says `reparameterize: false`.
@@ -141,89 +120,11 @@ pub fn save_adapter<F: Float>(
         other => (other.clone(), false),
     };
     let ids = adapter_params(method, store, extra)?;
-
-    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let mut config = match serde_json::to_value(&saved).expect("a method spec serialises") {
-        Value::Object(m) => m,
-        _ => unreachable!("an internally tagged enum serialises to an object"),
-    };
-    if folded {
-        config.insert(FOLDED.into(), Value::Bool(true));
-    }
-    config.insert(META.into(), meta);
-    let json = serde_json::to_string_pretty(&Value::Object(config)).expect("JSON serialises");
-    atomic_write(&dir.join(CONFIG), json.as_bytes())?;
-
     let tensors: Vec<(&str, ArrayViewD<'_, F>)> = ids
         .iter()
         .map(|&id| (store.name(id), store.value(id).view()))
         .collect();
-    safetensors::save(&dir.join(WEIGHTS), &tensors, &[("format", "pt")])
-}
-
-/// Size in bytes of an adapter's tensor file, `adapter_model.safetensors`.
-pub fn adapter_file_size(dir: &Path) -> Result<u64> {
-    let path = dir.join(WEIGHTS);
-    std::fs::metadata(&path)
-        .map(|m| m.len())
-        .map_err(|e| io_err(&path, e))
-}
-
-/// Reads `adapter_config.json`: the method spec and the `meta` value (`null` when absent).
-pub fn load_adapter_config(dir: &Path) -> Result<(MethodSpec, Value)> {
-    let path = dir.join(CONFIG);
-    let bytes = read(&path)?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| Error::Data {
-        path: path.display().to_string(),
-        line: e.line(),
-        detail: e.to_string(),
-    })?;
-    if crate::io::peft::is_peft_config(&value) {
-        let imported = crate::io::peft::import::<f32>(dir, &value)?;
-        return Ok((imported.spec, imported.meta));
-    }
-    let Value::Object(mut config) = value else {
-        return Err(data_err(&path, "the adapter config is not a JSON object"));
-    };
-    let meta = config.remove(META).unwrap_or(Value::Null);
-    config.remove(FOLDED);
-    let spec: MethodSpec = serde_json::from_value(Value::Object(config))
-        .map_err(|e| data_err(&path, format!("not a method spec: {e}")))?;
-    Ok((spec, meta))
-}
-
-/// An adapter read from disk, not yet applied.
-struct AdapterFiles<F: Float> {
-    spec: MethodSpec,
-    meta: Value,
-    tensors: Vec<(String, ArrayD<F>)>,
-}
-
-/// Reads a tunelab adapter, or a PEFT one converted to tunelab's names ([`crate::io::peft`]).
-fn read_adapter<F: Float>(dir: &Path) -> Result<AdapterFiles<F>> {
-    let config = crate::io::peft::read_config(dir)?;
-    if crate::io::peft::is_peft_config(&config) {
-        let imported = crate::io::peft::import::<F>(dir, &config)?;
-        return Ok(AdapterFiles {
-            spec: imported.spec,
-            meta: imported.meta,
-            tensors: imported.tensors,
-        });
-    }
-    let (spec, meta) = load_adapter_config(dir)?;
-    let path = dir.join(WEIGHTS);
-    let file = safetensors::load::<F>(&path)?;
-    if let Some(name) = file.skipped.first() {
-        return Err(data_err(
-            &path,
-            format!("tensor {name} is not a float tensor"),
-        ));
-    }
-    Ok(AdapterFiles {
-        spec,
-        meta,
-        tensors: file.tensors,
-    })
+    adapter::write(dir, &saved, folded, meta, &tensors)
 }
 
 /// `apply`, with a clearer error when the store already holds this method's parameters.
@@ -322,7 +223,7 @@ pub fn load_adapter<F: Float>(
     store: &mut ParamStore<F>,
     seed: u64,
 ) -> Result<(MethodSpec, Box<dyn Method<F>>, Value)> {
-    let files = read_adapter::<F>(dir)?;
+    let files = adapter::read::<F>(dir)?;
     let path = dir.join(WEIGHTS);
     // Base tensors (the head, full / BitFit weights) can be checked before anything changes.
     for (name, value) in &files.tensors {
@@ -512,8 +413,8 @@ impl<F: Float> AdapterSet<F> {
                 detail: format!("an adapter named {name:?} is already loaded"),
             });
         }
-        let files = read_adapter::<F>(dir)?;
-        let file_bytes = adapter_file_size(dir)?;
+        let files = adapter::read::<F>(dir)?;
+        let file_bytes = adapter::file_size(dir)?;
         let path = dir.join(WEIGHTS);
         let was = self.active;
         self.deactivate();

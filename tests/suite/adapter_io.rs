@@ -5,15 +5,12 @@
 use ndarray::{array, ArrayD, IxDyn};
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use tunelab::io::adapter::{file_size as adapter_file_size, read_config, CONFIG, WEIGHTS};
 use tunelab::io::{checkpoint, safetensors};
 use tunelab::nn::{Config, Hooks, Input, Pooling, SequenceHead, Transformer};
 use tunelab::peft::lora::LoraConfig;
-use tunelab::peft::prompt::PromptInit;
-use tunelab::peft::store::{
-    adapter_file_size, adapter_params, load_adapter, load_adapter_config, save_adapter, AdapterSet,
-    CONFIG, WEIGHTS,
-};
-use tunelab::peft::{apply, MethodSpec};
+use tunelab::peft::store::{adapter_params, load_adapter, save_adapter, AdapterSet};
+use tunelab::peft::{apply, registry, MethodSpec};
 use tunelab::{ParamId, ParamStore, Tape};
 
 /// A tiny GPT (V 29, C 8, NH 2, L 2, T ≤ 16), no dropout, with a 3-way sequence head.
@@ -40,57 +37,13 @@ fn lora() -> LoraConfig {
     }
 }
 
-/// Every MethodSpec variant (and a few options), with a label for file names and messages.
+/// Every method's test configurations from the registry (every MethodSpec variant and a few
+/// options), with a label for file names and messages.
 fn specs() -> Vec<(&'static str, MethodSpec)> {
-    vec![
-        ("full", MethodSpec::Full { last_k: None }),
-        ("full_last1", MethodSpec::Full { last_k: Some(1) }),
-        ("bitfit", MethodSpec::Bitfit),
-        ("lora", MethodSpec::Lora(lora())),
-        (
-            "lora_qkv_o",
-            MethodSpec::Lora(LoraConfig {
-                r: 3,
-                targets: vec!["qkv".into(), "o".into(), "fc".into()],
-                rslora: true,
-                ..lora()
-            }),
-        ),
-        ("dora", MethodSpec::Dora(lora())),
-        ("houlsby", MethodSpec::Houlsby { bottleneck: 2 }),
-        ("pfeiffer", MethodSpec::Pfeiffer { bottleneck: 2 }),
-        ("ia3", MethodSpec::Ia3),
-        (
-            "prefix",
-            MethodSpec::Prefix {
-                n_virtual: 3,
-                reparameterize: true,
-                hidden: 5,
-            },
-        ),
-        (
-            "prefix_table",
-            MethodSpec::Prefix {
-                n_virtual: 2,
-                reparameterize: false,
-                hidden: 0,
-            },
-        ),
-        (
-            "prompt",
-            MethodSpec::Prompt {
-                n_virtual: 3,
-                init: PromptInit::Random,
-            },
-        ),
-        (
-            "prompt_vocab",
-            MethodSpec::Prompt {
-                n_virtual: 2,
-                init: PromptInit::Vocab(vec![4, 9]),
-            },
-        ),
-    ]
+    registry::test_examples()
+        .into_iter()
+        .map(|(_, label, spec)| (label, spec))
+        .collect()
 }
 
 /// A fresh directory under cargo's per-target scratch space.
@@ -491,7 +444,7 @@ fn missing_files_and_corrupt_configs_are_errors_naming_the_file() {
         let dir = scratch(&format!("err_config_{i}"));
         train_and_save(&MethodSpec::Ia3, &dir, 0.0);
         std::fs::write(dir.join(CONFIG), text).unwrap();
-        let msg = expect_err(load_adapter_config(&dir));
+        let msg = expect_err(read_config(&dir));
         assert!(msg.contains(CONFIG), "{text}: {msg}");
         let msg = expect_err(load_adapter::<f64>(&dir, &model, &mut store, 0));
         assert!(msg.contains(CONFIG), "{text}: {msg}");

@@ -257,7 +257,7 @@ fn export_peft_then_import_gives_the_same_adapter_and_outputs() {
     tunelab::peft::store::save_adapter(&own, &spec, method.as_mut(), &mut m.store, &head_ids, meta)
         .unwrap();
     let exported = temp_dir("exported");
-    tunelab::io::peft::export(&own, &m.model.config, "bert-tiny", &exported).unwrap();
+    tunelab::io::adapter::export_peft(&own, &m.model.config, "bert-tiny", &exported).unwrap();
 
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(exported.join("adapter_config.json")).unwrap())
@@ -305,7 +305,7 @@ fn gpt2_export_names_match_peft_and_partial_c_attn_is_refused() {
     tunelab::peft::store::save_adapter(&own, &spec, method.as_mut(), &mut m.store, &[], meta)
         .unwrap();
     let exported = temp_dir("gpt-exported");
-    tunelab::io::peft::export(&own, &m.model.config, "gpt2-tiny", &exported).unwrap();
+    tunelab::io::adapter::export_peft(&own, &m.model.config, "gpt2-tiny", &exported).unwrap();
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(exported.join("adapter_config.json")).unwrap())
             .unwrap();
@@ -344,7 +344,7 @@ fn gpt2_export_names_match_peft_and_partial_c_attn_is_refused() {
         serde_json::Value::Null,
     )
     .unwrap();
-    let err = tunelab::io::peft::export(&qv, &m.model.config, "gpt2-tiny", &temp_dir("x"))
+    let err = tunelab::io::adapter::export_peft(&qv, &m.model.config, "gpt2-tiny", &temp_dir("x"))
         .unwrap_err()
         .to_string();
     assert!(err.contains("c_attn") && err.contains("qkv"), "{err}");

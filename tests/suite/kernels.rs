@@ -167,7 +167,10 @@ fn kernels_training_steps_do_not_depend_on_the_thread_count() {
         batch: 4,
         vocab: 97,
     };
-    for (name, spec) in methods().into_iter().take(2) {
+    for (name, spec) in methods()
+        .into_iter()
+        .filter(|(name, _)| ["full", "lora_r8_qv"].contains(name))
+    {
         let mut losses = Vec::new();
         for threads in [1, 3] {
             set_threads(threads);

@@ -10,7 +10,7 @@ use tunelab::optim::{AdamW, AdamWConfig, Optimizer};
 use tunelab::peft::adapter::{Adapter, AdapterActivation, AdapterConfig, Placement};
 use tunelab::peft::ia3::Ia3;
 use tunelab::peft::lora::{Lora, LoraConfig};
-use tunelab::peft::{apply, Method, MethodSpec};
+use tunelab::peft::{apply, registry, Method, MethodSpec};
 use tunelab::{Grads, ParamStore, Tape};
 
 fn setup(config: Config) -> (Transformer, SequenceHead, ParamStore<f64>) {
@@ -29,28 +29,14 @@ fn models() -> Vec<(Transformer, SequenceHead, ParamStore<f64>)> {
     ]
 }
 
+/// The registry's test configurations of every method that leaves the model unchanged at init
+/// (all but prefix and prompt tuning, which add tokens: `tests/suite/prefix_prompt.rs`).
 fn specs() -> Vec<MethodSpec> {
-    let lora = LoraConfig {
-        r: 2,
-        alpha: 4.0,
-        targets: vec!["q".into(), "v".into(), "fc".into()],
-        ..Default::default()
-    };
-    vec![
-        MethodSpec::Full { last_k: None },
-        MethodSpec::Full { last_k: Some(1) },
-        MethodSpec::Bitfit,
-        MethodSpec::Lora(lora.clone()),
-        MethodSpec::Lora(LoraConfig {
-            targets: vec!["qkv".into(), "o".into(), "proj".into()],
-            rslora: true,
-            ..lora.clone()
-        }),
-        MethodSpec::Dora(lora),
-        MethodSpec::Houlsby { bottleneck: 3 },
-        MethodSpec::Pfeiffer { bottleneck: 3 },
-        MethodSpec::Ia3,
-    ]
+    registry::test_examples()
+        .into_iter()
+        .filter(|(method, _, _)| method.identity_at_init)
+        .map(|(_, _, spec)| spec)
+        .collect()
 }
 
 /// Logits of the classification head, and (optionally) a backward pass of a loss on them.
@@ -195,10 +181,10 @@ fn lora_merge_then_unmerge_restores_the_base_and_merged_equals_adapter() {
             targets: vec!["q".into(), "v".into(), "o".into(), "fc".into()],
             ..Default::default()
         };
-        let mut lora = Lora::apply(&model, &mut s, config, false, 3).unwrap();
+        let mut lora = Lora::apply(&model, &mut s, config, 3).unwrap();
         // Give B non-zero values, as after training.
         for t in lora.targets.values() {
-            for u in &t.units {
+            for u in &t.pairs {
                 let b = s.value(u.b).mapv(|_| 0.0) + 0.3;
                 s.set_value(u.b, b).unwrap();
             }

@@ -7,7 +7,7 @@ use tunelab::nn::{Config, Input, Pooling, SequenceHead, Transformer};
 use tunelab::optim::{AdamW, AdamWConfig, Optimizer};
 use tunelab::peft::prefix::{Prefix, PrefixConfig, Source};
 use tunelab::peft::prompt::{Prompt, PromptInit};
-use tunelab::peft::{apply, Method, MethodSpec};
+use tunelab::peft::{apply, registry, Method, MethodSpec};
 use tunelab::{Grads, ParamStore, Tape};
 
 fn setup(config: Config) -> (Transformer, SequenceHead, ParamStore<f64>) {
@@ -27,27 +27,13 @@ fn bert() -> (Transformer, SequenceHead, ParamStore<f64>) {
     setup(Config::bert(29, 8, 2, 2, 16))
 }
 
+/// The registry's test configurations of prefix and prompt tuning.
 fn specs() -> Vec<MethodSpec> {
-    vec![
-        MethodSpec::Prefix {
-            n_virtual: 3,
-            reparameterize: true,
-            hidden: 5,
-        },
-        MethodSpec::Prefix {
-            n_virtual: 3,
-            reparameterize: false,
-            hidden: 0,
-        },
-        MethodSpec::Prompt {
-            n_virtual: 3,
-            init: PromptInit::Random,
-        },
-        MethodSpec::Prompt {
-            n_virtual: 2,
-            init: PromptInit::Vocab(vec![4, 9, 1]),
-        },
-    ]
+    registry::test_examples()
+        .into_iter()
+        .filter(|(method, _, _)| ["prefix", "prompt"].contains(&method.name))
+        .map(|(_, _, spec)| spec)
+        .collect()
 }
 
 fn label(spec: &MethodSpec) -> String {

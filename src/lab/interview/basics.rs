@@ -462,7 +462,7 @@ pub fn frozen(mode: Mode, progress: &mut dyn Progress) -> Result<Frozen> {
             &head,
             serde_json::Value::Null,
         )?;
-        let adapter_bytes = crate::peft::store::adapter_file_size(&dir)?;
+        let adapter_bytes = crate::io::adapter::file_size(&dir)?;
         let _ = std::fs::remove_dir_all(&dir);
         rows.push(FrozenRow {
             label: label.into(),

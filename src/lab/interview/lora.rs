@@ -105,7 +105,7 @@ pub fn zero_init() -> Result<ZeroInit> {
     ] {
         let mut store = base.store.clone();
         store.set_all_trainable(false);
-        let method = Lora::apply(&base.model, &mut store, LoraConfig::default(), false, 42)?;
+        let method = Lora::apply(&base.model, &mut store, LoraConfig::default(), 42)?;
         let mut rng = StdRng::seed_from_u64(7);
         for &id in Method::<f32>::params(&method) {
             let name = store.name(id).to_string();
@@ -479,7 +479,7 @@ pub fn param_count() -> Result<ParamCount> {
     for (t, label) in [(&["q", "v"][..], "q,v"), (TARGET_SETS[2], "all linear")] {
         for r in [4, 8, 16] {
             let mut store = base.store.clone();
-            let m = Lora::apply(&base.model, &mut store, lora(r, t), false, 0)?;
+            let m = Lora::apply(&base.model, &mut store, lora(r, t), 0)?;
             rows.push(CountRow {
                 model: "gpt-tiny".into(),
                 config: format!("r={r} {label}"),
@@ -619,13 +619,7 @@ pub fn merging(mode: Mode, progress: &mut dyn Progress) -> Result<Merging> {
         42,
     )?;
     base.store.set_all_trainable(false);
-    let mut lora = Lora::apply(
-        &base.model,
-        &mut base.store,
-        LoraConfig::default(),
-        false,
-        42,
-    )?;
+    let mut lora = Lora::apply(&base.model, &mut base.store, LoraConfig::default(), 42)?;
     for id in tm.head.params() {
         base.store.set_trainable(id, true);
     }

@@ -1,0 +1,96 @@
+//! What a method is, as data: the [`MethodSpec`] an adapter's config records, and the option
+//! types of its variants. Plain serde types that import no method code, so that the adapter
+//! format (`crate::io::adapter`) and every method file can depend on them.
+
+use serde::{Deserialize, Serialize};
+
+/// Which method, with its options; serialised into an adapter's config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum MethodSpec {
+    /// Every parameter trains; with `last_k`, only the last k blocks (and the head).
+    Full { last_k: Option<usize> },
+    /// Biases only.
+    Bitfit,
+    /// Low-rank updates of chosen Linears.
+    Lora(LoraConfig),
+    /// LoRA with a learned magnitude per output column.
+    Dora(LoraConfig),
+    /// Bottleneck adapters after the attention output and after the MLP (two per block, GELU).
+    Houlsby { bottleneck: usize },
+    /// Bottleneck adapters after the MLP only (one per block, ReLU).
+    Pfeiffer { bottleneck: usize },
+    /// Learned rescaling of keys, values and MLP activations.
+    Ia3,
+    /// Prefix tuning: P learned keys and values prepended in every layer, trained through an
+    /// MLP of width `hidden` unless `reparameterize` is false.
+    Prefix {
+        n_virtual: usize,
+        #[serde(default = "default_reparameterize")]
+        reparameterize: bool,
+        hidden: usize,
+    },
+    /// Prompt tuning: P soft-prompt embeddings prepended to the input.
+    Prompt { n_virtual: usize, init: PromptInit },
+}
+
+impl MethodSpec {
+    /// The method's name: `--method`'s value, the `method` tag of an adapter config and the
+    /// name of its line in [`super::registry::METHODS`].
+    pub fn name(&self) -> &'static str {
+        match self {
+            MethodSpec::Full { .. } => "full",
+            MethodSpec::Bitfit => "bitfit",
+            MethodSpec::Lora(_) => "lora",
+            MethodSpec::Dora(_) => "dora",
+            MethodSpec::Houlsby { .. } => "houlsby",
+            MethodSpec::Pfeiffer { .. } => "pfeiffer",
+            MethodSpec::Ia3 => "ia3",
+            MethodSpec::Prefix { .. } => "prefix",
+            MethodSpec::Prompt { .. } => "prompt",
+        }
+    }
+}
+
+/// LoRA's options (DoRA's too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    /// Target names of [`super::lora::Target`]: q, k, v, o, fc, proj (and qkv for GPT-2's
+    /// whole c_attn); aliases and groups (`attn`, `mlp`, `all`) are accepted too.
+    pub targets: Vec<String>,
+    /// Scale by α/√r instead of α/r.
+    pub rslora: bool,
+    /// LoRA+: B's learning rate is this many times A's (1 = plain LoRA).
+    pub lr_ratio_b: f64,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        Self {
+            r: 8,
+            alpha: 16.0,
+            dropout: 0.0,
+            targets: vec!["q".into(), "v".into()],
+            rslora: false,
+            lr_ratio_b: 1.0,
+        }
+    }
+}
+
+/// How prompt tuning's soft prompt starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptInit {
+    /// normal(0, σ) with σ the standard deviation of the token-embedding table.
+    Random,
+    /// Row i copies the token embedding of `ids[i % ids.len()]`.
+    Vocab(Vec<usize>),
+}
+
+/// serde's default for `reparameterize` in a prefix spec.
+pub fn default_reparameterize() -> bool {
+    true
+}
