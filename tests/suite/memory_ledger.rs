@@ -1,10 +1,12 @@
 //! The memory ledger the Trainer keeps (weights, gradients, optimizer state, activations) against
 //! what the process really allocated, counted by a global allocator.
 //!
-//! One test only: the counter is global, and tests of one binary run on parallel threads.
+//! The counter is global and the suite's tests run on parallel threads, so the test runs itself
+//! again in a child process of the suite binary with only this test selected, where nothing
+//! else allocates; the allocator counts only there.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use tunelab::data::tasks::Task;
 use tunelab::lab::finetune::{load_base, prepare, task_data};
 use tunelab::peft::lora::LoraConfig;
@@ -15,13 +17,15 @@ use tunelab::train::TrainingArgs;
 
 struct Counting;
 
+/// Set only in the child process: the rest of the suite allocates uncounted.
+static COUNTING: AtomicBool = AtomicBool::new(false);
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
+        if !p.is_null() && COUNTING.load(Relaxed) {
             let now = CURRENT.fetch_add(layout.size(), SeqCst) + layout.size();
             PEAK.fetch_max(now, SeqCst);
         }
@@ -30,7 +34,10 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
         unsafe { System.dealloc(p, layout) };
-        CURRENT.fetch_sub(layout.size(), SeqCst);
+        if COUNTING.load(Relaxed) {
+            // Blocks allocated before counting began can be freed during it: saturate at 0.
+            let _ = CURRENT.fetch_update(SeqCst, SeqCst, |c| Some(c.saturating_sub(layout.size())));
+        }
     }
 }
 
@@ -45,8 +52,41 @@ fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     (out, PEAK.load(SeqCst) - start)
 }
 
+const CHILD: &str = "TUNELAB_MEMORY_LEDGER_CHILD";
+
 #[test]
 fn memory_ledger_matches_a_counting_allocator() {
+    if std::env::var_os(CHILD).is_some() {
+        COUNTING.store(true, SeqCst);
+        return ledger_against_allocator();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "memory_ledger::memory_ledger_matches_a_counting_allocator",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    eprintln!("{stderr}");
+    assert!(
+        out.status.success(),
+        "the child run failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran no test:\n{stdout}"
+    );
+}
+
+/// The assertions, run in the child process where only this test allocates.
+fn ledger_against_allocator() {
     let lora = MethodSpec::Lora(LoraConfig {
         r: 8,
         alpha: 16.0,
