@@ -10,8 +10,8 @@ use tunelab::peft::lora::LoraConfig;
 use tunelab::peft::prompt::PromptInit;
 use tunelab::peft::MethodSpec;
 use tunelab::train::args::{ScheduleKind, Strategy};
-use tunelab::train::pretrain::{self, Base, PretrainArgs, Progress};
-use tunelab::train::trainer::{LogEntry, Metrics, TrainProgress};
+use tunelab::train::pretrain::{self, Base, PretrainArgs};
+use tunelab::train::progress::{LogEntry, Metrics, Progress};
 use tunelab::train::TrainingArgs;
 
 #[derive(Parser)]
@@ -543,7 +543,7 @@ struct TrainBar {
     bar: ProgressBar,
 }
 
-impl TrainProgress for TrainBar {
+impl Progress for TrainBar {
     fn start(&mut self, total: usize, from: usize) {
         self.bar = ProgressBar::new(total as u64);
         self.bar.set_style(
@@ -554,7 +554,7 @@ impl TrainProgress for TrainBar {
         );
         self.bar.set_position(from as u64);
     }
-    fn step(&mut self, e: &LogEntry) {
+    fn step(&mut self, _run: &str, e: &LogEntry) {
         self.bar.set_message(format!(
             "loss {:.4} lr {:.1e} grad-norm {:.2} {:.0} tok/s",
             e.loss.unwrap_or(f64::NAN),
@@ -571,6 +571,9 @@ impl TrainProgress for TrainBar {
         } else {
             self.bar.println(line);
         }
+    }
+    fn finish(&mut self) {
+        self.bar.finish_and_clear();
     }
 }
 
@@ -590,7 +593,7 @@ impl Bar {
 }
 
 impl Progress for Bar {
-    fn start(&mut self, total: usize) {
+    fn start(&mut self, total: usize, _done: usize) {
         self.bar = ProgressBar::new(total as u64);
         self.bar.set_style(
             ProgressStyle::with_template(
@@ -599,21 +602,22 @@ impl Progress for Bar {
             .expect("valid template"),
         );
     }
-    fn step(&mut self, step: usize, loss: f64, lr: f64, tokens_per_sec: f64) {
+    fn step(&mut self, _run: &str, e: &LogEntry) {
+        let (loss, lr) = (e.loss.unwrap_or(f64::NAN), e.learning_rate.unwrap_or(0.0));
+        let tokens_per_sec = e.tokens_per_sec.unwrap_or(0.0);
         let val = self.val.map(|v| format!(" val {v:.3}")).unwrap_or_default();
         self.bar.set_message(format!(
             "loss {loss:.3}{val} lr {lr:.1e} {tokens_per_sec:.0} tok/s"
         ));
-        self.bar.set_position(step as u64 + 1);
+        self.bar.set_position(e.step as u64);
     }
-    fn eval(&mut self, step: usize, val_loss: f64) {
+    fn eval(&mut self, step: usize, m: &Metrics) {
+        let val_loss = m.get("loss").copied().unwrap_or(f64::NAN);
         self.val = Some(val_loss);
-        self.bar.println(format!(
-            "step {:>5}: validation loss {val_loss:.4}",
-            step + 1
-        ));
+        self.bar
+            .println(format!("step {step:>5}: validation loss {val_loss:.4}"));
     }
-    fn message(&mut self, text: &str) {
+    fn line(&mut self, text: &str) {
         eprintln!("{text}");
     }
 }
@@ -621,7 +625,7 @@ impl Progress for Bar {
 /// Progress lines of the interview and pitfall experiments, with the time since the start.
 struct LabLines(std::time::Instant);
 
-impl tunelab::lab::evidence::Progress for LabLines {
+impl Progress for LabLines {
     fn line(&mut self, text: &str) {
         eprintln!("[{:>6.1} s] {text}", self.0.elapsed().as_secs_f64());
     }
@@ -755,7 +759,7 @@ fn run_finetune(
         bar: ProgressBar::hidden(),
     };
     let r = finetune::finetune(&opts, &mut bar)?;
-    bar.bar.finish_and_clear();
+    bar.finish();
     println!("{}", r.summary);
     if r.report.interrupted {
         println!(
@@ -802,32 +806,24 @@ impl CompareBar {
         );
         Self { bar }
     }
-
-    fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
 }
 
-impl tunelab::lab::compare::CompareProgress for CompareBar {
+impl Progress for CompareBar {
     fn step(&mut self, label: &str, e: &LogEntry) {
         self.bar.inc(1);
         self.bar
             .set_message(format!("{label} loss {:.4}", e.loss.unwrap_or(f64::NAN)));
     }
-    fn done(&mut self, r: &tunelab::lab::compare::Row) {
-        let low = r
-            .low_data_test_score
-            .map(|v| format!(", low data {v:.3}"))
-            .unwrap_or_default();
-        let line = format!(
-            "{:<15} test {:.3}{low} in {:.1} s",
-            r.method, r.test_score, r.wall_seconds
-        );
+    /// A method's row is complete ([`tunelab::lab::compare::Row::progress_line`]).
+    fn line(&mut self, line: &str) {
         if self.bar.is_hidden() {
             eprintln!("{line}");
         } else {
             self.bar.println(line);
         }
+    }
+    fn finish(&mut self) {
+        self.bar.finish_and_clear();
     }
 }
 

@@ -10,7 +10,7 @@ use tunelab::lab::finetune::{load_base, prepare, task_data};
 use tunelab::peft::lora::LoraConfig;
 use tunelab::peft::MethodSpec;
 use tunelab::train::args::Strategy;
-use tunelab::train::trainer::train;
+use tunelab::train::trainer::{train, Training};
 use tunelab::train::TrainingArgs;
 
 struct Counting;
@@ -73,16 +73,7 @@ fn memory_ledger_matches_a_counting_allocator() {
             ..TrainingArgs::default()
         };
         let (report, step_peak) = peak_during(|| {
-            train(
-                &args,
-                &tm,
-                &mut base.store,
-                method.as_ref(),
-                &[],
-                false,
-                &mut (),
-            )
-            .unwrap()
+            train(Training::new(&args, &tm, &mut base.store).hooks(method.as_ref())).unwrap()
         });
         let _ = std::fs::remove_dir_all(dir);
         let m = report.memory;
