@@ -2,9 +2,10 @@
 //!
 //! `cargo run --release --example datasets`
 
+use tunelab::data::lm::{CORPUS_SEED, WORLD_SEED};
 use tunelab::data::tasks::{build, Task};
 use tunelab::data::world::World;
-use tunelab::train::pretrain::{Base, PretrainArgs, CORPUS_SEED, WORLD_SEED};
+use tunelab::train::pretrain::{Base, PretrainArgs};
 
 fn main() {
     let world = World::generate(WORLD_SEED);

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tunelab::data::tasks::Task;
 use tunelab::lab::{compare, finetune};
+use tunelab::train::progress::Progress;
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {

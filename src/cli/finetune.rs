@@ -4,7 +4,6 @@ use super::args::{SpeedArgs, TrainArgs};
 use super::progress::TrainBar;
 use super::{fmt_metrics, Outcome};
 use clap::Args;
-use indicatif::ProgressBar;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tunelab::data::tasks::Task;
@@ -62,11 +61,7 @@ pub fn run(a: FinetuneArgs) -> Outcome {
         train_limit: a.train_limit,
         resume: a.train.resume,
     };
-    let mut bar = TrainBar {
-        bar: ProgressBar::hidden(),
-    };
-    let r = finetune::finetune(&opts, &mut bar)?;
-    bar.bar.finish_and_clear();
+    let r = finetune::finetune(&opts, &mut TrainBar::new())?;
     println!("{}", r.summary);
     if r.report.interrupted {
         println!(

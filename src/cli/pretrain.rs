@@ -1,7 +1,7 @@
 //! `tunelab pretrain`: a base model from scratch on the synthetic world's corpus.
 
 use super::args::SpeedArgs;
-use super::progress::Bar;
+use super::progress::TrainBar;
 use super::Outcome;
 use clap::Args;
 use std::path::PathBuf;
@@ -69,7 +69,7 @@ pub fn run(a: PretrainCmd) -> Outcome {
     let out = a
         .out
         .unwrap_or_else(|| PathBuf::from("models").join(base.name()));
-    let r = pretrain::pretrain(&args, &out, &mut Bar::new())?;
+    let r = pretrain::pretrain(&args, &out, &mut TrainBar::new())?;
     println!(
         "{}: {} parameters, validation loss {:.4} (perplexity {:.2}), {:.0} s, {} tokens seen; written to {}",
         base.name(),

@@ -1,6 +1,7 @@
 //! Data: a small synthetic world, the task datasets drawn from it, loaders for user files, and the
 //! path from text to batches: text → token ids ([`tokenizer`]) → per-task targets ([`encode`]) →
-//! padded batches with masks and labels ([`batch`]).
+//! padded batches with masks and labels ([`batch`]); for pre-training, text → token windows →
+//! causal or masked LM batches ([`lm`]).
 //!
 //! Why a synthetic world: the lab pre-trains its own ~1M parameter models on CPU, so it needs a
 //! language small enough to learn in minutes, and tasks whose answers it can check exactly.
@@ -19,6 +20,7 @@
 pub mod batch;
 pub mod corpus;
 pub mod encode;
+pub mod lm;
 pub mod loaders;
 pub mod tasks;
 mod text;

@@ -1,21 +1,45 @@
-//! Model checkpoints: a directory with `config.json` (Hugging Face keys), `model.safetensors`
-//! (Hugging Face names) and, when a tokenizer is saved with it, `tokenizer.json`.
+//! Checkpoints on disk, of two kinds.
 //!
-//! Loading checks every tensor the config implies against the file and names the first one that
-//! is missing or mis-shaped.
+//! A **model checkpoint** is a directory with `config.json` (Hugging Face keys),
+//! `model.safetensors` (Hugging Face names) and, when a tokenizer is saved with it,
+//! `tokenizer.json`. Loading checks every tensor the config implies against the file and names the
+//! first one that is missing or mis-shaped.
+//!
+//! A **training checkpoint** (`checkpoint-<step>/` in a run's output directory) is what the
+//! Trainer needs to resume: the trainable parameters (`trainable.safetensors`), the optimizer's
+//! state as its [`Optimizer::state`] names it (`optimizer.safetensors`, with the optimizer's name
+//! in the metadata) and the trainer's state (`trainer_state.json`). It is written into a
+//! temporary directory and renamed, so an interruption never leaves half a checkpoint.
 
 use super::{atomic_write, read, safetensors};
 use crate::autodiff::ParamStore;
-use crate::error::{Error, Result};
+use crate::error::{invalid, Error, Result};
 use crate::nn::{Config, Transformer};
+use crate::optim::Optimizer;
 use crate::tensor::{fmt_shape, Float};
 use ndarray::ArrayViewD;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const CONFIG: &str = "config.json";
 pub const WEIGHTS: &str = "model.safetensors";
 pub const TOKENIZER: &str = "tokenizer.json";
+/// The files of a training checkpoint.
+pub const TRAINABLE: &str = "trainable.safetensors";
+pub const OPTIMIZER: &str = "optimizer.safetensors";
+pub const TRAINER_STATE: &str = "trainer_state.json";
+/// The metadata key of `optimizer.safetensors` that names the optimizer (absent in checkpoints
+/// written before it was recorded, which were all AdamW's).
+const OPTIMIZER_KEY: &str = "optimizer";
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
 
 /// Writes `config.json` and `model.safetensors` (every parameter of `store`) into `dir`.
 pub fn save<F: Float>(dir: &Path, config: &Config, store: &ParamStore<F>) -> Result<()> {
@@ -100,4 +124,117 @@ pub fn load<F: Float>(dir: &Path) -> Result<(Transformer, ParamStore<F>)> {
         });
     }
     Ok((model, store))
+}
+
+/// The directory name of the training checkpoint taken after optimizer step `step`.
+pub fn training_dir_name(step: usize) -> String {
+    format!("checkpoint-{step}")
+}
+
+/// Writes a training checkpoint into `dir`: the trainable parameters of `store`, the optimizer's
+/// state and the trainer's `state` (serialised as JSON). An existing `dir` is replaced whole.
+pub fn save_training<F: Float>(
+    dir: &Path,
+    store: &ParamStore<F>,
+    opt: &dyn Optimizer<F>,
+    state: &impl Serialize,
+) -> Result<()> {
+    let tmp = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    let params: Vec<(&str, ArrayViewD<F>)> = store
+        .iter()
+        .filter(|(_, p)| p.trainable)
+        .map(|(_, p)| (p.name.as_str(), p.value.view()))
+        .collect();
+    safetensors::save(&tmp.join(TRAINABLE), &params, &[])?;
+    let opt_state = opt.state();
+    let views: Vec<(&str, ArrayViewD<F>)> = opt_state
+        .iter()
+        .map(|(n, a)| (n.as_str(), a.view()))
+        .collect();
+    safetensors::save(&tmp.join(OPTIMIZER), &views, &[(OPTIMIZER_KEY, opt.name())])?;
+    let json = serde_json::to_string_pretty(state).expect("state serialises");
+    atomic_write(&tmp.join(TRAINER_STATE), json.as_bytes())?;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&tmp, dir).map_err(io_err(dir))
+}
+
+/// Restores a training checkpoint written by [`save_training`]: the trainable parameters into
+/// `store`, the optimizer's state into `opt` (which must be the optimizer that wrote it), and
+/// returns the trainer's state.
+pub fn load_training<F: Float, S: DeserializeOwned>(
+    dir: &Path,
+    store: &mut ParamStore<F>,
+    opt: &mut dyn Optimizer<F>,
+) -> Result<S> {
+    let missing = load_into(store, &dir.join(TRAINABLE), |n| n.to_string())?;
+    let expected_missing = missing
+        .iter()
+        .filter(|n| {
+            store
+                .id(n)
+                .map(|id| store.is_trainable(id))
+                .unwrap_or(false)
+        })
+        .count();
+    if expected_missing > 0 {
+        return invalid("resume", format!("{}: {expected_missing} trainable parameters are missing (was it saved with another method?)", dir.display()));
+    }
+    let st = safetensors::load::<F>(&dir.join(OPTIMIZER))?;
+    if let Some(saved) = st.metadata.get(OPTIMIZER_KEY) {
+        if saved.as_str() != Some(opt.name()) {
+            return invalid(
+                "resume",
+                format!(
+                    "{}: the checkpoint holds {saved} state, this run trains with {}",
+                    dir.display(),
+                    opt.name()
+                ),
+            );
+        }
+    }
+    opt.load_state(store, st.tensors)?;
+    let path = dir.join(TRAINER_STATE);
+    let bytes = read(&path)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Data {
+        path: path.display().to_string(),
+        line: e.line(),
+        detail: e.to_string(),
+    })
+}
+
+/// The training checkpoints (`checkpoint-<step>`) in `output_dir`, as (step, path), unordered.
+fn training_checkpoints(output_dir: &Path) -> Vec<(usize, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(output_dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let step: usize = name.strip_prefix("checkpoint-")?.parse().ok()?;
+            Some((step, e.path()))
+        })
+        .collect()
+}
+
+/// The newest training checkpoint in `output_dir`.
+pub fn latest_training(output_dir: &Path) -> Option<PathBuf> {
+    training_checkpoints(output_dir)
+        .into_iter()
+        .max_by_key(|(s, _)| *s)
+        .map(|(_, p)| p)
+}
+
+/// Deletes all but the newest `keep` training checkpoints in `output_dir` (0 keeps all).
+pub fn prune_training(output_dir: &Path, keep: usize) {
+    if keep == 0 {
+        return;
+    }
+    let mut cps = training_checkpoints(output_dir);
+    cps.sort_by_key(|c| std::cmp::Reverse(c.0));
+    for (_, p) in cps.into_iter().skip(keep) {
+        let _ = std::fs::remove_dir_all(p);
+    }
 }

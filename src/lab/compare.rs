@@ -13,7 +13,8 @@ use crate::error::Result;
 use crate::peft::method::ExampleContext;
 use crate::peft::{registry, MethodSpec};
 use crate::train::args::Strategy;
-use crate::train::trainer::{self, LogEntry, Memory, Split, TrainProgress, TrainTask};
+use crate::train::progress::{LogEntry, Progress};
+use crate::train::trainer::{self, Memory, Split, TrainTask};
 use crate::train::TrainingArgs;
 use serde::Serialize;
 use std::fmt::Write;
@@ -136,25 +137,32 @@ pub struct Row {
     pub wall_seconds: f64,
 }
 
-/// Reports progress (the CLI draws a bar). Methods train side by side, so calls come from
-/// several threads, one at a time.
-pub trait CompareProgress: Send {
-    /// One optimizer step of the training run `label` (a method, or its low-data twin).
-    fn step(&mut self, _label: &str, _entry: &LogEntry) {}
-    /// A method's row is complete.
-    fn done(&mut self, _row: &Row) {}
+impl Row {
+    /// The line reported when the row is complete: the method, its scores and its time.
+    pub fn progress_line(&self) -> String {
+        let low = self
+            .low_data_test_score
+            .map(|v| format!(", low data {v:.3}"))
+            .unwrap_or_default();
+        format!(
+            "{:<15} test {:.3}{low} in {:.1} s",
+            self.method, self.test_score, self.wall_seconds
+        )
+    }
 }
 
-impl CompareProgress for () {}
+/// The reporter of a whole comparison, shared by the runs training side by side.
+type Shared<'a, 'p> = &'a Mutex<&'p mut (dyn Progress + Send)>;
 
 /// The Trainer's progress for one training run: each step goes to the shared reporter, labelled.
+/// The run's own start and finish are not forwarded: the shared reporter spans every run.
 struct Lane<'a, 'p> {
-    shared: &'a Mutex<&'p mut dyn CompareProgress>,
+    shared: Shared<'a, 'p>,
     label: String,
 }
 
-impl TrainProgress for Lane<'_, '_> {
-    fn step(&mut self, entry: &LogEntry) {
+impl Progress for Lane<'_, '_> {
+    fn step(&mut self, _run: &str, entry: &LogEntry) {
         if let Ok(mut p) = self.shared.lock() {
             p.step(&self.label, entry);
         }
@@ -189,7 +197,7 @@ fn run(
     entry: &Entry,
     (train_limit, steps): (Option<usize>, usize),
     dir: PathBuf,
-    progress: &mut dyn TrainProgress,
+    progress: &mut dyn Progress,
 ) -> Result<Trained> {
     let args = TrainingArgs {
         output_dir: dir,
@@ -229,10 +237,14 @@ fn evaluate(t: &Trained, split: Split, opts: &CompareOptions) -> Result<trainer:
 /// Runs every selected entry (and its low-data twin) and returns the rows in order. Methods
 /// train side by side ([`lanes`]); every number is the same as in a one-at-a-time run, since
 /// results do not depend on the thread count.
+///
+/// `progress` hears from several threads, one at a time: each optimizer step as
+/// [`Progress::step`] with the run's label (a method, or its low-data twin), and each completed
+/// row as a [`Progress::line`] ([`Row::progress_line`]).
 pub fn compare(
     opts: &CompareOptions,
     entries: &[Entry],
-    progress: &mut dyn CompareProgress,
+    progress: &mut (dyn Progress + Send),
 ) -> Result<Vec<Row>> {
     let entries = selected(opts, entries);
     // The held-out text and the pre-trained model's loss on it, once for every method.
@@ -275,7 +287,7 @@ fn measure(
     opts: &CompareOptions,
     entry: &Entry,
     held: &HeldOut,
-    shared: &Mutex<&mut dyn CompareProgress>,
+    shared: Shared<'_, '_>,
 ) -> Result<Row> {
     let started = Instant::now();
     // One directory per entry (two entries may share a method, and run at the same time).
@@ -342,7 +354,7 @@ fn measure(
         wall_seconds: started.elapsed().as_secs_f64(),
     };
     if let Ok(mut p) = shared.lock() {
-        p.done(&row);
+        p.line(&row.progress_line());
     }
     Ok(row)
 }

@@ -72,13 +72,6 @@ impl Mode {
     }
 }
 
-/// Progress lines for slow experiments (the CLI prints them to stderr; tests stay silent).
-pub trait Progress {
-    fn line(&mut self, _text: &str) {}
-}
-
-impl Progress for () {}
-
 /// A plain text table: a header row, a rule, and right-aligned columns after the first.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let n = headers.len();

@@ -2,6 +2,7 @@
 //! train with the Trainer, evaluate on the test split, save the adapter.
 
 use crate::autodiff::ParamStore;
+use crate::data::lm::WORLD_SEED;
 use crate::data::loaders;
 use crate::data::tasks::{self, Example, Task, TaskShape};
 use crate::data::tokenizer::Tokenizer;
@@ -9,9 +10,9 @@ use crate::data::world::World;
 use crate::error::{invalid, Error, Result};
 use crate::io::{checkpoint, hf};
 use crate::peft::{self, Method, MethodSpec};
-use crate::train::pretrain::WORLD_SEED;
+use crate::train::progress::Progress;
 use crate::train::task::{TaskData, TaskModel};
-use crate::train::trainer::{self, Metrics, Split, TrainProgress, TrainReport, TrainTask};
+use crate::train::trainer::{self, Metrics, Split, TrainReport, TrainTask, Training};
 use crate::train::TrainingArgs;
 use std::path::{Path, PathBuf};
 
@@ -177,7 +178,7 @@ pub struct Trained {
 
 /// Loads the base, binds the task, applies the method and trains: what `finetune` and `compare`
 /// share.
-pub fn train_method(opts: &FinetuneOptions, progress: &mut dyn TrainProgress) -> Result<Trained> {
+pub fn train_method(opts: &FinetuneOptions, progress: &mut dyn Progress) -> Result<Trained> {
     let mut base = load_base(&opts.base)?;
     let (data, world) = task_data(
         opts.task,
@@ -196,14 +197,13 @@ pub fn train_method(opts: &FinetuneOptions, progress: &mut dyn TrainProgress) ->
     let summary = base.store.trainable_summary();
     let (trainable, total) = (base.store.num_trainable(), base.store.num_params());
     let mults = method.lr_multipliers();
+    let opt = trainer::adamw(&opts.args, &base.store, &mults)?;
     let report = trainer::train(
-        &opts.args,
-        &tm,
-        &mut base.store,
-        method.as_ref(),
-        &mults,
-        opts.resume,
-        progress,
+        Training::new(&opts.args, &tm, &mut base.store)
+            .hooks(method.as_ref())
+            .optimizer(Box::new(opt))
+            .resume(opts.resume)
+            .progress(progress),
     )?;
     Ok(Trained {
         base,
@@ -217,10 +217,7 @@ pub fn train_method(opts: &FinetuneOptions, progress: &mut dyn TrainProgress) ->
 }
 
 /// Fine-tunes, evaluates on the test split and saves the adapter.
-pub fn finetune(
-    opts: &FinetuneOptions,
-    progress: &mut dyn TrainProgress,
-) -> Result<FinetuneResult> {
+pub fn finetune(opts: &FinetuneOptions, progress: &mut dyn Progress) -> Result<FinetuneResult> {
     let Trained {
         mut base,
         tm,

@@ -7,22 +7,23 @@
 //! beside a frozen base can still change the loss, because its hooks change the hidden states.
 
 use super::finetune::Base;
+use crate::data::lm::{validation_batches, LmBatch};
 use crate::error::Result;
 use crate::nn::{Hooks, NoHooks};
-use crate::train::pretrain::{self, LmBatch};
+use crate::train::pretrain;
 
 /// The held-out text of a base, ready to score: the same batches `pretrain` validates on.
 pub fn heldout_batches(base: &Base) -> Result<Vec<LmBatch>> {
-    let kind = if base.model.config.causal {
-        pretrain::Base::GptTiny
-    } else {
-        pretrain::Base::BertTiny
-    };
-    pretrain::validation_batches(kind, &base.tok, base.model.config.max_len)
+    validation_batches(
+        &base.tok,
+        base.model.config.causal,
+        base.model.config.max_len,
+    )
 }
 
-/// The base's LM loss on `batches` through `hooks` (`NoHooks` for the untouched base).
-pub fn lm_loss(base: &Base, hooks: &dyn Hooks<f32>, batches: &[LmBatch]) -> Result<f64> {
+/// The base's LM loss on held-out `batches` through `hooks` (`NoHooks` for the untouched base):
+/// the token-weighted mean over the batches.
+pub fn heldout_loss(base: &Base, hooks: &dyn Hooks<f32>, batches: &[LmBatch]) -> Result<f64> {
     pretrain::validation_loss(&base.model, &base.store, hooks, batches)
 }
 
@@ -39,7 +40,7 @@ impl HeldOut {
     pub fn of(base: &Base, n_batches: usize) -> Result<Self> {
         let mut batches = heldout_batches(base)?;
         batches.truncate(n_batches.max(1));
-        let before = lm_loss(base, &NoHooks, &batches)?;
+        let before = heldout_loss(base, &NoHooks, &batches)?;
         Ok(Self { batches, before })
     }
 
@@ -47,7 +48,7 @@ impl HeldOut {
     pub fn forgetting(&self, base: &Base, hooks: &dyn Hooks<f32>) -> Result<Forgetting> {
         Ok(Forgetting {
             before: self.before,
-            after: lm_loss(base, hooks, &self.batches)?,
+            after: heldout_loss(base, hooks, &self.batches)?,
         })
     }
 }
@@ -71,6 +72,6 @@ impl Forgetting {
 pub fn measure(base: &Base, hooks: &dyn Hooks<f32>, batches: &[LmBatch]) -> Result<Forgetting> {
     let pristine = super::finetune::load_base(&base.dir.display().to_string())?;
     let before = pretrain::validation_loss(&base.model, &pristine.store, &NoHooks, batches)?;
-    let after = lm_loss(base, hooks, batches)?;
+    let after = heldout_loss(base, hooks, batches)?;
     Ok(Forgetting { before, after })
 }

@@ -3,19 +3,17 @@
 //! and everything measured on the way (every step's loss and gradient norm, every evaluation),
 //! kept even when the loss blows up.
 
-use super::evidence::Progress;
 use super::finetune::{prepare, task_data, Base};
 use super::forgetting::{self, Forgetting};
+use crate::data::lm::LmBatch;
 use crate::data::tasks::Task;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::nn::Transformer;
 use crate::peft::{Method, MethodSpec};
 use crate::train::args::Strategy;
-use crate::train::pretrain::LmBatch;
+use crate::train::progress::{LogEntry, Metrics, Progress};
 use crate::train::task::TaskModel;
-use crate::train::trainer::{
-    self, LogEntry, Metrics, Split, TrainProgress, TrainReport, TrainTask,
-};
+use crate::train::trainer::{self, Split, TrainReport, TrainTask, Training};
 use crate::train::TrainingArgs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -87,8 +85,8 @@ pub struct Recorder {
     pub evals: Vec<(usize, Metrics)>,
 }
 
-impl TrainProgress for Recorder {
-    fn step(&mut self, e: &LogEntry) {
+impl Progress for Recorder {
+    fn step(&mut self, _run: &str, e: &LogEntry) {
         self.losses.push(e.loss.unwrap_or(f64::NAN));
         self.grad_norms.push(e.grad_norm.unwrap_or(f64::NAN));
     }
@@ -160,10 +158,6 @@ pub fn prepare_run(run: &Run) -> Result<(Base, TaskModel, Box<dyn Method<f32>>)>
     Ok((base, tm, method))
 }
 
-fn is_divergence(e: &Error) -> bool {
-    matches!(e, Error::Invalid { op: "train", detail } if detail.contains("the loss became"))
-}
-
 /// Trains `run`, printing one progress line first.
 pub fn train_run(run: &Run, label: &str, progress: &mut dyn Progress) -> Result<Outcome> {
     progress.line(&format!(
@@ -178,19 +172,18 @@ pub fn train_run(run: &Run, label: &str, progress: &mut dyn Progress) -> Result<
     let mut args = run.args.clone();
     args.output_dir = temp_dir("run");
     let mut record = Recorder::default();
-    let result = trainer::train(
-        &args,
-        &tm,
-        &mut base.store,
-        method.as_ref(),
-        &mults,
-        false,
-        &mut record,
-    );
+    let result = trainer::adamw(&args, &base.store, &mults).and_then(|opt| {
+        trainer::train(
+            Training::new(&args, &tm, &mut base.store)
+                .hooks(method.as_ref())
+                .optimizer(Box::new(opt))
+                .progress(&mut record),
+        )
+    });
     let _ = std::fs::remove_dir_all(&args.output_dir);
     let (report, diverged) = match result {
         Ok(r) => (Some(r), None),
-        Err(e) if is_divergence(&e) => (None, Some(e.to_string())),
+        Err(e) if trainer::is_divergence(&e) => (None, Some(e.to_string())),
         Err(e) => return Err(e),
     };
     Ok(Outcome {

@@ -262,6 +262,10 @@ fn update<F: Float>(w: &mut [F], m: &mut [F], v: &mut [F], g: &[F], k: &StepScal
 // ANCHOR_END: update
 
 impl<F: Float> Optimizer<F> for AdamW<F> {
+    fn name(&self) -> &'static str {
+        "AdamW"
+    }
+
     fn step(&mut self, store: &mut ParamStore<F>, grads: &Grads<F>, lr: f64) {
         if self.states.len() < store.len() {
             self.states.resize_with(store.len(), || None);

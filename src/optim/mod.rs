@@ -28,7 +28,9 @@
 //! `<param name>.step` (AdamW's per-parameter update count, as in PyTorch's state dict) and a
 //! 0-d `step` (number of [`Optimizer::step`] calls), ready for safetensors;
 //! [`Optimizer::load_state`] restores them so a resumed run continues exactly where it stopped.
-//! Counts are stored as floats: exact up to 2^24 steps in f32.
+//! Counts are stored as floats: exact up to 2^24 steps in f32. The Trainer holds its optimizer as
+//! a `Box<dyn Optimizer<F>>` and saves and restores it only through these two methods
+//! (`crate::io::checkpoint::save_training`), so either optimizer resumes.
 //!
 //! ```
 //! use ndarray::array;
@@ -72,6 +74,12 @@ use ndarray::{ArrayD, IxDyn};
 /// An optimizer: moves trainable parameters along their gradients, keeping whatever state it
 /// needs (momentum, moment estimates) per parameter.
 pub trait Optimizer<F: Float> {
+    /// The optimizer's name (`AdamW`, `SGD`), recorded in training checkpoints so a run resumes
+    /// only with the optimizer that wrote its state. Defaults to the Rust type's name.
+    fn name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
+
     /// One update with learning rate `lr` (the schedule's value for this step). Only parameters
     /// that are trainable and hold a gradient in `grads` are touched; the others keep their
     /// values bit for bit and get no state.

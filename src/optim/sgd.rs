@@ -97,6 +97,10 @@ impl<F: Float> Sgd<F> {
 }
 
 impl<F: Float> Optimizer<F> for Sgd<F> {
+    fn name(&self) -> &'static str {
+        "SGD"
+    }
+
     fn step(&mut self, store: &mut ParamStore<F>, grads: &Grads<F>, lr: f64) {
         let SgdConfig {
             momentum,

@@ -5,35 +5,31 @@
 //! tokenizer, the initialisation and the batches. The validation set can therefore be rebuilt
 //! at any time from a checkpoint's tokenizer ([`validation_loss`]), which is how the tests check
 //! that a shipped model still reaches the loss recorded for it.
+//!
+//! The training itself is the Trainer's loop with pre-training as its task (windows drawn at
+//! random, the LM loss); the windows and batches come from [`crate::data::lm`].
 
+use super::args::{ScheduleKind, Strategy};
+use super::progress::Progress;
+use super::trainer::{self, Metrics, MicroBatch, Split, TrainTask, Training};
+use super::TrainingArgs;
 use crate::autodiff::{ParamStore, Tape, IGNORE_INDEX};
+use crate::data::lm::{
+    causal_batch, masked_batch, validation_batches, windows, LmBatch, CORPUS_SEED, WORLD_SEED,
+};
 use crate::data::tokenizer::{Preset, Tokenizer};
 use crate::data::world::World;
-use crate::error::{invalid, Error, Result};
+use crate::error::{invalid, Result};
 use crate::io::checkpoint;
 use crate::nn::{Config, Hooks, Input, NoHooks, Transformer};
-use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, Optimizer, Schedule};
 use crate::tensor::Float;
-use crate::Grads;
-use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
-
-/// The world every shipped model and task is generated from.
-pub const WORLD_SEED: u64 = 0;
-/// Seed of the pre-training corpus.
-pub const CORPUS_SEED: u64 = 1;
-/// Seed of the held-out validation text (same world, different documents).
-pub const VALIDATION_SEED: u64 = 2;
-/// Documents in the validation text, and windows of it used to measure the loss.
-const VALIDATION_DOCS: usize = 400;
-const VALIDATION_WINDOWS: usize = 64;
-/// The validation text is always masked as BERT masks (whatever share training masks), so
-/// validation losses stay comparable.
-const VALIDATION_MASK_PROB: f64 = 0.15;
 
 /// The two shipped base models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +66,8 @@ impl Base {
         }
     }
 
-    fn causal(self) -> bool {
+    /// Whether the base is a decoder trained as a causal LM (else an encoder, masked LM).
+    pub fn causal(self) -> bool {
         self == Base::GptTiny
     }
 }
@@ -166,94 +163,9 @@ pub struct PretrainReport {
     pub history: Vec<LogPoint>,
 }
 
-/// Token windows and their targets for one batch: ids (B, T) and targets (B·T).
-pub struct LmBatch {
-    pub ids: Array2<usize>,
-    pub targets: Vec<i64>,
-}
-
-/// Joins documents into one token stream (GPT: end token between documents) and cuts it into
-/// windows: T + 1 tokens for the decoder (inputs and shifted targets), T − 2 for the encoder
-/// (wrapped in [CLS] … [SEP] later).
-pub fn windows(
-    tok: &Tokenizer,
-    docs: &[String],
-    causal: bool,
-    seq_len: usize,
-) -> Result<Vec<Vec<u32>>> {
-    let sep = if causal { tok.eos_id() } else { tok.sep_id() };
-    let sep = sep.ok_or_else(|| Error::Invalid {
-        op: "pretrain",
-        detail: "tokenizer has no end/[SEP] token".into(),
-    })?;
-    let mut stream = Vec::new();
-    for d in docs {
-        stream.extend(tok.encode(d, false)?);
-        if causal {
-            stream.push(sep);
-        }
-    }
-    let len = if causal { seq_len + 1 } else { seq_len - 2 };
-    Ok(stream.chunks_exact(len).map(<[u32]>::to_vec).collect())
-}
-
-/// A causal LM batch: inputs are the first T tokens, targets the next T.
-pub fn causal_batch(windows: &[&Vec<u32>]) -> LmBatch {
-    let t = windows[0].len() - 1;
-    let ids = Array2::from_shape_fn((windows.len(), t), |(i, j)| windows[i][j] as usize);
-    let targets = windows
-        .iter()
-        .flat_map(|w| w[1..].iter().map(|&x| x as i64))
-        .collect();
-    LmBatch { ids, targets }
-}
-
-/// A masked LM batch, BERT's recipe: [CLS] w [SEP], a share `mask_prob` of the text tokens
-/// chosen (BERT: 15%); of those 80% become [MASK], 10% a random token, 10% stay. Targets are the
-/// originals at chosen positions and the ignore index elsewhere.
-pub fn masked_batch(
-    tok: &Tokenizer,
-    windows: &[&Vec<u32>],
-    mask_prob: f64,
-    rng: &mut StdRng,
-) -> Result<LmBatch> {
-    let missing = || Error::Invalid {
-        op: "pretrain",
-        detail: "tokenizer lacks [CLS], [SEP] or [MASK]".into(),
-    };
-    let (cls, sep, mask) = (
-        tok.cls_id().ok_or_else(missing)?,
-        tok.sep_id().ok_or_else(missing)?,
-        tok.mask_id().ok_or_else(missing)?,
-    );
-    let n_special = Preset::Bert.special_tokens().len() as u32;
-    let v = tok.vocab_size() as u32;
-    let t = windows[0].len() + 2;
-    let mut ids = Array2::zeros((windows.len(), t));
-    let mut targets = vec![IGNORE_INDEX; windows.len() * t];
-    for (i, w) in windows.iter().enumerate() {
-        ids[[i, 0]] = cls as usize;
-        ids[[i, t - 1]] = sep as usize;
-        for (j, &x) in w.iter().enumerate() {
-            let mut id = x;
-            if rng.random::<f64>() < mask_prob {
-                targets[i * t + j + 1] = x as i64;
-                let r = rng.random::<f64>();
-                if r < 0.8 {
-                    id = mask;
-                } else if r < 0.9 {
-                    id = rng.random_range(n_special..v);
-                }
-            }
-            ids[[i, j + 1]] = id as usize;
-        }
-    }
-    Ok(LmBatch { ids, targets })
-}
-
 /// Mean cross-entropy of the LM head on a batch, and the number of counted targets. `hooks` is a
 /// fine-tuning method's (or [`NoHooks`] for the plain model).
-pub fn lm_loss<F: Float>(
+pub fn lm_batch_loss<F: Float>(
     model: &Transformer,
     tape: &mut Tape<'_, F>,
     hooks: &dyn Hooks<F>,
@@ -268,27 +180,6 @@ pub fn lm_loss<F: Float>(
     ))
 }
 
-/// The validation batches: fixed text, fixed masking, rebuilt from the tokenizer alone.
-pub fn validation_batches(base: Base, tok: &Tokenizer, seq_len: usize) -> Result<Vec<LmBatch>> {
-    let world = World::generate(WORLD_SEED);
-    let docs = world.corpus(VALIDATION_DOCS, VALIDATION_SEED);
-    let w = windows(tok, &docs, base.causal(), seq_len)?;
-    if w.is_empty() {
-        return invalid("pretrain", "validation text is shorter than one window");
-    }
-    let w: Vec<&Vec<u32>> = w.iter().take(VALIDATION_WINDOWS).collect();
-    let mut rng = StdRng::seed_from_u64(VALIDATION_SEED);
-    w.chunks(16)
-        .map(|c| {
-            if base.causal() {
-                Ok(causal_batch(c))
-            } else {
-                masked_batch(tok, c, VALIDATION_MASK_PROB, &mut rng)
-            }
-        })
-        .collect()
-}
-
 /// Token-weighted mean loss over the validation batches, in evaluation mode, through `hooks`.
 pub fn validation_loss<F: Float>(
     model: &Transformer,
@@ -299,41 +190,104 @@ pub fn validation_loss<F: Float>(
     let (mut sum, mut count) = (0.0, 0usize);
     for b in batches {
         let mut tape = Tape::inference(store);
-        let (loss, n) = lm_loss(model, &mut tape, hooks, b)?;
+        let (loss, n) = lm_batch_loss(model, &mut tape, hooks, b)?;
         sum += tape.scalar(loss)?.as_f64() * n as f64;
         count += n;
     }
     Ok(sum / count.max(1) as f64)
 }
 
-/// Progress reporting, so the library does not print: the CLI draws a bar from these calls.
-pub trait Progress {
-    fn start(&mut self, _total_steps: usize) {}
-    fn step(&mut self, _step: usize, _loss: f64, _lr: f64, _tokens_per_sec: f64) {}
-    fn eval(&mut self, _step: usize, _val_loss: f64) {}
-    fn message(&mut self, _text: &str) {}
+/// Pre-training as a task of the Trainer. Each micro-batch is `batch_size` windows drawn at random
+/// (with replacement) from the corpus, then masked for the encoder, all from one random stream;
+/// evaluation is the loss on the validation batches.
+struct Pretraining<'a> {
+    model: &'a Transformer,
+    tok: &'a Tokenizer,
+    train: &'a [Vec<u32>],
+    validation: &'a [LmBatch],
+    args: &'a PretrainArgs,
+    /// Draws the windows and the masks, in micro-batch order.
+    rng: RefCell<StdRng>,
+    /// The next micro-batch the stream is positioned for (batches cannot be drawn out of order).
+    next_micro: Cell<usize>,
+    /// Input tokens of every batch drawn so far.
+    tokens_seen: Cell<usize>,
 }
 
-/// Silent progress.
-impl Progress for () {}
+impl<F: Float> TrainTask<F> for Pretraining<'_> {
+    fn train_len(&self) -> usize {
+        self.train.len()
+    }
+
+    fn loss(
+        &self,
+        tape: &mut Tape<'_, F>,
+        hooks: &dyn Hooks<F>,
+        batch: &MicroBatch<'_>,
+    ) -> Result<(crate::Var, usize)> {
+        if batch.micro != self.next_micro.get() {
+            return invalid(
+                "pretrain",
+                format!(
+                    "micro-batch {} asked for, the random stream is at {} (pre-training cannot resume)",
+                    batch.micro,
+                    self.next_micro.get()
+                ),
+            );
+        }
+        self.next_micro.set(batch.micro + 1);
+        // Dropout seeded per micro-batch the way the shipped models were trained (not the
+        // Trainer's default), so they can be reproduced.
+        tape.seed(self.args.seed ^ ((batch.micro as u64) << 20));
+        let rng = &mut *self.rng.borrow_mut();
+        let picked: Vec<&Vec<u32>> = (0..self.args.batch_size)
+            .map(|_| &self.train[rng.random_range(0..self.train.len())])
+            .collect();
+        let lm = if self.args.base.causal() {
+            causal_batch(&picked)
+        } else {
+            masked_batch(self.tok, &picked, self.args.mask_prob, rng)?
+        };
+        let (loss, _) = lm_batch_loss(self.model, tape, hooks, &lm)?;
+        let tokens = lm.ids.len();
+        self.tokens_seen.set(self.tokens_seen.get() + tokens);
+        Ok((loss, tokens))
+    }
+
+    fn evaluate(
+        &self,
+        store: &ParamStore<F>,
+        hooks: &dyn Hooks<F>,
+        split: Split,
+        _limit: usize,
+        _batch_size: usize,
+    ) -> Result<Metrics> {
+        if split != Split::Validation {
+            return invalid("pretrain", "pre-training has a validation text only");
+        }
+        let loss = validation_loss(self.model, store, hooks, self.validation)?;
+        Ok(BTreeMap::from([("loss".to_string(), loss)]))
+    }
+}
 
 /// Trains a base model from scratch and writes its checkpoint (config.json, model.safetensors,
-/// tokenizer.json, pretrain.json) into `out`.
+/// tokenizer.json, pretrain.json) into `out`. The loop is the Trainer's: AdamW with its
+/// weight-decay exclusions, warmup then cosine decay, the gradient norm clipped at 1.
 pub fn pretrain(
     args: &PretrainArgs,
     out: &Path,
     progress: &mut dyn Progress,
 ) -> Result<PretrainReport> {
-    // Flush subnormal floats while training, as the Trainer does (see kernels::denormal).
+    // Flush subnormal floats for the whole run, the final validation included, as the Trainer
+    // does while it trains (see kernels::denormal).
     let _float_mode = crate::kernels::FlushDenormals::for_training();
     let started = Instant::now();
-    progress.message("generating the world and its corpus");
+    progress.line("generating the world and its corpus");
     let world = World::generate(WORLD_SEED);
     let corpus = world.corpus(args.docs, CORPUS_SEED);
-    progress.message("training the BPE tokenizer");
+    progress.line("training the BPE tokenizer");
     let tok = Tokenizer::train_bpe(&corpus, args.vocab_size, args.base.tokenizer_preset())?;
-    let causal = args.base.causal();
-    let train = windows(&tok, &corpus, causal, args.seq_len)?;
+    let train = windows(&tok, &corpus, args.base.causal(), args.seq_len)?;
     if train.len() < args.batch_size {
         return invalid(
             "pretrain",
@@ -345,79 +299,69 @@ pub fn pretrain(
         );
     }
     let corpus_tokens = train.iter().map(Vec::len).sum();
-    let val = validation_batches(args.base, &tok, args.seq_len)?;
+    let val = validation_batches(&tok, args.base.causal(), args.seq_len)?;
 
     let config = args.config(tok.vocab_size());
     let mut store = ParamStore::<f32>::new();
     let model = Transformer::new(config.clone(), &mut store, args.seed)?;
-    let mut opt = AdamW::new(AdamWConfig {
-        weight_decay: args.weight_decay,
-        ..AdamWConfig::default()
-    })?;
-    opt.exclude_from_decay_by_name(&store);
-    let schedule = Schedule::Cosine {
-        warmup_steps: args.warmup,
-        total_steps: args.steps,
+    let task = Pretraining {
+        model: &model,
+        tok: &tok,
+        train: &train,
+        validation: &val,
+        args,
+        rng: RefCell::new(StdRng::seed_from_u64(args.seed.wrapping_add(1))),
+        next_micro: Cell::new(0),
+        tokens_seen: Cell::new(0),
     };
-    let mut grads = Grads::new(&store);
-    let mut rng = StdRng::seed_from_u64(args.seed.wrapping_add(1));
-    let mut history = Vec::new();
-    let mut tokens_seen = 0;
-    progress.start(args.steps);
-    for step in 0..args.steps {
-        let t0 = Instant::now();
-        let picked: Vec<&Vec<u32>> = (0..args.batch_size)
-            .map(|_| &train[rng.random_range(0..train.len())])
-            .collect();
-        let batch = if causal {
-            causal_batch(&picked)
-        } else {
-            masked_batch(&tok, &picked, args.mask_prob, &mut rng)?
-        };
-        let loss = {
-            let mut tape = Tape::new(&store);
-            tape.seed(args.seed ^ (step as u64) << 20);
-            let (loss, _) = lm_loss(&model, &mut tape, &NoHooks, &batch)?;
-            let value = tape.scalar(loss)?.as_f64();
-            if !value.is_finite() {
-                return invalid("pretrain", format!("loss became {value} at step {step}"));
-            }
-            tape.backward(loss, &mut grads)?;
-            value
-        };
-        clip_grad_norm(&mut grads, 1.0)?;
-        let lr = schedule.lr(args.lr, step);
-        opt.step(&mut store, &grads, lr);
-        grads.zero();
-        tokens_seen += batch.ids.len();
-        progress.step(
-            step,
-            loss,
-            lr,
-            batch.ids.len() as f64 / t0.elapsed().as_secs_f64(),
-        );
-        let last = step + 1 == args.steps;
-        let val_loss = if (step + 1) % args.eval_every.max(1) == 0 || last {
-            let v = validation_loss(&model, &store, &NoHooks, &val)?;
-            progress.eval(step, v);
-            Some(v)
-        } else {
-            None
-        };
-        if step % 10 == 0 || val_loss.is_some() {
-            history.push(LogPoint {
+    let targs = TrainingArgs {
+        output_dir: out.to_path_buf(),
+        max_steps: Some(args.steps),
+        batch_size: args.batch_size,
+        learning_rate: args.lr,
+        schedule: ScheduleKind::Cosine,
+        warmup_steps: args.warmup,
+        weight_decay: args.weight_decay,
+        max_grad_norm: 1.0,
+        eval_strategy: Strategy::Steps,
+        eval_steps: args.eval_every.max(1),
+        save_strategy: Strategy::No,
+        metric_for_best: "loss".into(),
+        seed: args.seed,
+        ..TrainingArgs::default()
+    };
+    let report = trainer::train(
+        Training::new(&targs, &task, &mut store)
+            .log_file(false)
+            .progress(progress),
+    )?;
+    // The history: the training loss every 10 steps (from 0) and at every evaluation.
+    let evals: BTreeMap<usize, f64> = report
+        .state
+        .log
+        .iter()
+        .filter_map(|e| Some((e.step - 1, *e.eval.as_ref()?.get("loss")?)))
+        .collect();
+    let history = report
+        .state
+        .losses
+        .iter()
+        .enumerate()
+        .filter_map(|(step, &train_loss)| {
+            let val_loss = evals.get(&step).copied();
+            (step % 10 == 0 || val_loss.is_some()).then_some(LogPoint {
                 step,
-                train_loss: loss,
+                train_loss,
                 val_loss,
-            });
-        }
-    }
+            })
+        })
+        .collect();
     let val_loss = validation_loss(&model, &store, &NoHooks, &val)?;
     let report = PretrainReport {
         args: args.clone(),
         params: store.num_params(),
         corpus_tokens,
-        tokens_seen,
+        tokens_seen: task.tokens_seen.get(),
         seconds: started.elapsed().as_secs_f64(),
         val_loss,
         val_perplexity: val_loss.exp(),

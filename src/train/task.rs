@@ -7,7 +7,7 @@
 //! | span (QA) | start/end head | (CE start + CE end) / 2 | exact match, token F1 |
 //! | generation | LM head | causal LM loss on the response | ROUGE-L, exact match or execution accuracy |
 
-use super::trainer::{Metrics, Split, TrainTask};
+use super::trainer::{Metrics, MicroBatch, Split, TrainTask};
 use crate::autodiff::{ParamId, ParamStore, Tape, Var, IGNORE_INDEX};
 use crate::data::batch::{pad, pad_with_labels, Batch, PadSide};
 use crate::data::encode::{encode, Encoded, Target};
@@ -483,9 +483,9 @@ impl<F: Float> TrainTask<F> for TaskModel {
         &self,
         tape: &mut Tape<'_, F>,
         hooks: &dyn Hooks<F>,
-        indices: &[usize],
+        batch: &MicroBatch<'_>,
     ) -> Result<(Var, usize)> {
-        let items: Vec<&Item> = indices.iter().map(|&i| &self.train[i]).collect();
+        let items: Vec<&Item> = batch.indices.iter().map(|&i| &self.train[i]).collect();
         self.batch_loss(tape, hooks, &items)
     }
 

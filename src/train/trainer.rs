@@ -1,37 +1,41 @@
-//! The Trainer: Hugging Face's `Trainer` loop for any task and any method.
+//! The Trainer: Hugging Face's `Trainer` loop, and the one loop every training in tunelab goes
+//! through — fine-tuning any task with any method, pre-training the base models, the pitfall
+//! experiments.
+//!
+//! What varies is given to it, never copied into another loop: the task computes its own loss on
+//! each micro-batch ([`TrainTask`]), the optimizer is any [`Optimizer`] (AdamW set up from the
+//! arguments unless another is given), progress goes to a [`Progress`]. [`train`] takes them in
+//! one [`Training`].
 //!
 //! Each optimizer step sums `gradient_accumulation_steps` micro-batches, clips the global norm,
-//! steps AdamW under the schedule, and logs. Evaluation and checkpoints follow their strategies;
-//! early stopping watches `metric_for_best`. Everything is deterministic from the seed: the
-//! batch order of epoch e is a permutation seeded by (seed, e) and dropout is seeded by the step,
-//! so a run resumed from a checkpoint computes exactly the losses of an uninterrupted one.
+//! steps the optimizer under the schedule, and logs. Evaluation and checkpoints follow their
+//! strategies; early stopping watches `metric_for_best`. Everything is deterministic from the
+//! seed: the batch order of epoch e is a permutation seeded by (seed, e) and dropout is seeded by
+//! the micro-batch, so a run resumed from a checkpoint computes exactly the losses of an
+//! uninterrupted one.
 //!
-//! A checkpoint (`checkpoint-<step>/`) holds the trainable parameters (`trainable.safetensors`),
-//! the optimizer state (`optimizer.safetensors`) and `trainer_state.json`; it is written into a
-//! temporary directory and renamed, so an interruption never leaves half a checkpoint. A NaN or
-//! infinite loss stops training with an error naming the step; the last good checkpoint stays.
+//! A checkpoint (`checkpoint-<step>/`, its format in [`crate::io::checkpoint`]) holds the
+//! trainable parameters, the optimizer's state and [`TrainerState`]. A NaN or infinite loss stops
+//! training with an error naming the step ([`is_divergence`]); the last good checkpoint stays.
 
 use super::args::{ScheduleKind, Strategy, TrainingArgs};
-use crate::autodiff::{ParamStore, Tape, Var};
+use super::progress::Progress;
+pub use super::progress::{LogEntry, Metrics};
+use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::{invalid, Error, Result};
-use crate::io::safetensors;
-use crate::nn::Hooks;
+use crate::io::checkpoint;
+use crate::nn::{Hooks, NoHooks};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, Optimizer, Schedule};
 use crate::tensor::Float;
 use crate::Grads;
-use ndarray::ArrayViewD;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-
-/// Metric name → value (`loss` always, plus the task's metrics).
-pub type Metrics = BTreeMap<String, f64>;
 
 /// Which split to evaluate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,16 +44,43 @@ pub enum Split {
     Test,
 }
 
-/// What the Trainer needs from a task: its training set size, a loss on chosen examples, and an
-/// evaluation.
+/// One micro-batch, as the Trainer asks a task for its loss.
+#[derive(Debug, Clone, Copy)]
+pub struct MicroBatch<'a> {
+    /// The optimizer step it belongs to, from 0.
+    pub step: usize,
+    /// Its number over the whole run (`step * gradient_accumulation_steps + k`), from 0.
+    pub micro: usize,
+    /// The training examples the Trainer drew for it: a slice of this epoch's permutation. A
+    /// task that draws its own data (pre-training samples windows at random) ignores them.
+    pub indices: &'a [usize],
+}
+
+impl<'a> MicroBatch<'a> {
+    /// The examples `indices` as the first micro-batch of a run (for computing one loss outside
+    /// training).
+    pub fn of(indices: &'a [usize]) -> Self {
+        Self {
+            step: 0,
+            micro: 0,
+            indices,
+        }
+    }
+}
+
+/// What the Trainer needs from a task: its training set size, the loss of a micro-batch, and an
+/// evaluation. The task computes its own loss, so any objective (a labelled task, language
+/// modelling, preference pairs) trains through the same loop.
 pub trait TrainTask<F: Float> {
+    /// Training examples: epochs and batch indices count over `0..train_len()`.
     fn train_len(&self) -> usize;
-    /// The mean loss over the training examples `indices`, and the number of tokens they hold.
+    /// The mean loss of micro-batch `batch`, and the number of tokens it holds. The Trainer has
+    /// seeded the tape's dropout for this micro-batch before calling.
     fn loss(
         &self,
         tape: &mut Tape<'_, F>,
         hooks: &dyn Hooks<F>,
-        indices: &[usize],
+        batch: &MicroBatch<'_>,
     ) -> Result<(Var, usize)>;
     /// Loss and task metrics on a split, in evaluation mode (at most `limit` examples, 0 = all).
     fn evaluate(
@@ -60,23 +91,6 @@ pub trait TrainTask<F: Float> {
         limit: usize,
         batch_size: usize,
     ) -> Result<Metrics>;
-}
-
-/// One line of the JSONL log.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LogEntry {
-    pub step: usize,
-    pub epoch: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub loss: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub learning_rate: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub grad_norm: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tokens_per_sec: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub eval: Option<Metrics>,
 }
 
 /// The state that makes a run resumable.
@@ -124,19 +138,6 @@ impl Memory {
         self.weights + self.gradients + self.optimizer + self.activations
     }
 }
-
-/// Progress callbacks (the CLI draws a bar; tests stay silent with `()`).
-pub trait TrainProgress {
-    fn start(&mut self, _total_steps: usize, _from_step: usize) {}
-    fn step(&mut self, _entry: &LogEntry) {}
-    fn eval(&mut self, _step: usize, _metrics: &Metrics) {}
-    /// Asked after every step: `true` stops training as Ctrl-C does (a checkpoint is saved).
-    fn should_stop(&mut self, _step: usize) -> bool {
-        false
-    }
-}
-
-impl TrainProgress for () {}
 
 /// Set by Ctrl-C; the loop saves a checkpoint and stops at the next step.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -195,110 +196,15 @@ fn batch_indices(n: usize, args: &TrainingArgs, micro: usize) -> Vec<usize> {
         .collect()
 }
 
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-/// Writes a checkpoint of the trainable parameters, optimizer and trainer state.
-pub fn save_checkpoint<F: Float>(
-    dir: &Path,
-    store: &ParamStore<F>,
-    opt: &AdamW<F>,
-    state: &TrainerState,
-) -> Result<()> {
-    let tmp = dir.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-    let params: Vec<(&str, ArrayViewD<F>)> = store
-        .iter()
-        .filter(|(_, p)| p.trainable)
-        .map(|(_, p)| (p.name.as_str(), p.value.view()))
-        .collect();
-    safetensors::save(&tmp.join("trainable.safetensors"), &params, &[])?;
-    let opt_state = opt.state();
-    let views: Vec<(&str, ArrayViewD<F>)> = opt_state
-        .iter()
-        .map(|(n, a)| (n.as_str(), a.view()))
-        .collect();
-    safetensors::save(&tmp.join("optimizer.safetensors"), &views, &[])?;
-    let json = serde_json::to_string_pretty(state).expect("state serialises");
-    crate::io::atomic_write(&tmp.join("trainer_state.json"), json.as_bytes())?;
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&tmp, dir).map_err(io_err(dir))
-}
-
-/// The newest `checkpoint-<step>` directory in `output_dir`.
-pub fn latest_checkpoint(output_dir: &Path) -> Option<PathBuf> {
-    let entries = std::fs::read_dir(output_dir).ok()?;
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            let step: usize = name.strip_prefix("checkpoint-")?.parse().ok()?;
-            Some((step, e.path()))
-        })
-        .max_by_key(|(s, _)| *s)
-        .map(|(_, p)| p)
-}
-
-/// Restores parameters, optimizer and trainer state from a checkpoint directory.
-pub fn load_checkpoint<F: Float>(
-    dir: &Path,
-    store: &mut ParamStore<F>,
-    opt: &mut AdamW<F>,
-) -> Result<TrainerState> {
-    let missing =
-        crate::io::checkpoint::load_into(store, &dir.join("trainable.safetensors"), |n| {
-            n.to_string()
-        })?;
-    let expected_missing = missing
-        .iter()
-        .filter(|n| {
-            store
-                .id(n)
-                .map(|id| store.is_trainable(id))
-                .unwrap_or(false)
-        })
-        .count();
-    if expected_missing > 0 {
-        return invalid("resume", format!("{}: {expected_missing} trainable parameters are missing (was it saved with another method?)", dir.display()));
-    }
-    let st = safetensors::load::<F>(&dir.join("optimizer.safetensors"))?;
-    opt.load_state(store, st.tensors)?;
-    let path = dir.join("trainer_state.json");
-    let bytes = crate::io::read(&path)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Data {
-        path: path.display().to_string(),
-        line: e.line(),
-        detail: e.to_string(),
-    })
-}
-
-/// Trains the trainable parameters of `store` on `task`. With `resume`, continues from the newest
-/// checkpoint in `args.output_dir`.
-pub fn train<F: Float>(
+/// AdamW as the Trainer sets it up when no optimizer is given: PyTorch's betas and eps, the
+/// arguments' weight decay, biases and normalisation weights excluded from decay, and each
+/// `(parameter, multiplier)` of `lr_multipliers` applied (LoRA+).
+pub fn adamw<F: Float>(
     args: &TrainingArgs,
-    task: &dyn TrainTask<F>,
-    store: &mut ParamStore<F>,
-    hooks: &dyn Hooks<F>,
-    lr_multipliers: &[(crate::ParamId, f64)],
-    resume: bool,
-    progress: &mut dyn TrainProgress,
-) -> Result<TrainReport> {
+    store: &ParamStore<F>,
+    lr_multipliers: &[(ParamId, f64)],
+) -> Result<AdamW<F>> {
     args.validate()?;
-    // Subnormal gradients and Adam moments are slow on x86-64: flush them while training
-    // (unless `--no-flush-denormals`); the caller's mode is restored on return.
-    let _float_mode = crate::kernels::FlushDenormals::for_training();
-    let n = task.train_len();
-    if n == 0 {
-        return invalid("train", "the training set is empty");
-    }
-    let started = Instant::now();
-    let total = args.total_steps(n);
-    let per_epoch = args.steps_per_epoch(n);
     let mut opt = AdamW::new(AdamWConfig {
         weight_decay: args.weight_decay,
         ..AdamWConfig::default()
@@ -307,7 +213,102 @@ pub fn train<F: Float>(
     for &(id, m) in lr_multipliers {
         opt.set_lr_multiplier(id, m)?;
     }
-    let schedule = match args.schedule {
+    Ok(opt)
+}
+
+/// Everything one training run needs, for [`train`]. [`Training::new`] takes what every run has
+/// (arguments, task, parameters); the rest has defaults that the builder methods replace.
+///
+/// ```ignore
+/// let report = train(
+///     Training::new(&args, &task, &mut store)
+///         .hooks(method.as_ref())
+///         .optimizer(Box::new(Sgd::new(SgdConfig::default())?))
+///         .progress(&mut bar),
+/// )?;
+/// ```
+pub struct Training<'a, F: Float> {
+    args: &'a TrainingArgs,
+    task: &'a dyn TrainTask<F>,
+    store: &'a mut ParamStore<F>,
+    hooks: &'a dyn Hooks<F>,
+    optimizer: Option<Box<dyn Optimizer<F> + 'a>>,
+    resume: bool,
+    log_file: bool,
+    flush_denormals: Option<bool>,
+    progress: Option<&'a mut dyn Progress>,
+}
+
+impl<'a, F: Float> Training<'a, F> {
+    /// Trains the trainable parameters of `store` on `task` under `args`: the plain model (no
+    /// hooks), [`adamw`] without multipliers, from the start, logged to `log.jsonl`, silent.
+    pub fn new(
+        args: &'a TrainingArgs,
+        task: &'a dyn TrainTask<F>,
+        store: &'a mut ParamStore<F>,
+    ) -> Self {
+        Self {
+            args,
+            task,
+            store,
+            hooks: &NoHooks,
+            optimizer: None,
+            resume: false,
+            log_file: true,
+            flush_denormals: None,
+            progress: None,
+        }
+    }
+
+    /// The fine-tuning method's hooks the model runs through.
+    pub fn hooks(mut self, hooks: &'a dyn Hooks<F>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// The optimizer (instead of [`adamw`]). Its state is saved in checkpoints and restored on
+    /// resume through [`Optimizer::state`] and [`Optimizer::load_state`].
+    pub fn optimizer(mut self, optimizer: Box<dyn Optimizer<F> + 'a>) -> Self {
+        self.optimizer = Some(optimizer);
+        self
+    }
+
+    /// With `true`, continues from the newest checkpoint in `args.output_dir` (if there is one).
+    pub fn resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// With `false`, logged steps are kept in [`TrainerState::log`] only, and nothing is written
+    /// to `output_dir/log.jsonl` (pre-training keeps its history in `pretrain.json` instead).
+    pub fn log_file(mut self, on: bool) -> Self {
+        self.log_file = on;
+        self
+    }
+
+    /// Flush subnormal floats to zero during this run (`true`) or keep them (`false`), instead of
+    /// the process-wide setting ([`crate::kernels::denormal::set_flush_while_training`]).
+    pub fn flush_denormals(mut self, on: bool) -> Self {
+        self.flush_denormals = Some(on);
+        self
+    }
+
+    /// Where progress goes (the default is silent).
+    pub fn progress(mut self, progress: &'a mut dyn Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+}
+
+/// Whether `e` is the Trainer's stop on a NaN or infinite loss (rather than a failure of the
+/// run's setup): experiments that provoke divergence keep what was measured before it.
+pub fn is_divergence(e: &Error) -> bool {
+    matches!(e, Error::Invalid { op: "train", detail } if detail.contains("the loss became"))
+}
+
+/// The learning-rate schedule the arguments name, over `total` optimizer steps.
+fn schedule(args: &TrainingArgs, total: usize) -> Schedule {
+    match args.schedule {
         ScheduleKind::Constant => Schedule::ConstantWithWarmup {
             warmup_steps: args.warmup_steps,
         },
@@ -319,20 +320,73 @@ pub fn train<F: Float>(
             warmup_steps: args.warmup_steps,
             total_steps: total,
         },
+    }
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Runs `training`: trains until the step budget, early stopping, a stop request or Ctrl-C, and
+/// reports what was measured.
+pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
+    let Training {
+        args,
+        task,
+        store,
+        hooks,
+        optimizer,
+        resume,
+        log_file,
+        flush_denormals,
+        progress,
+    } = training;
+    let mut silent = ();
+    let progress: &mut dyn Progress = match progress {
+        Some(p) => p,
+        None => &mut silent,
     };
+    args.validate()?;
+    // Subnormal gradients and Adam moments are slow on x86-64: flush them while training
+    // (unless `--no-flush-denormals` or the run says otherwise); the caller's mode is restored on
+    // return.
+    let _float_mode = match flush_denormals {
+        Some(on) => crate::kernels::FlushDenormals::new(on),
+        None => crate::kernels::FlushDenormals::for_training(),
+    };
+    let n = task.train_len();
+    if n == 0 {
+        return invalid("train", "the training set is empty");
+    }
+    let started = Instant::now();
+    let total = args.total_steps(n);
+    let per_epoch = args.steps_per_epoch(n);
+    let mut opt = match optimizer {
+        Some(o) => o,
+        None => Box::new(adamw(args, store, &[])?),
+    };
+    let schedule = schedule(args, total);
     let mut state = TrainerState::default();
     if resume {
-        if let Some(dir) = latest_checkpoint(&args.output_dir) {
-            state = load_checkpoint(&dir, store, &mut opt)?;
+        if let Some(dir) = checkpoint::latest_training(&args.output_dir) {
+            state = checkpoint::load_training(&dir, store, opt.as_mut())?;
         }
     }
-    std::fs::create_dir_all(&args.output_dir).map_err(io_err(&args.output_dir))?;
     let log_path = args.output_dir.join("log.jsonl");
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(io_err(&log_path))?;
+    let mut log = if log_file {
+        std::fs::create_dir_all(&args.output_dir).map_err(io_err(&args.output_dir))?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_err(&log_path))?;
+        Some(f)
+    } else {
+        None
+    };
     let mut grads = Grads::new(store);
     let mut step_times = Vec::new();
     let (mut final_eval, mut stopped_early, mut interrupted) = (None, false, false);
@@ -345,14 +399,16 @@ pub fn train<F: Float>(
         let t0 = Instant::now();
         let (mut loss_sum, mut tokens) = (0.0, 0usize);
         for k in 0..args.gradient_accumulation_steps {
-            let idx = batch_indices(n, args, step * args.gradient_accumulation_steps + k);
+            let micro = step * args.gradient_accumulation_steps + k;
+            let idx = batch_indices(n, args, micro);
             let mut tape = Tape::new(store);
-            tape.seed(
-                args.seed
-                    ^ ((step * args.gradient_accumulation_steps + k) as u64)
-                        .wrapping_mul(0x9E37_79B9),
-            );
-            let (loss, t) = task.loss(&mut tape, hooks, &idx)?;
+            tape.seed(args.seed ^ (micro as u64).wrapping_mul(0x9E37_79B9));
+            let batch = MicroBatch {
+                step,
+                micro,
+                indices: &idx,
+            };
+            let (loss, t) = task.loss(&mut tape, hooks, &batch)?;
             let value = tape.scalar(loss)?.as_f64();
             if !value.is_finite() {
                 return invalid("train", format!("the loss became {value} at step {} ; stopping (the last good checkpoint is kept)", step + 1));
@@ -416,15 +472,17 @@ pub fn train<F: Float>(
             final_eval = Some(m);
         }
         if state.step % args.logging_steps.max(1) == 0 || do_eval || last {
-            writeln!(
-                log,
-                "{}",
-                serde_json::to_string(&entry).expect("entry serialises")
-            )
-            .map_err(io_err(&log_path))?;
+            if let Some(log) = log.as_mut() {
+                writeln!(
+                    log,
+                    "{}",
+                    serde_json::to_string(&entry).expect("entry serialises")
+                )
+                .map_err(io_err(&log_path))?;
+            }
             state.log.push(entry.clone());
         }
-        progress.step(&entry);
+        progress.step("", &entry);
         if let Some(p) = args.early_stopping_patience {
             if do_eval && state.should_stop_early(p) {
                 stopped_early = true;
@@ -437,18 +495,21 @@ pub fn train<F: Float>(
             Strategy::Epoch => end_of_epoch,
         };
         if do_save || interrupted || (stopped_early && args.save_strategy != Strategy::No) {
-            save_checkpoint(
-                &args.output_dir.join(format!("checkpoint-{}", state.step)),
+            checkpoint::save_training(
+                &args
+                    .output_dir
+                    .join(checkpoint::training_dir_name(state.step)),
                 store,
-                &opt,
+                opt.as_ref(),
                 &state,
             )?;
-            prune_checkpoints(&args.output_dir, args.save_total_limit);
+            checkpoint::prune_training(&args.output_dir, args.save_total_limit);
         }
         if stopped_early || interrupted {
             break;
         }
     }
+    progress.finish();
     step_times.sort_by(f64::total_cmp);
     let median = step_times.get(step_times.len() / 2).copied().unwrap_or(0.0);
     Ok(TrainReport {
@@ -460,31 +521,4 @@ pub fn train<F: Float>(
         seconds: started.elapsed().as_secs_f64(),
         median_step_seconds: median,
     })
-}
-
-/// Deletes all but the newest `keep` checkpoints (0 keeps all).
-fn prune_checkpoints(dir: &Path, keep: usize) {
-    if keep == 0 {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut cps: Vec<(usize, PathBuf)> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            Some((
-                e.file_name()
-                    .to_string_lossy()
-                    .strip_prefix("checkpoint-")?
-                    .parse()
-                    .ok()?,
-                e.path(),
-            ))
-        })
-        .collect();
-    cps.sort_by_key(|c| std::cmp::Reverse(c.0));
-    for (_, p) in cps.into_iter().skip(keep) {
-        let _ = std::fs::remove_dir_all(p);
-    }
 }

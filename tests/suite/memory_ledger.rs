@@ -12,7 +12,7 @@ use tunelab::lab::finetune::{load_base, prepare, task_data};
 use tunelab::peft::lora::LoraConfig;
 use tunelab::peft::MethodSpec;
 use tunelab::train::args::Strategy;
-use tunelab::train::trainer::train;
+use tunelab::train::trainer::{train, Training};
 use tunelab::train::TrainingArgs;
 
 struct Counting;
@@ -113,16 +113,7 @@ fn ledger_against_allocator() {
             ..TrainingArgs::default()
         };
         let (report, step_peak) = peak_during(|| {
-            train(
-                &args,
-                &tm,
-                &mut base.store,
-                method.as_ref(),
-                &[],
-                false,
-                &mut (),
-            )
-            .unwrap()
+            train(Training::new(&args, &tm, &mut base.store).hooks(method.as_ref())).unwrap()
         });
         let _ = std::fs::remove_dir_all(dir);
         let m = report.memory;

@@ -1,9 +1,10 @@
 //! The shipped base models load and reach the validation loss recorded in models/README.md.
 
 use std::path::Path;
+use tunelab::data::lm::validation_batches;
 use tunelab::data::tokenizer::Tokenizer;
 use tunelab::io::checkpoint;
-use tunelab::train::pretrain::{validation_batches, validation_loss, Base};
+use tunelab::train::pretrain::{validation_loss, Base};
 
 /// The validation loss column of `name`'s row in models/README.md.
 fn recorded_loss(readme: &str, name: &str) -> f64 {
@@ -26,7 +27,7 @@ fn shipped_models_reach_their_recorded_validation_loss() {
         let (model, store) = checkpoint::load::<f32>(&dir).unwrap();
         let tok = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
         assert_eq!(model.config.causal, base == Base::GptTiny);
-        let batches = validation_batches(base, &tok, model.config.max_len).unwrap();
+        let batches = validation_batches(&tok, base.causal(), model.config.max_len).unwrap();
         let loss = validation_loss(&model, &store, &tunelab::nn::NoHooks, &batches).unwrap();
         let want = recorded_loss(&readme, base.name());
         let rel = (loss - want).abs() / want;
@@ -59,7 +60,7 @@ fn pretrained_base_beats_training_from_scratch() {
     use tunelab::nn::Transformer;
     use tunelab::peft::MethodSpec;
     use tunelab::train::args::Strategy;
-    use tunelab::train::trainer::{train, Split, TrainTask};
+    use tunelab::train::trainer::{train, Split, TrainTask, Training};
     use tunelab::train::TrainingArgs;
 
     let score = |name: &str, pretrained: bool| -> f64 {
@@ -96,16 +97,7 @@ fn pretrained_base_beats_training_from_scratch() {
             eval_strategy: Strategy::No,
             ..TrainingArgs::default()
         };
-        train(
-            &args,
-            &tm,
-            &mut base.store,
-            method.as_ref(),
-            &[],
-            false,
-            &mut (),
-        )
-        .unwrap();
+        train(Training::new(&args, &tm, &mut base.store).hooks(method.as_ref())).unwrap();
         let _ = std::fs::remove_dir_all(dir);
         TrainTask::<f32>::evaluate(
             &tm,

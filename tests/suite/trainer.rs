@@ -1,16 +1,18 @@
-//! The Trainer: resume equals an uninterrupted run, NaN stops training, early stopping, TOML
-//! arguments, and a short pre-training run whose loss falls.
+//! The Trainer: resume equals an uninterrupted run (with AdamW or SGD), NaN stops training,
+//! early stopping, TOML arguments, and a short pre-training run whose loss falls.
 
 use std::path::PathBuf;
 use tunelab::data::tasks::{self, Task};
 use tunelab::data::tokenizer::{Preset, Tokenizer};
 use tunelab::data::world::World;
 use tunelab::nn::{Config, Transformer};
+use tunelab::optim::{Optimizer, Sgd, SgdConfig};
 use tunelab::peft::{self, MethodSpec};
 use tunelab::train::args::Strategy;
 use tunelab::train::pretrain::{pretrain, Base, PretrainArgs};
+use tunelab::train::progress::Progress;
 use tunelab::train::task::{TaskData, TaskModel};
-use tunelab::train::trainer::{train, TrainProgress};
+use tunelab::train::trainer::{train, Training};
 use tunelab::train::TrainingArgs;
 use tunelab::ParamStore;
 
@@ -65,7 +67,7 @@ fn args(dir: &std::path::Path) -> TrainingArgs {
 
 struct StopAt(usize);
 
-impl TrainProgress for StopAt {
+impl Progress for StopAt {
     fn should_stop(&mut self, step: usize) -> bool {
         step == self.0
     }
@@ -76,28 +78,15 @@ fn resume_from_checkpoint_equals_an_uninterrupted_run() {
     let (tm, store0, method) = setup();
     let dir = temp_dir("resume-a");
     let mut store = store0.clone();
-    let full = train(
-        &args(&dir),
-        &tm,
-        &mut store,
-        method.as_ref(),
-        &[],
-        false,
-        &mut (),
-    )
-    .unwrap();
+    let full = train(Training::new(&args(&dir), &tm, &mut store).hooks(method.as_ref())).unwrap();
     assert_eq!(full.state.losses.len(), 6);
 
     let dir = temp_dir("resume-b");
     let mut store = store0.clone();
     let first = train(
-        &args(&dir),
-        &tm,
-        &mut store,
-        method.as_ref(),
-        &[],
-        false,
-        &mut StopAt(3),
+        Training::new(&args(&dir), &tm, &mut store)
+            .hooks(method.as_ref())
+            .progress(&mut StopAt(3)),
     )
     .unwrap();
     assert!(first.interrupted);
@@ -109,19 +98,74 @@ fn resume_from_checkpoint_equals_an_uninterrupted_run() {
     // A fresh process: the base weights as loaded, everything else from the checkpoint.
     let mut store = store0.clone();
     let resumed = train(
-        &args(&dir),
-        &tm,
-        &mut store,
-        method.as_ref(),
-        &[],
-        true,
-        &mut (),
+        Training::new(&args(&dir), &tm, &mut store)
+            .hooks(method.as_ref())
+            .resume(true),
     )
     .unwrap();
     assert_eq!(
         resumed.state.losses, full.state.losses,
         "resumed losses differ from the uninterrupted run"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn sgd() -> Box<dyn Optimizer<f32>> {
+    Box::new(
+        Sgd::new(SgdConfig {
+            momentum: 0.9,
+            ..SgdConfig::default()
+        })
+        .unwrap(),
+    )
+}
+
+#[test]
+fn resume_with_sgd_equals_an_uninterrupted_run_and_refuses_another_optimizer() {
+    let (tm, store0, method) = setup();
+    let dir = temp_dir("resume-sgd-a");
+    let mut store = store0.clone();
+    let full = train(
+        Training::new(&args(&dir), &tm, &mut store)
+            .hooks(method.as_ref())
+            .optimizer(sgd()),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let dir = temp_dir("resume-sgd-b");
+    let mut store = store0.clone();
+    let first = train(
+        Training::new(&args(&dir), &tm, &mut store)
+            .hooks(method.as_ref())
+            .optimizer(sgd())
+            .progress(&mut StopAt(3)),
+    )
+    .unwrap();
+    assert_eq!(first.state.losses, full.state.losses[..3]);
+    // The momentum buffers come back from the checkpoint: without them step 4 would differ.
+    let mut store = store0.clone();
+    let resumed = train(
+        Training::new(&args(&dir), &tm, &mut store)
+            .hooks(method.as_ref())
+            .optimizer(sgd())
+            .resume(true),
+    )
+    .unwrap();
+    assert_eq!(
+        resumed.state.losses, full.state.losses,
+        "resumed SGD losses differ from the uninterrupted run"
+    );
+    // The same checkpoint with AdamW: refused, naming both optimizers.
+    let mut store = store0.clone();
+    let err = train(
+        Training::new(&args(&dir), &tm, &mut store)
+            .hooks(method.as_ref())
+            .resume(true),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("SGD") && err.contains("AdamW"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -132,17 +176,9 @@ fn nan_loss_stops_training_naming_the_step() {
     let head = tm.head.params()[0];
     let poisoned = store.value(head).mapv(|_| f32::NAN);
     store.set_value(head, poisoned).unwrap();
-    let err = train(
-        &args(&dir),
-        &tm,
-        &mut store,
-        method.as_ref(),
-        &[],
-        false,
-        &mut (),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = train(Training::new(&args(&dir), &tm, &mut store).hooks(method.as_ref()))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("NaN") && err.contains("step 1"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -158,7 +194,7 @@ fn early_stopping_stops_when_the_metric_stalls() {
     a.eval_steps = 1;
     a.metric_for_best = "accuracy".into();
     a.early_stopping_patience = Some(2);
-    let r = train(&a, &tm, &mut store, method.as_ref(), &[], false, &mut ()).unwrap();
+    let r = train(Training::new(&a, &tm, &mut store).hooks(method.as_ref())).unwrap();
     assert!(r.stopped_early);
     assert_eq!(
         r.state.step, 3,

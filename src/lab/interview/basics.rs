@@ -6,7 +6,7 @@ use crate::data::encode::{encode, Target};
 use crate::data::tasks::{Example, Task};
 use crate::error::Result;
 use crate::lab::compare::{self, CompareOptions, Row};
-use crate::lab::evidence::{num, table, Claim, Evidence, Mode, Progress};
+use crate::lab::evidence::{num, table, Claim, Evidence, Mode};
 use crate::lab::finetune::{load_base, task_data};
 use crate::lab::forgetting::heldout_batches;
 use crate::lab::runs::{temp_dir, train_run, Run, BASE};
@@ -18,6 +18,7 @@ use crate::nn::{Input, NoHooks};
 use crate::peft::lora::LoraConfig;
 use crate::peft::prompt::PromptInit;
 use crate::peft::MethodSpec;
+use crate::train::progress::Progress;
 use crate::train::trainer::Split;
 use crate::{Float, Tape};
 use serde::Serialize;
@@ -451,7 +452,8 @@ pub fn frozen(mode: Mode, progress: &mut dyn Progress) -> Result<Frozen> {
         let mut o = train_run(&run, label, progress)?;
         let val_accuracy = o.evaluate(Split::Validation, val)?["accuracy"];
         let f = o.forgetting(&heldout)?;
-        let detached = crate::lab::forgetting::lm_loss(&o.base, &NoHooks, &heldout)? - f.before;
+        let detached =
+            crate::lab::forgetting::heldout_loss(&o.base, &NoHooks, &heldout)? - f.before;
         let dir = temp_dir("adapter");
         let head = o.tm.head.params();
         crate::peft::store::save_adapter(

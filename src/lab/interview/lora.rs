@@ -1,10 +1,11 @@
 //! LoRA questions: why B starts at zero (6), alpha, rank and rsLoRA (7), which modules to
 //! target (8), how many parameters it adds (9), merging and precision (10).
 
+use crate::data::lm::LmBatch;
 use crate::data::tasks::Task;
 use crate::error::Result;
 use crate::lab::estimate;
-use crate::lab::evidence::{num, table, Claim, Evidence, Mode, Progress};
+use crate::lab::evidence::{num, table, Claim, Evidence, Mode};
 use crate::lab::finetune::{load_base, task_data, Base};
 use crate::lab::forgetting::heldout_batches;
 use crate::lab::runs::{temp_dir, train_run, Outcome, Run, BASE};
@@ -12,9 +13,10 @@ use crate::nn::layers::normal;
 use crate::nn::{Hooks, NoHooks, Transformer};
 use crate::peft::lora::{Lora, LoraConfig};
 use crate::peft::{Method, MethodSpec};
-use crate::train::pretrain::{lm_loss, LmBatch};
+use crate::train::pretrain::lm_batch_loss;
+use crate::train::progress::Progress;
 use crate::train::task::TaskModel;
-use crate::train::trainer::{self, Split};
+use crate::train::trainer::{self, Split, Training};
 use crate::train::TrainingArgs;
 use crate::{Float, Grads, ParamStore, Tape};
 use ndarray::{ArrayD, Ix2};
@@ -93,7 +95,7 @@ pub fn zero_init() -> Result<ZeroInit> {
     let want = logits(&base.model, &base.store, &NoHooks, &batch)?;
     let loss_of = |store: &ParamStore<f32>, hooks: &dyn Hooks<f32>| -> Result<f64> {
         let mut tape = Tape::inference(store);
-        let (l, _) = lm_loss(&base.model, &mut tape, hooks, &batch)?;
+        let (l, _) = lm_batch_loss(&base.model, &mut tape, hooks, &batch)?;
         Ok(tape.scalar(l)?.as_f64())
     };
     let base_lm_loss = loss_of(&base.store, &NoHooks)?;
@@ -117,11 +119,13 @@ pub fn zero_init() -> Result<ZeroInit> {
             }
         }
         let got = logits(&base.model, &store, &method, &batch)?;
+        // One backward pass and no update: the demonstration is the gradient LoRA's factors
+        // receive at initialisation, so nothing here trains (training goes through the Trainer).
         let mut grads = Grads::new(&store);
         {
             let mut tape = Tape::new(&store);
             tape.set_train(false);
-            let (l, _) = lm_loss(&base.model, &mut tape, &method, &batch)?;
+            let (l, _) = lm_batch_loss(&base.model, &mut tape, &method, &batch)?;
             tape.backward(l, &mut grads)?;
         }
         rows.push(InitRow {
@@ -633,7 +637,7 @@ pub fn merging(mode: Mode, progress: &mut dyn Progress) -> Result<Merging> {
         eval_strategy: crate::train::args::Strategy::No,
         ..TrainingArgs::default()
     };
-    trainer::train(&args, &tm, &mut base.store, &lora, &[], false, &mut ())?;
+    trainer::train(Training::new(&args, &tm, &mut base.store).hooks(&lora))?;
     let _ = std::fs::remove_dir_all(dir);
 
     let weights: Vec<crate::ParamId> = lora.targets.values().map(|t| t.linear.weight).collect();

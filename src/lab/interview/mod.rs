@@ -9,9 +9,10 @@ pub mod basics;
 pub mod lora;
 pub mod training;
 
-use super::evidence::{Evidence, Mode, Progress};
+use super::evidence::{Evidence, Mode};
 use super::pitfall;
 use crate::error::{Error, Result};
+use crate::train::progress::Progress;
 
 /// One question: its number, the question, a concise answer, and what the experiment does.
 #[derive(Debug, Clone, Copy)]

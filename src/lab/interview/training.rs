@@ -6,15 +6,16 @@ use crate::data::encode::Target;
 use crate::data::tasks::Task;
 use crate::error::Result;
 use crate::lab::estimate::{self, EstimateArgs, Method as EstMethod, GB};
-use crate::lab::evidence::{num, table, Claim, Evidence, Mode, Progress};
+use crate::lab::evidence::{num, table, Claim, Evidence, Mode};
 use crate::lab::finetune::load_base;
-use crate::lab::forgetting::{heldout_batches, lm_loss};
+use crate::lab::forgetting::{heldout_batches, heldout_loss};
 use crate::lab::runs::{prepare_run, temp_dir, train_run, Recorder, Run, BASE};
 use crate::nn::{Hooks, NoHooks};
 use crate::peft::lora::{block_linears, LoraConfig};
 use crate::peft::MethodSpec;
+use crate::train::progress::Progress;
 use crate::train::task::{Item, TaskModel};
-use crate::train::trainer::{self, Split, TrainTask};
+use crate::train::trainer::{self, MicroBatch, Split, TrainTask, Training};
 use crate::{Float, Grads, ParamStore, Tape};
 use serde::Serialize;
 
@@ -99,13 +100,9 @@ pub fn label_masking(mode: Mode, progress: &mut dyn Progress) -> Result<LabelMas
         let mut args = run.args.clone();
         args.output_dir = temp_dir("mask");
         trainer::train(
-            &args,
-            &tm,
-            &mut base.store,
-            method.as_ref(),
-            &[],
-            false,
-            &mut Recorder::default(),
+            Training::new(&args, &tm, &mut base.store)
+                .hooks(method.as_ref())
+                .progress(&mut Recorder::default()),
         )?;
         let _ = std::fs::remove_dir_all(&args.output_dir);
         results.push(response_loss(&tm, &base.store, method.as_ref(), items)?);
@@ -378,7 +375,7 @@ pub fn qlora(_mode: Mode) -> Result<Qlora> {
     }
     let base = load_base(BASE)?;
     let batches = heldout_batches(&base)?;
-    let lm_f32 = lm_loss(&base, &NoHooks, &batches)?;
+    let lm_f32 = heldout_loss(&base, &NoHooks, &batches)?;
     let uniform: [f32; 16] = std::array::from_fn(|i| -1.0 + 2.0 * i as f32 / 15.0);
     let ids: Vec<crate::ParamId> = block_linears(&base.model)
         .iter()
@@ -411,7 +408,7 @@ pub fn qlora(_mode: Mode) -> Result<Qlora> {
             )?;
         }
         errs.push((err_sq / w_sq).sqrt());
-        losses.push(lm_loss(&b, &NoHooks, &batches)?);
+        losses.push(heldout_loss(&b, &NoHooks, &batches)?);
     }
     let blocks = quantized_weights.div_ceil(BLOCK);
     Ok(Qlora {
@@ -538,6 +535,9 @@ pub struct Accumulation {
     pub rows: Vec<AccumRow>,
 }
 
+/// The gradients of `parts` (examples, weight) summed as gradient accumulation sums them, without
+/// an optimizer step: the demonstration compares gradients, so nothing here trains (training goes
+/// through the Trainer).
 fn grads_of(
     tm: &TaskModel,
     store: &ParamStore<f32>,
@@ -548,7 +548,7 @@ fn grads_of(
     for (idx, weight) in parts {
         let mut tape = Tape::new(store);
         tape.set_train(false);
-        let (loss, _) = TrainTask::<f32>::loss(tm, &mut tape, hooks, idx)?;
+        let (loss, _) = TrainTask::<f32>::loss(tm, &mut tape, hooks, &MicroBatch::of(idx))?;
         let scaled = tape.scale(loss, *weight)?;
         tape.backward(scaled, &mut grads)?;
     }

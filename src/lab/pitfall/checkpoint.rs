@@ -6,12 +6,13 @@
 
 use crate::data::tasks::Task;
 use crate::error::Result;
-use crate::lab::evidence::{table, Claim, Evidence, Mode, Progress};
+use crate::lab::evidence::{table, Claim, Evidence, Mode};
 use crate::lab::runs::{prepare_run, temp_dir, Recorder, Run};
 use crate::peft::lora::LoraConfig;
 use crate::peft::MethodSpec;
 use crate::train::args::Strategy;
-use crate::train::trainer::{self, LogEntry, Metrics, Split, TrainProgress, TrainTask};
+use crate::train::progress::{LogEntry, Metrics, Progress};
+use crate::train::trainer::{self, Split, TrainTask, Training};
 use crate::ParamStore;
 use serde::Serialize;
 use std::path::Path;
@@ -48,9 +49,9 @@ struct KillAt {
     record: Recorder,
 }
 
-impl TrainProgress for KillAt {
-    fn step(&mut self, e: &LogEntry) {
-        self.record.step(e);
+impl Progress for KillAt {
+    fn step(&mut self, run: &str, e: &LogEntry) {
+        self.record.step(run, e);
     }
     fn should_stop(&mut self, step: usize) -> bool {
         Some(step) == self.stop_at
@@ -76,13 +77,10 @@ fn leg(run: &Run, dir: &Path, resume: bool, stop_at: Option<usize>, val: usize) 
         record: Recorder::default(),
     };
     let report = trainer::train(
-        &args,
-        &tm,
-        &mut base.store,
-        method.as_ref(),
-        &[],
-        resume,
-        &mut p,
+        Training::new(&args, &tm, &mut base.store)
+            .hooks(method.as_ref())
+            .resume(resume)
+            .progress(&mut p),
     )?;
     let seconds = started.elapsed().as_secs_f64();
     let m: Metrics = TrainTask::<f32>::evaluate(

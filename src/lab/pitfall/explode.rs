@@ -7,18 +7,27 @@
 //!
 //! Xiong et al. 2020 ("On Layer Normalization in the Transformer Architecture") show that at
 //! initialisation post-LN gradients grow toward the output layers while pre-LN ones stay level.
+//!
+//! The runs train through the Trainer (SGD as its optimizer, the LM loss on fixed batches as its
+//! task); a loss that becomes NaN or infinite ends a run as divergence, not as an error.
 
+use crate::data::lm::{causal_batch, windows, LmBatch, WORLD_SEED};
 use crate::data::world::World;
-use crate::error::Result;
-use crate::lab::evidence::{nan_as_inf, num, table, Claim, Evidence, Mode, Progress};
+use crate::error::{invalid, Result};
+use crate::lab::evidence::{nan_as_inf, num, table, Claim, Evidence, Mode};
 use crate::lab::finetune::load_base;
-use crate::lab::runs::BASE;
-use crate::nn::{Config, NoHooks, Transformer};
-use crate::optim::{clip_grad_norm, grad_norm, grad_norms, Optimizer, Sgd, SgdConfig};
+use crate::lab::runs::{Recorder, BASE};
+use crate::nn::{Config, Hooks, NoHooks, Transformer};
+use crate::optim::{grad_norms, Sgd, SgdConfig};
 use crate::peft::full::block_index;
-use crate::train::pretrain::{causal_batch, lm_loss, windows, LmBatch, WORLD_SEED};
-use crate::{Float, Grads, ParamStore, Tape};
+use crate::train::args::{ScheduleKind, Strategy};
+use crate::train::pretrain::{lm_batch_loss, validation_loss};
+use crate::train::progress::{Metrics, Progress};
+use crate::train::trainer::{self, MicroBatch, Split, TrainTask, Training};
+use crate::train::TrainingArgs;
+use crate::{Float, Grads, ParamStore, Tape, Var};
 use serde::Serialize;
+use std::cell::RefCell;
 
 /// One training run of the deep model.
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +93,72 @@ pub struct Explode {
 pub const LR: f64 = 0.5;
 pub const CLIP: f64 = 1.0;
 
+/// Language modelling on fixed batches taken in turn, one per optimizer step. Records every loss
+/// it computes, so a run that diverges keeps the loss that did.
+struct CycledBatches<'a> {
+    model: &'a Transformer,
+    batches: &'a [LmBatch],
+    losses: RefCell<Vec<f64>>,
+}
+
+impl TrainTask<f32> for CycledBatches<'_> {
+    fn train_len(&self) -> usize {
+        self.batches.iter().map(|b| b.ids.nrows()).sum()
+    }
+
+    fn loss(
+        &self,
+        tape: &mut Tape<'_, f32>,
+        hooks: &dyn Hooks<f32>,
+        batch: &MicroBatch<'_>,
+    ) -> Result<(Var, usize)> {
+        let (loss, targets) = lm_batch_loss(
+            self.model,
+            tape,
+            hooks,
+            &self.batches[batch.step % self.batches.len()],
+        )?;
+        self.losses.borrow_mut().push(tape.scalar(loss)?.as_f64());
+        Ok((loss, targets))
+    }
+
+    fn evaluate(
+        &self,
+        store: &ParamStore<f32>,
+        hooks: &dyn Hooks<f32>,
+        _split: Split,
+        _limit: usize,
+        _batch_size: usize,
+    ) -> Result<Metrics> {
+        let loss = validation_loss(self.model, store, hooks, self.batches)?;
+        Ok(Metrics::from([("loss".to_string(), loss)]))
+    }
+}
+
+/// The gradient norm of each block's parameters for the loss of `batch`, at the weights of
+/// `store` (all zero when the loss is not finite). A single backward pass, outside any training:
+/// the Trainer's first step computes these same gradients, and this reads them per block.
+fn block_grad_norms(
+    model: &Transformer,
+    store: &ParamStore<f32>,
+    batch: &LmBatch,
+) -> Result<Vec<f64>> {
+    let mut norms = vec![0.0; model.config.n_layers];
+    let mut grads = Grads::new(store);
+    let mut tape = Tape::new(store);
+    let (loss, _) = lm_batch_loss(model, &mut tape, &NoHooks, batch)?;
+    if !tape.scalar(loss)?.as_f64().is_finite() {
+        return Ok(norms);
+    }
+    tape.backward(loss, &mut grads)?;
+    for (name, n) in grad_norms(store, &grads) {
+        if let Some(i) = block_index(&name) {
+            norms[i] = (norms[i].powi(2) + n * n).sqrt();
+        }
+    }
+    Ok(norms)
+}
+
 fn train(
     label: &str,
     config: &Config,
@@ -93,54 +168,57 @@ fn train(
     progress: &mut dyn Progress,
 ) -> Result<ExplodeRun> {
     progress.line(&format!("training {label} for {steps} steps"));
+    let Some(first) = batches.first() else {
+        return invalid("explode", "no batch of text to train on");
+    };
     let mut store = ParamStore::<f32>::new();
     let model = Transformer::new(config.clone(), &mut store, 1)?;
-    let mut opt = Sgd::new(SgdConfig {
+    let layer_norms = block_grad_norms(&model, &store, first)?;
+    let args = TrainingArgs {
+        max_steps: Some(steps),
+        batch_size: first.ids.nrows(),
+        learning_rate: LR,
+        schedule: ScheduleKind::Constant,
+        warmup_steps: 0,
+        weight_decay: 0.0,
+        max_grad_norm: clip.unwrap_or(0.0), // 0: no clipping
+        eval_strategy: Strategy::No,
+        save_strategy: Strategy::No,
+        ..TrainingArgs::default()
+    };
+    let task = CycledBatches {
+        model: &model,
+        batches,
+        losses: RefCell::new(Vec::new()),
+    };
+    let sgd = Sgd::new(SgdConfig {
         momentum: 0.9,
         ..SgdConfig::default()
     })?;
-    let mut grads = Grads::new(&store);
-    let mut run = ExplodeRun {
+    let mut record = Recorder::default();
+    // Subnormals are kept (IEEE arithmetic), as this experiment has always measured: a model
+    // on its way to blowing up makes them (softmax tails), and flushing them changes its losses.
+    let result = trainer::train(
+        Training::new(&args, &task, &mut store)
+            .optimizer(Box::new(sgd))
+            .flush_denormals(false)
+            .log_file(false)
+            .progress(&mut record),
+    );
+    let diverged_at = match result {
+        Ok(_) => None,
+        Err(e) if trainer::is_divergence(&e) => Some(task.losses.borrow().len()),
+        Err(e) => return Err(e),
+    };
+    Ok(ExplodeRun {
         label: label.into(),
         pre_ln: config.pre_ln,
         clip,
-        losses: vec![],
-        grad_norms: vec![],
-        layer_norms: vec![0.0; config.n_layers],
-        diverged_at: None,
-    };
-    for step in 0..steps {
-        let batch = &batches[step % batches.len()];
-        let loss = {
-            let mut tape = Tape::new(&store);
-            let (loss, _) = lm_loss(&model, &mut tape, &NoHooks, batch)?;
-            let value = tape.scalar(loss)?.as_f64();
-            if value.is_finite() {
-                tape.backward(loss, &mut grads)?;
-            }
-            value
-        };
-        run.losses.push(loss);
-        if !loss.is_finite() {
-            run.diverged_at = Some(step + 1);
-            break;
-        }
-        if step == 0 {
-            for (name, n) in grad_norms(&store, &grads) {
-                if let Some(i) = block_index(&name) {
-                    run.layer_norms[i] = (run.layer_norms[i].powi(2) + n * n).sqrt();
-                }
-            }
-        }
-        let norm = match clip {
-            Some(c) => clip_grad_norm(&mut grads, c)?,
-            None => grad_norm(&grads),
-        };
-        run.grad_norms.push(norm);
-        opt.step(&mut store, &grads, LR);
-        grads.zero();
-    }
-    Ok(run)
+        losses: task.losses.into_inner(),
+        grad_norms: record.grad_norms,
+        layer_norms,
+        diverged_at,
+    })
 }
 
 pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<Explode> {

@@ -6,11 +6,12 @@
 
 use crate::data::tasks::Task;
 use crate::error::Result;
-use crate::lab::evidence::{nan_as_inf, num, table, Claim, Evidence, Mode, Progress};
+use crate::lab::evidence::{nan_as_inf, num, table, Claim, Evidence, Mode};
 use crate::lab::forgetting::{heldout_batches, Forgetting};
 use crate::lab::runs::{train_run, Run};
 use crate::peft::lora::LoraConfig;
 use crate::peft::MethodSpec;
+use crate::train::progress::Progress;
 use crate::train::trainer::Split;
 use serde::Serialize;
 

@@ -7,8 +7,9 @@ pub mod lr;
 pub mod overfit;
 pub mod padding;
 
-use super::evidence::{Evidence, Mode, Progress};
+use super::evidence::{Evidence, Mode};
 use crate::error::{Error, Result};
+use crate::train::progress::Progress;
 
 /// One pitfall: its name on the command line and what it shows.
 #[derive(Debug, Clone, Copy)]

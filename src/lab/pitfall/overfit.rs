@@ -6,10 +6,11 @@
 
 use crate::data::tasks::Task;
 use crate::error::Result;
-use crate::lab::evidence::{num, table, Claim, Evidence, Mode, Progress};
+use crate::lab::evidence::{num, table, Claim, Evidence, Mode};
 use crate::lab::runs::{train_run, Outcome, Run};
 use crate::peft::lora::LoraConfig;
 use crate::peft::MethodSpec;
+use crate::train::progress::Progress;
 use serde::Serialize;
 
 /// One run of the experiment.
