@@ -10,9 +10,9 @@ use tunelab::train::pretrain::{self, Base, PretrainArgs};
 
 #[derive(Args, Debug)]
 pub struct PretrainCmd {
-    /// gpt-tiny or bert-tiny.
-    #[arg(long)]
-    pub preset: String,
+    /// The shipped base to reproduce.
+    #[arg(long, value_enum)]
+    pub preset: Base,
     /// Output directory (default: models/<preset>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -54,7 +54,7 @@ pub struct PretrainCmd {
 /// Pre-trains and writes the model directory.
 pub fn run(a: PretrainCmd) -> Outcome {
     a.speed.apply();
-    let base = Base::from_name(&a.preset)?;
+    let base = a.preset;
     let mut args = PretrainArgs::new(base);
     args.steps = a.steps.unwrap_or(args.steps);
     args.batch_size = a.batch_size.unwrap_or(args.batch_size);

@@ -32,7 +32,7 @@ use std::path::Path;
 use std::time::Instant;
 
 /// The two shipped base models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum Base {
     /// Decoder, causal LM pre-training: `models/gpt-tiny`.
     GptTiny,
@@ -45,17 +45,6 @@ impl Base {
         match self {
             Base::GptTiny => "gpt-tiny",
             Base::BertTiny => "bert-tiny",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Result<Self> {
-        match name {
-            "gpt-tiny" => Ok(Base::GptTiny),
-            "bert-tiny" => Ok(Base::BertTiny),
-            other => invalid(
-                "pretrain",
-                format!("unknown preset {other:?} (gpt-tiny or bert-tiny)"),
-            ),
         }
     }
 
