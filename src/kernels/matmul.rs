@@ -8,40 +8,12 @@
 //! thread runs the single-threaded backend kernel on its block, so every element is computed by
 //! the same instructions for any thread count, and no kernel-internal thread pool spins.
 
+use super::stats::{add_stats, KernelStats};
 use super::threads::{for_each_piece, threads};
 use crate::tensor::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use std::any::TypeId;
-use std::cell::Cell;
 use std::sync::OnceLock;
-
-/// Counts of kernel work done on this thread (and on the workers it started) since it started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KernelStats {
-    /// Number of `gemm` calls.
-    pub gemm_calls: u64,
-    /// Multiply-adds times two, summed over calls.
-    pub gemm_flops: u64,
-}
-
-thread_local! {
-    static STATS: Cell<KernelStats> = const { Cell::new(KernelStats { gemm_calls: 0, gemm_flops: 0 }) };
-}
-
-/// The kernel work done on the calling thread so far. Take the difference of two readings.
-pub fn stats() -> KernelStats {
-    STATS.with(|s| s.get())
-}
-
-/// Adds a worker's counts to the calling thread's.
-pub(super) fn add_stats(w: KernelStats) {
-    STATS.with(|s| {
-        let mut v = s.get();
-        v.gemm_calls += w.gemm_calls;
-        v.gemm_flops += w.gemm_flops;
-        s.set(v);
-    });
-}
 
 fn count(m: usize, k: usize, n: usize) {
     add_stats(KernelStats {

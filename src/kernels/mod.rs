@@ -18,9 +18,11 @@
 pub mod denormal;
 pub mod malloc;
 mod matmul;
+mod stats;
 pub mod threads;
 
 pub use denormal::FlushDenormals;
 pub use malloc::keep_freed_memory;
-pub use matmul::{gemm, gemm_naive, gemm_with, stats, Backend, KernelStats};
+pub use matmul::{gemm, gemm_naive, gemm_with, Backend};
+pub use stats::{stats, KernelStats};
 pub use threads::{for_each_piece, set_threads, threads};

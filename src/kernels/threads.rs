@@ -12,7 +12,7 @@
 //! denormals or not, see [`super::denormal`]) and hands its kernel counts back to the caller.
 
 use super::denormal;
-use super::matmul::{add_stats, stats, KernelStats};
+use super::stats::{add_stats, stats, KernelStats};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -26,7 +26,9 @@
 //! exclusion from weight decay. The step count `t` is kept per parameter, as PyTorch does, so a
 //! parameter that starts receiving gradients late gets the right bias correction.
 
-use super::{check_state_shape, count_tensor, read_count, split_state_name, updatable, Optimizer};
+use super::optimizer::{
+    check_state_shape, count_tensor, read_count, split_state_name, updatable, Optimizer,
+};
 use crate::autodiff::{Grads, ParamId, ParamStore};
 use crate::error::{invalid, Error, Result};
 use crate::kernels::for_each_piece;

@@ -18,7 +18,9 @@
 //! Unlike AdamW, weight decay here is plain L2 regularisation: it goes through the momentum
 //! like any other gradient, which is what PyTorch's SGD does.
 
-use super::{check_state_shape, count_tensor, read_count, split_state_name, updatable, Optimizer};
+use super::optimizer::{
+    check_state_shape, count_tensor, read_count, split_state_name, updatable, Optimizer,
+};
 use crate::autodiff::{Grads, ParamStore};
 use crate::error::{invalid, Error, Result};
 use crate::tensor::Float;

@@ -15,6 +15,7 @@ mod hand_worked;
 mod hf_parity;
 mod interview;
 mod kernels;
+mod layering;
 mod loss;
 mod memory_ledger;
 mod metrics;
