@@ -13,6 +13,7 @@
 //!
 //! Every comparison prints its max difference (`cargo test --test suite hf_parity:: -- --nocapture`).
 
+use crate::common::temp_dir;
 use ndarray::{Array2, ArrayD, Ix2};
 use std::path::{Path, PathBuf};
 use tunelab::autodiff::IGNORE_INDEX;
@@ -26,12 +27,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/hf")
         .join(name)
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tunelab-hf-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
 }
 
 /// The reference tensors of a fixture file, by name.

@@ -2,6 +2,7 @@
 //! the causal property, what trains, gradients against central differences, folding the prefix
 //! MLP away, prompt initialisation and parameter counts.
 
+use crate::common::unfreeze_head;
 use ndarray::{array, s, Array2, ArrayD, ArrayViewD};
 use tunelab::nn::{Config, Input, Pooling, SequenceHead, Transformer};
 use tunelab::optim::{AdamW, AdamWConfig, Optimizer};
@@ -106,13 +107,6 @@ fn run(
         tape.backward(loss, g).unwrap();
     }
     (tape.value(lm).to_owned(), tape.scalar(loss).unwrap())
-}
-
-fn unfreeze_head(store: &mut ParamStore<f64>, head: &SequenceHead) {
-    store.set_trainable(head.out.weight, true);
-    if let Some(b) = head.out.bias {
-        store.set_trainable(b, true);
-    }
 }
 
 #[test]
