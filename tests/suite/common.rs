@@ -1,10 +1,14 @@
 //! Helpers that several modules of the suite share: temporary directories, the head of a
-//! classification model made trainable.
+//! classification model made trainable, and the tolerance of the hand-worked checks.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tunelab::nn::SequenceHead;
 use tunelab::ParamStore;
+
+/// Agreement asked of values worked out by hand: absolute, 1e-12, what f64 keeps through the
+/// few operations of a formula on paper.
+pub const HAND_TOL: f64 = 1e-12;
 
 /// A path under the system temp dir for one test, unique to this process and this call, with
 /// nothing at it yet (the code under test creates it).
