@@ -1,10 +1,12 @@
 //! The memory ledger the Trainer keeps (weights, gradients, optimizer state, activations) against
 //! what the process really allocated, counted by a global allocator.
 //!
-//! One test only: the counter is global, and tests of one binary run on parallel threads.
+//! The other tests of the suite run on parallel threads in the same process, so the allocator
+//! counts per thread, only on a thread that is measuring, and the measured work runs with the
+//! kernels on that thread alone.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::cell::Cell;
 use tunelab::data::tasks::Task;
 use tunelab::lab::finetune::{load_base, prepare, task_data};
 use tunelab::peft::lora::LoraConfig;
@@ -15,34 +17,53 @@ use tunelab::train::TrainingArgs;
 
 struct Counting;
 
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Whether this thread is measuring; bytes it allocated minus freed since it started; the
+    /// highest that difference reached.
+    static MEASURING: Cell<bool> = const { Cell::new(false) };
+    static CURRENT: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+/// Adds `bytes` (negative for a free) to this thread's count if it is measuring.
+fn count(bytes: isize) {
+    // try_with: a thread's last frees may come after its thread-locals are gone.
+    if MEASURING.try_with(Cell::get).unwrap_or(false) {
+        let now = CURRENT.with(|c| {
+            c.set(c.get() + bytes);
+            c.get()
+        });
+        PEAK.with(|p| p.set(p.get().max(now)));
+    }
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            let now = CURRENT.fetch_add(layout.size(), SeqCst) + layout.size();
-            PEAK.fetch_max(now, SeqCst);
+            count(layout.size() as isize);
         }
         p
     }
 
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
         unsafe { System.dealloc(p, layout) };
-        CURRENT.fetch_sub(layout.size(), SeqCst);
+        count(-(layout.size() as isize));
     }
 }
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Bytes allocated at the peak of `f`, above what was live when it started.
+/// Bytes allocated at the peak of `f`, above what was live when it started, counted on this
+/// thread with the kernels kept on it (no worker threads).
 fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let start = CURRENT.load(SeqCst);
-    PEAK.store(start, SeqCst);
-    let out = f();
-    (out, PEAK.load(SeqCst) - start)
+    CURRENT.with(|c| c.set(0));
+    PEAK.with(|p| p.set(0));
+    MEASURING.with(|m| m.set(true));
+    let out = tunelab::kernels::threads::single_threaded(f);
+    MEASURING.with(|m| m.set(false));
+    (out, PEAK.with(Cell::get).max(0) as usize)
 }
 
 #[test]
