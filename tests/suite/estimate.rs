@@ -76,7 +76,7 @@ fn zero_mixed_precision_adam_is_16_bytes_per_param() {
     // The report's mixed row uses exactly that accounting.
     let r = report("7.5B", 1, 512);
     let n = r.params.total as f64;
-    assert!(abs_diff_eq!(n / 7.5e9, 1.0, epsilon = 0.05), "{n}");
+    assert_abs_diff_eq!(n / 7.5e9, 1.0, epsilon = 0.05);
     let row = r.row(Method::FullMixed).unwrap();
     assert_abs_diff_eq!(row.states_bytes(), 16.0 * n, epsilon = 1.0);
 }
@@ -101,21 +101,13 @@ fn lora_gpt3_175b_trainable_counts_match_the_paper() {
         r,
         targets: Module::parse_list(t).unwrap(),
     };
-    assert!(
-        abs_diff_eq!(qv(1) / 4.7e6, 1.0, epsilon = 0.01),
-        "{}",
-        qv(1)
-    );
+    assert_abs_diff_eq!(qv(1) / 4.7e6, 1.0, epsilon = 0.01);
     assert_abs_diff_eq!(
         lora_params(&g, &cfg(2, "v")).unwrap() as f64 / 4.7e6,
         1.0,
         epsilon = 0.01
     );
-    assert!(
-        abs_diff_eq!(qv(4) / 18.8e6, 1.0, epsilon = 0.01),
-        "{}",
-        qv(4)
-    );
+    assert_abs_diff_eq!(qv(4) / 18.8e6, 1.0, epsilon = 0.01);
     assert_abs_diff_eq!(
         lora_params(&g, &cfg(8, "q")).unwrap() as f64 / 18e6,
         1.0,
@@ -126,21 +118,13 @@ fn lora_gpt3_175b_trainable_counts_match_the_paper() {
         1.0,
         epsilon = 0.01
     );
-    assert!(
-        abs_diff_eq!(qv(8) / 37.7e6, 1.0, epsilon = 0.01),
-        "{}",
-        qv(8)
-    );
+    assert_abs_diff_eq!(qv(8) / 37.7e6, 1.0, epsilon = 0.01);
     assert_abs_diff_eq!(
         lora_params(&g, &cfg(4, "attn")).unwrap() as f64 / 37.7e6,
         1.0,
         epsilon = 0.01
     );
-    assert!(
-        abs_diff_eq!(qv(64) / 301.9e6, 1.0, epsilon = 0.01),
-        "{}",
-        qv(64)
-    );
+    assert_abs_diff_eq!(qv(64) / 301.9e6, 1.0, epsilon = 0.01);
 }
 
 #[test]
