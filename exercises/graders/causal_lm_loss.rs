@@ -1,5 +1,6 @@
 use super::{assert_close, numeric_grad, on_tape, randn, rng};
 use crate::causal_lm_loss::{causal_lm_grad, causal_lm_loss, IGNORE_INDEX};
+use approx::abs_diff_eq;
 use ndarray::{Array2, Array3, Ix3};
 use rand::Rng;
 
@@ -29,7 +30,10 @@ fn loss_matches_tunelab() {
         let (z, labels) = case(seed);
         let (want, _) = tunelab(&z, &labels);
         let got = causal_lm_loss(&z, &labels);
-        assert!((got - want).abs() < 1e-10, "loss {got}, tunelab {want}");
+        assert!(
+            abs_diff_eq!(got, want, epsilon = 1e-10),
+            "loss {got}, tunelab {want}"
+        );
     }
 }
 

@@ -1,5 +1,6 @@
 use super::{assert_close, randn, rng};
 use crate::clip_grad_norm::clip_grad_norm;
+use approx::abs_diff_eq;
 use ndarray::ArrayD;
 use tunelab::{Grads, ParamStore, Tape};
 
@@ -44,7 +45,7 @@ fn matches_tunelab() {
             let mut mine = gs.clone();
             let norm = clip_grad_norm(&mut mine, max_norm);
             assert!(
-                (norm - want_norm).abs() < 1e-10 * want_norm,
+                abs_diff_eq!(norm, want_norm, epsilon = 1e-10 * want_norm),
                 "returned norm {norm}, tunelab {want_norm} (it must be the norm before clipping)"
             );
             for (i, (&id, g)) in ids.iter().zip(&mine).enumerate() {

@@ -1,5 +1,6 @@
 use super::{assert_close, numeric_grad, on_tape, randn, rng};
 use crate::cross_entropy::{cross_entropy, cross_entropy_grad};
+use approx::abs_diff_eq;
 use ndarray::{Array2, Ix2};
 use rand::Rng;
 use tunelab::autodiff::IGNORE_INDEX;
@@ -27,7 +28,7 @@ fn loss_matches_tunelab() {
         let (want, _) = tunelab(&z, &y);
         let got = cross_entropy(&z, &y);
         assert!(
-            (got - want).abs() < 1e-10 * want.abs().max(1.0),
+            abs_diff_eq!(got, want, epsilon = 1e-10 * want.abs().max(1.0)),
             "loss {got}, tunelab {want}"
         );
     }

@@ -23,6 +23,7 @@ mod soft_prompt;
 mod softmax;
 mod warmup_cosine;
 
+use approx::abs_diff_eq;
 use ndarray::{Array, ArrayD, Dimension, ShapeBuilder};
 use ndarray_rand::rand_distr::StandardNormal;
 use ndarray_rand::RandomExt;
@@ -41,21 +42,25 @@ pub fn randn<Sh: ShapeBuilder>(shape: Sh, rng: &mut StdRng) -> Array<f64, Sh::Di
 }
 
 /// Fails unless `got` and `want` have the same shape and agree to `tol`, relative to the size of
-/// the expected value (absolute below 1).
+/// the expected value (absolute below 1): both are divided by max(|want|, 1) and compared with
+/// approx's absolute difference.
 pub fn assert_close<D: Dimension>(what: &str, got: &Array<f64, D>, want: &Array<f64, D>, tol: f64) {
     assert_eq!(got.shape(), want.shape(), "{what}: wrong shape");
-    let err = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
-        .fold(
-            0.0,
-            |m: f64, e| if e.is_nan() { f64::INFINITY } else { m.max(e) },
+    let scale = want.mapv(|w| w.abs().max(1.0));
+    let (got_scaled, want_scaled) = (got / &scale, want / &scale);
+    if !abs_diff_eq!(got_scaled, want_scaled, epsilon = tol) {
+        // The largest scaled error, NaN counted as infinite, for the learner.
+        let err = (&got_scaled - &want_scaled).iter().fold(0.0, |m: f64, e| {
+            if e.is_nan() {
+                f64::INFINITY
+            } else {
+                m.max(e.abs())
+            }
+        });
+        panic!(
+            "{what}: off by {err:.2e} (tolerance {tol:.0e})\n  yours: {got:.5}\n  tunelab: {want:.5}"
         );
-    assert!(
-        err < tol,
-        "{what}: off by {err:.2e} (tolerance {tol:.0e})\n  yours: {got:.5}\n  tunelab: {want:.5}"
-    );
+    }
 }
 
 /// Central differences (f(x + h) − f(x − h)) / 2h of a scalar function, element by element.

@@ -1,4 +1,5 @@
 use crate::warmup_cosine::warmup_cosine;
+use approx::abs_diff_eq;
 use tunelab::optim::Schedule;
 
 #[test]
@@ -11,7 +12,7 @@ fn matches_tunelab() {
         for step in 0..total + 20 {
             let (got, want) = (warmup_cosine(step, warmup, total), schedule.factor(step));
             assert!(
-                (got - want).abs() < 1e-12,
+                abs_diff_eq!(got, want, epsilon = 1e-12),
                 "warmup {warmup}, total {total}, step {step}: {got}, tunelab {want}"
             );
         }

@@ -20,6 +20,7 @@
 //!   So attention is written without either: heads stay in the (B, T, NH, HS) layout and both
 //!   q·kᵀ and probs·v are broadcast products summed over one axis.
 
+use approx::abs_diff_eq;
 use autograd as ag;
 use ndarray::{Array, ArrayD, IxDyn};
 use ndarray_rand::rand_distr::StandardNormal;
@@ -52,8 +53,9 @@ fn squeezed(shape: &[usize]) -> Vec<usize> {
     shape.iter().copied().filter(|&d| d != 1).collect()
 }
 
-/// Max |a − b| over two tensors that must hold the same elements in the same order.
-fn max_abs_diff(name: &str, ours: &ArrayD<f64>, theirs: &AgArray) -> f64 {
+/// autograd's tensor as an array of ours in our shape: the two must hold the same elements in
+/// the same order, in shapes equal but for size-1 axes.
+fn as_ours(name: &str, ours: &ArrayD<f64>, theirs: &AgArray) -> ArrayD<f64> {
     assert_eq!(
         squeezed(ours.shape()),
         squeezed(theirs.shape()),
@@ -61,30 +63,40 @@ fn max_abs_diff(name: &str, ours: &ArrayD<f64>, theirs: &AgArray) -> f64 {
         ours.shape(),
         theirs.shape()
     );
-    ours.iter()
-        .zip(theirs.iter())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max)
+    ArrayD::from_shape_vec(ours.raw_dim(), theirs.iter().copied().collect()).expect("same size")
 }
 
-/// Compares the loss and each named gradient, printing every max difference (llm.c's
-/// `test_gpt2` style) before asserting, so one failure still shows all the numbers.
+/// Compares the loss and each named gradient to TOL (approx's absolute difference), printing
+/// every verdict with the max difference (llm.c's `test_gpt2` style) before asserting, so one
+/// failure still shows all the numbers.
 fn check(test: &str, loss: (f64, f64), grads: &[(&str, &ArrayD<f64>, &AgArray)]) {
-    let mut diffs = vec![("loss".to_string(), (loss.0 - loss.1).abs())];
+    let mut rows = vec![(
+        "loss".to_string(),
+        abs_diff_eq!(loss.0, loss.1, epsilon = TOL),
+        (loss.0 - loss.1).abs(),
+    )];
     for (name, ours, theirs) in grads {
-        diffs.push((format!("d{name}"), max_abs_diff(name, ours, theirs)));
+        let theirs = as_ours(name, ours, theirs);
+        let max_diff = (*ours - &theirs)
+            .iter()
+            .fold(0.0, |m: f64, d| m.max(d.abs()));
+        rows.push((
+            format!("d{name}"),
+            abs_diff_eq!(**ours, theirs, epsilon = TOL),
+            max_diff,
+        ));
     }
     println!(
         "{test}: loss tunelab {:.12} autograd {:.12}",
         loss.0, loss.1
     );
-    for (name, d) in &diffs {
-        let verdict = if *d <= TOL { "OK" } else { "NOT OK" };
+    for (name, same, d) in &rows {
+        let verdict = if *same { "OK" } else { "NOT OK" };
         println!("  {verdict:6} {name:16} max |tunelab - autograd| = {d:.3e}");
     }
-    for (name, d) in &diffs {
+    for (name, same, d) in &rows {
         assert!(
-            *d <= TOL,
+            *same,
             "{test}: {name} differs, max |tunelab - autograd| = {d:.3e} > {TOL:.0e}"
         );
     }

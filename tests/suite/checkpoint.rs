@@ -1,15 +1,9 @@
 //! Checkpoints: round trip, and clear errors naming the tensor for mismatched or missing weights.
 
-use std::path::PathBuf;
+use crate::common::temp_dir;
 use tunelab::io::checkpoint;
 use tunelab::nn::{Config, Transformer};
 use tunelab::ParamStore;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tunelab-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 #[test]
 fn checkpoint_round_trip_is_exact() {

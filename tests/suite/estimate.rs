@@ -2,6 +2,7 @@
 //! of the arithmetic: monotonic in batch and sequence length, checkpointing saves memory, LoRA
 //! trains a tiny fraction, bad input is an error.
 
+use approx::{abs_diff_eq, assert_abs_diff_eq};
 use tunelab::lab::estimate::{
     activations, derive_shape, estimate, full_states, lora_params, named_shape, nf4_bits_per_param,
     parse_param_count, prefix_params, prompt_params, render, resolve_shape, to_json, EstimateArgs,
@@ -14,10 +15,6 @@ fn report(size: &str, batch: usize, seq: usize) -> Report {
     args.batch = batch;
     args.seq = seq;
     estimate(&args).unwrap()
-}
-
-fn rel(a: f64, b: f64) -> f64 {
-    (a / b - 1.0).abs()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -54,7 +51,10 @@ fn double_quantization_costs_0_127_bits_per_param() {
     // QLoRA §3 "Double Quantization": 32/64 = 0.5 bits per parameter of fp32 constants
     // becomes 8/64 + 32/(64·256) = 0.127 bits.
     let constants = nf4_bits_per_param() - 4.0;
-    assert!((constants - 0.127).abs() < 5e-4, "{constants}");
+    assert!(
+        abs_diff_eq!(constants, 0.127, epsilon = 5e-4),
+        "{constants}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -68,17 +68,17 @@ fn zero_mixed_precision_adam_is_16_bytes_per_param() {
     assert_eq!(s.weights, 2.0 * 7.5e9);
     assert_eq!(s.grads, 2.0 * 7.5e9);
     assert_eq!(s.optimizer, 12.0 * 7.5e9); // K = 12
-    assert!((s.total() - 120e9).abs() < 1.0);
-    assert!((full_states(1.5e9, true).total() - 24e9).abs() < 1.0);
+    assert_abs_diff_eq!(s.total(), 120e9, epsilon = 1.0);
+    assert_abs_diff_eq!(full_states(1.5e9, true).total(), 24e9, epsilon = 1.0);
     // fp32 Adam: 4 + 4 + 8, also 16.
-    assert!((full_states(7.5e9, false).total() - 120e9).abs() < 1.0);
+    assert_abs_diff_eq!(full_states(7.5e9, false).total(), 120e9, epsilon = 1.0);
 
     // The report's mixed row uses exactly that accounting.
     let r = report("7.5B", 1, 512);
     let n = r.params.total as f64;
-    assert!(rel(n, 7.5e9) < 0.05, "{n}");
+    assert_abs_diff_eq!(n / 7.5e9, 1.0, epsilon = 0.05);
     let row = r.row(Method::FullMixed).unwrap();
-    assert!((row.states_bytes() - 16.0 * n).abs() < 1.0);
+    assert_abs_diff_eq!(row.states_bytes(), 16.0 * n, epsilon = 1.0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -101,14 +101,30 @@ fn lora_gpt3_175b_trainable_counts_match_the_paper() {
         r,
         targets: Module::parse_list(t).unwrap(),
     };
-    assert!(rel(qv(1), 4.7e6) < 0.01, "{}", qv(1));
-    assert!(rel(lora_params(&g, &cfg(2, "v")).unwrap() as f64, 4.7e6) < 0.01);
-    assert!(rel(qv(4), 18.8e6) < 0.01, "{}", qv(4));
-    assert!(rel(lora_params(&g, &cfg(8, "q")).unwrap() as f64, 18e6) < 0.05);
-    assert!(rel(lora_params(&g, &cfg(2, "q,k,v,o")).unwrap() as f64, 18.8e6) < 0.01);
-    assert!(rel(qv(8), 37.7e6) < 0.01, "{}", qv(8));
-    assert!(rel(lora_params(&g, &cfg(4, "attn")).unwrap() as f64, 37.7e6) < 0.01);
-    assert!(rel(qv(64), 301.9e6) < 0.01, "{}", qv(64));
+    assert_abs_diff_eq!(qv(1) / 4.7e6, 1.0, epsilon = 0.01);
+    assert_abs_diff_eq!(
+        lora_params(&g, &cfg(2, "v")).unwrap() as f64 / 4.7e6,
+        1.0,
+        epsilon = 0.01
+    );
+    assert_abs_diff_eq!(qv(4) / 18.8e6, 1.0, epsilon = 0.01);
+    assert_abs_diff_eq!(
+        lora_params(&g, &cfg(8, "q")).unwrap() as f64 / 18e6,
+        1.0,
+        epsilon = 0.05
+    );
+    assert_abs_diff_eq!(
+        lora_params(&g, &cfg(2, "q,k,v,o")).unwrap() as f64 / 18.8e6,
+        1.0,
+        epsilon = 0.01
+    );
+    assert_abs_diff_eq!(qv(8) / 37.7e6, 1.0, epsilon = 0.01);
+    assert_abs_diff_eq!(
+        lora_params(&g, &cfg(4, "attn")).unwrap() as f64 / 37.7e6,
+        1.0,
+        epsilon = 0.01
+    );
+    assert_abs_diff_eq!(qv(64) / 301.9e6, 1.0, epsilon = 0.01);
 }
 
 #[test]
@@ -148,7 +164,10 @@ fn named_sizes_are_near_their_published_counts() {
     assert_eq!(published.len(), NAMED_SIZES.len());
     for (name, n) in published {
         let got = named_shape(name).unwrap().params().total as f64;
-        assert!(rel(got, n) < 0.03, "{name}: {got} vs {n}");
+        assert!(
+            abs_diff_eq!(got / n, 1.0, epsilon = 0.03),
+            "{name}: {got} vs {n}"
+        );
     }
     // Names are case-insensitive.
     assert_eq!(named_shape("7b"), named_shape("7B"));
@@ -171,7 +190,10 @@ fn derived_shapes_match_the_requested_count() {
     for n in [1e8, 7.5e8, 3e9, 3e10, 1.75e11, 1e12] {
         let s = derive_shape(n, &ShapeOverrides::default()).unwrap();
         let got = s.params().total as f64;
-        assert!(rel(got, n) < 0.05, "{n}: {got} ({s:?})");
+        assert!(
+            abs_diff_eq!(got / n, 1.0, epsilon = 0.05),
+            "{n}: {got} ({s:?})"
+        );
         // Plausible aspect ratio (Kaplan et al.: anything from about 20 to 200 is fine).
         let aspect = s.hidden as f64 / s.layers as f64;
         assert!((20.0..=400.0).contains(&aspect), "{n}: C/L = {aspect}");
@@ -190,7 +212,7 @@ fn overrides_are_honoured() {
     };
     let s = derive_shape(1.3e9, &over).unwrap();
     assert_eq!(s.hidden, 2048);
-    assert!(rel(s.params().total as f64, 1.3e9) < 0.1);
+    assert_abs_diff_eq!(s.params().total as f64 / 1.3e9, 1.0, epsilon = 0.1);
 
     let over = ShapeOverrides {
         layers: Some(24),
@@ -198,7 +220,7 @@ fn overrides_are_honoured() {
     };
     let s = derive_shape(1.3e9, &over).unwrap();
     assert_eq!(s.layers, 24);
-    assert!(rel(s.params().total as f64, 1.3e9) < 0.05);
+    assert_abs_diff_eq!(s.params().total as f64 / 1.3e9, 1.0, epsilon = 0.05);
 
     let over = ShapeOverrides {
         layers: Some(16),
@@ -311,7 +333,7 @@ fn memory_ordering_of_methods() {
     // LoRA's states: 2 B per base param + 16 B per adapter param.
     let lora = r.row(Method::Lora).unwrap();
     let expect = 2.0 * r.params.total as f64 + 16.0 * lora.trainable as f64;
-    assert!((lora.states_bytes() - expect).abs() < 1.0);
+    assert_abs_diff_eq!(lora.states_bytes(), expect, epsilon = 1.0);
 }
 
 #[test]

@@ -1,13 +1,11 @@
 //! Small cases worked out by hand, so the formulas in the docs are checked against arithmetic a
 //! reader can redo on paper.
 
-use ndarray::{array, ArrayD};
+use crate::common::HAND_TOL;
+use approx::assert_abs_diff_eq;
+use ndarray::{arr2, array, Array2, ArrayD};
 use tunelab::autodiff::IGNORE_INDEX;
 use tunelab::{Grads, ParamStore, Tape};
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() < 1e-12
-}
 
 /// logits [[1, 2, 3], [1, 1, 1]], targets [2, 0]:
 /// softmax row 0 = e^(x−3)/Σ = [e⁻², e⁻¹, 1] / (e⁻² + e⁻¹ + 1); row 1 = [1/3, 1/3, 1/3].
@@ -31,7 +29,11 @@ fn hand_softmax_cross_entropy_gradient_is_softmax_minus_onehot_over_n() {
     let s = (-2f64).exp() + (-1f64).exp() + 1.0;
     let p0 = [(-2f64).exp() / s, (-1f64).exp() / s, 1.0 / s];
     let expected_loss = -(p0[2].ln() + (1.0f64 / 3.0).ln()) / 2.0;
-    assert!(close(tape.scalar(loss).unwrap(), expected_loss));
+    assert_abs_diff_eq!(
+        tape.scalar(loss).unwrap(),
+        expected_loss,
+        epsilon = HAND_TOL
+    );
 
     let expected: ArrayD<f64> = array![
         [p0[0] / 2.0, p0[1] / 2.0, (p0[2] - 1.0) / 2.0],
@@ -39,9 +41,7 @@ fn hand_softmax_cross_entropy_gradient_is_softmax_minus_onehot_over_n() {
     ]
     .into_dyn();
     let g = grads.get(z).unwrap();
-    for (a, b) in g.iter().zip(expected.iter()) {
-        assert!(close(*a, *b), "gradient {g} != {expected}");
-    }
+    assert_abs_diff_eq!(*g, expected, epsilon = HAND_TOL);
 }
 
 /// An ignored row adds nothing to the loss and gets zero gradient; the mean is over counted rows.
@@ -58,7 +58,7 @@ fn hand_cross_entropy_ignore_index() {
         .unwrap();
     let mut grads = Grads::new(&store);
     tape.backward(loss, &mut grads).unwrap();
-    assert!(close(tape.scalar(loss).unwrap(), 2f64.ln()));
+    assert_abs_diff_eq!(tape.scalar(loss).unwrap(), 2f64.ln(), epsilon = HAND_TOL);
     let g = grads.get(z).unwrap();
     assert_eq!(g.as_slice().unwrap(), &[0.5, -0.5, 0.0, 0.0]);
 }
@@ -112,18 +112,16 @@ fn hand_layer_norm_1x3() {
     let rstd = 1.0 / (2.0f64 / 3.0 + eps).sqrt();
     let n = [-rstd, 0.0, rstd];
     let yv = tape.value(y);
-    for j in 0..3 {
-        assert!(close(yv[[0, j]], n[j]), "y = {yv}");
-    }
+    assert_abs_diff_eq!(yv, arr2(&[n]).into_dyn(), epsilon = HAND_TOL);
     let g = [1.0, 0.0, 0.0];
     let mean_g = 1.0 / 3.0;
     let mean_gn = n[0] / 3.0;
     let dx = grads.get(x).unwrap();
-    for j in 0..3 {
-        let want = rstd * (g[j] - mean_g - n[j] * mean_gn);
-        assert!(close(dx[[0, j]], want), "dx = {dx}, want {want} at {j}");
-    }
+    let want = Array2::from_shape_fn((1, 3), |(_, j)| rstd * (g[j] - mean_g - n[j] * mean_gn));
+    assert_abs_diff_eq!(*dx, want.into_dyn(), epsilon = HAND_TOL);
     assert_eq!(grads.get(beta).unwrap().as_slice().unwrap(), &g);
     let dgamma = grads.get(gamma).unwrap();
-    assert!(close(dgamma[0], n[0]) && dgamma[1] == 0.0 && dgamma[2] == 0.0);
+    assert_abs_diff_eq!(dgamma[0], n[0], epsilon = HAND_TOL);
+    assert!(dgamma[1] == 0.0);
+    assert!(dgamma[2] == 0.0);
 }

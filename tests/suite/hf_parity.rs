@@ -13,6 +13,8 @@
 //!
 //! Every comparison prints its max difference (`cargo test --test suite hf_parity:: -- --nocapture`).
 
+use crate::common::temp_dir;
+use approx::{abs_diff_eq, assert_abs_diff_eq};
 use ndarray::{Array2, ArrayD, Ix2};
 use std::path::{Path, PathBuf};
 use tunelab::autodiff::IGNORE_INDEX;
@@ -26,12 +28,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/hf")
         .join(name)
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tunelab-hf-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
 }
 
 /// The reference tensors of a fixture file, by name.
@@ -59,16 +55,19 @@ impl Ref {
     }
 }
 
-/// max |a - b|, after checking the shapes agree.
-fn max_diff(what: &str, a: ndarray::ArrayViewD<f32>, b: ndarray::ArrayViewD<f32>) -> f32 {
+/// Whether `a` and `b` agree to `tol` (approx's absolute difference), after checking the shapes
+/// agree; prints the verdict and max |a - b| as llm.c's `test_gpt2` does.
+fn agrees(what: &str, a: ndarray::ArrayViewD<f32>, b: ndarray::ArrayViewD<f32>, tol: f32) -> bool {
     assert_eq!(a.shape(), b.shape(), "{what}: shapes differ");
+    let same = abs_diff_eq!(a, b, epsilon = tol);
     let d = a
         .iter()
         .zip(b.iter())
         .map(|(x, y)| (x - y).abs())
         .fold(0.0f32, f32::max);
-    println!("{what}: max |diff| {d:.3e}");
-    d
+    let verdict = if same { "OK    " } else { "NOT OK" };
+    println!("{verdict} {what}: max |diff| {d:.3e}");
+    same
 }
 
 #[test]
@@ -99,11 +98,16 @@ fn gpt2_logits_loss_and_every_gradient_match_transformers() {
         .collect();
     let loss = tape.cross_entropy(logits, &targets, IGNORE_INDEX).unwrap();
 
-    assert!(max_diff("logits", tape.value(logits), r.get("logits").view()) < 1e-4);
+    assert!(agrees(
+        "logits",
+        tape.value(logits),
+        r.get("logits").view(),
+        1e-4
+    ));
     let l = tape.scalar(loss).unwrap();
     let l_ref = r.get("loss").iter().next().copied().unwrap();
     println!("loss: tunelab {l:.6}, transformers {l_ref:.6}");
-    assert!((l - l_ref).abs() < 1e-4);
+    assert_abs_diff_eq!(l, l_ref, epsilon = 1e-4);
 
     let mut grads = Grads::new(&m.store);
     tape.backward(loss, &mut grads).unwrap();
@@ -113,9 +117,19 @@ fn gpt2_logits_loss_and_every_gradient_match_transformers() {
             .get(id)
             .unwrap_or_else(|| panic!("no gradient for {}", p.name));
         let g_ref = r.get(&format!("grad.{}", p.name));
+        // Relative to the tensor's largest reference value.
         let scale = g_ref.iter().fold(0.0f32, |a, x| a.max(x.abs()));
-        let rel = max_diff(&format!("grad {}", p.name), g.view(), g_ref.view()) / scale;
-        assert!(rel < 1e-3, "{}: relative error {rel:.3e}", p.name);
+        assert!(scale > 0.0, "{}: the reference gradient is zero", p.name);
+        assert!(
+            agrees(
+                &format!("grad {}", p.name),
+                g.view(),
+                g_ref.view(),
+                1e-3 * scale
+            ),
+            "{}: differs by more than 1e-3 of its largest value {scale:.3e}",
+            p.name
+        );
         checked += 1;
     }
     assert_eq!(checked, m.store.len());
@@ -171,12 +185,12 @@ fn bert_hidden_states_pooler_and_mlm_logits_match_transformers() {
         }
         x
     };
-    let d = max_diff(
+    assert!(agrees(
         "hidden",
         real(tape.value(hidden)).view(),
         real(r.get("hidden").view()).view(),
-    );
-    assert!(d < 1e-4);
+        1e-4
+    ));
     let pooled = tunelab::nn::heads::pool(
         &mut tape,
         &NoHooks,
@@ -186,14 +200,19 @@ fn bert_hidden_states_pooler_and_mlm_logits_match_transformers() {
         Some(mask.view()),
     )
     .unwrap();
-    assert!(max_diff("pooled", tape.value(pooled), r.get("pooled").view()) < 1e-4);
+    assert!(agrees(
+        "pooled",
+        tape.value(pooled),
+        r.get("pooled").view(),
+        1e-4
+    ));
     let logits = m.model.lm_logits(&mut tape, &NoHooks, hidden).unwrap();
-    let d = max_diff(
+    assert!(agrees(
         "mlm logits",
         real(tape.value(logits)).view(),
         real(r.get("mlm_logits").view()).view(),
-    );
-    assert!(d < 1e-4);
+        1e-4
+    ));
 }
 
 #[test]
@@ -215,7 +234,12 @@ fn peft_gpt2_lora_adapter_gives_peft_logits() {
         .forward(&mut tape, method.as_ref(), &Input::new(ids.view()))
         .unwrap();
     let logits = m.model.lm_logits(&mut tape, method.as_ref(), h).unwrap();
-    assert!(max_diff("lora logits", tape.value(logits), r.get("logits").view()) < 1e-4);
+    assert!(agrees(
+        "lora logits",
+        tape.value(logits),
+        r.get("logits").view(),
+        1e-4
+    ));
 }
 
 /// Classification logits of the tiny BERT with a LoRA adapter (and its classifier) loaded.
@@ -240,7 +264,12 @@ fn bert_lora_logits(adapter: &Path, r: &Ref) -> ArrayD<f32> {
 fn peft_bert_classification_adapter_gives_peft_logits() {
     let r = Ref::load("bert-tiny-lora-ref.safetensors");
     let logits = bert_lora_logits(&fixture("bert-tiny-lora"), &r);
-    assert!(max_diff("classifier logits", logits.view(), r.get("logits").view()) < 1e-4);
+    assert!(agrees(
+        "classifier logits",
+        logits.view(),
+        r.get("logits").view(),
+        1e-4
+    ));
 }
 
 #[test]
@@ -289,7 +318,12 @@ fn export_peft_then_import_gives_the_same_adapter_and_outputs() {
         assert_eq!(a, b, "{name}");
     }
     let logits = bert_lora_logits(&exported, &r);
-    assert!(max_diff("round-trip logits", logits.view(), r.get("logits").view()) < 1e-4);
+    assert!(agrees(
+        "round-trip logits",
+        logits.view(),
+        r.get("logits").view(),
+        1e-4
+    ));
     std::fs::remove_dir_all(&own).unwrap();
     std::fs::remove_dir_all(&exported).unwrap();
 }

@@ -2,6 +2,7 @@
 //! (transposed, sliced) views; every compiled backend against the naive one; and results that do
 //! not depend on the thread count.
 
+use approx::{abs_diff_eq, assert_abs_diff_eq};
 use ndarray::{s, Array, Array2};
 use tunelab::kernels::{gemm, gemm_naive, gemm_with, set_threads, Backend};
 use tunelab::lab::bench::{methods, BenchShape, StepBench};
@@ -10,13 +11,6 @@ fn matrix(m: usize, n: usize, seed: usize) -> Array2<f64> {
     Array::from_shape_fn((m, n), |(i, j)| {
         (((i * 31 + j * 17 + seed * 7) % 23) as f64 - 11.0) / 7.0
     })
-}
-
-fn max_diff(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
 }
 
 #[test]
@@ -34,9 +28,8 @@ fn kernels_default_matches_naive_on_odd_shapes() {
         gemm(0.5, a.view(), b.view(), 2.0, &mut fast.view_mut());
         gemm_naive(0.5, a.view(), b.view(), 2.0, &mut slow.view_mut());
         assert!(
-            max_diff(&fast, &slow) < 1e-10,
-            "({m}, {k}, {n}): max diff {}",
-            max_diff(&fast, &slow)
+            abs_diff_eq!(fast, slow, epsilon = 1e-10),
+            "({m}, {k}, {n}): fast\n{fast}\nnaive\n{slow}"
         );
     }
 }
@@ -63,7 +56,7 @@ fn kernels_default_matches_naive_on_transposed_and_sliced_views() {
         0.0,
         &mut c_slow.view_mut().reversed_axes(),
     );
-    assert!(max_diff(&c_fast, &c_slow) < 1e-10);
+    assert_abs_diff_eq!(c_fast, c_slow, epsilon = 1e-10);
 }
 
 #[test]
@@ -74,12 +67,7 @@ fn kernels_f32_matches_f64_reference() {
     let (a32, b32) = (a.mapv(|x| x as f32), b.mapv(|x| x as f32));
     let mut got = Array2::<f32>::zeros((37, 19));
     gemm(1.0, a32.view(), b32.view(), 0.0, &mut got.view_mut());
-    let diff = got
-        .iter()
-        .zip(&want)
-        .map(|(x, y)| (*x as f64 - y).abs())
-        .fold(0.0, f64::max);
-    assert!(diff < 1e-4, "f32 kernel off by {diff}");
+    assert_abs_diff_eq!(got.mapv(f64::from), want, epsilon = 1e-4);
 }
 
 #[test]
@@ -106,8 +94,11 @@ fn kernels_every_backend_agrees_with_naive() {
             } else {
                 gemm_with(backend, 0.5, x.view(), y.view(), 1.0, &mut got.view_mut());
             }
-            let d = max_diff(&got, &want);
-            assert!(d < 1e-9, "{} {name}: max diff {d}", backend.name());
+            assert!(
+                abs_diff_eq!(got, want, epsilon = 1e-9),
+                "{} {name}: got\n{got}\nnaive\n{want}",
+                backend.name()
+            );
         }
         // Column-major output and a strided operand.
         let sl = wide.slice(s![..;2, 3..160]); // (40, 157)
@@ -129,7 +120,11 @@ fn kernels_every_backend_agrees_with_naive() {
             0.0,
             &mut got.view_mut().reversed_axes(),
         );
-        assert!(max_diff(&got, &want) < 1e-9, "{} strided", backend.name());
+        assert!(
+            abs_diff_eq!(got, want, epsilon = 1e-9),
+            "{} strided: got\n{got}\nnaive\n{want}",
+            backend.name()
+        );
         // f32 within f32 tolerance of the f64 reference.
         let (a32, b32) = (a.mapv(|x| x as f32), b.mapv(|x| x as f32));
         let mut want = Array2::<f64>::zeros((300, 190));
@@ -143,12 +138,12 @@ fn kernels_every_backend_agrees_with_naive() {
             0.0,
             &mut got.view_mut(),
         );
-        let d = got
-            .iter()
-            .zip(&want)
-            .map(|(x, y)| (*x as f64 - y).abs())
-            .fold(0.0, f64::max);
-        assert!(d < 1e-3, "{} f32: max diff {d}", backend.name());
+        let got = got.mapv(f64::from);
+        assert!(
+            abs_diff_eq!(got, want, epsilon = 1e-3),
+            "{} f32: got\n{got}\nnaive f64\n{want}",
+            backend.name()
+        );
     }
 }
 

@@ -4,6 +4,8 @@
 //! Most hand cases use two rows whose softmax is easy:
 //!   z = [0, ln 3] → p = [1/4, 3/4]        z = [ln 2, 0] → p = [2/3, 1/3]
 
+use crate::common::HAND_TOL;
+use approx::assert_abs_diff_eq;
 use ndarray::{array, s, Array, Array2, ArrayD, IxDyn};
 use ndarray_rand::rand_distr::StandardNormal;
 use ndarray_rand::RandomExt;
@@ -22,17 +24,6 @@ const LN2: f64 = std::f64::consts::LN_2;
 
 fn ln(x: f64) -> f64 {
     x.ln()
-}
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() < 1e-12
-}
-
-fn assert_close_all(got: &ArrayD<f64>, want: &ArrayD<f64>) {
-    assert_eq!(got.shape(), want.shape());
-    for (a, b) in got.iter().zip(want) {
-        assert!(close(*a, *b), "got\n{got}\nwant\n{want}");
-    }
 }
 
 /// The two easy rows above, as a (2, 2) array.
@@ -118,9 +109,9 @@ fn random(shape: &[usize], seed: u64) -> ArrayD<f64> {
 #[test]
 fn hand_classification_is_mean_nll_with_softmax_minus_onehot_gradient() {
     let (loss, g) = eval(&[two_rows()], |t, x| classification_loss(t, x[0], &[1, 1]));
-    assert!(close(loss, LN2), "{loss}");
+    assert_abs_diff_eq!(loss, LN2, epsilon = HAND_TOL);
     let want = array![[1.0 / 8.0, -1.0 / 8.0], [1.0 / 3.0, -1.0 / 3.0]].into_dyn();
-    assert_close_all(&g[0], &want);
+    assert_abs_diff_eq!(g[0], want, epsilon = HAND_TOL);
 }
 
 /// ε = 0.2, K = 2: targets q = (1 − ε)·onehot + ε/K.
@@ -139,20 +130,20 @@ fn label_smoothing_matches_pytorch_formula_by_hand() {
     let (loss, g) = eval(&[two_rows()], |t, x| opts.forward(t, x[0], &[1, 0]));
 
     let by_hand = (1.1 * LN2 + 0.1 * ln(3.0)) / 2.0;
-    assert!(close(loss, by_hand), "{loss} vs {by_hand}");
+    assert_abs_diff_eq!(loss, by_hand, epsilon = HAND_TOL);
 
     let p = [[0.25, 0.75], [2.0 / 3.0, 1.0 / 3.0]];
     let y = [1, 0];
     let nll = (-ln(p[0][y[0]]) - ln(p[1][y[1]])) / 2.0;
     let smooth = (-ln(p[0][0]) - ln(p[0][1]) - ln(p[1][0]) - ln(p[1][1])) / 2.0;
     let pytorch = (1.0 - eps) * nll + eps / 2.0 * smooth;
-    assert!(close(loss, pytorch), "{loss} vs {pytorch}");
+    assert_abs_diff_eq!(loss, pytorch, epsilon = HAND_TOL);
 
     let want = array![
         [0.075, -0.075],
         [(2.0 / 3.0 - 0.9) / 2.0, (1.0 / 3.0 - 0.1) / 2.0]
     ];
-    assert_close_all(&g[0], &want.into_dyn());
+    assert_abs_diff_eq!(g[0], want.into_dyn(), epsilon = HAND_TOL);
 }
 
 /// ε = 0 with no weights is the plain fused loss; ε = 1 makes the target uniform, so the loss
@@ -162,7 +153,7 @@ fn label_smoothing_limits() {
     let zero = ClassificationLoss::default();
     let (a, _) = eval(&[two_rows()], |t, x| zero.forward(t, x[0], &[1, 0]));
     let (b, _) = eval(&[two_rows()], |t, x| classification_loss(t, x[0], &[1, 0]));
-    assert!(close(a, b));
+    assert_abs_diff_eq!(a, b, epsilon = HAND_TOL);
     let one = ClassificationLoss {
         label_smoothing: 1.0,
         class_weights: None,
@@ -170,7 +161,8 @@ fn label_smoothing_limits() {
     let (c, _) = eval(&[two_rows()], |t, x| one.forward(t, x[0], &[1, 0]));
     let (d, _) = eval(&[two_rows()], |t, x| one.forward(t, x[0], &[0, 0]));
     let uniform = (-(ln(0.25) + ln(0.75)) / 2.0 - (ln(2.0 / 3.0) + ln(1.0 / 3.0)) / 2.0) / 2.0;
-    assert!(close(c, uniform) && close(d, uniform), "{c} {d} {uniform}");
+    assert_abs_diff_eq!(c, uniform, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(d, uniform, epsilon = HAND_TOL);
 }
 
 /// Weights w = [1, 3], labels [1, 0]: ℓ₀ = ln(4/3) with weight 3, ℓ₁ = ln(3/2) with weight 1.
@@ -185,9 +177,9 @@ fn class_weights_give_a_weighted_mean_by_hand() {
     };
     let (loss, g) = eval(&[two_rows()], |t, x| opts.forward(t, x[0], &[1, 0]));
     let by_hand = (5.0 * LN2 - 2.0 * ln(3.0)) / 4.0;
-    assert!(close(loss, by_hand), "{loss} vs {by_hand}");
+    assert_abs_diff_eq!(loss, by_hand, epsilon = HAND_TOL);
     let want = array![[3.0 / 16.0, -3.0 / 16.0], [-1.0 / 12.0, 1.0 / 12.0]].into_dyn();
-    assert_close_all(&g[0], &want);
+    assert_abs_diff_eq!(g[0], want, epsilon = HAND_TOL);
 }
 
 /// Equal weights, whatever their size, give the plain loss and gradient (a weighted *mean*), and
@@ -204,10 +196,8 @@ fn equal_class_weights_match_the_fused_plain_loss() {
         opts.forward(t, x[0], &labels)
     });
     let (b, gb) = eval(&[z], |t, x| classification_loss(t, x[0], &labels));
-    assert!((a - b).abs() < 1e-12);
-    for (x, y) in ga[0].iter().zip(gb[0].iter()) {
-        assert!((x - y).abs() < 1e-12);
-    }
+    assert_abs_diff_eq!(a, b, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(ga[0], gb[0], epsilon = HAND_TOL);
 }
 
 /// Weights and smoothing together, against PyTorch's formula written out independently:
@@ -234,7 +224,7 @@ fn weights_with_smoothing_match_pytorch_formula() {
         wsum += w[y];
     }
     let pytorch = (1.0 - eps) * nll / wsum + eps / k * smooth / wsum;
-    assert!((loss - pytorch).abs() < 1e-12, "{loss} vs {pytorch}");
+    assert_abs_diff_eq!(loss, pytorch, epsilon = HAND_TOL);
 }
 
 #[test]
@@ -313,24 +303,24 @@ fn hand_causal_lm_shift_sum_and_prompt_mask() {
     let (mean, g) = eval(std::slice::from_ref(&z), |t, x| {
         causal_lm_loss(t, x[0], labels.view())
     });
-    assert!(close(mean, LN2), "{mean}");
+    assert_abs_diff_eq!(mean, LN2, epsilon = HAND_TOL);
     let want = array![[[0.125, -0.125], [1.0 / 3.0, -1.0 / 3.0], [0.0, 0.0]]].into_dyn();
-    assert_close_all(&g[0], &want);
+    assert_abs_diff_eq!(g[0], want, epsilon = HAND_TOL);
 
     let (sum, g) = eval(std::slice::from_ref(&z), |t, x| {
         let (s, m) = causal_lm_loss_sum(t, x[0], labels.view())?;
         assert_eq!(m, 2);
         Ok(s)
     });
-    assert!(close(sum, 2.0 * LN2), "{sum}");
-    assert_close_all(&g[0], &(want * 2.0));
+    assert_abs_diff_eq!(sum, 2.0 * LN2, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(g[0], want * 2.0, epsilon = HAND_TOL);
 
     let (masked, g) = eval(&[z], |t, x| {
         instruction_loss(t, x[0], ids.view(), None, &[2])
     });
-    assert!(close(masked, ln(3.0)), "{masked}");
+    assert_abs_diff_eq!(masked, ln(3.0), epsilon = HAND_TOL);
     let want = array![[[0.0, 0.0], [2.0 / 3.0, -2.0 / 3.0], [0.0, 0.0]]].into_dyn();
-    assert_close_all(&g[0], &want);
+    assert_abs_diff_eq!(g[0], want, epsilon = HAND_TOL);
 }
 
 /// Labels follow the mask on either padding side; the prompt is counted in real tokens.
@@ -426,9 +416,9 @@ fn hand_token_classification_with_ignore_index() {
     let (loss, g) = eval(&[z], |t, x| {
         token_classification_loss(t, x[0], labels.view())
     });
-    assert!(close(loss, LN2 / 2.0), "{loss}");
+    assert_abs_diff_eq!(loss, LN2 / 2.0, epsilon = HAND_TOL);
     let want = array![[[0.125, -0.125], [-1.0 / 6.0, 1.0 / 6.0], [0.0, 0.0]]].into_dyn();
-    assert_close_all(&g[0], &want);
+    assert_abs_diff_eq!(g[0], want, epsilon = HAND_TOL);
 }
 
 /// A sentence with every position ignored (all padding) has loss 0 and no gradient, in both the
@@ -487,16 +477,24 @@ fn hand_span_loss_masks_padding() {
     let (loss, g) = eval(&[start.clone(), end.clone()], |t, x| {
         span_loss(t, x[0], x[1], &[1], &[2], Some(mask.view()))
     });
-    assert!(close(loss, (ln(5.0 / 3.0) + ln(4.0)) / 2.0), "{loss}");
-    assert_close_all(&g[0], &array![[0.1, -0.2, 0.1, 0.0]].into_dyn());
-    assert_close_all(&g[1], &array![[0.25, 0.125, -0.375, 0.0]].into_dyn());
+    assert_abs_diff_eq!(loss, (ln(5.0 / 3.0) + ln(4.0)) / 2.0, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(
+        g[0],
+        array![[0.1, -0.2, 0.1, 0.0]].into_dyn(),
+        epsilon = HAND_TOL
+    );
+    assert_abs_diff_eq!(
+        g[1],
+        array![[0.25, 0.125, -0.375, 0.0]].into_dyn(),
+        epsilon = HAND_TOL
+    );
 
     let (unmasked, _) = eval(&[start, end], |t, x| {
         span_loss(t, x[0], x[1], &[1], &[2], None)
     });
     let e7 = 7f64.exp();
     let want = (-ln(3.0 / (5.0 + e7)) - ln(1.0 / (4.0 + e7))) / 2.0;
-    assert!(close(unmasked, want), "{unmasked} vs {want}");
+    assert_abs_diff_eq!(unmasked, want, epsilon = HAND_TOL);
 }
 
 #[test]
@@ -548,5 +546,5 @@ fn losses_run_in_f32() {
     let (l64, _) = eval(&[z64], |t, x| {
         token_classification_loss_with(t, x[0], labels.view(), &opts)
     });
-    assert!((tape.scalar(l32).unwrap() as f64 - l64).abs() < 1e-5);
+    assert_abs_diff_eq!(tape.scalar(l32).unwrap() as f64, l64, epsilon = 1e-5);
 }

@@ -7,6 +7,7 @@ mod autograd_oracle;
 mod batch;
 mod book;
 mod checkpoint;
+mod common;
 mod compare;
 mod estimate;
 mod frozen;

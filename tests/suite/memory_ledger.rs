@@ -99,11 +99,7 @@ fn ledger_against_allocator() {
         let (mut base, loaded) = peak_during(|| load_base("gpt-tiny").unwrap());
         let (data, world) = task_data(Task::Sentiment, None, Some(64), 0).unwrap();
         let (tm, method) = prepare(&mut base, Task::Sentiment, data, world, &spec, 0).unwrap();
-        let dir = std::env::temp_dir().join(format!(
-            "tunelab-ledger-{}-{}",
-            spec.name(),
-            std::process::id()
-        ));
+        let dir = crate::common::temp_dir(&format!("ledger-{}", spec.name()));
         let args = TrainingArgs {
             output_dir: dir.clone(),
             max_steps: Some(4),

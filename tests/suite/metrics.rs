@@ -1,15 +1,13 @@
 //! Evaluation metrics on small cases worked out by hand, with the edge cases: empty input, no
 //! entities, everything wrong.
 
+use crate::common::HAND_TOL;
+use approx::assert_abs_diff_eq;
 use tunelab::data::world::World;
 use tunelab::metrics::{
     accuracy, entities, entity_f1, exact_match, execution_accuracy, macro_f1, mean_rouge_l,
     normalize_answer, perplexity, perplexity_from_sum, rouge_l, squad, token_f1, Entity,
 };
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() < 1e-12
-}
 
 // ---------------------------------------------------------------------------------------------
 // Classification
@@ -17,9 +15,13 @@ fn close(a: f64, b: f64) -> bool {
 #[test]
 fn accuracy_by_hand() {
     // 3 of 4 right.
-    assert!(close(accuracy(&[0, 1, 2, 1], &[0, 2, 2, 1]).unwrap(), 0.75));
-    assert!(close(accuracy(&[1, 0], &[0, 1]).unwrap(), 0.0));
-    assert!(close(accuracy(&[], &[]).unwrap(), 0.0));
+    assert_abs_diff_eq!(
+        accuracy(&[0, 1, 2, 1], &[0, 2, 2, 1]).unwrap(),
+        0.75,
+        epsilon = HAND_TOL
+    );
+    assert_abs_diff_eq!(accuracy(&[1, 0], &[0, 1]).unwrap(), 0.0, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(accuracy(&[], &[]).unwrap(), 0.0, epsilon = HAND_TOL);
     assert!(accuracy(&[0], &[0, 1]).is_err());
 }
 
@@ -31,13 +33,21 @@ fn accuracy_by_hand() {
 #[test]
 fn macro_f1_by_hand() {
     let f = macro_f1(&[0, 0, 1, 2, 2, 2], &[0, 1, 1, 2, 2, 0]).unwrap();
-    assert!(close(f, 59.0 / 90.0), "{f}");
+    assert_abs_diff_eq!(f, 59.0 / 90.0, epsilon = HAND_TOL);
     // A class only predicted (3) still counts, with F1 0: (2/3 + 0) / 2.
-    assert!(close(macro_f1(&[3, 0], &[0, 0]).unwrap(), 1.0 / 3.0));
+    assert_abs_diff_eq!(
+        macro_f1(&[3, 0], &[0, 0]).unwrap(),
+        1.0 / 3.0,
+        epsilon = HAND_TOL
+    );
     // Everything wrong, everything right, nothing at all.
-    assert!(close(macro_f1(&[1, 0], &[0, 1]).unwrap(), 0.0));
-    assert!(close(macro_f1(&[1, 0, 1], &[1, 0, 1]).unwrap(), 1.0));
-    assert!(close(macro_f1(&[], &[]).unwrap(), 0.0));
+    assert_abs_diff_eq!(macro_f1(&[1, 0], &[0, 1]).unwrap(), 0.0, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(
+        macro_f1(&[1, 0, 1], &[1, 0, 1]).unwrap(),
+        1.0,
+        epsilon = HAND_TOL
+    );
+    assert_abs_diff_eq!(macro_f1(&[], &[]).unwrap(), 0.0, epsilon = HAND_TOL);
     assert!(macro_f1(&[0, 1], &[0]).is_err());
 }
 
@@ -89,7 +99,9 @@ fn entity_f1_seqeval_readme_example() {
         tags("B-PER I-PER O"),
     ];
     let s = entity_f1(&pred, &truth).unwrap();
-    assert!(close(s.precision, 0.5) && close(s.recall, 0.5) && close(s.f1, 0.5));
+    assert_abs_diff_eq!(s.precision, 0.5, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(s.recall, 0.5, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(s.f1, 0.5, epsilon = HAND_TOL);
     assert_eq!((s.n_predicted, s.n_reference, s.n_correct), (2, 2, 1));
 }
 
@@ -100,8 +112,9 @@ fn entity_f1_needs_type_and_exact_span() {
     let truth = [tags("B-PER I-PER O B-LOC"), tags("B-ORG O")];
     let pred = [tags("B-PER I-PER O B-ORG"), tags("B-ORG I-ORG")];
     let s = entity_f1(&pred, &truth).unwrap();
-    assert!(close(s.precision, 1.0 / 3.0) && close(s.recall, 1.0 / 3.0));
-    assert!(close(s.f1, 1.0 / 3.0));
+    assert_abs_diff_eq!(s.precision, 1.0 / 3.0, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(s.recall, 1.0 / 3.0, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(s.f1, 1.0 / 3.0, epsilon = HAND_TOL);
 }
 
 #[test]
@@ -122,7 +135,7 @@ fn entity_f1_edge_cases() {
     assert_eq!((s.f1, s.n_predicted, s.n_correct), (0.0, 2, 0));
     // Everything right, including an entity that starts with I-.
     let s = entity_f1(&[tags("I-PER O"), tags("B-LOC")], &truth).unwrap();
-    assert!(close(s.f1, 1.0));
+    assert_abs_diff_eq!(s.f1, 1.0, epsilon = HAND_TOL);
     // An entity never crosses a sentence boundary.
     let s = entity_f1(
         &[tags("O B-PER"), tags("I-PER")],
@@ -155,17 +168,18 @@ fn squad_normalisation() {
 /// Bags: "x x y" vs "x y y" share one x and one y: P = R = 2/3.
 #[test]
 fn token_f1_by_hand() {
-    assert!(close(
+    assert_abs_diff_eq!(
         token_f1("the cat sat on the mat", "a cat on a mat"),
-        6.0 / 7.0
-    ));
-    assert!(close(token_f1("x x y", "x y y"), 2.0 / 3.0));
-    assert!(close(token_f1("dog", "cat"), 0.0));
+        6.0 / 7.0,
+        epsilon = HAND_TOL
+    );
+    assert_abs_diff_eq!(token_f1("x x y", "x y y"), 2.0 / 3.0, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(token_f1("dog", "cat"), 0.0, epsilon = HAND_TOL);
     // Empty after normalisation: 1 if both are, else 0.
-    assert!(close(token_f1("", ""), 1.0));
-    assert!(close(token_f1("the", ""), 1.0));
-    assert!(close(token_f1("", "cat"), 0.0));
-    assert!(close(token_f1("cat", "!"), 0.0));
+    assert_abs_diff_eq!(token_f1("", ""), 1.0, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(token_f1("the", ""), 1.0, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(token_f1("", "cat"), 0.0, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(token_f1("cat", "!"), 0.0, epsilon = HAND_TOL);
 }
 
 /// Pairs ("Eiffel Tower", "the Eiffel Tower") and ("cat sat", "cat"): EM [1, 0] → 1/2;
@@ -173,7 +187,8 @@ fn token_f1_by_hand() {
 #[test]
 fn squad_corpus_scores() {
     let s = squad(&["Eiffel Tower", "cat sat"], &["the Eiffel Tower", "cat"]).unwrap();
-    assert!(close(s.exact_match, 0.5) && close(s.f1, 5.0 / 6.0), "{s:?}");
+    assert_abs_diff_eq!(s.exact_match, 0.5, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(s.f1, 5.0 / 6.0, epsilon = HAND_TOL);
     let none: [&str; 0] = [];
     let s = squad(&none, &none).unwrap();
     assert_eq!((s.exact_match, s.f1), (0.0, 0.0));
@@ -188,17 +203,17 @@ fn squad_corpus_scores() {
 #[test]
 fn rouge_l_by_hand() {
     let f = rouge_l("the cat sat on the mat", "the cat is on the mat");
-    assert!(close(f, 5.0 / 6.0), "{f}");
-    assert!(close(rouge_l("a b c d", "b d e"), 4.0 / 7.0));
+    assert_abs_diff_eq!(f, 5.0 / 6.0, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(rouge_l("a b c d", "b d e"), 4.0 / 7.0, epsilon = HAND_TOL);
     // Order matters: "c b a" vs "a b c" share a subsequence of one token.
-    assert!(close(rouge_l("c b a", "a b c"), 1.0 / 3.0));
-    assert!(close(rouge_l("same words", "same   words"), 1.0));
+    assert_abs_diff_eq!(rouge_l("c b a", "a b c"), 1.0 / 3.0, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(rouge_l("same words", "same words"), 1.0, epsilon = HAND_TOL);
     // Whitespace tokens compared exactly; empty sides score 0.
-    assert!(close(rouge_l("Cat", "cat"), 0.0));
-    assert!(close(rouge_l("", "cat"), 0.0));
-    assert!(close(rouge_l("cat", " "), 0.0));
+    assert_abs_diff_eq!(rouge_l("Cat", "cat"), 0.0, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(rouge_l("", "cat"), 0.0, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(rouge_l("cat", " "), 0.0, epsilon = HAND_TOL);
     let m = mean_rouge_l(&["a b c d", "x"], &["b d e", "y"]).unwrap();
-    assert!(close(m, 2.0 / 7.0));
+    assert_abs_diff_eq!(m, 2.0 / 7.0, epsilon = HAND_TOL);
     assert!(mean_rouge_l(&["a"], &[]).is_err());
 }
 
@@ -208,10 +223,14 @@ fn rouge_l_by_hand() {
 #[test]
 fn perplexity_is_exp_of_mean_token_loss() {
     // A uniform guess over 7 tokens has loss ln 7 and perplexity 7.
-    assert!((perplexity(7f64.ln()) - 7.0).abs() < 1e-12);
-    assert!(close(perplexity(0.0), 1.0));
+    assert_abs_diff_eq!(perplexity(7f64.ln()), 7.0, epsilon = HAND_TOL);
+    assert_abs_diff_eq!(perplexity(0.0), 1.0, epsilon = HAND_TOL);
     // Four tokens summing to 4 ln 5: perplexity 5.
-    assert!((perplexity_from_sum(4.0 * 5f64.ln(), 4).unwrap() - 5.0).abs() < 1e-12);
+    assert_abs_diff_eq!(
+        perplexity_from_sum(4.0 * 5f64.ln(), 4).unwrap(),
+        5.0,
+        epsilon = HAND_TOL
+    );
     assert!(perplexity_from_sum(1.0, 0).is_err());
 }
 
@@ -239,7 +258,7 @@ fn execution_accuracy_compares_values_not_text() {
         reference,
     ];
     let acc = execution_accuracy(&predictions, &references, &world).unwrap();
-    assert!(close(acc, 2.0 / 5.0), "{acc}");
+    assert_abs_diff_eq!(acc, 2.0 / 5.0, epsilon = HAND_TOL);
     let none: [&str; 0] = [];
     assert_eq!(execution_accuracy(&none, &none, &world).unwrap(), 0.0);
     assert!(execution_accuracy(&["1"], &none, &world).is_err());

@@ -1,6 +1,7 @@
 //! The transformer's contracts: padding invariance, the causal mask, the presets' wiring, and
 //! gradients of the whole model against finite differences.
 
+use approx::{abs_diff_eq, assert_abs_diff_eq, assert_abs_diff_ne};
 use ndarray::{array, s, Array2, ArrayD};
 use tunelab::nn::heads::pool;
 use tunelab::nn::{Config, Input, NoHooks, Pooling, SequenceHead, Transformer};
@@ -29,13 +30,6 @@ fn logits(model: &Transformer, store: &ParamStore<f64>, input: &Input<'_>) -> Ar
     tape.value(l).to_owned()
 }
 
-fn max_diff(a: ndarray::ArrayViewD<f64>, b: ndarray::ArrayViewD<f64>) -> f64 {
-    a.iter()
-        .zip(b.iter())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-}
-
 #[test]
 fn pad_right_gives_the_same_logits_for_real_tokens() {
     for (model, store) in [gpt(), bert()] {
@@ -48,10 +42,10 @@ fn pad_right_gives_the_same_logits_for_real_tokens() {
             &store,
             &Input::new(padded.view()).with_mask(mask.view()),
         );
-        let d = max_diff(got.slice(s![0..1, 0..5, ..]).into_dyn(), want.view());
+        let got = got.slice(s![0..1, 0..5, ..]).into_dyn();
         assert!(
-            d < 1e-10,
-            "{:?}: padded logits differ by {d}",
+            abs_diff_eq!(got, want, epsilon = 1e-10),
+            "{:?}: padded logits differ\n{got}\nalone\n{want}",
             model.config.arch
         );
     }
@@ -72,15 +66,21 @@ fn pad_left_with_shifted_positions_gives_the_same_logits() {
             .with_mask(mask.view())
             .with_positions(positions.view()),
     );
-    let d = max_diff(got.slice(s![.., 2.., ..]).into_dyn(), want.view());
-    assert!(d < 1e-10, "left-padded logits differ by {d}");
+    assert_abs_diff_eq!(got.slice(s![.., 2.., ..]).into_dyn(), want, epsilon = 1e-10);
     // Without the mask the pads leak into the real tokens: the padding pitfall.
     let leaky = logits(
         &model,
         &store,
         &Input::new(padded.view()).with_positions(positions.view()),
     );
-    assert!(max_diff(leaky.slice(s![.., 2.., ..]).into_dyn(), want.view()) > 1e-6);
+    assert_eq!(leaky.slice(s![.., 2.., ..]).shape(), want.shape());
+    crate::common::assert_finite(&leaky);
+    crate::common::assert_finite(&want);
+    assert_abs_diff_ne!(
+        leaky.slice(s![.., 2.., ..]).into_dyn(),
+        want,
+        epsilon = 1e-6
+    );
 }
 
 #[test]
@@ -98,11 +98,13 @@ fn causal_mask_future_token_cannot_change_past_logits() {
         lb.slice(s![.., ..3, ..]),
         "positions 0..=2 must not see token 3"
     );
-    assert!(
-        max_diff(
-            la.slice(s![.., 3.., ..]).into_dyn(),
-            lb.slice(s![.., 3.., ..]).into_dyn()
-        ) > 1e-6
+    assert_eq!(la.shape(), lb.shape());
+    crate::common::assert_finite(&la);
+    crate::common::assert_finite(&lb);
+    assert_abs_diff_ne!(
+        la.slice(s![.., 3.., ..]),
+        lb.slice(s![.., 3.., ..]),
+        epsilon = 1e-6
     );
 
     // The bidirectional encoder does see it everywhere.
@@ -111,11 +113,13 @@ fn causal_mask_future_token_cannot_change_past_logits() {
         logits(&model, &store, &Input::new(a.view())),
         logits(&model, &store, &Input::new(b.view())),
     );
-    assert!(
-        max_diff(
-            la.slice(s![.., ..3, ..]).into_dyn(),
-            lb.slice(s![.., ..3, ..]).into_dyn()
-        ) > 1e-6
+    assert_eq!(la.shape(), lb.shape());
+    crate::common::assert_finite(&la);
+    crate::common::assert_finite(&lb);
+    assert_abs_diff_ne!(
+        la.slice(s![.., ..3, ..]),
+        lb.slice(s![.., ..3, ..]),
+        epsilon = 1e-6
     );
 }
 

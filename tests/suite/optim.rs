@@ -8,6 +8,7 @@
 //!
 //! `cargo test --test suite optim:: -- --nocapture` shows the reports.
 
+use approx::{abs_diff_eq, assert_abs_diff_eq};
 use ndarray::{array, ArrayD, IxDyn};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -164,12 +165,21 @@ fn step_grads<F: Float>(fx: &Fixture, store: &ParamStore<F>, step: usize) -> Gra
     grads_of(store, &given)
 }
 
-fn max_diff<F: Float>(a: &ArrayD<F>, b: &[f64]) -> f64 {
+/// The elements of `a` in row-major order, as f64: the layout of the fixture's lists.
+fn flat<F: Float>(a: &ArrayD<F>) -> Vec<f64> {
+    a.iter().map(|&x| Float::as_f64(x)).collect()
+}
+
+/// Whether `a` matches the fixture's `b` to `tol` (approx's absolute difference), and the
+/// largest difference, for the report.
+fn compare(a: &[f64], b: &[f64], tol: f64) -> (bool, f64) {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
+    let max_diff = a
+        .iter()
         .zip(b)
-        .map(|(&x, &y)| (Float::as_f64(x) - y).abs())
-        .fold(0.0, f64::max)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    (abs_diff_eq!(a, b, epsilon = tol), max_diff)
 }
 
 /// The optimizer a case describes, with its param groups as per-parameter options.
@@ -301,8 +311,7 @@ fn replay<F: Float>(
         let lr = schedule.lr(case.lr, step);
         for (gi, g) in case.groups.iter().enumerate() {
             let want = case.lrs[step][gi];
-            let d = (lr * g.lr_mult - want).abs();
-            if d > TOL_LR {
+            if !abs_diff_eq!(lr * g.lr_mult, want, epsilon = TOL_LR) {
                 ok = false;
                 let _ = writeln!(
                     report,
@@ -316,10 +325,14 @@ fn replay<F: Float>(
         opt.step(store, &grads, lr);
         for p in &fx.params {
             let id = store.id(&p.name).unwrap();
-            let d = max_diff(store.value(id), &case.params_after[step][&p.name]);
+            let (same, d) = compare(
+                &flat(store.value(id)),
+                &case.params_after[step][&p.name],
+                tol,
+            );
             worst = worst.max(d);
-            let verdict = if d <= tol { "OK    " } else { "NOT OK" };
-            ok &= d <= tol;
+            let verdict = if same { "OK    " } else { "NOT OK" };
+            ok &= same;
             let _ = writeln!(
                 report,
                 "{verdict} {:<28} step {step} {:<7} max diff {d:.3e}",
@@ -366,10 +379,10 @@ fn golden_optimizers_match_pytorch_every_step() {
                 serde_json::Value::Array(v) => v.iter().map(|x| x.as_f64().unwrap()).collect(),
                 x => vec![x.as_f64().unwrap()],
             };
-            let d = max_diff(have, &want);
+            let (same, d) = compare(&flat(have), &want, TOL);
             state_worst = state_worst.max(d);
-            all_ok &= d <= TOL;
-            let verdict = if d <= TOL { "OK    " } else { "NOT OK" };
+            all_ok &= same;
+            let verdict = if same { "OK    " } else { "NOT OK" };
             let _ = writeln!(
                 report,
                 "{verdict} {:<28} state  {name:<22} max diff {d:.3e}",
@@ -443,17 +456,13 @@ fn golden_f32_tracks_pytorch_f64() {
 fn golden_schedules_match_transformers() {
     let fx = fixture();
     let mut report = String::new();
-    let mut worst = 0.0f64;
+    let mut all_ok = true;
     for t in &fx.schedules {
         let s = t.schedule.to_schedule();
-        let d = t
-            .factors
-            .iter()
-            .enumerate()
-            .map(|(step, &want)| (s.factor(step) - want).abs())
-            .fold(0.0, f64::max);
-        worst = worst.max(d);
-        let verdict = if d <= TOL_LR { "OK    " } else { "NOT OK" };
+        let factors: Vec<f64> = (0..t.factors.len()).map(|step| s.factor(step)).collect();
+        let (same, d) = compare(&factors, &t.factors, TOL_LR);
+        all_ok &= same;
+        let verdict = if same { "OK    " } else { "NOT OK" };
         let _ = writeln!(
             report,
             "{verdict} {:?} over {} steps max diff {d:.3e}",
@@ -462,10 +471,7 @@ fn golden_schedules_match_transformers() {
         );
     }
     println!("{report}");
-    assert!(
-        worst <= TOL_LR,
-        "schedules differ from transformers:\n{report}"
-    );
+    assert!(all_ok, "schedules differ from transformers:\n{report}");
 }
 
 #[test]
@@ -478,7 +484,7 @@ fn golden_clip_grad_norm_matches_pytorch() {
         let mut grads = step_grads(&fx, &store, c.step);
         let norm = clip_grad_norm(&mut grads, c.max_norm).unwrap();
         let d = (norm - c.total_norm).abs();
-        all_ok &= d <= TOL;
+        all_ok &= abs_diff_eq!(norm, c.total_norm, epsilon = TOL);
         let _ = writeln!(
             report,
             "max_norm {} total norm max diff {d:.3e}",
@@ -486,8 +492,8 @@ fn golden_clip_grad_norm_matches_pytorch() {
         );
         for (name, want) in &c.clipped {
             let g = grads.get(store.id(name).unwrap()).unwrap();
-            let d = max_diff(g, want);
-            all_ok &= d <= TOL;
+            let (same, d) = compare(&flat(g), want, TOL);
+            all_ok &= same;
             let _ = writeln!(report, "max_norm {} {name:<7} max diff {d:.3e}", c.max_norm);
         }
     }
@@ -525,12 +531,12 @@ fn adamw_first_step_moves_each_param_by_about_lr_sign_g() {
     for i in 0..4 {
         let exact = w0[i] - lr * g[i] / (f64::abs(g[i]) + 1e-8);
         assert!(
-            (w[i] - exact).abs() < 1e-15,
+            abs_diff_eq!(w[i], exact, epsilon = 1e-15),
             "element {i}: {} vs {exact}",
             w[i]
         );
         assert!(
-            (w[i] - expected[i]).abs() < 1e-7,
+            abs_diff_eq!(w[i], expected[i], epsilon = 1e-7),
             "element {i}: {} vs {}",
             w[i],
             expected[i]
@@ -539,8 +545,8 @@ fn adamw_first_step_moves_each_param_by_about_lr_sign_g() {
     // Moments after one step: m = (1 - beta1) g, v = (1 - beta2) g^2.
     let m = opt.exp_avg(id).unwrap();
     let v = opt.exp_avg_sq(id).unwrap();
-    assert!((m[1] - 0.1 * -50.0).abs() < 1e-12);
-    assert!((v[1] - 0.001 * 2500.0).abs() < 1e-12);
+    assert_abs_diff_eq!(m[1], 0.1 * -50.0, epsilon = 1e-12);
+    assert_abs_diff_eq!(v[1], 0.001 * 2500.0, epsilon = 1e-12);
     assert_eq!(opt.param_steps(id), 1);
 }
 
@@ -559,12 +565,12 @@ fn adamw_two_steps_by_hand_with_decoupled_decay() {
     //   w = 1.9 - 0.1 * 4 / 4 = 1.8
     let g1 = grads_of(&store, &[(id, array![4.0].into_dyn())]);
     opt.step(&mut store, &g1, 0.1);
-    assert!((store.value(id)[0] - 1.8).abs() < 1e-15);
+    assert_abs_diff_eq!(store.value(id)[0], 1.8, epsilon = 1e-15);
     // step 2, g = -2: w = 1.8 * 0.95 = 1.71; m = 0.5 * 2 - 1 = 0; v = 0.75 * 4 + 0.25 * 4 = 4;
     //   m_hat = 0 so only decay acts: w = 1.71
     let g2 = grads_of(&store, &[(id, array![-2.0].into_dyn())]);
     opt.step(&mut store, &g2, 0.1);
-    assert!((store.value(id)[0] - 1.71).abs() < 1e-15);
+    assert_abs_diff_eq!(store.value(id)[0], 1.71, epsilon = 1e-15);
     assert_eq!(opt.exp_avg(id).unwrap()[0], 0.0);
     assert_eq!(opt.exp_avg_sq(id).unwrap()[0], 4.0);
 }
@@ -594,9 +600,17 @@ fn adamw_lr_multiplier_and_no_decay() {
     assert_eq!(opt.exclude_from_decay_by_name(&store), 1);
     assert!(opt.set_lr_multiplier(a, f64::NAN).is_err());
     opt.step(&mut store, &grads, 1e-3);
-    assert!((store.value(a)[0] - (1.0 * (1.0 - 1e-4) - 1e-3)).abs() < 1e-15);
-    assert!((store.value(b)[0] - (1.0 * (1.0 - 16e-4) - 16e-3)).abs() < 1e-15);
-    assert!((store.value(bias)[0] - (1.0 - 1e-3)).abs() < 1e-15);
+    assert_abs_diff_eq!(
+        store.value(a)[0],
+        1.0 * (1.0 - 1e-4) - 1e-3,
+        epsilon = 1e-15
+    );
+    assert_abs_diff_eq!(
+        store.value(b)[0],
+        1.0 * (1.0 - 16e-4) - 16e-3,
+        epsilon = 1e-15
+    );
+    assert_abs_diff_eq!(store.value(bias)[0], 1.0 - 1e-3, epsilon = 1e-15);
     assert_eq!(
         opt.options(bias),
         ParamOptions {
@@ -637,8 +651,8 @@ fn sgd_momentum_by_hand() {
     .unwrap();
     for (buf, w) in [(1.0, 0.9), (1.9, 0.71), (2.71, 0.439)] {
         opt.step(&mut store, &grads, 0.1);
-        assert!((opt.momentum_buffer(id).unwrap()[0] - buf).abs() < 1e-15);
-        assert!((store.value(id)[0] - w).abs() < 1e-15);
+        assert_abs_diff_eq!(opt.momentum_buffer(id).unwrap()[0], buf, epsilon = 1e-15);
+        assert_abs_diff_eq!(store.value(id)[0], w, epsilon = 1e-15);
     }
     // Nesterov looks ahead: u = g + 0.9 * buf = 1.9, then 1 + 0.9 * 1.9 = 2.71.
     let (mut store, id, grads) = one(array![1.0].into_dyn(), array![1.0].into_dyn());
@@ -650,7 +664,7 @@ fn sgd_momentum_by_hand() {
     .unwrap();
     for w in [0.81, 0.539] {
         opt.step(&mut store, &grads, 0.1);
-        assert!((store.value(id)[0] - w).abs() < 1e-15);
+        assert_abs_diff_eq!(store.value(id)[0], w, epsilon = 1e-15);
     }
     // Weight decay is added to the gradient: g = 0, w = 2, wd 0.5 -> w -= 0.1 * 1.
     let (mut store, id, grads) = one(array![2.0].into_dyn(), array![0.0].into_dyn());
@@ -660,7 +674,7 @@ fn sgd_momentum_by_hand() {
     })
     .unwrap();
     opt.step(&mut store, &grads, 0.1);
-    assert!((store.value(id)[0] - 1.9).abs() < 1e-15);
+    assert_abs_diff_eq!(store.value(id)[0], 1.9, epsilon = 1e-15);
     assert_eq!(opt.state_bytes(), 0); // no momentum, no buffer
     assert!(Sgd::<f64>::new(SgdConfig {
         nesterov: true,
@@ -684,7 +698,8 @@ fn clip_grad_norm_three_four_five() {
         grads.get(id).unwrap().as_slice().unwrap(),
         &[3.0 * c, 4.0 * c]
     );
-    assert!((grad_norm(&grads) - 1.0).abs() < 1e-6 && grad_norm(&grads) < 1.0);
+    assert_abs_diff_eq!(grad_norm(&grads), 1.0, epsilon = 1e-6);
+    assert!(grad_norm(&grads) < 1.0);
     assert!(clip_grad_norm(&mut grads, -1.0).is_err());
 }
 
@@ -698,8 +713,8 @@ fn warmup_cosine_endpoints() {
     assert_eq!(s.lr(base, 0), 0.0); // the first step does not move an Adam model at all
     assert_eq!(s.lr(base, 50), base / 2.0);
     assert_eq!(s.lr(base, 100), base); // peak at the end of warmup
-    assert!((s.lr(base, 550) - base / 2.0).abs() < 1e-18); // half way down the cosine
-    assert!(s.lr(base, 1000).abs() < 1e-18); // zero at the end
+    assert_abs_diff_eq!(s.lr(base, 550), base / 2.0, epsilon = 1e-18); // half way down the cosine
+    assert_abs_diff_eq!(s.lr(base, 1000), 0.0, epsilon = 1e-18); // zero at the end
     let lin = Schedule::Linear {
         warmup_steps: 100,
         total_steps: 1000,

@@ -1,6 +1,7 @@
 //! Fine-tuning methods: unchanged model at initialisation, only the method's parameters change
 //! after a step, LoRA merge/unmerge, and gradients through every method's hooks.
 
+use crate::common::unfreeze_head;
 use ndarray::{array, s, Array2, ArrayD, Axis, Ix2};
 use tunelab::nn::transformer::Qkv;
 use tunelab::nn::{
@@ -65,13 +66,6 @@ fn run(
         tape.backward(loss, g).unwrap();
     }
     (tape.value(logits).to_owned(), tape.scalar(loss).unwrap())
-}
-
-fn unfreeze_head(store: &mut ParamStore<f64>, head: &SequenceHead) {
-    store.set_trainable(head.out.weight, true);
-    if let Some(b) = head.out.bias {
-        store.set_trainable(b, true);
-    }
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! the causal property, what trains, gradients against central differences, folding the prefix
 //! MLP away, prompt initialisation and parameter counts.
 
-use ndarray::{array, s, Array2, ArrayD, ArrayViewD};
+use crate::common::unfreeze_head;
+use approx::{abs_diff_eq, abs_diff_ne};
+use ndarray::{array, s, Array2, ArrayD};
 use tunelab::nn::{Config, Input, Pooling, SequenceHead, Transformer};
 use tunelab::optim::{AdamW, AdamWConfig, Optimizer};
 use tunelab::peft::prefix::{Prefix, PrefixConfig, Source};
@@ -53,14 +55,6 @@ fn logits(
     tape.value(l).to_owned()
 }
 
-fn max_diff(a: ArrayViewD<f64>, b: ArrayViewD<f64>) -> f64 {
-    assert_eq!(a.shape(), b.shape());
-    a.iter()
-        .zip(b.iter())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-}
-
 /// A classification loss on the head plus an LM loss on every real token, so every position's
 /// output depends on the method's parameters; with an optional backward pass.
 fn run(
@@ -94,13 +88,6 @@ fn run(
     (tape.value(lm).to_owned(), tape.scalar(loss).unwrap())
 }
 
-fn unfreeze_head(store: &mut ParamStore<f64>, head: &SequenceHead) {
-    store.set_trainable(head.out.weight, true);
-    if let Some(b) = head.out.bias {
-        store.set_trainable(b, true);
-    }
-}
-
 #[test]
 fn prefix_and_prompt_do_change_the_output_at_init() {
     // Unlike LoRA, neither method starts as the identity: the prefix / prompt is attended to.
@@ -116,8 +103,11 @@ fn prefix_and_prompt_do_change_the_output_at_init() {
             let mut s = store.clone();
             let method = apply(&spec, &model, &mut s, 11).unwrap();
             let (with, _) = run(&model, &head, method.as_ref(), &s, None);
+            assert_eq!(plain.shape(), with.shape(), "{}", label(&spec));
+            crate::common::assert_finite(&plain);
+            crate::common::assert_finite(&with);
             assert!(
-                max_diff(plain.view(), with.view()) > 1e-8,
+                abs_diff_ne!(plain, with, epsilon = 1e-8),
                 "{}: output unchanged",
                 label(&spec)
             );
@@ -142,10 +132,10 @@ fn right_padding_with_a_mask_gives_the_same_logits_gpt_and_bert() {
                 &Input::new(padded.view()).with_mask(mask.view()),
             );
             assert_eq!(got.shape(), &[2, 8, 29], "virtual positions are stripped");
-            let d = max_diff(got.slice(s![0..1, 0..5, ..]).into_dyn(), want.view());
+            let got = got.slice(s![0..1, 0..5, ..]).into_dyn();
             assert!(
-                d < 1e-10,
-                "{:?} {}: right-padded logits differ by {d}",
+                abs_diff_eq!(got, want, epsilon = 1e-10),
+                "{:?} {}: right-padded logits differ\n{got}\nalone\n{want}",
                 model.config.arch,
                 label(&spec)
             );
@@ -175,17 +165,21 @@ fn left_padding_with_positions_gives_the_same_logits_gpt() {
                 .with_mask(mask.view())
                 .with_positions(positions.view()),
         );
-        let d = max_diff(got.slice(s![0..1, 2.., ..]).into_dyn(), want.view());
+        let left = got.slice(s![0..1, 2.., ..]).into_dyn();
         assert!(
-            d < 1e-10,
-            "{}: left-padded logits differ by {d}",
+            abs_diff_eq!(left, want, epsilon = 1e-10),
+            "{}: left-padded logits differ\n{left}\nalone\n{want}",
             label(&spec)
         );
         // And the second row equals that sequence run alone.
         let row = array![[5usize, 6, 2, 8, 4]];
         let want = logits(&model, method.as_ref(), &s, &Input::new(row.view()));
-        let d = max_diff(got.slice(s![1..2, .., ..]).into_dyn(), want.view());
-        assert!(d < 1e-10, "{}: batch row differs by {d}", label(&spec));
+        let second = got.slice(s![1..2, .., ..]).into_dyn();
+        assert!(
+            abs_diff_eq!(second, want, epsilon = 1e-10),
+            "{}: batch row differs\n{second}\nalone\n{want}",
+            label(&spec)
+        );
     }
 }
 
@@ -206,11 +200,17 @@ fn causal_property_holds_with_a_prefix_or_prompt() {
             "{}: positions 0..=2 must not see token 3",
             label(&spec)
         );
+        assert_eq!(la.shape(), lb.shape());
+        crate::common::assert_finite(&la);
+        crate::common::assert_finite(&lb);
         assert!(
-            max_diff(
-                la.slice(s![.., 3.., ..]).into_dyn(),
-                lb.slice(s![.., 3.., ..]).into_dyn()
-            ) > 1e-6
+            abs_diff_ne!(
+                la.slice(s![.., 3.., ..]),
+                lb.slice(s![.., 3.., ..]),
+                epsilon = 1e-6
+            ),
+            "{}: positions 3.. must see token 3",
+            label(&spec)
         );
     }
 }
@@ -440,7 +440,7 @@ fn prompt_init_from_vocab_is_the_embedding_of_those_words_at_the_start() {
     let want = tape.value(x).to_shape((3, 8)).unwrap().to_owned();
     let got = s.value(prompt.prompt);
     for (a, b) in got.iter().zip(want.iter()) {
-        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        assert!(abs_diff_eq!(a, b, epsilon = 1e-12), "{a} vs {b}");
     }
 }
 
@@ -454,7 +454,7 @@ fn random_prompt_init_has_the_scale_of_the_token_embeddings() {
     let t = store.value(prompt.prompt);
     let std = (t.iter().map(|x| x * x).sum::<f64>() / t.len() as f64).sqrt();
     // The table was initialised normal(0, 0.02); 1600 samples pin the std within ~10 %.
-    assert!((std - 0.02).abs() < 0.003, "std {std}");
+    assert!(abs_diff_eq!(std, 0.02, epsilon = 0.003), "std {std}");
 }
 
 #[test]

@@ -47,7 +47,11 @@ fn shipped_models_reach_their_recorded_validation_loss() {
 }
 
 /// Seed section 1: fine-tuning the pre-trained base beats training the same architecture from
-/// scratch on the same small task data, with the same budget (120 full fine-tuning steps).
+/// scratch on the same small task data, with the same budget: 40 full fine-tuning steps for
+/// gpt-tiny, 120 for bert-tiny. Measured over three seeds (data order, head and fresh weights),
+/// gpt-tiny's lead at 40 steps was 0.12 to 0.26 (0.13 at 30); bert-tiny's at 120 steps was 0.065
+/// to 0.19, while at 40 to 80 steps it was within the noise of 200 validation examples (-0.035 to
+/// +0.10), so bert-tiny keeps the longer budget.
 ///
 /// bert-tiny is read through mean pooling: masked-LM pre-training trains every token's state
 /// but never [CLS] or a pooler (BERT's came from next-sentence prediction). Through [CLS] its
@@ -63,7 +67,7 @@ fn pretrained_base_beats_training_from_scratch() {
     use tunelab::train::trainer::{train, Split, TrainTask, Training};
     use tunelab::train::TrainingArgs;
 
-    let score = |name: &str, pretrained: bool| -> f64 {
+    let score = |name: &str, pretrained: bool, steps: usize| -> f64 {
         let mut base = load_base(name).unwrap();
         if !pretrained {
             let mut fresh = tunelab::ParamStore::new();
@@ -85,13 +89,10 @@ fn pretrained_base_beats_training_from_scratch() {
                 head.pooling = tunelab::nn::Pooling::Mean;
             }
         }
-        let dir = std::env::temp_dir().join(format!(
-            "tunelab-scratch-{pretrained}-{}",
-            std::process::id()
-        ));
+        let dir = crate::common::temp_dir(&format!("scratch-{pretrained}"));
         let args = TrainingArgs {
             output_dir: dir.clone(),
-            max_steps: Some(120),
+            max_steps: Some(steps),
             batch_size: 16,
             learning_rate: 5e-4,
             eval_strategy: Strategy::No,
@@ -109,9 +110,9 @@ fn pretrained_base_beats_training_from_scratch() {
         )
         .unwrap()["accuracy"]
     };
-    for name in ["gpt-tiny", "bert-tiny"] {
-        let (pre, scratch) = (score(name, true), score(name, false));
-        eprintln!("{name}: sentiment validation accuracy after 120 full fine-tuning steps: pre-trained {pre:.3}, from scratch {scratch:.3}");
+    for (name, steps) in [("gpt-tiny", 40), ("bert-tiny", 120)] {
+        let (pre, scratch) = (score(name, true, steps), score(name, false, steps));
+        eprintln!("{name}: sentiment validation accuracy after {steps} full fine-tuning steps: pre-trained {pre:.3}, from scratch {scratch:.3}");
         assert!(
             pre > scratch + 0.05,
             "{name}: pre-trained {pre:.3} vs from scratch {scratch:.3}"

@@ -1,6 +1,7 @@
 //! The tape's contract: accumulation and zeroing, no-grad mode, tied parameters, dropout modes,
 //! f32 and f64 through the same code, and errors instead of panics on bad shapes.
 
+use approx::{abs_diff_eq, assert_abs_diff_eq};
 use ndarray::{array, Array, ArrayD};
 use tunelab::autodiff::{AttnMask, IGNORE_INDEX};
 use tunelab::{Error, Grads, ParamStore, Tape};
@@ -86,9 +87,13 @@ fn tape_dropout_is_identity_in_eval_and_seeded_in_train() {
     assert_eq!(a, b, "same seed, same mask");
     assert_ne!(a, c);
     let kept = a.iter().filter(|&&v| v != 0.0).count() as f64 / a.len() as f64;
-    assert!((kept - 0.75).abs() < 0.05, "kept fraction {kept}");
     assert!(
-        a.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6),
+        abs_diff_eq!(kept, 0.75, epsilon = 0.05),
+        "kept fraction {kept}"
+    );
+    assert!(
+        a.iter()
+            .all(|&v| v == 0.0 || abs_diff_eq!(v, 1.0 / 0.75, epsilon = 1e-6)),
         "survivors scaled by 1/(1-p)"
     );
 }
@@ -128,13 +133,8 @@ fn tape_f32_and_f64_agree() {
     }
     let (l64, g64) = run(&s64);
     let (l32, g32) = run(&s32);
-    assert!((l64 - l32).abs() < 1e-5);
-    let diff = g64
-        .iter()
-        .zip(&g32)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
-    assert!(diff < 1e-5, "f32 gradient differs from f64 by {diff}");
+    assert_abs_diff_eq!(l64, l32, epsilon = 1e-5);
+    assert_abs_diff_eq!(g64.as_slice(), g32.as_slice(), epsilon = 1e-5);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! tokenizer.json save/load, special ids, offsets, word ids, loading GPT-2- and BERT-format
 //! files, and errors on malformed files.
 
-use std::path::PathBuf;
+use crate::common::empty_dir;
 
 use serde_json::json;
 use tunelab::autodiff::IGNORE_INDEX;
@@ -44,13 +44,6 @@ fn corpus() -> Vec<String> {
 
 fn trained(preset: Preset) -> Tokenizer {
     Tokenizer::train_bpe(&corpus(), 400, preset).expect("training succeeds")
-}
-
-/// A fresh directory under the system temp dir for one test.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tunelab-tok-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 const TEXTS: [&str; 6] = [
@@ -160,7 +153,7 @@ fn tokenizer_bert_specials_wrap_input() {
 
 #[test]
 fn tokenizer_save_load_round_trip() {
-    let dir = temp_dir("save-load");
+    let dir = empty_dir("save-load");
     for preset in [Preset::Gpt, Preset::Bert] {
         let tok = trained(preset);
         let path = dir.join(format!("{preset:?}.json"));
@@ -360,7 +353,7 @@ fn gpt2_style_json() -> serde_json::Value {
 
 #[test]
 fn tokenizer_loads_gpt2_format() {
-    let dir = temp_dir("gpt2");
+    let dir = empty_dir("gpt2");
     let path = dir.join("tokenizer.json");
     std::fs::write(&path, gpt2_style_json().to_string()).unwrap();
     let tok = Tokenizer::from_file(&path).unwrap();
@@ -459,7 +452,7 @@ fn check_bert_wordpiece(tok: &Tokenizer) {
 
 #[test]
 fn tokenizer_loads_bert_format() {
-    let dir = temp_dir("bert");
+    let dir = empty_dir("bert");
     let path = dir.join("tokenizer.json");
     std::fs::write(&path, bert_style_json().to_string()).unwrap();
     check_bert_wordpiece(&Tokenizer::from_file(&path).unwrap());
@@ -468,7 +461,7 @@ fn tokenizer_loads_bert_format() {
 
 #[test]
 fn tokenizer_from_vocab_txt_matches_bert_json() {
-    let dir = temp_dir("vocab-txt");
+    let dir = empty_dir("vocab-txt");
     let path = dir.join("vocab.txt");
     std::fs::write(&path, BERT_VOCAB.join("\n") + "\n").unwrap();
     let tok = Tokenizer::from_vocab_txt(&path, true).unwrap();
@@ -482,7 +475,7 @@ fn tokenizer_from_vocab_txt_matches_bert_json() {
 
 #[test]
 fn tokenizer_bad_files_are_errors_naming_the_file() {
-    let dir = temp_dir("bad");
+    let dir = empty_dir("bad");
     let missing = dir.join("missing.json");
     match Tokenizer::from_file(&missing) {
         Err(Error::Io { path, .. }) => assert!(path.ends_with("missing.json")),
@@ -574,7 +567,7 @@ fn tokenizer_bad_arguments_are_errors() {
     assert_eq!(tok.id_to_token(too_big), None);
     assert_eq!(tok.token_to_id("not a token"), None);
     // Saving into a directory that does not exist names the path.
-    let dir = temp_dir("save-err");
+    let dir = empty_dir("save-err");
     match tok.save(dir.join("no/such/dir/tokenizer.json")) {
         Err(Error::Io { path, .. }) => assert!(path.ends_with("tokenizer.json")),
         other => panic!("expected Io error, got {other:?}"),

@@ -1,7 +1,7 @@
 //! The Trainer: resume equals an uninterrupted run (with AdamW or SGD), NaN stops training,
 //! early stopping, TOML arguments, and a short pre-training run whose loss falls.
 
-use std::path::PathBuf;
+use crate::common::temp_dir;
 use tunelab::data::tasks::{self, Task};
 use tunelab::data::tokenizer::{Preset, Tokenizer};
 use tunelab::data::world::World;
@@ -15,12 +15,6 @@ use tunelab::train::task::{TaskData, TaskModel};
 use tunelab::train::trainer::{train, Training};
 use tunelab::train::TrainingArgs;
 use tunelab::ParamStore;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tunelab-trainer-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 /// A tiny decoder on the sentiment task, with LoRA on q and v.
 fn setup() -> (TaskModel, ParamStore<f32>, Box<dyn peft::Method<f32>>) {

@@ -429,7 +429,9 @@ pub fn frozen(mode: Mode, progress: &mut dyn Progress) -> Result<Frozen> {
         .into_iter()
         .map(|i| i as usize)
         .collect();
-    let heldout = heldout_batches(&b)?;
+    // Quick mode scores forgetting on one batch of held-out text, as `compare --quick` does.
+    let mut heldout = heldout_batches(&b)?;
+    heldout.truncate(mode.pick(1, 4));
     let mut rows = Vec::new();
     for (label, spec, lr) in [
         ("full fine-tuning", MethodSpec::Full { last_k: None }, 5e-4),

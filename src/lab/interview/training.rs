@@ -207,7 +207,12 @@ pub fn warmup(mode: Mode, progress: &mut dyn Progress) -> Result<Warmup> {
         )?;
         let h = match &heldout {
             Some(h) => h,
-            None => heldout.insert(heldout_batches(&o.base)?),
+            // Quick mode: one batch of held-out text, as `compare --quick` scores forgetting.
+            None => {
+                let mut b = heldout_batches(&o.base)?;
+                b.truncate(mode.pick(1, 4));
+                heldout.insert(b)
+            }
         };
         let l = &o.record.losses;
         let early = &l[..(l.len() / 4).max(1)];

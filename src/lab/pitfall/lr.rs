@@ -67,7 +67,12 @@ pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<LrPitfall> {
         )?;
         let batches = match &batches {
             Some(b) => b,
-            None => batches.insert(heldout_batches(&o.base)?),
+            // Quick mode: one batch of held-out text, as `compare --quick` scores forgetting.
+            None => {
+                let mut b = heldout_batches(&o.base)?;
+                b.truncate(mode.pick(1, 4));
+                batches.insert(b)
+            }
         };
         let l = &o.record.losses;
         let tail = &l[l.len().saturating_sub(5)..];
