@@ -219,7 +219,9 @@ pub fn adamw<F: Float>(
 /// Everything one training run needs, for [`train`]. [`Training::new`] takes what every run has
 /// (arguments, task, parameters); the rest has defaults that the builder methods replace.
 ///
-/// ```ignore
+/// In outline (the compiled uses are `lab::finetune::train_method` and the tests):
+///
+/// ```text
 /// let report = train(
 ///     Training::new(&args, &task, &mut store)
 ///         .hooks(method.as_ref())
