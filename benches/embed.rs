@@ -44,7 +44,7 @@ fn minilm() -> Option<PathBuf> {
     let dir = std::env::var_os("TUNELAB_MINILM")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/hf/all-minilm-l6-v2")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/hf/all-minilm-l6-v2")
         });
     dir.join("model.safetensors").exists().then_some(dir)
 }

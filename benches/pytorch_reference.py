@@ -5,8 +5,8 @@ the tunelab / PyTorch ratios.
 Run by hand (not in CI), after tunelab's criterion benchmarks:
 
     pip install torch peft numpy
-    cargo bench --bench train_step                                   # default backend
-    cargo bench --features blas --bench train_step                   # OpenBLAS
+    cargo bench -p tunelab-benches --bench train_step                               # default backend
+    cargo bench -p tunelab-benches --features blas --bench train_step               # OpenBLAS
     python3 benches/pytorch_reference.py [--steps 5] [--threads 2]
 
 The model matches tunelab::lab::bench: GPT-2 wiring (pre-LN, causal, tied head, tanh GELU),
