@@ -4,7 +4,17 @@ use super::progress::LabLines;
 use super::Outcome;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
-use tunelab::lab::evidence::{report, Mode};
+use tunelab::lab::evidence::{report, Evidence, Mode};
+
+/// The measured evidence with each claim's verdict, then the mode and the time it took.
+fn print_evidence(evidence: &dyn Evidence, mode: Mode, started: std::time::Instant) {
+    print!("{}", report(evidence));
+    println!(
+        "\n({} mode, {:.1} s)",
+        mode.name(),
+        started.elapsed().as_secs_f64()
+    );
+}
 
 #[derive(Args, Debug)]
 pub struct InterviewArgs {
@@ -32,12 +42,7 @@ pub fn interview(a: InterviewArgs) -> Outcome {
     println!("evidence: {}\n", q.experiment);
     let started = std::time::Instant::now();
     let evidence = interview::run(n, mode, &mut LabLines(started))?;
-    print!("{}", report(evidence.as_ref()));
-    println!(
-        "\n({} mode, {:.1} s)",
-        mode.name(),
-        started.elapsed().as_secs_f64()
-    );
+    print_evidence(evidence.as_ref(), mode, started);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -70,12 +75,7 @@ pub fn pitfall(a: PitfallArgs) -> Outcome {
         .find(|p| p.name == name)
         .expect("run accepted the name");
     println!("pitfall {name}: {}\n", p.summary);
-    print!("{}", report(evidence.as_ref()));
-    println!(
-        "\n({} mode, {:.1} s)",
-        mode.name(),
-        started.elapsed().as_secs_f64()
-    );
+    print_evidence(evidence.as_ref(), mode, started);
     Ok(ExitCode::SUCCESS)
 }
 
