@@ -56,7 +56,7 @@ work used the second core; the time column is each run's wall time.
 {chr(10).join(details)}
 ## Pre-trained versus scratch
 
-`cargo test --release --test suite shipped_models:: -- --nocapture` fine-tunes each base and the same
+`cargo test --release --test suite base_models:: -- --nocapture` fine-tunes each base and the same
 architecture from random weights on the same 512 sentiment examples for 120 full fine-tuning
 steps and prints both validation accuracies; the test fails unless the pre-trained base wins by
 more than 0.05 for both models. bert-tiny is read there through mean pooling: masked-LM
