@@ -86,12 +86,7 @@ pub fn run(a: CompareArgs) -> Outcome {
     a.speed.apply();
     let opts = a.options()?;
     let b = finetune::load_base(&a.base)?;
-    let init: Vec<usize> = b
-        .tok
-        .encode("the review is good or bad", false)?
-        .into_iter()
-        .map(|i| i as usize)
-        .collect();
+    let init = compare::prompt_init(&b.tok)?;
     let started = std::time::Instant::now();
     let entries = compare::default_entries(init);
     let mut bar = CompareBar::new(&opts, &entries);

@@ -9,6 +9,7 @@
 use super::finetune::{load_base, train_method, FinetuneOptions, Trained};
 use super::forgetting::{Forgetting, HeldOut};
 use crate::data::tasks::Task;
+use crate::data::tokenizer::Tokenizer;
 use crate::error::Result;
 use crate::peft::method::ExampleContext;
 use crate::peft::{registry, MethodSpec};
@@ -36,6 +37,18 @@ pub struct Entry {
     pub label: String,
     pub spec: MethodSpec,
     pub lr: f64,
+}
+
+/// The words whose token ids prompt tuning's soft prompt starts from in compare's line-up.
+pub const PROMPT_INIT_TEXT: &str = "the review is good or bad";
+
+/// The token ids of [`PROMPT_INIT_TEXT`] under `tok`, for [`default_entries`].
+pub fn prompt_init(tok: &Tokenizer) -> Result<Vec<usize>> {
+    Ok(tok
+        .encode(PROMPT_INIT_TEXT, false)?
+        .into_iter()
+        .map(|i| i as usize)
+        .collect())
 }
 
 /// The default line-up: every method's compare rows from the registry

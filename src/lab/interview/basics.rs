@@ -110,12 +110,7 @@ pub struct Methods {
 
 pub fn methods(mode: Mode, progress: &mut dyn Progress) -> Result<Methods> {
     let b = load_base(BASE)?;
-    let init: Vec<usize> = b
-        .tok
-        .encode("the review is good or bad", false)?
-        .into_iter()
-        .map(|i| i as usize)
-        .collect();
+    let init = crate::lab::compare::prompt_init(&b.tok)?;
     let only = match mode {
         Mode::Quick => ["full", "houlsby", "lora", "prompt"]
             .map(String::from)
@@ -423,12 +418,7 @@ pub fn frozen(mode: Mode, progress: &mut dyn Progress) -> Result<Frozen> {
     let base_bytes = std::fs::metadata(b.dir.join("model.safetensors"))
         .map(|m| m.len())
         .unwrap_or(0);
-    let init: Vec<usize> = b
-        .tok
-        .encode("the review is good or bad", false)?
-        .into_iter()
-        .map(|i| i as usize)
-        .collect();
+    let init = crate::lab::compare::prompt_init(&b.tok)?;
     // Quick mode scores forgetting on one batch of held-out text, as `compare --quick` does.
     let mut heldout = heldout_batches(&b)?;
     heldout.truncate(mode.pick(1, 4));
