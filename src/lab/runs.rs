@@ -153,7 +153,7 @@ pub fn prepare_run(run: &Run) -> Result<(Base, TaskModel, Box<dyn Method<f32>>)>
         base.model = Transformer::new(base.model.config.clone(), &mut fresh, 7)?;
         base.store = fresh;
     }
-    let (data, world) = task_data(run.task, None, run.train_limit, run.args.seed)?;
+    let (data, world) = task_data(run.task, None, run.train_limit)?;
     let (tm, method) = prepare(&mut base, run.task, data, world, &run.spec, run.args.seed)?;
     Ok((base, tm, method))
 }

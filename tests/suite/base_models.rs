@@ -73,7 +73,7 @@ fn pretrained_base_beats_training_from_scratch(name: &str, steps: usize) {
             base.model = Transformer::new(base.model.config.clone(), &mut fresh, 7).unwrap();
             base.store = fresh;
         }
-        let (data, world) = task_data(Task::Sentiment, None, Some(512), 42).unwrap();
+        let (data, world) = task_data(Task::Sentiment, None, Some(512)).unwrap();
         let (mut tm, method) = prepare(
             &mut base,
             Task::Sentiment,

@@ -97,7 +97,7 @@ fn ledger_against_allocator() {
     for spec in [MethodSpec::Full { last_k: None }, lora] {
         // Weights: what loading the base allocates, against the ledger's weight bytes.
         let (mut base, loaded) = peak_during(|| load_base("gpt-tiny").unwrap());
-        let (data, world) = task_data(Task::Sentiment, None, Some(64), 0).unwrap();
+        let (data, world) = task_data(Task::Sentiment, None, Some(64)).unwrap();
         let (tm, method) = prepare(&mut base, Task::Sentiment, data, world, &spec, 0).unwrap();
         let dir = crate::common::temp_dir(&format!("ledger-{}", spec.name()));
         let args = TrainingArgs {

@@ -223,7 +223,7 @@ pub fn losses() -> Result<Losses> {
     let pad_id = base.tok.pad_id().unwrap_or(0);
 
     // Classification: a sentiment head on the pooled last token.
-    let (data, _) = task_data(Task::Sentiment, None, Some(4), 42)?;
+    let (data, _) = task_data(Task::Sentiment, None, Some(4))?;
     let head = SequenceHead::new(&mut base.store, &base.model, 2, Pooling::LastToken, 42)?;
     let mut seqs = Vec::new();
     let mut labels = Vec::new();
@@ -259,7 +259,7 @@ pub fn losses() -> Result<Losses> {
         .collect::<Result<Vec<_>>>()?;
 
     // Causal LM on dialogue examples: prompt, then response and the end token.
-    let (data, _) = task_data(Task::Dialogue, None, Some(4), 42)?;
+    let (data, _) = task_data(Task::Dialogue, None, Some(4))?;
     let eos = base.tok.eos_id().unwrap_or(0);
     let (mut seqs, mut prompt_lens) = (Vec::new(), Vec::new());
     for e in &data.train {

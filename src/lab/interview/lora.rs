@@ -612,7 +612,7 @@ pub fn merging(mode: Mode, progress: &mut dyn Progress) -> Result<Merging> {
     let steps = mode.pick(10, 60);
     let mut base = load_base(BASE)?;
     let batch = heldout_batches(&base)?.swap_remove(0);
-    let (data, world) = task_data(Task::Sentiment, None, Some(256), 42)?;
+    let (data, world) = task_data(Task::Sentiment, None, Some(256))?;
     let tm = TaskModel::builtin(
         Task::Sentiment,
         base.model.clone(),
