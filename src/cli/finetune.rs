@@ -73,7 +73,7 @@ pub fn run(a: FinetuneArgs) -> Outcome {
     if r.report.stopped_early {
         println!(
             "stopped early at step {} (best {} at step {:?})",
-            r.report.state.step, opts.args.metric_for_best, r.report.state.best_step
+            r.report.state.step, opts.args.metric_for_best_model, r.report.state.best_step
         );
     }
     println!(

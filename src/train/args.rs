@@ -52,8 +52,19 @@ pub struct TrainingArgs {
     pub save_total_limit: usize,
     /// Stop when the validation metric has not improved for this many evaluations.
     pub early_stopping_patience: Option<usize>,
-    /// The metric that decides "best" and early stopping (`loss` is minimised, others maximised).
-    pub metric_for_best: String,
+    /// The validation metric that decides "best", for early stopping and
+    /// `load_best_model_at_end` (Hugging Face's `metric_for_best_model`; the old TOML key
+    /// `metric_for_best` is still read).
+    #[serde(alias = "metric_for_best")]
+    pub metric_for_best_model: String,
+    /// Whether a greater `metric_for_best_model` is better. `None` (Hugging Face's default):
+    /// false when the name ends in `loss` (tunelab: or `perplexity`), else true.
+    pub greater_is_better: Option<bool>,
+    /// Restore the trainable parameters of the best evaluation when training ends (Hugging Face's
+    /// `load_best_model_at_end`): what a run reports, scores on test and saves is then the best
+    /// evaluation's model, not the last one. Kept in memory, and in `checkpoint-best/` when a
+    /// save strategy is set so that a resumed run can still restore it.
+    pub load_best_model_at_end: bool,
     pub seed: u64,
     pub logging_steps: usize,
     /// Cap on the evaluation examples per split (0 = all), to keep evaluation cheap.
@@ -82,7 +93,9 @@ impl Default for TrainingArgs {
             save_steps: 100,
             save_total_limit: 2,
             early_stopping_patience: None,
-            metric_for_best: "loss".into(),
+            metric_for_best_model: "loss".into(),
+            greater_is_better: None,
+            load_best_model_at_end: false,
             seed: 42,
             logging_steps: 10,
             max_eval_examples: 0,
@@ -136,6 +149,12 @@ impl TrainingArgs {
         if self.max_steps.is_none() && self.epochs <= 0.0 {
             return invalid("training args", "set epochs > 0 or max_steps");
         }
+        if self.load_best_model_at_end && self.eval_strategy == Strategy::No {
+            return invalid(
+                "training args",
+                "load_best_model_at_end needs an eval_strategy (steps or epoch) to find the best model",
+            );
+        }
         if self.max_grad_norm < 0.0 || self.weight_decay < 0.0 {
             return invalid(
                 "training args",
@@ -143,6 +162,14 @@ impl TrainingArgs {
             );
         }
         Ok(())
+    }
+
+    /// Whether a greater `metric_for_best_model` is better: `greater_is_better` if set, else
+    /// Hugging Face's default ([`crate::train::trainer::default_greater_is_better`]).
+    pub fn resolved_greater_is_better(&self) -> bool {
+        self.greater_is_better.unwrap_or_else(|| {
+            crate::train::trainer::default_greater_is_better(&self.metric_for_best_model)
+        })
     }
 
     /// The number of optimizer steps for a training set of `n` examples.

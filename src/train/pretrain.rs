@@ -201,6 +201,8 @@ struct Pretraining<'a> {
     next_micro: Cell<usize>,
     /// Input tokens of every batch drawn so far.
     tokens_seen: Cell<usize>,
+    /// Input tokens of the last batch drawn.
+    last_tokens: Cell<usize>,
 }
 
 impl<F: Float> TrainTask<F> for Pretraining<'_> {
@@ -237,10 +239,17 @@ impl<F: Float> TrainTask<F> for Pretraining<'_> {
         } else {
             masked_batch(self.tok, &picked, self.args.mask_prob, rng)?
         };
-        let (loss, _) = lm_batch_loss(self.model, tape, hooks, &lm)?;
+        // The mean over the counted targets (every next token of a causal window, the masked
+        // positions of the encoder's), and their count: what accumulation weights by.
+        let (loss, targets) = lm_batch_loss(self.model, tape, hooks, &lm)?;
         let tokens = lm.ids.len();
         self.tokens_seen.set(self.tokens_seen.get() + tokens);
-        Ok((loss, tokens))
+        self.last_tokens.set(tokens);
+        Ok((loss, targets))
+    }
+
+    fn tokens(&self, _batch: &MicroBatch<'_>) -> Option<usize> {
+        Some(self.last_tokens.get())
     }
 
     fn evaluate(
@@ -302,6 +311,7 @@ pub fn pretrain(
         rng: RefCell::new(StdRng::seed_from_u64(args.seed.wrapping_add(1))),
         next_micro: Cell::new(0),
         tokens_seen: Cell::new(0),
+        last_tokens: Cell::new(0),
     };
     let targs = TrainingArgs {
         output_dir: out.to_path_buf(),
@@ -315,7 +325,7 @@ pub fn pretrain(
         eval_strategy: Strategy::Steps,
         eval_steps: args.eval_every.max(1),
         save_strategy: Strategy::No,
-        metric_for_best: "loss".into(),
+        metric_for_best_model: "loss".into(),
         seed: args.seed,
         ..TrainingArgs::default()
     };

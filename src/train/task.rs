@@ -222,19 +222,30 @@ impl TaskModel {
         }
     }
 
-    /// The loss on a batch of items (mean over whatever the task averages), and real tokens.
+    /// The loss on a batch of items, a mean over its loss terms, and how many terms it has
+    /// (Hugging Face's `num_items_in_batch`): examples for a classification or span head, counted
+    /// target tokens (after the shift) for a language model, counted tags for a tagger.
     pub fn batch_loss<F: Float>(
         &self,
         tape: &mut Tape<'_, F>,
         hooks: &dyn Hooks<F>,
         items: &[&Item],
     ) -> Result<(Var, usize)> {
-        let (loss, tokens, _) = self.batch_forward(tape, hooks, items)?;
-        Ok((loss, tokens))
+        let (loss, terms, _) = self.batch_forward(tape, hooks, items)?;
+        Ok((loss, terms))
     }
 
-    /// The forward pass of a batch: its loss, its real tokens and the head's outputs (which
-    /// evaluation reads its predictions from, so that it runs the model once per batch).
+    /// The real (unpadded) tokens of a batch of items, as [`TaskModel::batch`] truncates them.
+    pub fn batch_tokens(&self, items: &[&Item]) -> usize {
+        items
+            .iter()
+            .map(|i| i.encoded.ids.len().min(self.max_len))
+            .sum()
+    }
+
+    /// The forward pass of a batch: its loss, its loss terms (see [`TaskModel::batch_loss`]) and
+    /// the head's outputs (which evaluation reads its predictions from, so that it runs the model
+    /// once per batch).
     fn batch_forward<F: Float>(
         &self,
         tape: &mut Tape<'_, F>,
@@ -242,12 +253,18 @@ impl TaskModel {
         items: &[&Item],
     ) -> Result<(Var, usize, HeadOut)> {
         let b = self.batch(items)?;
-        let tokens = b.attention_mask.iter().filter(|&&m| m).count();
+        let counted = |labels: ndarray::ArrayView2<'_, i64>, skip: usize| {
+            labels
+                .rows()
+                .into_iter()
+                .map(|r| r.iter().skip(skip).filter(|&&l| l != IGNORE_INDEX).count())
+                .sum::<usize>()
+        };
         let input = Input::new(b.ids.view())
             .with_mask(b.attention_mask.view())
             .with_positions(b.positions.view());
         let h = self.model.forward(tape, hooks, &input)?;
-        let (loss, out) = match &self.head {
+        let (loss, terms, out) = match &self.head {
             Head::Sequence(head) => {
                 let logits =
                     head.forward(tape, hooks, &self.model, h, Some(b.attention_mask.view()))?;
@@ -262,16 +279,13 @@ impl TaskModel {
                     })
                     .collect();
                 let loss = loss::classification_loss(tape, logits, &labels)?;
-                (loss, HeadOut::Class(logits))
+                (loss, items.len(), HeadOut::Class(logits))
             }
             Head::Token(head) => {
                 let logits = head.forward(tape, hooks, h)?;
-                let loss = loss::token_classification_loss(
-                    tape,
-                    logits,
-                    b.labels.as_ref().expect("tag labels").view(),
-                )?;
-                (loss, HeadOut::Tags(logits))
+                let labels = b.labels.as_ref().expect("tag labels").view();
+                let loss = loss::token_classification_loss(tape, logits, labels)?;
+                (loss, counted(labels, 0), HeadOut::Tags(logits))
             }
             Head::Span(head) => {
                 let (start, end) = head.forward(tape, hooks, h)?;
@@ -293,19 +307,17 @@ impl TaskModel {
                     &ends,
                     Some(b.attention_mask.view()),
                 )?;
-                (loss, HeadOut::Span(start, end))
+                (loss, items.len(), HeadOut::Span(start, end))
             }
             Head::Lm => {
                 let logits = self.model.lm_logits(tape, hooks, h)?;
-                let loss = loss::causal_lm_loss(
-                    tape,
-                    logits,
-                    b.labels.as_ref().expect("lm labels").view(),
-                )?;
-                (loss, HeadOut::Lm)
+                let labels = b.labels.as_ref().expect("lm labels").view();
+                let loss = loss::causal_lm_loss(tape, logits, labels)?;
+                // Position t is scored on label t + 1: the first label of a row is never a target.
+                (loss, counted(labels, 1), HeadOut::Lm)
             }
         };
-        Ok((loss, tokens, out))
+        Ok((loss, terms, out))
     }
 
     fn split(&self, split: Split) -> &[Item] {
@@ -487,6 +499,11 @@ impl<F: Float> TrainTask<F> for TaskModel {
     ) -> Result<(Var, usize)> {
         let items: Vec<&Item> = batch.indices.iter().map(|&i| &self.train[i]).collect();
         self.batch_loss(tape, hooks, &items)
+    }
+
+    fn tokens(&self, batch: &MicroBatch<'_>) -> Option<usize> {
+        let items: Vec<&Item> = batch.indices.iter().map(|&i| &self.train[i]).collect();
+        Some(self.batch_tokens(&items))
     }
 
     fn evaluate(

@@ -9,13 +9,28 @@
 //!
 //! Each optimizer step sums `gradient_accumulation_steps` micro-batches, clips the global norm,
 //! steps the optimizer under the schedule, and logs. Evaluation and checkpoints follow their
-//! strategies; early stopping watches `metric_for_best`. Everything is deterministic from the
+//! strategies; early stopping watches `metric_for_best_model`, and with `load_best_model_at_end`
+//! the best evaluation's weights are restored when training ends. Everything is deterministic from the
 //! seed: the batch order of epoch e is a permutation seeded by (seed, e) and dropout is seeded by
 //! the micro-batch, so a run resumed from a checkpoint computes exactly the losses of an
 //! uninterrupted one.
 //!
+//! ## Gradient accumulation, token-weighted
+//!
+//! k micro-batches give exactly the loss and the gradients of one batch of all their examples,
+//! as Hugging Face's Trainer does with `num_items_in_batch`: each task's loss is a mean over its
+//! *loss terms* (target tokens of a language model or a tagger, examples of a classifier or a span
+//! head), and [`TrainTask::loss`] says how many terms its mean had. The Trainer back-propagates
+//! each micro-batch's mean times its terms, `mean_k · n_k` (its summed loss), and after the k
+//! micro-batches scales the gradients by `1 / Σ n_k`; the logged loss is `Σ mean_k · n_k / Σ n_k`.
+//! Scaling each mean by `1/k` instead (what tunelab did before, and Hugging Face before 4.46)
+//! weights a token of a short micro-batch more than one of a long micro-batch. With one
+//! micro-batch per step nothing is scaled: the mean is back-propagated as it is.
+//!
 //! A checkpoint (`checkpoint-<step>/`, its format in [`crate::io::checkpoint`]) holds the
-//! trainable parameters, the optimizer's state and [`TrainerState`]. A NaN or infinite loss stops
+//! trainable parameters, the optimizer's state and [`TrainerState`]. With `load_best_model_at_end`
+//! and a save strategy, `checkpoint-best/` holds the trainable parameters of the best evaluation
+//! so far (written when it improves), so a resumed run can still restore them. A NaN or infinite loss stops
 //! training with an error naming the step ([`is_divergence`]); the last good checkpoint stays.
 
 use super::args::{ScheduleKind, Strategy, TrainingArgs};
@@ -23,11 +38,12 @@ use super::progress::Progress;
 pub use super::progress::{LogEntry, Metrics};
 use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::{invalid, Error, Result};
-use crate::io::checkpoint;
+use crate::io::{checkpoint, safetensors};
 use crate::nn::{Hooks, NoHooks};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, Optimizer, Schedule};
 use crate::tensor::Float;
 use crate::Grads;
+use ndarray::{ArrayD, ArrayViewD};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -74,14 +90,23 @@ impl<'a> MicroBatch<'a> {
 pub trait TrainTask<F: Float> {
     /// Training examples: epochs and batch indices count over `0..train_len()`.
     fn train_len(&self) -> usize;
-    /// The mean loss of micro-batch `batch`, and the number of tokens it holds. The Trainer has
-    /// seeded the tape's dropout for this micro-batch before calling.
+    /// The mean loss of micro-batch `batch`, and the number of loss terms that mean is over
+    /// (Hugging Face's `num_items_in_batch`): counted target tokens for a language model or a
+    /// tagger, examples for a classifier or a span head. Gradient accumulation weights each
+    /// micro-batch by its terms (see the module's doc). The Trainer has seeded the tape's dropout
+    /// for this micro-batch before calling.
     fn loss(
         &self,
         tape: &mut Tape<'_, F>,
         hooks: &dyn Hooks<F>,
         batch: &MicroBatch<'_>,
     ) -> Result<(Var, usize)>;
+    /// The input tokens of `batch` (padding excluded), for the throughput column
+    /// (`tokens_per_sec`); asked after [`TrainTask::loss`] of the same micro-batch. `None`, the
+    /// default, counts its loss terms instead.
+    fn tokens(&self, _batch: &MicroBatch<'_>) -> Option<usize> {
+        None
+    }
     /// Loss and task metrics on a split, in evaluation mode (at most `limit` examples, 0 = all).
     fn evaluate(
         &self,
@@ -101,6 +126,9 @@ pub struct TrainerState {
     pub best_metric: Option<f64>,
     pub best_step: Option<usize>,
     pub evals_without_improvement: usize,
+    /// The metrics of the evaluation at `best_step`.
+    #[serde(default)]
+    pub best_metrics: Option<Metrics>,
     /// Every training loss so far, one per optimizer step.
     pub losses: Vec<f64>,
     pub log: Vec<LogEntry>,
@@ -110,8 +138,12 @@ pub struct TrainerState {
 #[derive(Debug, Clone)]
 pub struct TrainReport {
     pub state: TrainerState,
-    /// Metrics of the last evaluation (validation), if any.
+    /// Metrics of the last evaluation (validation), if any; with `load_best_model_at_end`, of
+    /// the best evaluation, whose weights the run ended with.
     pub final_eval: Option<Metrics>,
+    /// With `load_best_model_at_end`: the step whose weights were restored at the end, and its
+    /// validation metrics (`None` when nothing was evaluated).
+    pub restored_best: Option<BestModel>,
     pub stopped_early: bool,
     pub interrupted: bool,
     pub seconds: f64,
@@ -119,6 +151,14 @@ pub struct TrainReport {
     pub median_step_seconds: f64,
     /// The memory ledger at the peak step.
     pub memory: Memory,
+}
+
+/// The evaluation whose weights `load_best_model_at_end` restored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BestModel {
+    /// The optimizer step (counted from 1) after which it was evaluated.
+    pub step: usize,
+    pub metrics: Metrics,
 }
 
 /// Bytes held at the peak step, by kind: what full fine-tuning and PEFT spend differently.
@@ -148,13 +188,26 @@ pub fn install_ctrl_c() {
 }
 
 // ANCHOR: early_stopping
-/// Whether `new` beats the best value so far of `metric`: `loss` and perplexities are
-/// minimised, every other metric (accuracy, F1, ...) is maximised. The first value always wins.
+/// Hugging Face's default for `greater_is_better`: a metric whose name ends in `loss` is
+/// minimised, and so (tunelab's addition) is a perplexity; every other metric (accuracy, F1, ...)
+/// is maximised.
+pub fn default_greater_is_better(metric: &str) -> bool {
+    !(metric.ends_with("loss") || metric.ends_with("perplexity"))
+}
+
+/// Whether `new` beats the best value so far of `metric`, which is maximised or minimised as
+/// [`default_greater_is_better`] says. The first value always wins.
 pub fn better(metric: &str, new: f64, old: Option<f64>) -> bool {
+    better_as(default_greater_is_better(metric), new, old)
+}
+
+/// Whether `new` beats `old`: greater when `greater_is_better`, else smaller. The first value
+/// always wins.
+pub fn better_as(greater_is_better: bool, new: f64, old: Option<f64>) -> bool {
     match old {
         None => true,
-        Some(o) if metric == "loss" || metric.ends_with("perplexity") => new < o,
-        Some(o) => new > o,
+        Some(o) if greater_is_better => new > o,
+        Some(o) => new < o,
     }
 }
 
@@ -163,7 +216,12 @@ impl TrainerState {
     /// is remembered and resets the count of evaluations without improvement, anything else adds
     /// one to it. Returns whether the value improved.
     pub fn record_eval(&mut self, metric: &str, value: f64) -> bool {
-        let improved = better(metric, value, self.best_metric);
+        self.record_eval_as(default_greater_is_better(metric), value)
+    }
+
+    /// [`TrainerState::record_eval`] with the direction given (`greater_is_better`).
+    pub fn record_eval_as(&mut self, greater_is_better: bool, value: f64) -> bool {
+        let improved = better_as(greater_is_better, value, self.best_metric);
         if improved {
             self.best_metric = Some(value);
             self.best_step = Some(self.step);
@@ -332,6 +390,86 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     }
 }
 
+/// The directory under `output_dir` holding the best evaluation's trainable parameters.
+pub const BEST_DIR: &str = "checkpoint-best";
+/// The file in [`BEST_DIR`] naming the step the parameters are from.
+const BEST_STATE: &str = "best.json";
+
+/// The values of the trainable parameters of `store`.
+fn trainable_values<F: Float>(store: &ParamStore<F>) -> Vec<(ParamId, ArrayD<F>)> {
+    store
+        .iter()
+        .filter(|(_, p)| p.trainable)
+        .map(|(id, p)| (id, p.value.clone()))
+        .collect()
+}
+
+/// Writes the best evaluation's trainable parameters `kept` into `dir` (replaced whole), with
+/// the step and metrics they are from.
+fn save_best<F: Float>(
+    dir: &Path,
+    store: &ParamStore<F>,
+    kept: &[(ParamId, ArrayD<F>)],
+    state: &TrainerState,
+) -> Result<()> {
+    let tmp = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    let views: Vec<(&str, ArrayViewD<'_, F>)> = kept
+        .iter()
+        .map(|(id, v)| (store.name(*id), v.view()))
+        .collect();
+    safetensors::save(&tmp.join(checkpoint::TRAINABLE), &views, &[])?;
+    let json = serde_json::json!({ "step": state.best_step, "metrics": state.best_metrics });
+    crate::io::atomic_write(&tmp.join(BEST_STATE), json.to_string().as_bytes())?;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&tmp, dir).map_err(io_err(dir))
+}
+
+/// Reads the parameters [`save_best`] wrote, checking they are the resumed state's best step
+/// and hold every trainable parameter of `store` in its shape.
+fn load_best<F: Float>(
+    dir: &Path,
+    store: &ParamStore<F>,
+    state: &TrainerState,
+) -> Result<Vec<(ParamId, ArrayD<F>)>> {
+    let spath = dir.join(BEST_STATE);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&crate::io::read(&spath)?).map_err(|e| Error::Data {
+            path: spath.display().to_string(),
+            line: e.line(),
+            detail: e.to_string(),
+        })?;
+    if saved.get("step").and_then(|s| s.as_u64()) != state.best_step.map(|s| s as u64) {
+        return invalid(
+            "resume",
+            format!(
+                "{}: holds the weights of step {}, the checkpoint's best step is {:?}",
+                dir.display(),
+                saved.get("step").unwrap_or(&serde_json::Value::Null),
+                state.best_step
+            ),
+        );
+    }
+    let wpath = dir.join(checkpoint::TRAINABLE);
+    let mut by_name: std::collections::HashMap<String, ArrayD<F>> =
+        safetensors::load::<F>(&wpath)?.tensors.into_iter().collect();
+    let mut out = Vec::new();
+    for (id, p) in store.iter().filter(|(_, p)| p.trainable) {
+        match by_name.remove(&p.name) {
+            Some(v) if v.shape() == p.value.shape() => out.push((id, v)),
+            _ => {
+                return Err(Error::Data {
+                    path: wpath.display().to_string(),
+                    line: 0,
+                    detail: format!("tensor {} is missing or misshaped", p.name),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Runs `training`: trains until the step budget, early stopping, a stop request or Ctrl-C, and
 /// reports what was measured.
 pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
@@ -392,16 +530,25 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
     let mut grads = Grads::new(store);
     let mut step_times = Vec::new();
     let (mut final_eval, mut stopped_early, mut interrupted) = (None, false, false);
+    let greater_is_better = args.resolved_greater_is_better();
+    let best_dir = args.output_dir.join(BEST_DIR);
+    // The trainable parameters at the best evaluation so far (`load_best_model_at_end`).
+    let mut best: Option<Vec<(ParamId, ArrayD<F>)>> = None;
+    if args.load_best_model_at_end && state.best_step.is_some() && best_dir.exists() {
+        best = Some(load_best(&best_dir, store, &state)?);
+    }
     // The ledger of the step that held the most: its activations, gradients and optimizer state
     // were all alive at once, between its backward pass and its parameter update.
     let mut peak = Memory::default();
+    let accum = args.gradient_accumulation_steps;
     progress.start(total, state.step);
     while state.step < total {
         let step = state.step;
         let t0 = Instant::now();
-        let (mut loss_sum, mut tokens) = (0.0, 0usize);
-        for k in 0..args.gradient_accumulation_steps {
-            let micro = step * args.gradient_accumulation_steps + k;
+        // Σ mean_k · n_k and Σ n_k over the micro-batches (n_k: loss terms), and input tokens.
+        let (mut loss_sum, mut items, mut tokens) = (0.0, 0usize, 0usize);
+        for k in 0..accum {
+            let micro = step * accum + k;
             let idx = batch_indices(n, args, micro);
             let mut tape = Tape::new(store);
             tape.seed(args.seed ^ (micro as u64).wrapping_mul(0x9E37_79B9));
@@ -410,12 +557,15 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
                 micro,
                 indices: &idx,
             };
-            let (loss, t) = task.loss(&mut tape, hooks, &batch)?;
+            let (loss, terms) = task.loss(&mut tape, hooks, &batch)?;
             let value = tape.scalar(loss)?.as_f64();
             if !value.is_finite() {
                 return invalid("train", format!("the loss became {value} at step {} ; stopping (the last good checkpoint is kept)", step + 1));
             }
-            let scaled = tape.scale(loss, 1.0 / args.gradient_accumulation_steps as f64)?;
+            // One micro-batch: its mean as it is. Several: each one's summed loss, divided by
+            // the step's terms once they are all counted (below).
+            let weight = if accum == 1 { 1.0 } else { terms as f64 };
+            let scaled = tape.scale(loss, weight)?;
             tape.backward(scaled, &mut grads)?;
             let held = Memory {
                 weights: store.bytes(),
@@ -426,8 +576,13 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
             if held.total() > peak.total() {
                 peak = held;
             }
-            loss_sum += value / args.gradient_accumulation_steps as f64;
-            tokens += t;
+            loss_sum += value * weight;
+            items += terms;
+            tokens += task.tokens(&batch).unwrap_or(terms);
+        }
+        if accum > 1 && items > 0 {
+            grads.scale(F::of(1.0 / items as f64));
+            loss_sum /= items as f64;
         }
         let grad_norm = if args.max_grad_norm > 0.0 {
             clip_grad_norm(&mut grads, args.max_grad_norm)?
@@ -467,8 +622,17 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
                 args.eval_batch_size,
             )?;
             progress.eval(state.step, &m);
-            if let Some(&v) = m.get(&args.metric_for_best) {
-                state.record_eval(&args.metric_for_best, v);
+            if let Some(&v) = m.get(&args.metric_for_best_model) {
+                if state.record_eval_as(greater_is_better, v) {
+                    state.best_metrics = Some(m.clone());
+                    if args.load_best_model_at_end {
+                        let kept = trainable_values(store);
+                        if args.save_strategy != Strategy::No {
+                            save_best(&best_dir, store, &kept, &state)?;
+                        }
+                        best = Some(kept);
+                    }
+                }
             }
             entry.eval = Some(m.clone());
             final_eval = Some(m);
@@ -511,6 +675,20 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
             break;
         }
     }
+    // Hugging Face's `load_best_model_at_end`: the run ends with the best evaluation's weights,
+    // and reports that evaluation. An interrupted run keeps its last weights (it will resume).
+    let mut restored_best = None;
+    if args.load_best_model_at_end && !interrupted {
+        if let (Some(kept), Some(step), Some(metrics)) =
+            (best, state.best_step, state.best_metrics.clone())
+        {
+            for (id, value) in kept {
+                store.set_value(id, value)?;
+            }
+            final_eval = Some(metrics.clone());
+            restored_best = Some(BestModel { step, metrics });
+        }
+    }
     progress.finish();
     step_times.sort_by(f64::total_cmp);
     let median = step_times.get(step_times.len() / 2).copied().unwrap_or(0.0);
@@ -518,6 +696,7 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
         memory: peak,
         state,
         final_eval,
+        restored_best,
         stopped_early,
         interrupted,
         seconds: started.elapsed().as_secs_f64(),

@@ -186,7 +186,7 @@ fn early_stopping_stops_when_the_metric_stalls() {
     a.learning_rate = 1e-12; // nothing can improve
     a.eval_strategy = Strategy::Steps;
     a.eval_steps = 1;
-    a.metric_for_best = "accuracy".into();
+    a.metric_for_best_model = "accuracy".into();
     a.early_stopping_patience = Some(2);
     let r = train(Training::new(&a, &tm, &mut store).hooks(method.as_ref())).unwrap();
     assert!(r.stopped_early);
