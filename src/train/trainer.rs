@@ -452,8 +452,10 @@ fn load_best<F: Float>(
         );
     }
     let wpath = dir.join(checkpoint::TRAINABLE);
-    let mut by_name: std::collections::HashMap<String, ArrayD<F>> =
-        safetensors::load::<F>(&wpath)?.tensors.into_iter().collect();
+    let mut by_name: std::collections::HashMap<String, ArrayD<F>> = safetensors::load::<F>(&wpath)?
+        .tensors
+        .into_iter()
+        .collect();
     let mut out = Vec::new();
     for (id, p) in store.iter().filter(|(_, p)| p.trainable) {
         match by_name.remove(&p.name) {

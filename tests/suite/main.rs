@@ -31,3 +31,4 @@ mod prefix_prompt;
 mod tape;
 mod tokenizer;
 mod trainer;
+mod trainer_golden;
