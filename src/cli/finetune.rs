@@ -32,6 +32,24 @@ pub struct FinetuneArgs {
     /// Use only the first N training examples.
     #[arg(long)]
     pub train_limit: Option<usize>,
+    // Hugging Face Trainer options, and continuing an adapter (the trainer helper's block).
+    /// Train this adapter further: a tunelab adapter directory or a PEFT LoRA one (PEFT's
+    /// `is_trainable=True`). The method and its options come from its config; what trains is what
+    /// it holds (plus the task head if it saved one).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// Restore the weights of the best evaluation at the end (needs --eval-strategy steps or
+    /// epoch): the test score and the saved adapter are then the best model's.
+    #[arg(long)]
+    pub load_best_model_at_end: bool,
+    /// The validation metric that decides the best model and early stopping [default: loss].
+    #[arg(long)]
+    pub metric_for_best_model: Option<String>,
+    /// Whether a greater --metric-for-best-model is better [default: false for names ending in
+    /// loss or perplexity, else true].
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub greater_is_better: Option<bool>,
+    // End of the trainer helper's block.
     #[command(flatten)]
     pub method: Box<MethodArgs>,
     #[command(flatten)]
@@ -44,13 +62,26 @@ pub struct FinetuneArgs {
 pub fn run(a: FinetuneArgs) -> Outcome {
     a.speed.apply();
     let task = a.task;
-    let args = a.train.build()?;
+    let mut args = a.train.build()?;
+    args.load_best_model_at_end = a.load_best_model_at_end;
+    if let Some(m) = &a.metric_for_best_model {
+        args.metric_for_best_model = m.clone();
+    }
+    if a.greater_is_better.is_some() {
+        args.greater_is_better = a.greater_is_better;
+    }
+    args.validate()?;
     let loaded = finetune::load_base(&a.base).ok();
     if let Some(n) = loaded.as_ref().and_then(|b| b.notes.as_ref()) {
         eprintln!("note: {n}");
     }
     let tok = loaded.map(|b| b.tok);
-    let spec = a.method.spec(tok.as_ref())?;
+    // Continuing an adapter: its own method, unless --method was given (then they must agree,
+    // which `finetune_from` checks and reports naming both).
+    let spec = match &a.adapter {
+        Some(dir) if !flag_given("--method") => tunelab::io::adapter::read_config(dir)?.0,
+        _ => a.method.spec(tok.as_ref())?,
+    };
     tunelab::train::trainer::install_ctrl_c();
     let opts = FinetuneOptions {
         base: a.base,
@@ -61,7 +92,14 @@ pub fn run(a: FinetuneArgs) -> Outcome {
         train_limit: a.train_limit,
         resume: a.train.resume,
     };
-    let r = finetune::finetune(&opts, &mut TrainBar::new())?;
+    let r = finetune::finetune_from(&opts, a.adapter.as_deref(), &mut TrainBar::new())?;
+    if let Some(dir) = &a.adapter {
+        println!(
+            "continued the {} adapter {}",
+            opts.spec.name(),
+            dir.display()
+        );
+    }
     println!("{}", r.summary);
     if r.report.interrupted {
         println!(
@@ -76,6 +114,18 @@ pub fn run(a: FinetuneArgs) -> Outcome {
             r.report.state.step, opts.args.metric_for_best_model, r.report.state.best_step
         );
     }
+    if let Some(best) = &r.report.restored_best {
+        println!(
+            "restored the best model: step {} ({} {:.4}); validation: {}",
+            best.step,
+            opts.args.metric_for_best_model,
+            best.metrics
+                .get(&opts.args.metric_for_best_model)
+                .copied()
+                .unwrap_or(f64::NAN),
+            fmt_metrics(&best.metrics)
+        );
+    }
     println!(
         "trained {} steps in {:.1} s (median step {:.1} ms)",
         r.report.state.step,
@@ -85,4 +135,11 @@ pub fn run(a: FinetuneArgs) -> Outcome {
     println!("test: {}", fmt_metrics(&r.test));
     println!("adapter: {}", r.adapter_dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `flag` was given on the command line (as `flag VALUE` or `flag=VALUE`), which clap's
+/// derive cannot tell from a default value: `--method` has one, and with `--adapter` only an
+/// explicit `--method` is checked against the adapter's.
+fn flag_given(flag: &str) -> bool {
+    std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")))
 }

@@ -167,6 +167,53 @@ pub fn prepare(
     Ok((tm, method))
 }
 
+/// Binds a task to a loaded base and loads the adapter in `adapter` (a tunelab adapter directory
+/// or a PEFT LoRA one) to train it further, as PEFT's
+/// `PeftModel.from_pretrained(model, dir, is_trainable=True)`: the method and its options come
+/// from the adapter's config, its tensors replace the fresh initialisation, and what trains is
+/// exactly what the file holds: the method's parameters, plus the task head if the adapter saved
+/// one (tunelab saves it; PEFT's `modules_to_save`), plus the base weights a full or BitFit
+/// fine-tune changed. A head the file lacks stays frozen at its initialisation, as in PEFT.
+///
+/// `spec`, when given, is the method the caller asked for: an error naming both if the adapter
+/// holds another one.
+pub fn prepare_continued(
+    base: &mut Base,
+    task: Task,
+    data: TaskData,
+    world: World,
+    adapter: &Path,
+    spec: Option<&MethodSpec>,
+    seed: u64,
+) -> Result<(TaskModel, Box<dyn Method<f32>>, MethodSpec)> {
+    let (saved, _) = crate::io::adapter::read_config(adapter)?;
+    if let Some(asked) = spec {
+        if asked.name() != saved.name() {
+            return invalid(
+                "finetune",
+                format!(
+                    "--method {} was given, but the adapter {} holds {}: drop --method to train it further",
+                    asked.name(),
+                    adapter.display(),
+                    saved.name()
+                ),
+            );
+        }
+    }
+    let tm = TaskModel::builtin(
+        task,
+        base.model.clone(),
+        &mut base.store,
+        base.tok.clone(),
+        world,
+        data,
+        seed,
+    )?;
+    let (spec, method, _) =
+        crate::peft::store::load_adapter(adapter, &base.model, &mut base.store, seed)?;
+    Ok((tm, method, spec))
+}
+
 /// A method trained on a task: the base (with the method's parameters in its store), the bound
 /// task, the method and the Trainer's report.
 pub struct Trained {
@@ -182,16 +229,40 @@ pub struct Trained {
 /// Loads the base, binds the task, applies the method and trains: what `finetune` and `compare`
 /// share.
 pub fn train_method(opts: &FinetuneOptions, progress: &mut dyn Progress) -> Result<Trained> {
+    train_method_from(opts, None, progress)
+}
+
+/// [`train_method`], or with `adapter` the adapter in that directory trained further
+/// ([`prepare_continued`]; `opts.spec` must then name the adapter's method).
+pub fn train_method_from(
+    opts: &FinetuneOptions,
+    adapter: Option<&Path>,
+    progress: &mut dyn Progress,
+) -> Result<Trained> {
     let mut base = load_base(&opts.base)?;
     let (data, world) = task_data(opts.task, opts.data.as_deref(), opts.train_limit)?;
-    let (tm, method) = prepare(
-        &mut base,
-        opts.task,
-        data,
-        world,
-        &opts.spec,
-        opts.args.seed,
-    )?;
+    let (tm, method) = match adapter {
+        None => prepare(
+            &mut base,
+            opts.task,
+            data,
+            world,
+            &opts.spec,
+            opts.args.seed,
+        )?,
+        Some(dir) => {
+            let (tm, method, _) = prepare_continued(
+                &mut base,
+                opts.task,
+                data,
+                world,
+                dir,
+                Some(&opts.spec),
+                opts.args.seed,
+            )?;
+            (tm, method)
+        }
+    };
     let summary = base.store.trainable_summary();
     let (trainable, total) = (base.store.num_trainable(), base.store.num_params());
     let mults = method.lr_multipliers();
@@ -214,8 +285,21 @@ pub fn train_method(opts: &FinetuneOptions, progress: &mut dyn Progress) -> Resu
     })
 }
 
-/// Fine-tunes, evaluates on the test split and saves the adapter.
+/// Fine-tunes, evaluates on the test split and saves the adapter. With
+/// `load_best_model_at_end`, the Trainer has restored the best evaluation's weights by then, so
+/// the test score and the adapter are the best model's.
 pub fn finetune(opts: &FinetuneOptions, progress: &mut dyn Progress) -> Result<FinetuneResult> {
+    finetune_from(opts, None, progress)
+}
+
+/// [`finetune`], or with `adapter` the adapter in that directory trained further (`finetune
+/// --adapter DIR`; see [`prepare_continued`]). The adapter saved at the end is the continued
+/// one, under `output_dir/adapter` (the input directory is never written).
+pub fn finetune_from(
+    opts: &FinetuneOptions,
+    adapter: Option<&Path>,
+    progress: &mut dyn Progress,
+) -> Result<FinetuneResult> {
     let Trained {
         mut base,
         tm,
@@ -224,7 +308,7 @@ pub fn finetune(opts: &FinetuneOptions, progress: &mut dyn Progress) -> Result<F
         summary,
         trainable,
         total,
-    } = train_method(opts, progress)?;
+    } = train_method_from(opts, adapter, progress)?;
     let test = TrainTask::<f32>::evaluate(
         &tm,
         &base.store,
@@ -234,7 +318,13 @@ pub fn finetune(opts: &FinetuneOptions, progress: &mut dyn Progress) -> Result<F
         opts.args.eval_batch_size,
     )?;
     let adapter_dir = opts.args.output_dir.join("adapter");
-    let meta = serde_json::json!({ "task": opts.task.name(), "base": base.dir.display().to_string(), "test": test });
+    let mut meta = serde_json::json!({ "task": opts.task.name(), "base": base.dir.display().to_string(), "test": test });
+    if let Some(dir) = adapter {
+        meta["continued_from"] = dir.display().to_string().into();
+    }
+    if let Some(best) = &report.restored_best {
+        meta["best_step"] = best.step.into();
+    }
     crate::peft::store::save_adapter(
         &adapter_dir,
         &opts.spec,

@@ -1,5 +1,7 @@
 //! The Trainer: resume equals an uninterrupted run (with AdamW or SGD), NaN stops training,
-//! early stopping, TOML arguments, and a short pre-training run whose loss falls.
+//! early stopping, token-weighted gradient accumulation on every task shape,
+//! `load_best_model_at_end` (in memory and through a resumed checkpoint), continuing a saved
+//! adapter, TOML arguments, and a short pre-training run whose loss falls.
 
 use crate::common::temp_dir;
 use tunelab::data::tasks::{self, Task};
@@ -12,34 +14,34 @@ use tunelab::train::args::Strategy;
 use tunelab::train::pretrain::{pretrain, Base, PretrainArgs};
 use tunelab::train::progress::Progress;
 use tunelab::train::task::{TaskData, TaskModel};
-use tunelab::train::trainer::{train, Training};
+use tunelab::train::trainer::{train, Split, TrainTask, Training};
 use tunelab::train::TrainingArgs;
 use tunelab::ParamStore;
 
 /// A tiny decoder on the sentiment task, with LoRA on q and v.
 fn setup() -> (TaskModel, ParamStore<f32>, Box<dyn peft::Method<f32>>) {
+    setup_task(Task::Sentiment, 0.1, 64)
+}
+
+/// A tiny decoder of `max_len` positions on `task` with dropout `dropout`, with LoRA on q and v.
+fn setup_task(
+    task: Task,
+    dropout: f64,
+    max_len: usize,
+) -> (TaskModel, ParamStore<f32>, Box<dyn peft::Method<f32>>) {
     let world = World::generate(0);
     let tok = Tokenizer::train_bpe(&world.corpus(300, 1), 400, Preset::Gpt).unwrap();
-    let mut config = Config::gpt(tok.vocab_size(), 16, 2, 1, 64);
-    config.dropout = 0.1;
+    let mut config = Config::gpt(tok.vocab_size(), 16, 2, 1, max_len);
+    config.dropout = dropout;
     let mut store = ParamStore::new();
     let model = Transformer::new(config, &mut store, 1).unwrap();
-    let s = tasks::build(Task::Sentiment, &world, 0);
+    let s = tasks::build(task, &world, 0);
     let data = TaskData {
         train: s.train[..48].to_vec(),
         validation: s.validation[..16].to_vec(),
         test: s.test[..16].to_vec(),
     };
-    let tm = TaskModel::builtin(
-        Task::Sentiment,
-        model.clone(),
-        &mut store,
-        tok,
-        world,
-        data,
-        3,
-    )
-    .unwrap();
+    let tm = TaskModel::builtin(task, model.clone(), &mut store, tok, world, data, 3).unwrap();
     let method = peft::apply(&MethodSpec::Lora(Default::default()), &model, &mut store, 3).unwrap();
     for id in tm.head.params() {
         store.set_trainable(id, true);
@@ -256,4 +258,183 @@ fn pretrain_short_run_loss_falls() {
         assert!(dir.join("tokenizer.json").exists() && dir.join("model.safetensors").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// Max |a − b| over two stores' trainable parameters.
+fn max_trainable_diff(a: &ParamStore<f32>, b: &ParamStore<f32>) -> f32 {
+    max_trainable_diff_except(a, b, "")
+}
+
+/// Max |a − b| over two stores' trainable parameters but the one named `skip`.
+fn max_trainable_diff_except(a: &ParamStore<f32>, b: &ParamStore<f32>, skip: &str) -> f32 {
+    a.iter()
+        .zip(b.iter())
+        .filter(|((_, p), _)| p.trainable && p.name != skip)
+        .flat_map(|((_, p), (_, q))| p.value.iter().zip(q.value.iter()))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn accumulated_micro_batches_train_as_one_batch_on_every_task_shape() {
+    // Classification and span losses average over examples, tagging and LM losses over counted
+    // tokens, which differ between micro-batches: 4 × 2 and 2 × 4 must give the losses and
+    // weights of 1 × 8 for each (dropout off, so nothing but the grouping differs).
+    for task in [Task::Sentiment, Task::Ner, Task::Qa, Task::Dialogue] {
+        let (tm, store, method) = setup_task(task, 0.0, 128);
+        let run = |batch_size: usize, accum: usize| {
+            let mut store = store.clone();
+            let dir = temp_dir("accum");
+            let a = TrainingArgs {
+                max_steps: Some(4),
+                batch_size,
+                gradient_accumulation_steps: accum,
+                ..args(&dir)
+            };
+            let r = train(Training::new(&a, &tm, &mut store).hooks(method.as_ref())).unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
+            (r.state.losses, store)
+        };
+        let (one, one_store) = run(8, 1);
+        for (b, k) in [(4, 2), (2, 4)] {
+            let (acc, acc_store) = run(b, k);
+            let d = acc
+                .iter()
+                .zip(&one)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max);
+            // The span head's bias adds one constant to every position's start (or end) logit,
+            // which the softmax over positions ignores: its gradient is zero in exact arithmetic,
+            // rounding noise here, and Adam divides that noise by its own size into steps of the
+            // learning rate. It is left out of the comparison.
+            let w = max_trainable_diff_except(&acc_store, &one_store, "qa_outputs.bias");
+            eprintln!(
+                "{}: {k} x {b} against 1 x 8: max loss difference {d:.2e}, weights {w:.2e}",
+                task.name()
+            );
+            assert!(
+                d < 1e-5,
+                "{}: {k} x {b}: {acc:?} against {one:?}",
+                task.name()
+            );
+            assert!(
+                w < 1e-5,
+                "{}: {k} x {b}: weights differ by {w}",
+                task.name()
+            );
+        }
+    }
+}
+
+/// A run that overfits: a high learning rate on 48 examples, evaluated every step.
+fn overfitting_args(dir: &std::path::Path) -> TrainingArgs {
+    TrainingArgs {
+        max_steps: Some(12),
+        learning_rate: 0.1,
+        eval_strategy: Strategy::Steps,
+        eval_steps: 1,
+        load_best_model_at_end: true,
+        ..args(dir)
+    }
+}
+
+#[test]
+fn load_best_model_at_end_restores_the_best_evaluations_weights() {
+    let (tm, mut store, method) = setup();
+    let dir = temp_dir("best");
+    let a = overfitting_args(&dir);
+    let r = train(Training::new(&a, &tm, &mut store).hooks(method.as_ref())).unwrap();
+    let best = r.restored_best.clone().expect("a best model was restored");
+    let evals: Vec<(usize, f64)> = r
+        .state
+        .log
+        .iter()
+        .filter_map(|e| Some((e.step, *e.eval.as_ref()?.get("loss")?)))
+        .collect();
+    let (min_step, min_loss) = evals
+        .iter()
+        .copied()
+        .min_by(|x, y| x.1.total_cmp(&y.1))
+        .unwrap();
+    assert_eq!(best.step, min_step, "the lowest validation loss: {evals:?}");
+    assert!(
+        best.step < r.state.step,
+        "the run must have got worse after its best step for this test to mean anything: {evals:?}"
+    );
+    assert_eq!(r.state.best_step, Some(best.step));
+    assert_eq!(
+        r.final_eval.as_ref(),
+        Some(&best.metrics),
+        "final_eval is the best evaluation's"
+    );
+    // The weights the run ended with give the recorded best validation loss again.
+    let again =
+        TrainTask::<f32>::evaluate(&tm, &store, method.as_ref(), Split::Validation, 0, 32).unwrap();
+    assert_eq!(again["loss"], min_loss, "restored weights, re-evaluated");
+    let last = evals.last().unwrap().1;
+    assert!(last > min_loss, "last {last}, best {min_loss}");
+    // greater_is_better flips the choice: the highest loss is then "best".
+    let (tm2, mut store2, method2) = setup();
+    let flipped = TrainingArgs {
+        greater_is_better: Some(true),
+        ..overfitting_args(&temp_dir("best-flipped"))
+    };
+    let r2 = train(Training::new(&flipped, &tm2, &mut store2).hooks(method2.as_ref())).unwrap();
+    let max_step = evals
+        .iter()
+        .copied()
+        .max_by(|x, y| x.1.total_cmp(&y.1))
+        .unwrap()
+        .0;
+    assert_eq!(r2.restored_best.unwrap().step, max_step);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&flipped.output_dir);
+}
+
+#[test]
+fn a_resumed_run_still_restores_the_best_model_from_checkpoint_best() {
+    let (tm, store, method) = setup();
+    let whole = {
+        let mut store = store.clone();
+        let a = overfitting_args(&temp_dir("best-whole"));
+        let r = train(Training::new(&a, &tm, &mut store).hooks(method.as_ref())).unwrap();
+        let _ = std::fs::remove_dir_all(&a.output_dir);
+        (r, store)
+    };
+    let dir = temp_dir("best-resumed");
+    let a = TrainingArgs {
+        save_strategy: Strategy::Steps,
+        save_steps: 1,
+        save_total_limit: 1,
+        ..overfitting_args(&dir)
+    };
+    let best_step = whole.0.restored_best.as_ref().unwrap().step;
+    // Stopped after the best step (as Ctrl-C would), then resumed in a new process's store.
+    let mut first = store.clone();
+    let stop_at = best_step + 2;
+    let r = train(
+        Training::new(&a, &tm, &mut first)
+            .hooks(method.as_ref())
+            .progress(&mut StopAt(stop_at)),
+    )
+    .unwrap();
+    assert!(
+        r.interrupted && r.restored_best.is_none(),
+        "interrupted runs keep their weights"
+    );
+    assert!(dir
+        .join("checkpoint-best")
+        .join("trainable.safetensors")
+        .exists());
+    let mut resumed = store.clone();
+    let r = train(
+        Training::new(&a, &tm, &mut resumed)
+            .hooks(method.as_ref())
+            .resume(true),
+    )
+    .unwrap();
+    assert_eq!(r.restored_best.as_ref().map(|b| b.step), Some(best_step));
+    assert_eq!(r.restored_best, whole.0.restored_best);
+    assert_eq!(max_trainable_diff(&resumed, &whole.1), 0.0);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
