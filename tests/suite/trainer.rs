@@ -7,6 +7,9 @@ use crate::common::temp_dir;
 use tunelab::data::tasks::{self, Task};
 use tunelab::data::tokenizer::{Preset, Tokenizer};
 use tunelab::data::world::World;
+use tunelab::lab::finetune::{
+    finetune, finetune_from, load_base, prepare_continued, task_data, FinetuneOptions,
+};
 use tunelab::nn::{Config, Transformer};
 use tunelab::optim::{Optimizer, Sgd, SgdConfig};
 use tunelab::peft::{self, MethodSpec};
@@ -437,4 +440,176 @@ fn a_resumed_run_still_restores_the_best_model_from_checkpoint_best() {
     assert_eq!(r.restored_best, whole.0.restored_best);
     assert_eq!(max_trainable_diff(&resumed, &whole.1), 0.0);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `finetune` options for a short LoRA run on the shipped gpt-tiny.
+fn finetune_opts(task: Task, dir: &std::path::Path, steps: usize) -> FinetuneOptions {
+    FinetuneOptions {
+        base: "gpt-tiny".into(),
+        task,
+        data: None,
+        spec: MethodSpec::Lora(Default::default()),
+        args: TrainingArgs {
+            output_dir: dir.to_path_buf(),
+            max_steps: Some(steps),
+            batch_size: 4,
+            learning_rate: 5e-3,
+            eval_strategy: Strategy::No,
+            save_strategy: Strategy::No,
+            max_eval_examples: 8,
+            ..TrainingArgs::default()
+        },
+        train_limit: Some(64),
+        resume: false,
+    }
+}
+
+/// The tensors of an adapter directory, by name.
+fn adapter_tensors(dir: &std::path::Path) -> Vec<(String, ndarray::ArrayD<f32>)> {
+    tunelab::io::adapter::read::<f32>(dir).unwrap().tensors
+}
+
+#[test]
+fn finetune_continues_a_saved_adapter_from_its_weights_with_its_trainable_set() {
+    let first_dir = temp_dir("continue-first");
+    let first = finetune(&finetune_opts(Task::Sentiment, &first_dir, 5), &mut ()).unwrap();
+    let saved = adapter_tensors(&first.adapter_dir);
+
+    // Loaded for training: the adapter's values, and exactly its tensors trainable (LoRA's A and
+    // B and the classification head it saved), as PEFT's is_trainable=True.
+    let mut base = load_base("gpt-tiny").unwrap();
+    let (data, world) = task_data(Task::Sentiment, None, Some(64)).unwrap();
+    let (_, _, spec) = prepare_continued(
+        &mut base,
+        Task::Sentiment,
+        data,
+        world,
+        &first.adapter_dir,
+        None,
+        42,
+    )
+    .unwrap();
+    assert_eq!(spec.name(), "lora");
+    let mut trainable: Vec<&str> = base
+        .store
+        .iter()
+        .filter(|(_, p)| p.trainable)
+        .map(|(_, p)| p.name.as_str())
+        .collect();
+    let mut in_file: Vec<&str> = saved.iter().map(|(n, _)| n.as_str()).collect();
+    trainable.sort_unstable();
+    in_file.sort_unstable();
+    assert_eq!(trainable, in_file);
+    for (name, value) in &saved {
+        assert_eq!(
+            base.store.value(base.store.id(name).unwrap()),
+            value,
+            "{name}"
+        );
+    }
+
+    // Continued for 0 steps, it is the first run's model: the same test metrics, the same tensors.
+    let zero_dir = temp_dir("continue-zero");
+    let zero = finetune_from(
+        &finetune_opts(Task::Sentiment, &zero_dir, 0),
+        Some(&first.adapter_dir),
+        &mut (),
+    )
+    .unwrap();
+    assert_eq!(zero.test, first.test);
+    assert_eq!(adapter_tensors(&zero.adapter_dir), saved);
+
+    // Continued for 5 steps, it trains the same set further from there.
+    let more_dir = temp_dir("continue-more");
+    let more = finetune_from(
+        &finetune_opts(Task::Sentiment, &more_dir, 5),
+        Some(&first.adapter_dir),
+        &mut (),
+    )
+    .unwrap();
+    assert_eq!(more.trainable, first.trainable);
+    let after = adapter_tensors(&more.adapter_dir);
+    assert_eq!(
+        after.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        saved.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    assert!(
+        after.iter().zip(&saved).any(|((_, a), (_, b))| a != b),
+        "continued training changed nothing"
+    );
+
+    // Another method asked for alongside is an error naming both.
+    let mut wrong = finetune_opts(Task::Sentiment, &more_dir, 1);
+    wrong.spec = MethodSpec::Ia3;
+    let err = finetune_from(&wrong, Some(&first.adapter_dir), &mut ())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("ia3") && err.contains("lora"), "{err}");
+    for d in [first_dir, zero_dir, more_dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn finetune_continues_a_peft_lora_adapter() {
+    // A tunelab LoRA adapter written in PEFT's dialect (export_peft), then continued through
+    // `finetune --adapter`'s path: the PEFT reader gives back the same model (0 steps: the same
+    // test metrics) and trains its LoRA tensors.
+    let first_dir = temp_dir("peft-first");
+    let mut opts = finetune_opts(Task::Dialogue, &first_dir, 3);
+    // Scoring generates text, the slow part: a few examples show the same model.
+    opts.args.max_eval_examples = 3;
+    // PEFT puts LoRA on GPT-2's whole fused c_attn (and on c_fc and c_proj), not on q and v.
+    opts.spec = MethodSpec::Lora(tunelab::peft::spec::LoraConfig {
+        targets: vec!["qkv".into(), "fc".into()],
+        ..Default::default()
+    });
+    let first = finetune(&opts, &mut ()).unwrap();
+    let base = load_base("gpt-tiny").unwrap();
+    let peft_dir = first_dir.join("peft");
+    tunelab::io::adapter::export_peft(
+        &first.adapter_dir,
+        &base.model.config,
+        "gpt-tiny",
+        &peft_dir,
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(peft_dir.join("adapter_config.json")).unwrap();
+    assert!(config.contains("peft_type"), "{config}");
+    let zero_dir = temp_dir("peft-zero");
+    let zero = finetune_from(
+        &FinetuneOptions {
+            args: TrainingArgs {
+                output_dir: zero_dir.clone(),
+                max_steps: Some(0),
+                ..opts.args.clone()
+            },
+            ..opts.clone()
+        },
+        Some(&peft_dir),
+        &mut (),
+    )
+    .unwrap();
+    assert_eq!(zero.test, first.test);
+    assert_eq!(zero.trainable, first.trainable);
+    let more_dir = temp_dir("peft-more");
+    let more = finetune_from(
+        &FinetuneOptions {
+            args: TrainingArgs {
+                output_dir: more_dir.clone(),
+                max_steps: Some(2),
+                ..opts.args.clone()
+            },
+            ..opts.clone()
+        },
+        Some(&peft_dir),
+        &mut (),
+    )
+    .unwrap();
+    assert_eq!(more.trainable, first.trainable);
+    assert!(more.report.state.losses.iter().all(|l| l.is_finite()));
+    for d in [first_dir, zero_dir, more_dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
