@@ -104,6 +104,13 @@ impl Default for TrainingArgs {
     }
 }
 
+/// Hugging Face's default for `greater_is_better`: a metric whose name ends in `loss` is
+/// minimised, and so (tunelab's addition) is a perplexity; every other metric (accuracy, F1, ...)
+/// is maximised.
+pub fn default_greater_is_better(metric: &str) -> bool {
+    !(metric.ends_with("loss") || metric.ends_with("perplexity"))
+}
+
 impl TrainingArgs {
     /// Reads a TOML file; unknown keys and wrong types are errors naming the file and line.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
@@ -165,11 +172,10 @@ impl TrainingArgs {
     }
 
     /// Whether a greater `metric_for_best_model` is better: `greater_is_better` if set, else
-    /// Hugging Face's default ([`crate::train::trainer::default_greater_is_better`]).
+    /// Hugging Face's default ([`default_greater_is_better`]).
     pub fn resolved_greater_is_better(&self) -> bool {
-        self.greater_is_better.unwrap_or_else(|| {
-            crate::train::trainer::default_greater_is_better(&self.metric_for_best_model)
-        })
+        self.greater_is_better
+            .unwrap_or_else(|| default_greater_is_better(&self.metric_for_best_model))
     }
 
     /// The number of optimizer steps for a training set of `n` examples.

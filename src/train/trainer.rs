@@ -33,6 +33,7 @@
 //! so far (written when it improves), so a resumed run can still restore them. A NaN or infinite loss stops
 //! training with an error naming the step ([`is_divergence`]); the last good checkpoint stays.
 
+pub use super::args::default_greater_is_better;
 use super::args::{ScheduleKind, Strategy, TrainingArgs};
 use super::progress::Progress;
 pub use super::progress::{LogEntry, Metrics};
@@ -188,13 +189,6 @@ pub fn install_ctrl_c() {
 }
 
 // ANCHOR: early_stopping
-/// Hugging Face's default for `greater_is_better`: a metric whose name ends in `loss` is
-/// minimised, and so (tunelab's addition) is a perplexity; every other metric (accuracy, F1, ...)
-/// is maximised.
-pub fn default_greater_is_better(metric: &str) -> bool {
-    !(metric.ends_with("loss") || metric.ends_with("perplexity"))
-}
-
 /// Whether `new` beats the best value so far of `metric`, which is maximised or minimised as
 /// [`default_greater_is_better`] says. The first value always wins.
 pub fn better(metric: &str, new: f64, old: Option<f64>) -> bool {
