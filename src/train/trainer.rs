@@ -666,6 +666,13 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
                 &state,
             )?;
             checkpoint::prune_training(&args.output_dir, args.save_total_limit);
+            // Without a save strategy the best weights were kept in memory only; a checkpoint
+            // written on Ctrl-C gets them beside it, so the resumed run can still restore them.
+            if args.save_strategy == Strategy::No {
+                if let Some(kept) = &best {
+                    save_best(&best_dir, store, kept, &state)?;
+                }
+            }
         }
         if stopped_early || interrupted {
             break;

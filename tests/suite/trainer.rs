@@ -613,3 +613,74 @@ fn finetune_continues_a_peft_lora_adapter() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+#[test]
+fn best_model_arguments_read_from_toml_under_hugging_faces_names_and_the_old_one() {
+    let a = TrainingArgs::from_toml(
+        "metric_for_best_model = \"accuracy\"\ngreater_is_better = false\nload_best_model_at_end = true\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(a.metric_for_best_model, "accuracy");
+    assert_eq!(a.greater_is_better, Some(false));
+    assert!(a.load_best_model_at_end && !a.resolved_greater_is_better());
+    let old = TrainingArgs::from_toml("metric_for_best = \"entity_f1\"\n", "t.toml").unwrap();
+    assert_eq!(old.metric_for_best_model, "entity_f1");
+    assert!(old.resolved_greater_is_better(), "F1 is maximised");
+    let d = TrainingArgs::default();
+    assert!(
+        !d.load_best_model_at_end && !d.resolved_greater_is_better(),
+        "loss is minimised"
+    );
+    for (metric, greater) in [
+        ("loss", false),
+        ("eval_loss", false),
+        ("perplexity", false),
+        ("accuracy", true),
+    ] {
+        assert_eq!(
+            tunelab::train::args::default_greater_is_better(metric),
+            greater,
+            "{metric}"
+        );
+    }
+    let err = TrainingArgs::from_toml(
+        "load_best_model_at_end = true\neval_strategy = \"no\"\n",
+        "t.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("load_best_model_at_end"), "{err}");
+}
+
+#[test]
+fn an_interrupted_run_without_a_save_strategy_keeps_its_best_weights_for_the_resumed_run() {
+    let (tm, store, method) = setup();
+    let whole = {
+        let mut store = store.clone();
+        let a = overfitting_args(&temp_dir("best-nosave-whole"));
+        let r = train(Training::new(&a, &tm, &mut store).hooks(method.as_ref())).unwrap();
+        let _ = std::fs::remove_dir_all(&a.output_dir);
+        (r, store)
+    };
+    let best_step = whole.0.restored_best.as_ref().unwrap().step;
+    let dir = temp_dir("best-nosave");
+    let a = overfitting_args(&dir);
+    let mut first = store.clone();
+    train(
+        Training::new(&a, &tm, &mut first)
+            .hooks(method.as_ref())
+            .progress(&mut StopAt(best_step + 1)),
+    )
+    .unwrap();
+    let mut resumed = store.clone();
+    let r = train(
+        Training::new(&a, &tm, &mut resumed)
+            .hooks(method.as_ref())
+            .resume(true),
+    )
+    .unwrap();
+    assert_eq!(r.restored_best, whole.0.restored_best);
+    assert_eq!(max_trainable_diff(&resumed, &whole.1), 0.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
