@@ -684,3 +684,37 @@ fn an_interrupted_run_without_a_save_strategy_keeps_its_best_weights_for_the_res
     assert_eq!(max_trainable_diff(&resumed, &whole.1), 0.0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn finetune_with_load_best_model_at_end_scores_and_saves_the_best_model() {
+    let dir = temp_dir("finetune-best");
+    let mut opts = finetune_opts(Task::Sentiment, &dir, 8);
+    opts.args.learning_rate = 0.05;
+    opts.args.eval_strategy = Strategy::Steps;
+    opts.args.eval_steps = 1;
+    opts.args.load_best_model_at_end = true;
+    let r = finetune(&opts, &mut ()).unwrap();
+    let best = r.report.restored_best.clone().expect("a best model");
+    assert!(best.step < r.report.state.step, "the best model is not the last one here");
+    assert_eq!(r.report.final_eval.as_ref(), Some(&best.metrics));
+    // The saved adapter is the best step's model: loaded again, it gives the best validation
+    // loss and the test metrics the run reported.
+    let mut base = load_base("gpt-tiny").unwrap();
+    let (data, world) = task_data(Task::Sentiment, None, Some(64)).unwrap();
+    let (tm, method, _) = prepare_continued(
+        &mut base,
+        Task::Sentiment,
+        data,
+        world,
+        &r.adapter_dir,
+        None,
+        42,
+    )
+    .unwrap();
+    let m = |split| {
+        TrainTask::<f32>::evaluate(&tm, &base.store, method.as_ref(), split, 8, 32).unwrap()
+    };
+    assert_eq!(m(Split::Validation)["loss"], best.metrics["loss"]);
+    assert_eq!(m(Split::Test), r.test);
+    let _ = std::fs::remove_dir_all(&dir);
+}
