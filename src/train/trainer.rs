@@ -10,10 +10,10 @@
 //! Each optimizer step sums `gradient_accumulation_steps` micro-batches, clips the global norm,
 //! steps the optimizer under the schedule, and logs. Evaluation and checkpoints follow their
 //! strategies; early stopping watches `metric_for_best_model`, and with `load_best_model_at_end`
-//! the best evaluation's weights are restored when training ends. Everything is deterministic from the
-//! seed: the batch order of epoch e is a permutation seeded by (seed, e) and dropout is seeded by
-//! the micro-batch, so a run resumed from a checkpoint computes exactly the losses of an
-//! uninterrupted one.
+//! the best evaluation's weights are restored when training ends. Everything is deterministic
+//! from the seed: the batch order of epoch e is a permutation seeded by (seed, e) and dropout is
+//! seeded by the micro-batch, so a run resumed from a checkpoint computes exactly the losses of
+//! an uninterrupted one.
 //!
 //! ## Gradient accumulation, token-weighted
 //!
@@ -28,10 +28,12 @@
 //! micro-batch per step nothing is scaled: the mean is back-propagated as it is.
 //!
 //! A checkpoint (`checkpoint-<step>/`, its format in [`crate::io::checkpoint`]) holds the
-//! trainable parameters, the optimizer's state and [`TrainerState`]. With `load_best_model_at_end`
-//! and a save strategy, `checkpoint-best/` holds the trainable parameters of the best evaluation
-//! so far (written when it improves), so a resumed run can still restore them. A NaN or infinite loss stops
-//! training with an error naming the step ([`is_divergence`]); the last good checkpoint stays.
+//! trainable parameters, the optimizer's state and [`TrainerState`]. With
+//! `load_best_model_at_end`, `checkpoint-best/` holds the trainable parameters of the best
+//! evaluation so far (written when it improves if there is a save strategy, else beside a
+//! checkpoint taken on Ctrl-C), so a resumed run can still restore them. A NaN or infinite loss
+//! stops training with an error naming the step ([`is_divergence`]); the last good checkpoint
+//! stays.
 
 pub use super::args::default_greater_is_better;
 use super::args::{ScheduleKind, Strategy, TrainingArgs};

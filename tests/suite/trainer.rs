@@ -695,7 +695,10 @@ fn finetune_with_load_best_model_at_end_scores_and_saves_the_best_model() {
     opts.args.load_best_model_at_end = true;
     let r = finetune(&opts, &mut ()).unwrap();
     let best = r.report.restored_best.clone().expect("a best model");
-    assert!(best.step < r.report.state.step, "the best model is not the last one here");
+    assert!(
+        best.step < r.report.state.step,
+        "the best model is not the last one here"
+    );
     assert_eq!(r.report.final_eval.as_ref(), Some(&best.metrics));
     // The saved adapter is the best step's model: loaded again, it gives the best validation
     // loss and the test metrics the run reported.
