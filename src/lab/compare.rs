@@ -110,20 +110,22 @@ pub struct CompareOptions {
 }
 
 impl CompareOptions {
-    /// The default run: 3 seeds of 80 steps of batch 16 per method, a 64-example low-data
-    /// column trained for 30 steps, 200 evaluation examples per split, forgetting on 64 held-out
-    /// windows, and an 8-step timing pass per method. Three seeds are the fewest that give a
-    /// usable t-interval (t = 4.30; two seeds give 12.7); the step budget is what lets three
-    /// seeds of every method fit in under three minutes on two cores.
+    /// The default run: 3 seeds of 60 steps of batch 16 per method, a 64-example low-data
+    /// column trained for 20 steps, 200 evaluation examples per split, forgetting on 64
+    /// held-out windows, and an 8-step timing pass per method. Three seeds are the fewest that
+    /// give a usable t-interval (t = 4.30; two seeds give 12.7); the step budget is what lets
+    /// three seeds of every method fit in under three minutes on two cores (one run of 60 + 20
+    /// steps costs about 11 CPU-seconds: 94 ms a step on one thread, plus 3.7 s of loading,
+    /// evaluation and saving; 30 runs on two lanes and the timing pass make about 175 s).
     pub fn new(base: &str, task: Task) -> Self {
         Self {
             base: base.to_string(),
             task,
-            steps: 80,
+            steps: 60,
             batch_size: 16,
             train_limit: None,
             low_data: Some(64),
-            low_data_steps: 30,
+            low_data_steps: 20,
             heldout_batches: 4,
             max_eval_examples: 200,
             seed: 42,
@@ -165,27 +167,37 @@ pub struct StepTiming {
     pub batch_size: usize,
     /// Kernel threads of those steps.
     pub threads: usize,
-    /// True: a timing pass with the method alone on the machine's kernel threads. False: the
-    /// scored runs, which shared the cores with other runs.
+    /// Whether the steps ran with nothing else training.
     pub alone: bool,
+    /// True: a timing pass after the scored runs. False: the scored runs themselves (with
+    /// `--timing-steps 0`), alone only when one run trained at a time.
+    pub pass: bool,
+    /// Wall seconds of this method's timing pass (loading the base and the task included; 0
+    /// without a pass).
+    pub seconds: f64,
 }
 
 impl StepTiming {
     /// The table's note on the step-time column.
     pub fn describe(&self) -> String {
-        if self.alone {
-            format!(
-                "step ms: median of {} steps of batch {} per method, trained alone after the scored runs on {} kernel thread{}",
-                self.steps,
-                self.batch_size,
-                self.threads,
-                if self.threads == 1 { "" } else { "s" }
-            )
-        } else {
-            format!(
-                "step ms: median over the scored runs (batch {}), which trained side by side and shared the cores",
+        let threads = format!(
+            "{} kernel thread{}",
+            self.threads,
+            if self.threads == 1 { "" } else { "s" }
+        );
+        match (self.pass, self.alone) {
+            (true, _) => format!(
+                "step ms: median of {} steps of batch {} per method, trained alone after the scored runs on {threads}",
+                self.steps, self.batch_size
+            ),
+            (false, true) => format!(
+                "step ms: median of the scored runs' median step times (batch {}), one run at a time on {threads}",
                 self.batch_size
-            )
+            ),
+            (false, false) => format!(
+                "step ms: median of the scored runs' median step times (batch {}), which trained side by side and shared the cores",
+                self.batch_size
+            ),
         }
     }
 }
@@ -204,6 +216,9 @@ pub struct SeedRun {
     /// the table's column: see [`StepTiming`]).
     pub shared_step_ms: f64,
     pub wall_seconds: f64,
+    /// Of `wall_seconds`, the time in the Trainer (main and low-data runs); the rest is loading,
+    /// evaluation, forgetting and saving.
+    pub train_seconds: f64,
     /// Per-example scores (validation, test, low-data test), measured only with one seed and
     /// only when the metric is a mean over examples: they give the one-seed intervals.
     #[serde(skip)]
@@ -540,6 +555,8 @@ pub fn compare(
                     1
                 },
                 alone: lanes == 1,
+                pass: false,
+                seconds: 0.0,
             },
             n => time_alone(opts, entry, n, &shared)?,
         };
@@ -567,6 +584,7 @@ fn time_alone(
         label: format!("{} (timing)", entry.label),
     };
     let dir = entry_dir(opts, entry).join("timing");
+    let started = Instant::now();
     let t = run(
         opts,
         entry,
@@ -581,6 +599,8 @@ fn time_alone(
         batch_size: opts.batch_size,
         threads: crate::kernels::threads(),
         alone: true,
+        pass: true,
+        seconds: started.elapsed().as_secs_f64(),
     })
 }
 
@@ -631,6 +651,7 @@ fn measure(
         &t.tm.head.params(),
         serde_json::json!({ "task": opts.task.name(), "seed": seed, "test": test }),
     )?;
+    let mut train_seconds = t.report.seconds;
     let low_data_test_score = match opts.low_data {
         Some(n) => {
             lane.label = format!("{} (low data)", lane.label);
@@ -641,6 +662,7 @@ fn measure(
                 dir.join("low-data"),
                 &mut lane,
             )?;
+            train_seconds += low.report.seconds;
             let m = evaluate(&low, Split::Test, opts)?;
             if one_seed {
                 per.low_data_test = per_example(&low, Split::Test, opts, &m)?;
@@ -658,6 +680,7 @@ fn measure(
         train_losses: t.report.state.losses.clone(),
         shared_step_ms: t.report.median_step_seconds * 1e3,
         wall_seconds: started.elapsed().as_secs_f64(),
+        train_seconds,
         per_example: per,
     };
     if let Ok(mut p) = shared.lock() {
@@ -971,7 +994,13 @@ pub fn table(opts: &CompareOptions, rows: &[Row]) -> String {
         rows.first().map(|r| r.forgetting.before).unwrap_or(f64::NAN)
     );
     if let Some(r) = rows.first() {
-        let _ = writeln!(s, "{}", r.step_timing.describe());
+        let pass: f64 = rows.iter().map(|r| r.step_timing.seconds).sum();
+        let took = if r.step_timing.pass {
+            format!(" (the timing pass took {pass:.1} s)")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(s, "{}{took}", r.step_timing.describe());
     }
     s.push_str(&paired_table(opts, rows));
     s
@@ -988,18 +1017,7 @@ pub fn paired_table(opts: &CompareOptions, rows: &[Row]) -> String {
         );
         return s;
     };
-    let how = match p.difference.kind {
-        IntervalKind::TOverSeeds => format!(
-            "mean of the per-seed differences over {} seeds, Student-t 95% interval",
-            p.difference.n
-        ),
-        IntervalKind::BootstrapOverExamples => format!(
-            "one seed: paired bootstrap over the {} test examples ({} resamples), 95% interval",
-            p.difference.n,
-            stats::BOOTSTRAP_RESAMPLES
-        ),
-        _ => "one seed and no per-example scores: no interval".into(),
-    };
+    let how = paired_note(p);
     let _ = writeln!(
         s,
         "\npaired against {}: test score minus {}'s on the same seed ({how})",
@@ -1015,19 +1033,45 @@ pub fn paired_table(opts: &CompareOptions, rows: &[Row]) -> String {
         let Some(p) = &r.paired else { continue };
         let e = &p.difference;
         let interval = match (e.lo, e.hi) {
-            (Some(lo), Some(hi)) => format!("[{lo:+.3}, {hi:+.3}]"),
+            (Some(lo), Some(hi)) => format!("[{:+.3}, {:+.3}]", tidy(lo), tidy(hi)),
             _ => "-".into(),
         };
         let _ = writeln!(
             s,
             "{:<15} {:>+10.3} {:>20}  {}",
             r.method,
-            e.mean,
+            tidy(e.mean),
             interval,
             p.verdict.name()
         );
     }
     s
+}
+
+/// How a paired interval was computed, in words.
+pub fn paired_note(p: &Paired) -> String {
+    match p.difference.kind {
+        IntervalKind::TOverSeeds => format!(
+            "mean of the per-seed differences over {} seeds, Student-t 95% interval",
+            p.difference.n
+        ),
+        IntervalKind::BootstrapOverExamples => format!(
+            "one seed: paired bootstrap over the {} test examples ({} resamples), 95% interval",
+            p.difference.n,
+            stats::BOOTSTRAP_RESAMPLES
+        ),
+        _ => "one seed and no per-example scores: no interval".into(),
+    }
+}
+
+/// `x`, with float dust around 0 (a sum of differences such as 1/48 − 1/48) printed as 0
+/// rather than -0.000.
+pub fn tidy(x: f64) -> f64 {
+    if x.abs() < 1e-12 {
+        0.0
+    } else {
+        x
+    }
 }
 
 /// A forgetting estimate with its sign: `+0.980±0.050`.

@@ -58,8 +58,8 @@ pub fn html(opts: &CompareOptions, rows: &[Row]) -> String {
 body {{ font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1180px; color: #222; }}
 h1 {{ font-size: 22px; margin-bottom: 4px; }} h2 {{ font-size: 17px; margin: 28px 0 6px; }}
 p.note {{ color: #555; font-size: 13px; margin: 4px 0; }}
-table {{ border-collapse: collapse; font-size: 13px; }}
-th, td {{ padding: 3px 8px; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }}
+table {{ border-collapse: collapse; font-size: 12px; }}
+th, td {{ padding: 3px 7px; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }}
 th {{ background: #f3f3f3; }} td:first-child, th:first-child {{ text-align: left; }}
 td.better {{ color: #1a7f37; font-weight: 600; }} td.worse {{ color: #b42318; font-weight: 600; }}
 td.indistinguishable, td.undecided {{ color: #666; }}
@@ -92,6 +92,7 @@ svg {{ background: white; border: 1px solid #e4e4e4; }}
     }
     s.push_str("<h2>The table</h2>\n");
     s.push_str(&table(opts, rows));
+    s.push_str(&paired_table(rows));
     s.push_str("<h2>Charts</h2>\n<div class=\"charts\">\n");
     s.push_str(&score_vs_params(rows, metric));
     s.push_str(&paired(rows));
@@ -127,13 +128,7 @@ fn table(opts: &CompareOptions, rows: &[Row]) -> String {
     let low = opts
         .low_data
         .map_or("-".to_string(), |n| format!("test@{n}"));
-    let baseline = rows
-        .iter()
-        .find_map(|r| r.paired.as_ref().map(|p| p.baseline.clone()));
     let mut s = String::from("<table>\n<tr>");
-    let vs = baseline
-        .as_ref()
-        .map_or("paired".to_string(), |b| format!("test − {}", escape(b)));
     for h in [
         "method",
         "trainable",
@@ -147,32 +142,16 @@ fn table(opts: &CompareOptions, rows: &[Row]) -> String {
         "test",
         &low,
         "forget",
-        &vs,
-        "verdict",
         "adapter KB",
+        "wall s",
     ] {
         let _ = write!(s, "<th>{h}</th>");
     }
     s.push_str("</tr>\n");
     for r in rows {
-        let (diff, verdict, class) = match &r.paired {
-            Some(p) => {
-                let e = &p.difference;
-                let d = match (e.lo, e.hi) {
-                    (Some(lo), Some(hi)) => format!("{:+.3} [{lo:+.3}, {hi:+.3}]", e.mean),
-                    _ => format!("{:+.3}", e.mean),
-                };
-                let class = match p.verdict {
-                    Verdict::Undecided => "undecided",
-                    v => v.name(),
-                };
-                (d, p.verdict.name(), class)
-            }
-            None => ("-".into(), "-", "undecided"),
-        };
         let _ = writeln!(
             s,
-            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td>{:.1}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td></tr>",
             escape(&r.method),
             r.trainable_params,
             r.trainable_pct,
@@ -185,9 +164,43 @@ fn table(opts: &CompareOptions, rows: &[Row]) -> String {
             cell(&r.test),
             r.low_data_test.as_ref().map_or("-".into(), cell),
             cell(&r.forgetting_delta),
-            diff,
-            verdict,
-            r.adapter_bytes as f64 / 1024.0
+            r.adapter_bytes as f64 / 1024.0,
+            r.wall_seconds
+        );
+    }
+    s.push_str("</table>\n");
+    s
+}
+
+/// The paired comparison: each method's test score minus the baseline's, with the verdict.
+fn paired_table(rows: &[Row]) -> String {
+    let Some(first) = rows.iter().find_map(|r| r.paired.as_ref()) else {
+        return "<p class=\"note\">No paired comparison: the baseline is not among the methods run.</p>\n".into();
+    };
+    let mut s = format!(
+        "<h2>Paired against {0}</h2>\n<p class=\"note\">test score minus {0}'s on the same seed: {1}</p>\n<table>\n<tr><th>method</th><th>difference</th><th>95% interval</th><th>verdict</th></tr>\n",
+        escape(&first.baseline),
+        escape(&compare::paired_note(first)),
+    );
+    for r in rows {
+        let Some(p) = &r.paired else { continue };
+        let e = &p.difference;
+        let interval = match (e.lo, e.hi) {
+            (Some(lo), Some(hi)) => {
+                format!("[{:+.3}, {:+.3}]", compare::tidy(lo), compare::tidy(hi))
+            }
+            _ => "-".into(),
+        };
+        let class = match p.verdict {
+            Verdict::Undecided => "undecided",
+            v => v.name(),
+        };
+        let _ = writeln!(
+            s,
+            "<tr><td>{}</td><td>{:+.3}</td><td>{interval}</td><td class=\"{class}\">{}</td></tr>",
+            escape(&r.method),
+            compare::tidy(e.mean),
+            escape(p.verdict.name())
         );
     }
     s.push_str("</table>\n");
@@ -236,7 +249,8 @@ impl Scale {
         self.from + (v - self.lo) / (self.hi - self.lo) * (self.to - self.from)
     }
 
-    /// Tick positions and labels: powers of ten on a log scale, five even steps otherwise.
+    /// Tick positions and labels: powers of ten on a log scale; otherwise multiples of 1, 2 or
+    /// 5 times a power of ten, about five of them.
     fn ticks(&self) -> Vec<(f64, String)> {
         if self.log {
             let (a, b) = (self.lo.ceil() as i32, self.hi.floor() as i32);
@@ -247,17 +261,37 @@ impl Scale {
                 })
                 .collect();
         }
-        (0..5)
-            .map(|i| {
-                let v = self.lo + (self.hi - self.lo) * i as f64 / 4.0;
-                let label = if (self.hi - self.lo) >= 10.0 {
-                    format!("{v:.0}")
-                } else {
-                    format!("{v:.3}")
-                };
-                (self.px(v), label)
+        let raw = (self.hi - self.lo) / 5.0;
+        let mag = 10f64.powf(raw.log10().floor());
+        let step = [1.0, 2.0, 5.0, 10.0]
+            .iter()
+            .map(|m| m * mag)
+            .find(|&s| s >= raw)
+            .unwrap_or(10.0 * mag);
+        let decimals = (-step.log10().floor()).max(0.0) as usize;
+        let first = (self.lo / step).ceil() as i64;
+        let last = (self.hi / step).floor() as i64;
+        (first..=last)
+            .map(|k| {
+                let v = k as f64 * step;
+                // Snap -0 and float dust to the tick's printed value.
+                let v = if v.abs() < step * 1e-9 { 0.0 } else { v };
+                (self.px(v), format!("{v:.decimals$}"))
             })
             .collect()
+    }
+
+    /// A linear scale from exactly 0 to the largest of `values` (non-negative bar lengths)
+    /// plus 6%.
+    fn from_zero(values: impl Iterator<Item = f64>, (from, to): (f64, f64)) -> Self {
+        let hi = values.filter(|v| v.is_finite()).fold(0.0, f64::max);
+        Self {
+            lo: 0.0,
+            hi: if hi > 0.0 { hi * 1.06 } else { 1.0 },
+            log: false,
+            from,
+            to,
+        }
     }
 }
 
@@ -410,18 +444,35 @@ fn score_vs_params(rows: &[Row], metric: &str) -> String {
         "trainable parameters (log scale)",
         Some((&y, &format!("test {metric}"))),
     );
+    let mut placed: Vec<(f64, f64, f64)> = Vec::new();
     for (i, r) in rows.iter().enumerate() {
         let (cx, cy) = (x.px(r.trainable_params as f64), y.px(r.test.mean));
         if let (Some(lo), Some(hi)) = (r.test.lo, r.test.hi) {
             error_bar(&mut s, true, cx, y.px(lo), y.px(hi));
         }
+        // The label beside the point, moved up or down until it overlaps no earlier label
+        // (methods with similar parameter counts and scores crowd together).
+        let width = 6.2 * r.method.chars().count() as f64;
+        let lx = if cx + 9.0 + width > f.w {
+            cx - 9.0 - width
+        } else {
+            cx + 9.0
+        };
+        let free = |dy: f64| {
+            placed.iter().all(|&(x0, x1, y): &(f64, f64, f64)| {
+                lx + width < x0 || lx > x1 || (cy + dy - y).abs() >= 12.0
+            })
+        };
+        let dy = [4.0, -8.0, 16.0, -20.0, 28.0, -32.0, 40.0]
+            .into_iter()
+            .find(|&dy| free(dy))
+            .unwrap_or(4.0);
+        placed.push((lx, lx + width, cy + dy));
+        let color = COLORS[i % COLORS.len()];
         let _ = writeln!(
             s,
-            r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="5" fill="{}"/><text x="{:.1}" y="{:.1}" fill="{}">{}</text>"#,
-            COLORS[i % COLORS.len()],
-            cx + 7.0,
-            cy - 6.0,
-            COLORS[i % COLORS.len()],
+            r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="5" fill="{color}"/><text x="{lx:.1}" y="{:.1}" fill="{color}">{}</text>"#,
+            cy + dy,
             escape(&r.method)
         );
     }
@@ -497,15 +548,9 @@ fn memory(rows: &[Row]) -> String {
             mb(r.memory.activations),
         ]
     };
-    let x = Scale::new(
-        rows.iter()
-            .map(|r| parts(r).iter().sum::<f64>())
-            .chain([0.0]),
-        false,
-        f.xs(),
-    );
+    let x = Scale::from_zero(rows.iter().map(|r| parts(r).iter().sum::<f64>()), f.xs());
     let mut s = String::new();
-    f.open(&mut s, "memory at the peak step (MB)", &x, "MB", None);
+    f.open(&mut s, "memory at the peak step (MB)", &x, "", None);
     for (i, r) in rows.iter().enumerate() {
         let (top, step) = band(&f, rows.len(), i);
         method_label(&mut s, &f, top + step / 2.0, &r.method);
@@ -528,9 +573,9 @@ fn memory(rows: &[Row]) -> String {
         let _ = writeln!(
             s,
             r#"<rect x="{kx}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{kind}</text>"#,
-            f.h - 34.0,
+            f.h - 22.0,
             kx + 14.0,
-            f.h - 25.0
+            f.h - 13.0
         );
     }
     s.push_str("</svg>\n");
