@@ -22,7 +22,7 @@ pub struct CompareArgs {
     /// minutes.
     #[arg(long)]
     pub quick: bool,
-    /// Optimizer steps per method (default 60; 15 with --quick).
+    /// Optimizer steps per method (default 50; 15 with --quick).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Sequences per batch (default 16; 8 with --quick).
@@ -34,10 +34,10 @@ pub struct CompareArgs {
     /// Examples of the low-data column (default 64; 16 with --quick; 0 skips it).
     #[arg(long)]
     pub low_data: Option<usize>,
-    /// Optimizer steps of each low-data run (default 20; 10 with --quick).
+    /// Optimizer steps of each low-data run (default 15; 10 with --quick).
     #[arg(long)]
     pub low_data_steps: Option<usize>,
-    /// Evaluate on at most this many examples per split (default 200; 48 with --quick).
+    /// Evaluate on at most this many examples per split (default 150; 48 with --quick).
     #[arg(long)]
     pub max_eval_examples: Option<usize>,
     /// The first seed; run k of every method uses seed + k (heads, methods, data order,

@@ -110,24 +110,25 @@ pub struct CompareOptions {
 }
 
 impl CompareOptions {
-    /// The default run: 3 seeds of 60 steps of batch 16 per method, a 64-example low-data
-    /// column trained for 20 steps, 200 evaluation examples per split, forgetting on 64
+    /// The default run: 3 seeds of 50 steps of batch 16 per method, a 64-example low-data
+    /// column trained for 15 steps, 150 evaluation examples per split, forgetting on 64
     /// held-out windows, and an 8-step timing pass per method. Three seeds are the fewest that
-    /// give a usable t-interval (t = 4.30; two seeds give 12.7); the step budget is what lets
-    /// three seeds of every method fit in under three minutes on two cores (one run of 60 + 20
-    /// steps costs about 11 CPU-seconds: 94 ms a step on one thread, plus 3.7 s of loading,
-    /// evaluation and saving; 30 runs on two lanes and the timing pass make about 175 s).
+    /// give a usable t-interval (t = 4.30; two seeds give 12.7); the budget is what lets three
+    /// seeds of every method fit in under three minutes on two cores. Measured: 3 seeds of 60 +
+    /// 20 steps with 200 evaluation examples took 340 CPU-seconds (about 11.3 per run: 94 ms a
+    /// step on one thread, plus about 3.8 s of loading, evaluation and saving), about 183 s on
+    /// two lanes; 50 + 15 steps and 150 examples cut that to about 9.3 per run, about 150 s.
     pub fn new(base: &str, task: Task) -> Self {
         Self {
             base: base.to_string(),
             task,
-            steps: 60,
+            steps: 50,
             batch_size: 16,
             train_limit: None,
             low_data: Some(64),
-            low_data_steps: 20,
+            low_data_steps: 15,
             heldout_batches: 4,
-            max_eval_examples: 200,
+            max_eval_examples: 150,
             seed: 42,
             seeds: 3,
             baseline: "full".into(),
@@ -267,6 +268,8 @@ pub struct Row {
     pub metric: String,
     /// Test score after training on only `low_data` examples.
     pub low_data_test_score: Option<f64>,
+    /// The examples of the low-data runs (`None` without the column).
+    pub low_data_examples: Option<usize>,
     /// Language-modelling loss on held-out pre-training text, before and after (mean over
     /// seeds).
     pub forgetting: Forgetting,
@@ -748,6 +751,7 @@ fn aggregate(opts: &CompareOptions, entry: &Entry, runs: &[Measured], timing: St
         test_score: test.mean,
         metric: first.metric.clone(),
         low_data_test_score: low_data_test.map(|e| e.mean),
+        low_data_examples: opts.low_data,
         forgetting: Forgetting {
             before: first.run.forgetting.before,
             after: stats::mean(&of(|s| s.forgetting.after)),
@@ -855,37 +859,44 @@ pub fn summary<'a>(opts: &CompareOptions, rows: &'a [Row]) -> Summary<'a> {
     }
 }
 
-/// How the rows' intervals were computed, for the table's notes: the kinds that occur.
+/// How the rows' intervals were computed, for the table's notes: each kind that occurs with
+/// the columns it occurs in (`val, test, test@64: Student-t over 3 seeds`).
 pub fn interval_note(rows: &[Row]) -> String {
-    let mut kinds: Vec<IntervalKind> = Vec::new();
+    let mut kinds: Vec<(IntervalKind, Vec<String>)> = Vec::new();
     for r in rows {
-        for e in [
-            Some(r.validation),
-            Some(r.test),
-            r.low_data_test,
-            Some(r.forgetting_delta),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if !kinds.contains(&e.kind) {
-                kinds.push(e.kind);
+        let low = r
+            .low_data_test
+            .map(|e| (format!("test@{}", r.low_data_examples.unwrap_or(0)), e));
+        let columns = [
+            Some(("val".to_string(), r.validation)),
+            Some(("test".to_string(), r.test)),
+            low,
+            Some(("forget".to_string(), r.forgetting_delta)),
+        ];
+        for (name, e) in columns.into_iter().flatten() {
+            match kinds.iter_mut().find(|(k, _)| *k == e.kind) {
+                Some((_, names)) if !names.contains(&name) => names.push(name),
+                Some(_) => {}
+                None => kinds.push((e.kind, vec![name])),
             }
         }
     }
     let seeds = rows.first().map_or(0, |r| r.seeds.len());
     let words: Vec<String> = kinds
         .iter()
-        .map(|k| match k {
-            IntervalKind::TOverSeeds => format!("Student-t over {seeds} seeds"),
-            IntervalKind::TOverExamples => {
-                let n = rows.first().map_or(0, |r| r.test.n);
-                format!("Student-t over the {n} evaluation examples of one seed")
-            }
-            k => k.describe().to_string(),
+        .map(|(k, names)| {
+            let how = match k {
+                IntervalKind::TOverSeeds => format!("Student-t over {seeds} seeds"),
+                IntervalKind::TOverExamples => {
+                    let n = rows.first().map_or(0, |r| r.test.n);
+                    format!("Student-t over the {n} evaluation examples of one seed")
+                }
+                k => k.describe().to_string(),
+            };
+            format!("{}: {how}", names.join(", "))
         })
         .collect();
-    format!("mean±half-width of the 95% interval ({})", words.join("; "))
+    format!("mean±half-width of the 95% interval; {}", words.join("; "))
 }
 
 /// The table `tunelab compare` prints: one row per method with 95% intervals, the notes on
@@ -987,7 +998,7 @@ pub fn table(opts: &CompareOptions, rows: &[Row]) -> String {
             r.wall_seconds
         );
     }
-    let _ = writeln!(s, "val, test, {low}, forget: {}", interval_note(rows));
+    let _ = writeln!(s, "{}", interval_note(rows));
     let _ = writeln!(
         s,
         "forget: change in LM loss on held-out pre-training text (before {:.3}); adapter: weights file on disk; wall s: one seed's runs",
