@@ -1,4 +1,4 @@
-//! `tunelab compare`: every method on one task, same data, budget and seed, measured.
+//! `tunelab compare`: every method on one task, same data, budget and seeds, measured.
 
 use super::args::SpeedArgs;
 use super::progress::CompareBar;
@@ -18,10 +18,11 @@ pub struct CompareArgs {
     /// A shipped base (gpt-tiny, bert-tiny) or a model directory.
     #[arg(long, default_value = "gpt-tiny")]
     pub base: String,
-    /// A demo-sized run (a tenth of the budget, small evaluation): seconds, not minutes.
+    /// A demo-sized run (a tenth of the budget, small evaluation, one seed): seconds, not
+    /// minutes.
     #[arg(long)]
     pub quick: bool,
-    /// Optimizer steps per method (default 120; 15 with --quick).
+    /// Optimizer steps per method (default 50; 15 with --quick).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Sequences per batch (default 16; 8 with --quick).
@@ -33,28 +34,46 @@ pub struct CompareArgs {
     /// Examples of the low-data column (default 64; 16 with --quick; 0 skips it).
     #[arg(long)]
     pub low_data: Option<usize>,
-    /// Optimizer steps of each low-data run (default 40; 10 with --quick).
+    /// Optimizer steps of each low-data run (default 15; 10 with --quick).
     #[arg(long)]
     pub low_data_steps: Option<usize>,
-    /// Evaluate on at most this many examples per split (default 200; 48 with --quick).
+    /// Evaluate on at most this many examples per split (default 150; 48 with --quick).
     #[arg(long)]
     pub max_eval_examples: Option<usize>,
-    /// Seed of every run (heads, methods, data order).
+    /// The first seed; run k of every method uses seed + k (heads, methods, data order,
+    /// dropout; the examples are the same for every seed).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Runs per method, each with its own seed; the score columns report the mean and a
+    /// Student-t 95% interval over them (default 3; 1 with --quick, whose intervals are over
+    /// test examples).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// The method every other is paired against, by label or method name (default: full).
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Steps each method trains alone, after the scored runs, for the step-time column
+    /// (default 8; 4 with --quick; 0 takes the times of the scored runs, which share cores).
+    #[arg(long)]
+    pub timing_steps: Option<usize>,
     /// Only these methods (comma-separated names: full, lora, prompt, ...).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Print the rows as a JSON array.
+    /// Print everything measured as JSON (settings, rows, per-seed runs, intervals, paired
+    /// comparisons, how step times were measured).
     #[arg(long)]
     pub json: bool,
-    /// Also write the rows as JSON into this file (the table still prints).
+    /// Also write that JSON into this file (the table still prints).
     #[arg(long)]
     pub json_out: Option<PathBuf>,
     /// Also write loss curves and score versus trainable parameters as SVG into this
     /// directory.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Also write a self-contained HTML report (table, charts with error bars) into this
+    /// directory as compare.html.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     #[command(flatten)]
     pub speed: SpeedArgs,
 }
@@ -76,6 +95,15 @@ impl CompareArgs {
         opts.low_data_steps = self.low_data_steps.unwrap_or(opts.low_data_steps);
         opts.max_eval_examples = self.max_eval_examples.unwrap_or(opts.max_eval_examples);
         opts.seed = self.seed;
+        opts.seeds = self.seeds.unwrap_or(opts.seeds);
+        if opts.seeds == 0 {
+            return Err(tunelab::Error::Invalid {
+                op: "--seeds",
+                detail: "at least 1 run per method is needed".into(),
+            });
+        }
+        opts.baseline = self.baseline.clone().unwrap_or(opts.baseline);
+        opts.timing_steps = self.timing_steps.unwrap_or(opts.timing_steps);
         opts.only = self.only.clone();
         Ok(opts)
     }
@@ -89,10 +117,42 @@ pub fn run(a: CompareArgs) -> Outcome {
     let init = compare::prompt_init(&b.tok)?;
     let started = std::time::Instant::now();
     let entries = compare::default_entries(init);
+    let selected = compare::selected(&opts, &entries);
+    if selected.is_empty() {
+        return Err(tunelab::Error::Invalid {
+            op: "--only",
+            detail: format!(
+                "{:?} names no method of the line-up ({})",
+                opts.only,
+                entries
+                    .iter()
+                    .map(|e| e.label.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    // An explicit baseline must be in the run; the default one is skipped when it is not.
+    if let Some(name) = &a.baseline {
+        if compare::baseline_label(&opts, &selected).is_none() {
+            return Err(tunelab::Error::Invalid {
+                op: "--baseline",
+                detail: format!(
+                    "{name:?} is not among this run's methods ({})",
+                    selected
+                        .iter()
+                        .map(|e| e.label.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
     let mut bar = CompareBar::new(&opts, &entries);
     let rows = compare::compare(&opts, &entries, &mut bar)?;
     bar.finish();
-    let json = || serde_json::to_string_pretty(&rows).expect("rows serialise");
+    let json =
+        || serde_json::to_string_pretty(&compare::summary(&opts, &rows)).expect("rows serialise");
     if let Some(path) = &a.json_out {
         tunelab::io::atomic_write(path, json().as_bytes())?;
     }
@@ -100,6 +160,10 @@ pub fn run(a: CompareArgs) -> Outcome {
         for path in tunelab::lab::plot::compare_charts(dir, &opts, &rows)? {
             eprintln!("wrote {}", path.display());
         }
+    }
+    if let Some(dir) = &a.report {
+        let path = tunelab::lab::report::write(dir, &opts, &rows)?;
+        eprintln!("wrote {}", path.display());
     }
     if a.json {
         println!("{}", json());

@@ -4,7 +4,7 @@
 
 use super::fmt_metrics;
 use indicatif::{ProgressBar, ProgressStyle};
-use tunelab::lab::compare::{selected, CompareOptions, Entry};
+use tunelab::lab::compare::{total_steps, CompareOptions, Entry};
 use tunelab::train::progress::{LogEntry, Metrics, Progress};
 
 fn styled(total: u64, unit: &str) -> ProgressBar {
@@ -84,17 +84,15 @@ impl Progress for LabLines {
     }
 }
 
-/// One bar over every optimizer step of the whole comparison; a line per finished method.
+/// One bar over every optimizer step of the whole comparison; a line per finished run.
 pub struct CompareBar {
     bar: ProgressBar,
 }
 
 impl CompareBar {
     pub fn new(opts: &CompareOptions, entries: &[Entry]) -> Self {
-        let per_method = opts.steps + opts.low_data.map_or(0, |_| opts.low_data_steps);
-        let methods = selected(opts, entries).len();
         Self {
-            bar: styled((methods * per_method) as u64, " steps"),
+            bar: styled(total_steps(opts, entries) as u64, " steps"),
         }
     }
 }
@@ -105,7 +103,7 @@ impl Progress for CompareBar {
         self.bar
             .set_message(format!("{label} loss {:.4}", e.loss.unwrap_or(f64::NAN)));
     }
-    /// A method's row is complete ([`tunelab::lab::compare::Row::progress_line`]).
+    /// A (method, seed) run is complete ([`tunelab::lab::compare::SeedRun::progress_line`]).
     fn line(&mut self, line: &str) {
         println(&self.bar, line);
     }

@@ -13,4 +13,6 @@ pub mod gradcheck;
 pub mod interview;
 pub mod pitfall;
 pub mod plot;
+pub mod report;
 pub mod runs;
+pub mod stats;
