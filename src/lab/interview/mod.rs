@@ -9,7 +9,7 @@ pub mod basics;
 pub mod lora;
 pub mod training;
 
-use super::evidence::{Evidence, Mode};
+use super::evidence::{over_seeds, Judged, Judgement, Mode};
 use super::pitfall;
 use crate::error::{Error, Result};
 use crate::train::progress::Progress;
@@ -88,8 +88,8 @@ pub const QUESTIONS: &[Question] = &[
       "QLoRA stores the frozen base in 4-bit NormalFloat (about 4.1 bits per weight with double quantisation, versus 16 for bf16), trains LoRA adapters in 16-bit on top, and keeps optimizer state only for the adapters. Memory is then dominated by the quantised base and the activations: a 65B model fits in one 48 GB GPU, and the quantisation costs little accuracy because the adapters learn on top of it.",
       "the memory arithmetic of full fine-tuning, LoRA and QLoRA for 7B and 65B, and gpt-tiny quantised to NF4 here: bits per weight and the LM loss it costs"),
     q(17, "Is gradient accumulation the same as a bigger batch?",
-      "Summing the gradients of k micro-batches, each scaled by 1/k, equals the gradient of one k-times larger batch when the loss is a mean over equally many terms per micro-batch, as a classification loss over equal micro-batches is. For a per-token LM loss the micro-batches hold different numbers of tokens, so averaging their means weights tokens unequally; exact accumulation divides the summed loss by the total token count.",
-      "gradients of one batch of 16 versus 4 accumulated micro-batches of 4, for classification and for the causal LM loss"),
+      "Summing the gradients of k micro-batches, each scaled by 1/k, equals the gradient of one k-times larger batch only when every micro-batch's loss is a mean over equally many terms, as a classification loss over equal micro-batches is. For a per-token LM loss the micro-batches hold different numbers of target tokens, so averaging their means weights tokens unequally. Exact accumulation sums the per-token losses and divides by the target count of the whole accumulated batch; tunelab's Trainer does exactly that, as Hugging Face's does with num_items_in_batch, so k micro-batches of b give the loss and gradient of one batch of k·b, for every loss.",
+      "gradients of one batch of 16 versus 4 micro-batches of 4, for classification and for the causal LM loss: each micro-batch scaled by 1/k (the naive way) and by its share of the target tokens (what the Trainer does)"),
 ];
 
 /// The question numbers, for error messages.
@@ -111,27 +111,37 @@ pub fn question(n: usize) -> Result<&'static Question> {
         })
 }
 
-/// Runs question `n`'s experiment.
-pub fn run(n: usize, mode: Mode, progress: &mut dyn Progress) -> Result<Box<dyn Evidence>> {
+/// Runs question `n`'s experiment: on `seeds` seeds when it trains (side by side where cores
+/// allow), once when nothing in it depends on a seed.
+pub fn run(
+    n: usize,
+    mode: Mode,
+    seeds: usize,
+    progress: &mut (dyn Progress + Send),
+) -> Result<Box<dyn Judgement>> {
     question(n)?;
+    let p = progress;
     Ok(match n {
-        1 => Box::new(basics::scratch(mode, progress)?),
-        2 => Box::new(basics::methods(mode, progress)?),
-        3 => Box::new(basics::losses()?),
-        4 => Box::new(pitfall::overfit::run(mode, progress)?),
-        5 => Box::new(basics::frozen(mode, progress)?),
-        6 => Box::new(lora::zero_init()?),
-        7 => Box::new(lora::scaling(mode, progress)?),
-        8 => Box::new(lora::targets(mode, progress)?),
-        9 => Box::new(lora::param_count()?),
-        10 => Box::new(lora::merging(mode, progress)?),
-        11 => Box::new(pitfall::padding::run(mode)?),
-        12 => Box::new(training::label_masking(mode, progress)?),
-        13 => Box::new(pitfall::lr::run(mode, progress)?),
-        14 => Box::new(training::warmup(mode, progress)?),
-        15 => Box::new(pitfall::explode::run(mode, progress)?),
-        16 => Box::new(training::qlora(mode)?),
-        17 => Box::new(training::accumulation()?),
+        1 => Box::new(over_seeds(seeds, true, p, |s, p| basics::scratch(mode, s, p))?),
+        // compare already trains its methods side by side: one seed at a time.
+        2 => Box::new(over_seeds(seeds, false, p, |s, p| basics::methods(mode, s, p))?),
+        3 => Box::new(Judged::once(basics::losses()?)),
+        4 => Box::new(over_seeds(seeds, true, p, |s, p| pitfall::overfit::run(mode, s, p))?),
+        5 => Box::new(over_seeds(seeds, true, p, |s, p| basics::frozen(mode, s, p))?),
+        6 => Box::new(Judged::once(lora::zero_init()?)),
+        7 => Box::new(over_seeds(seeds, true, p, |s, p| lora::scaling(mode, s, p))?),
+        8 => Box::new(over_seeds(seeds, true, p, |s, p| lora::targets(mode, s, p))?),
+        9 => Box::new(Judged::once(lora::param_count()?)),
+        10 => Box::new(over_seeds(seeds, true, p, |s, p| lora::merging(mode, s, p))?),
+        11 => Box::new(Judged::once(pitfall::padding::run(mode)?)),
+        12 => Box::new(over_seeds(seeds, true, p, |s, p| {
+            training::label_masking(mode, s, p)
+        })?),
+        13 => Box::new(over_seeds(seeds, true, p, |s, p| pitfall::lr::run(mode, s, p))?),
+        14 => Box::new(over_seeds(seeds, true, p, |s, p| training::warmup(mode, s, p))?),
+        15 => Box::new(over_seeds(seeds, true, p, |s, p| pitfall::explode::run(mode, s, p))?),
+        16 => Box::new(Judged::once(training::qlora(mode)?)),
+        17 => Box::new(Judged::once(training::accumulation()?)),
         _ => unreachable!("question() accepted {n}"),
     })
 }
