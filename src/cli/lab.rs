@@ -33,7 +33,9 @@ pub struct InterviewArgs {
 fn seeds_at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("--seeds takes a whole number of seeds, 1 or more (got {s:?})")),
+        _ => Err(format!(
+            "--seeds takes a whole number of seeds, 1 or more (got {s:?})"
+        )),
     }
 }
 

@@ -170,7 +170,10 @@ impl Verdict {
         // A run that diverged measures ±inf or NaN: said so, and no mean or sd over it.
         let bad = self.values.iter().filter(|x| !x.is_finite()).count();
         let note = if bad > 0 {
-            format!(" ({bad} of {} runs not finite: diverged)", self.values.len())
+            format!(
+                " ({bad} of {} runs not finite: diverged)",
+                self.values.len()
+            )
         } else {
             String::new()
         };
@@ -354,11 +357,6 @@ pub fn report(j: &dyn Judgement) -> String {
     s
 }
 
-/// The report of a single run (for a test's failure message).
-pub fn report_one<E: Evidence + Clone>(e: &E) -> String {
-    report(&Judged::once(e.clone()))
-}
-
 /// The shared reporter of runs side by side: each forwarded line names its seed.
 struct SeedLane<'a, 'p> {
     shared: &'a Mutex<&'p mut (dyn Progress + Send)>,
@@ -427,7 +425,7 @@ pub fn over_seeds<E: Send>(
     if lanes > 1 {
         std::thread::scope(|scope| {
             for _ in 0..lanes {
-                scope.spawn(|| crate::kernels::threads::single_threaded(&work));
+                scope.spawn(|| crate::kernels::threads::single_threaded(work));
             }
         });
     } else {

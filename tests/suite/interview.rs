@@ -88,7 +88,11 @@ fn q2_compare_trainable_shares_on_every_seed() {
         assert!(r.rows.iter().all(|x| x.test_score.is_finite()));
     }
     // The seeds differ: not every method scores the same on every seed.
-    let scores: Vec<f64> = j.runs.iter().map(|r| r.row("lora").unwrap().test_score).collect();
+    let scores: Vec<f64> = j
+        .runs
+        .iter()
+        .map(|r| r.row("lora").unwrap().test_score)
+        .collect();
     let losses: Vec<f64> = j
         .runs
         .iter()
@@ -187,7 +191,11 @@ fn q11_padding_side() {
 #[test]
 fn q12_masking_the_prompt_leaves_response_targets_on_every_seed() {
     let j = judged(|s, p| training::label_masking(Mode::Quick, s, p));
-    holds_in(&j, "without masking, the prompt's tokens are targets", SEEDS);
+    holds_in(
+        &j,
+        "without masking, the prompt's tokens are targets",
+        SEEDS,
+    );
     for r in &j.runs {
         assert!(r.targets_unmasked > 2 * r.targets_masked, "{}", report(&j));
         assert!(

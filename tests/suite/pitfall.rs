@@ -62,9 +62,17 @@ fn overfit_training_loss_falls_validation_loss_rises_early_stopping_stops_on_eve
             "{}",
             report(&j)
         );
-        assert!(r.val_rise() > 0.1, "validation loss did not rise: {}", report(&j));
+        assert!(
+            r.val_rise() > 0.1,
+            "validation loss did not rise: {}",
+            report(&j)
+        );
         let e = r.row("+ early").unwrap();
-        assert!(e.stopped_early && e.steps < r.budget_steps, "{}", report(&j));
+        assert!(
+            e.stopped_early && e.steps < r.budget_steps,
+            "{}",
+            report(&j)
+        );
         assert_eq!(r.rows.len(), 5);
         assert!(r.rows.iter().all(|row| row.final_val_loss.is_finite()));
     }
@@ -76,7 +84,9 @@ fn lr_too_high_forgets_more_than_a_sane_lr_and_lora_on_every_seed() {
     holds_in(&j, "the high lr forgets more than the sane lr", SEEDS);
     holds_in(&j, "the high lr forgets more than LoRA", SEEDS);
     holds_in(&j, "the sane lr forgets little", SEEDS);
-    let margin = j.verdict("the high lr forgets more than the sane lr").unwrap();
+    let margin = j
+        .verdict("the high lr forgets more than the sane lr")
+        .unwrap();
     assert!(margin.min() > 0.5, "{}", report(&j));
     for r in &j.runs {
         let h = r.high();
@@ -106,8 +116,16 @@ fn checkpoint_resume_equals_the_uninterrupted_run_on_every_seed() {
     let j = judged(|s, p| checkpoint::run(Mode::Quick, s, p));
     holds_in(&j, "the resumed run continues from the checkpoint", SEEDS);
     holds_in(&j, "the resumed run ends with exactly", SEEDS);
-    holds_in(&j, "the steps trained after the resume compute exactly", SEEDS);
-    holds_in(&j, "without a checkpoint the steps done before the kill", SEEDS);
+    holds_in(
+        &j,
+        "the steps trained after the resume compute exactly",
+        SEEDS,
+    );
+    holds_in(
+        &j,
+        "without a checkpoint the steps done before the kill",
+        SEEDS,
+    );
     for r in &j.runs {
         assert_eq!(r.max_weight_diff, 0.0);
         assert_eq!(r.max_loss_diff_after_resume, 0.0);

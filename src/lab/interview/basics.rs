@@ -126,13 +126,11 @@ pub fn methods(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<Met
     let init = crate::lab::compare::prompt_init(&b.tok)?;
     let only = match mode {
         // Quick: the three the claims compare (the tests run it on three seeds).
-        Mode::Quick => ["full", "lora", "prompt"]
-            .map(String::from)
-            .to_vec(),
+        Mode::Quick => ["full", "lora", "prompt"].map(String::from).to_vec(),
         Mode::Full => vec![],
     };
     let mut opts = CompareOptions::new(BASE, Task::Sentiment);
-    opts.steps = mode.pick(8, 60);
+    opts.steps = mode.pick(6, 60);
     opts.batch_size = mode.pick(8, 16);
     opts.low_data = None;
     opts.max_eval_examples = mode.pick(32, 200);
@@ -171,15 +169,22 @@ impl Evidence for Methods {
                     "full fine-tuning trains every weight",
                     full.trainable_params == full.total_params,
                 )
-                .measured("full's trainable share", full.trainable_pct / 100.0, Fmt::Percent(1)),
+                .measured(
+                    "full's trainable share",
+                    full.trainable_pct / 100.0,
+                    Fmt::Percent(1),
+                ),
             );
             c.push(
-                Claim::new("LoRA trains under 5% of the weights", lora.trainable_pct < 5.0)
-                    .measured(
-                        "LoRA's trainable share",
-                        lora.trainable_pct / 100.0,
-                        Fmt::Percent(2),
-                    ),
+                Claim::new(
+                    "LoRA trains under 5% of the weights",
+                    lora.trainable_pct < 5.0,
+                )
+                .measured(
+                    "LoRA's trainable share",
+                    lora.trainable_pct / 100.0,
+                    Fmt::Percent(2),
+                ),
             );
             c.push(
                 Claim::new(
@@ -454,7 +459,7 @@ pub struct Frozen {
 }
 
 pub fn frozen(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<Frozen> {
-    let (n, steps, val) = (mode.pick(32, 64), mode.pick(10, 100), mode.pick(48, 300));
+    let (n, steps, val) = (mode.pick(32, 64), mode.pick(6, 100), mode.pick(32, 300));
     let b = load_base(BASE)?;
     let base_bytes = std::fs::metadata(b.dir.join("model.safetensors"))
         .map(|m| m.len())

@@ -385,7 +385,7 @@ pub const TARGET_SETS: [&[&str]; 3] = [
 ];
 
 pub fn targets(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<Targets> {
-    let (r, steps, val) = (8, mode.pick(8, 100), mode.pick(32, 300));
+    let (r, steps, val) = (8, mode.pick(4, 100), mode.pick(16, 300));
     let mut rows = Vec::new();
     for t in TARGET_SETS {
         let run = Run::new(
@@ -614,7 +614,7 @@ pub fn bf16(x: f32) -> f32 {
 }
 
 pub fn merging(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<Merging> {
-    let steps = mode.pick(10, 60);
+    let steps = mode.pick(6, 60);
     let mut base = load_base(BASE)?;
     let batch = heldout_batches(&base)?.swap_remove(0);
     let (data, world) = task_data(Task::Sentiment, None, Some(256))?;

@@ -191,7 +191,7 @@ pub struct Warmup {
 }
 
 pub fn warmup(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<Warmup> {
-    let (lr, steps, val) = (1e-3, mode.pick(12, 120), mode.pick(32, 300));
+    let (lr, steps, val) = (1e-3, mode.pick(8, 120), mode.pick(32, 300));
     let mut rows = Vec::new();
     let mut heldout = None;
     for w in [0, steps / 4] {

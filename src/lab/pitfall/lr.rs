@@ -45,7 +45,7 @@ pub const SANE_LR: f64 = 1e-4;
 pub const LORA_LR: f64 = 3e-3;
 
 pub fn run(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<LrPitfall> {
-    let steps = mode.pick(16, 100);
+    let steps = mode.pick(12, 100);
     let batch = 8;
     let val = mode.pick(32, 300);
     let full = MethodSpec::Full { last_k: None };
@@ -189,7 +189,11 @@ impl Evidence for LrPitfall {
                 "the sane lr forgets little (under 0.1 nats)",
                 s.forgetting.delta() < 0.1,
             )
-            .measured("sane lr forgetting (nats)", s.forgetting.delta(), Fmt::Signed(3)),
+            .measured(
+                "sane lr forgetting (nats)",
+                s.forgetting.delta(),
+                Fmt::Signed(3),
+            ),
         ]
     }
 }

@@ -3,6 +3,10 @@
 //! memorises the examples and grows over-confident on new ones. Then the usual guards, each
 //! one change from that run: early stopping on the validation loss, weight decay, dropout, and
 //! a parameter-efficient method (LoRA) that trains 2% of the weights.
+//!
+//! Judged over seeds, only early stopping fixes it every time at this scale: weight decay and
+//! LoRA lower the final validation loss clearly on some seeds and not on others, dropout raised
+//! it on every seed of a full run, and the claims say in how many seeds each one helped.
 
 use crate::data::tasks::Task;
 use crate::error::Result;
@@ -79,8 +83,8 @@ pub const CLEAR: f64 = 0.1;
 /// Runs the unregularised run and its four guarded variants.
 pub fn run(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<Overfit> {
     let train_examples = mode.pick(8, 32);
-    let val_examples = mode.pick(48, 150);
-    let steps = mode.pick(20, 100);
+    let val_examples = mode.pick(32, 150);
+    let steps = mode.pick(16, 100);
     let every = mode.pick(4, 10);
     let base = |spec: MethodSpec, lr: f64| {
         let mut r = Run::new(Task::Sentiment, spec, lr, steps, 8)
