@@ -4,10 +4,10 @@ use super::progress::LabLines;
 use super::Outcome;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
-use tunelab::lab::evidence::{report, Evidence, Mode};
+use tunelab::lab::evidence::{report, Judgement, Mode, DEFAULT_SEEDS};
 
-/// The measured evidence with each claim's verdict, then the mode and the time it took.
-fn print_evidence(evidence: &dyn Evidence, mode: Mode, started: std::time::Instant) {
+/// The measured evidence with each claim's verdict over the seeds, then the mode and the time.
+fn print_evidence(evidence: &dyn Judgement, mode: Mode, started: std::time::Instant) {
     print!("{}", report(evidence));
     println!(
         "\n({} mode, {:.1} s)",
@@ -23,6 +23,20 @@ pub struct InterviewArgs {
     /// Small budgets (seconds instead of about a minute), as the tests use.
     #[arg(long)]
     pub quick: bool,
+    /// Seeds to judge each claim on (42, 43, ...): at least 3 to tell a result from one run's
+    /// luck. Experiments that train nothing run once whatever this says.
+    #[arg(long, default_value_t = DEFAULT_SEEDS, value_parser = seeds_at_least_one)]
+    pub seeds: usize,
+}
+
+/// `--seeds N` with N ≥ 1.
+fn seeds_at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "--seeds takes a whole number of seeds, 1 or more (got {s:?})"
+        )),
+    }
 }
 
 /// Lists the questions, or answers one and runs its experiment.
@@ -41,7 +55,7 @@ pub fn interview(a: InterviewArgs) -> Outcome {
     println!("{}\n", q.answer);
     println!("evidence: {}\n", q.experiment);
     let started = std::time::Instant::now();
-    let evidence = interview::run(n, mode, &mut LabLines(started))?;
+    let evidence = interview::run(n, mode, a.seeds, &mut LabLines(started))?;
     print_evidence(evidence.as_ref(), mode, started);
     Ok(ExitCode::SUCCESS)
 }
@@ -53,6 +67,10 @@ pub struct PitfallArgs {
     /// Small budgets (seconds instead of about a minute), as the tests use.
     #[arg(long)]
     pub quick: bool,
+    /// Seeds to judge each claim on (42, 43, ...): at least 3 to tell a result from one run's
+    /// luck. The padding pitfall trains nothing and runs once.
+    #[arg(long, default_value_t = DEFAULT_SEEDS, value_parser = seeds_at_least_one)]
+    pub seeds: usize,
 }
 
 /// Lists the pitfalls, or runs one and its fix.
@@ -69,7 +87,7 @@ pub fn pitfall(a: PitfallArgs) -> Outcome {
     };
     let mode = if a.quick { Mode::Quick } else { Mode::Full };
     let started = std::time::Instant::now();
-    let evidence = pitfall::run(name, mode, &mut LabLines(started))?;
+    let evidence = pitfall::run(name, mode, a.seeds, &mut LabLines(started))?;
     let p = pitfall::PITFALLS
         .iter()
         .find(|p| p.name == name)

@@ -47,7 +47,8 @@ pub struct Run {
 
 impl Run {
     /// `steps` steps of batch `batch` at learning rate `lr` on the shipped decoder: constant
-    /// schedule, no warmup, no evaluation, no checkpoints, seed 42, clipping at 1.0.
+    /// schedule, no warmup, no evaluation, no checkpoints, seed 42 ([`Run::seed`] to change it),
+    /// clipping at 1.0.
     pub fn new(task: Task, spec: MethodSpec, lr: f64, steps: usize, batch: usize) -> Self {
         Self {
             base: BASE.into(),
@@ -66,6 +67,13 @@ impl Run {
             dropout: None,
             from_scratch: false,
         }
+    }
+
+    /// Seeds the run: head and adapter initialisation, data order and dropout (and the weights
+    /// of a from-scratch model). The examples are the same for every seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.args.seed = seed;
+        self
     }
 
     /// Evaluates on the first `examples` validation examples every `every` steps.
@@ -150,7 +158,9 @@ pub fn prepare_run(run: &Run) -> Result<(Base, TaskModel, Box<dyn Method<f32>>)>
     }
     if run.from_scratch {
         let mut fresh = crate::ParamStore::new();
-        base.model = Transformer::new(base.model.config.clone(), &mut fresh, 7)?;
+        // Fresh weights drawn from the run's seed, apart from the head's and the adapter's.
+        let seed = run.args.seed.wrapping_add(7);
+        base.model = Transformer::new(base.model.config.clone(), &mut fresh, seed)?;
         base.store = fresh;
     }
     let (data, world) = task_data(run.task, None, run.train_limit)?;

@@ -3,10 +3,15 @@
 //! nothing (what a run without checkpoints must do). The Trainer is deterministic from the seed
 //! (batch order per epoch, dropout per step), so the resumed run must compute exactly the
 //! losses and weights of an uninterrupted one, and the restart pays again for every step done.
+//!
+//! Judged over seeds, the weights and every loss computed after the resume are bit-identical;
+//! the losses logged before the kill are read back from `trainer_state.json`, and on some seeds
+//! one of them comes back different in its last bits (under 1e-12: a float that does not survive
+//! the JSON round trip), which the third claim reports.
 
 use crate::data::tasks::Task;
 use crate::error::Result;
-use crate::lab::evidence::{table, Claim, Evidence, Mode};
+use crate::lab::evidence::{table, Claim, Evidence, Fmt, Mode};
 use crate::lab::runs::{prepare_run, temp_dir, Recorder, Run};
 use crate::peft::lora::LoraConfig;
 use crate::peft::MethodSpec;
@@ -31,6 +36,11 @@ pub struct CheckpointPitfall {
     pub resumed_from: usize,
     /// The largest difference of any trained weight, resumed versus uninterrupted.
     pub max_weight_diff: f64,
+    /// The largest difference of a step's loss, resumed versus uninterrupted: over every step
+    /// (those before the kill are read back from the checkpoint's `trainer_state.json`), and
+    /// over the steps trained after the resume only.
+    pub max_loss_diff: f64,
+    pub max_loss_diff_after_resume: f64,
     pub accuracy_uninterrupted: f64,
     pub accuracy_resumed: f64,
     pub accuracy_restarted: f64,
@@ -111,18 +121,19 @@ fn max_trainable_diff(a: &ParamStore<f32>, b: &ParamStore<f32>) -> f64 {
         .fold(0.0, f64::max)
 }
 
-pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<CheckpointPitfall> {
+pub fn run(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<CheckpointPitfall> {
     let total = mode.pick(8, 60);
     let save_steps = mode.pick(2, 10);
     let killed_at = mode.pick(4, 30);
-    let val = mode.pick(64, 300);
+    let val = mode.pick(32, 300);
     let mut run = Run::new(
         Task::Sentiment,
         MethodSpec::Lora(LoraConfig::default()),
         3e-3,
         total,
         8,
-    );
+    )
+    .seed(seed);
     run.args.save_strategy = Strategy::Steps;
     run.args.save_steps = save_steps;
     run.args.schedule = crate::train::args::ScheduleKind::Linear;
@@ -141,7 +152,18 @@ pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<CheckpointPitfall>
     for d in [dir_a, dir_b, dir_c] {
         let _ = std::fs::remove_dir_all(d);
     }
+    let loss_diff = |from: usize| {
+        a.losses
+            .iter()
+            .zip(&b.losses)
+            .skip(from)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    };
+    let (max_loss_diff, max_loss_diff_after_resume) = (loss_diff(0), loss_diff(b.from));
     Ok(CheckpointPitfall {
+        max_loss_diff,
+        max_loss_diff_after_resume,
         total_steps: total,
         save_steps,
         killed_at,
@@ -207,22 +229,44 @@ impl Evidence for CheckpointPitfall {
     fn claims(&self) -> Vec<Claim> {
         vec![
             Claim::new(
-                format!(
-                    "the resumed run continues from the checkpoint at step {}",
-                    self.killed_at
-                ),
+                "the resumed run continues from the checkpoint saved at the kill",
                 self.resumed_from == self.killed_at,
             ),
             Claim::new(
-                "the resumed run computes exactly the uninterrupted run's losses and weights",
-                self.losses == self.resumed_losses && self.max_weight_diff == 0.0,
+                "the resumed run ends with exactly the uninterrupted run's weights",
+                self.max_weight_diff == 0.0,
+            )
+            .measured(
+                "largest trained-weight difference",
+                self.max_weight_diff,
+                Fmt::Sci(1),
             ),
             Claim::new(
-                format!(
-                    "without a checkpoint the {} steps done before the kill are computed again",
-                    self.killed_at
-                ),
+                "the steps trained after the resume compute exactly the uninterrupted run's losses",
+                self.max_loss_diff_after_resume == 0.0,
+            )
+            .measured(
+                "largest loss difference after the resume",
+                self.max_loss_diff_after_resume,
+                Fmt::Sci(1),
+            ),
+            Claim::new(
+                "the whole loss history, the part before the kill read back from the checkpoint, is bit-identical",
+                self.losses == self.resumed_losses,
+            )
+            .measured(
+                "largest loss difference, every step",
+                self.max_loss_diff,
+                Fmt::Sci(1),
+            ),
+            Claim::new(
+                "without a checkpoint the steps done before the kill are computed again",
                 self.steps_with_restart == self.steps_with_resume + self.killed_at,
+            )
+            .measured(
+                "steps computed again",
+                self.steps_with_restart as f64 - self.steps_with_resume as f64,
+                Fmt::Fixed(0),
             ),
         ]
     }

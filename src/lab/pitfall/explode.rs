@@ -14,7 +14,7 @@
 use crate::data::lm::{causal_batch, windows, LmBatch, WORLD_SEED};
 use crate::data::world::World;
 use crate::error::{invalid, Result};
-use crate::lab::evidence::{nan_as_inf, num, table, Claim, Evidence, Mode};
+use crate::lab::evidence::{nan_as_inf, num, table, Claim, Evidence, Fmt, Mode};
 use crate::lab::finetune::load_base;
 use crate::lab::runs::{Recorder, BASE};
 use crate::nn::{Config, Hooks, NoHooks, Transformer};
@@ -161,6 +161,7 @@ fn block_grad_norms(
 
 fn train(
     label: &str,
+    seed: u64,
     config: &Config,
     batches: &[LmBatch],
     steps: usize,
@@ -172,7 +173,7 @@ fn train(
         return invalid("explode", "no batch of text to train on");
     };
     let mut store = ParamStore::<f32>::new();
-    let model = Transformer::new(config.clone(), &mut store, 1)?;
+    let model = Transformer::new(config.clone(), &mut store, seed)?;
     let layer_norms = block_grad_norms(&model, &store, first)?;
     let args = TrainingArgs {
         max_steps: Some(steps),
@@ -221,7 +222,7 @@ fn train(
     })
 }
 
-pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<Explode> {
+pub fn run(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<Explode> {
     let layers = mode.pick(8, 16);
     let d_model = 64;
     let steps = mode.pick(30, 150);
@@ -240,6 +241,7 @@ pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<Explode> {
     let runs = vec![
         train(
             "post-LN, no clipping",
+            seed,
             &post,
             &batches,
             steps,
@@ -248,6 +250,7 @@ pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<Explode> {
         )?,
         train(
             "post-LN, clipping at 1.0",
+            seed,
             &post,
             &batches,
             steps,
@@ -256,6 +259,7 @@ pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<Explode> {
         )?,
         train(
             "pre-LN, no clipping",
+            seed,
             &config,
             &batches,
             steps,
@@ -264,6 +268,7 @@ pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<Explode> {
         )?,
         train(
             "pre-LN, clipping at 1.0",
+            seed,
             &config,
             &batches,
             steps,
@@ -345,48 +350,45 @@ impl Evidence for Explode {
         let (post, clipped, pre, pre_clipped) =
             (self.post(), self.clipped(), self.pre(), self.pre_clipped());
         let blew_up = ExplodeRun::blew_up;
+        // How far the loss fell: positive when the run trained, -inf when it diverged.
+        let fell = |r: &ExplodeRun| r.first_loss() - nan_as_inf(r.final_loss());
         vec![
             Claim::new(
-                format!(
-                    "post-LN spreads gradients unevenly over the blocks at initialisation (largest/smallest block norm {:.1}, pre-LN {:.1})",
-                    post.layer_spread(),
-                    pre.layer_spread()
-                ),
+                "post-LN spreads gradients over the blocks more unevenly than pre-LN at initialisation",
                 post.layer_spread() > pre.layer_spread(),
+            )
+            .measured(
+                "largest/smallest block gradient norm, post-LN over pre-LN",
+                post.layer_spread() / pre.layer_spread(),
+                Fmt::Times(1),
+            ),
+            Claim::new("without clipping the post-LN run blows up", blew_up(post)).measured(
+                "post-LN unclipped: first − last-5 loss",
+                fell(post),
+                Fmt::Signed(3),
             ),
             Claim::new(
-                format!(
-                    "without clipping the post-LN run blows up (loss {} -> {}, gradient norm up to {:.1e})",
-                    num(post.first_loss(), 3),
-                    num(post.final_loss(), 3),
-                    post.max_grad_norm()
-                ),
-                blew_up(post),
-            ),
-            Claim::new(
-                format!(
-                    "clipping the gradient norm at {} keeps it training (loss {} -> {})",
-                    self.clip,
-                    num(clipped.first_loss(), 3),
-                    num(clipped.final_loss(), 3)
-                ),
+                format!("clipping the gradient norm at {} keeps it training", self.clip),
                 !blew_up(clipped),
+            )
+            .measured(
+                "post-LN clipped: first − last-5 loss",
+                fell(clipped),
+                Fmt::Signed(3),
             ),
             Claim::new(
-                format!(
-                    "pre-LN alone keeps it training at this learning rate (loss {} -> {})",
-                    num(pre.first_loss(), 3),
-                    num(pre.final_loss(), 3)
-                ),
+                "pre-LN alone keeps it training at this learning rate",
                 !blew_up(pre),
+            )
+            .measured(
+                "pre-LN unclipped: first − last-5 loss",
+                fell(pre),
+                Fmt::Signed(3),
             ),
-            Claim::new(
-                format!(
-                    "pre-LN with clipping trains (loss {} -> {})",
-                    num(pre_clipped.first_loss(), 3),
-                    num(pre_clipped.final_loss(), 3)
-                ),
-                !blew_up(pre_clipped),
+            Claim::new("pre-LN with clipping trains", !blew_up(pre_clipped)).measured(
+                "pre-LN clipped: first − last-5 loss",
+                fell(pre_clipped),
+                Fmt::Signed(3),
             ),
         ]
     }

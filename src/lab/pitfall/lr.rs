@@ -6,7 +6,7 @@
 
 use crate::data::tasks::Task;
 use crate::error::Result;
-use crate::lab::evidence::{nan_as_inf, num, table, Claim, Evidence, Mode};
+use crate::lab::evidence::{nan_as_inf, num, table, Claim, Evidence, Fmt, Mode};
 use crate::lab::forgetting::{heldout_batches, Forgetting};
 use crate::lab::runs::{train_run, Run};
 use crate::peft::lora::LoraConfig;
@@ -44,10 +44,10 @@ pub const HIGH_LR: f64 = 1e-2;
 pub const SANE_LR: f64 = 1e-4;
 pub const LORA_LR: f64 = 3e-3;
 
-pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<LrPitfall> {
-    let steps = mode.pick(30, 100);
+pub fn run(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<LrPitfall> {
+    let steps = mode.pick(12, 100);
     let batch = 8;
-    let val = mode.pick(100, 300);
+    let val = mode.pick(32, 300);
     let full = MethodSpec::Full { last_k: None };
     let mut rows = Vec::new();
     let mut batches = None;
@@ -61,7 +61,7 @@ pub fn run(mode: Mode, progress: &mut dyn Progress) -> Result<LrPitfall> {
         ),
     ] {
         let o = train_run(
-            &Run::new(Task::Sentiment, spec, lr, steps, batch),
+            &Run::new(Task::Sentiment, spec, lr, steps, batch).seed(seed),
             label,
             progress,
         )?;
@@ -156,38 +156,43 @@ impl Evidence for LrPitfall {
 
     fn claims(&self) -> Vec<Claim> {
         let (h, s, l) = (self.high(), self.sane(), self.lora());
-        let fh = h.forgetting.delta();
+        let fh = nan_as_inf(h.forgetting.delta());
         vec![
             Claim::new(
-                format!(
-                    "the high lr forgets more than the sane lr ({:+.3} vs {:+.3} nats)",
-                    fh,
-                    s.forgetting.delta()
-                ),
-                nan_as_inf(fh) > s.forgetting.delta(),
+                "the high lr forgets more than the sane lr",
+                fh > s.forgetting.delta(),
+            )
+            .measured(
+                "high − sane lr forgetting (nats)",
+                fh - s.forgetting.delta(),
+                Fmt::Signed(3),
             ),
             Claim::new(
-                format!(
-                    "the high lr forgets more than LoRA ({:+.3} vs {:+.3} nats)",
-                    fh,
-                    l.forgetting.delta()
-                ),
-                nan_as_inf(fh) > l.forgetting.delta(),
+                "the high lr forgets more than LoRA",
+                fh > l.forgetting.delta(),
+            )
+            .measured(
+                "high lr − LoRA forgetting (nats)",
+                fh - l.forgetting.delta(),
+                Fmt::Signed(3),
             ),
             Claim::new(
-                format!(
-                    "the high lr trains worse: its last training losses are above the sane lr's ({} vs {})",
-                    num(h.final_loss, 3),
-                    num(s.final_loss, 3)
-                ),
+                "the high lr trains worse: its last training losses are above the sane lr's",
                 nan_as_inf(h.final_loss) > s.final_loss,
+            )
+            .measured(
+                "high − sane lr last-5 training loss",
+                nan_as_inf(h.final_loss) - s.final_loss,
+                Fmt::Signed(3),
             ),
             Claim::new(
-                format!(
-                    "the sane lr forgets little (under 0.1 nats: {:+.3})",
-                    s.forgetting.delta()
-                ),
+                "the sane lr forgets little (under 0.1 nats)",
                 s.forgetting.delta() < 0.1,
+            )
+            .measured(
+                "sane lr forgetting (nats)",
+                s.forgetting.delta(),
+                Fmt::Signed(3),
             ),
         ]
     }

@@ -7,7 +7,7 @@ pub mod lr;
 pub mod overfit;
 pub mod padding;
 
-use super::evidence::{Evidence, Mode};
+use super::evidence::{over_seeds, Judged, Judgement, Mode};
 use crate::error::{Error, Result};
 use crate::train::progress::Progress;
 
@@ -51,14 +51,23 @@ pub fn names() -> String {
         .join(", ")
 }
 
-/// Runs the pitfall `name`.
-pub fn run(name: &str, mode: Mode, progress: &mut dyn Progress) -> Result<Box<dyn Evidence>> {
+/// Runs the pitfall `name`: on `seeds` seeds when it trains (side by side where cores allow),
+/// once when nothing in it depends on a seed (padding).
+pub fn run(
+    name: &str,
+    mode: Mode,
+    seeds: usize,
+    progress: &mut (dyn Progress + Send),
+) -> Result<Box<dyn Judgement>> {
+    let p = progress;
     Ok(match name {
-        "overfit" => Box::new(overfit::run(mode, progress)?),
-        "lr" => Box::new(lr::run(mode, progress)?),
-        "padding" => Box::new(padding::run(mode)?),
-        "checkpoint" => Box::new(checkpoint::run(mode, progress)?),
-        "explode" => Box::new(explode::run(mode, progress)?),
+        "overfit" => Box::new(over_seeds(seeds, true, p, |s, p| overfit::run(mode, s, p))?),
+        "lr" => Box::new(over_seeds(seeds, true, p, |s, p| lr::run(mode, s, p))?),
+        "padding" => Box::new(Judged::once(padding::run(mode)?)),
+        "checkpoint" => Box::new(over_seeds(seeds, true, p, |s, p| {
+            checkpoint::run(mode, s, p)
+        })?),
+        "explode" => Box::new(over_seeds(seeds, true, p, |s, p| explode::run(mode, s, p))?),
         other => {
             return Err(Error::Invalid {
                 op: "pitfall",
