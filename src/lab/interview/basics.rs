@@ -139,6 +139,10 @@ pub fn methods(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<Met
     }
     opts.only = only;
     opts.seed = seed;
+    // One seed per run: the seeds of the claims are this experiment's own (`over_seeds`), and
+    // the step times come from the scored runs (no separate timing pass).
+    opts.seeds = 1;
+    opts.timing_steps = 0;
     progress.line(&format!(
         "tunelab compare: every method for {} steps of batch {}",
         opts.steps, opts.batch_size
