@@ -88,7 +88,7 @@ pub fn run(a: CompareArgs) -> Outcome {
     let b = finetune::load_base(&a.base)?;
     let init = compare::prompt_init(&b.tok)?;
     let started = std::time::Instant::now();
-    let entries = compare::default_entries(init);
+    let entries = compare::default_entries(opts.task, init)?;
     let mut bar = CompareBar::new(&opts, &entries);
     let rows = compare::compare(&opts, &entries, &mut bar)?;
     bar.finish();

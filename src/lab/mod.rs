@@ -14,3 +14,4 @@ pub mod interview;
 pub mod pitfall;
 pub mod plot;
 pub mod runs;
+pub mod sweep;

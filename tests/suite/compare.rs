@@ -8,7 +8,7 @@ fn compare_quick_measures_what_the_table_claims() {
     let mut opts = CompareOptions::new("gpt-tiny", Task::Sentiment).quick();
     opts.only = vec!["full".into(), "lora".into(), "prompt".into()];
     opts.out_dir = crate::common::temp_dir("compare");
-    let rows = compare(&opts, &default_entries(vec![]), &mut ()).unwrap();
+    let rows = compare(&opts, &default_entries(opts.task, vec![]).unwrap(), &mut ()).unwrap();
     // Methods train side by side, each in its own directory.
     for dir in ["full", "lora-r-8-q-v", "prompt-P-10"] {
         assert!(
