@@ -150,9 +150,10 @@ pub fn grid(
 }
 
 /// The three learning rates a compare entry's sweep tries by default: its current rate divided
-/// by 3, itself, and times 3.
+/// by 3, itself, and times 3, each to two significant digits (5e-4 gives 1.7e-4, 5e-4, 1.5e-3).
 pub fn lrs_around(lr: f64) -> Vec<f64> {
-    vec![lr / 3.0, lr, lr * 3.0]
+    let round = |v: f64| format!("{v:.1e}").parse().unwrap_or(v);
+    vec![round(lr / 3.0), round(lr), round(lr * 3.0)]
 }
 
 /// A sweep's budget and data: every run trains `steps` optimizer steps of `batch_size`, with
@@ -695,6 +696,12 @@ mod tests {
     }
 
     #[test]
+    fn the_default_rates_are_a_third_and_three_times_rounded() {
+        assert_eq!(lrs_around(5e-4), [1.7e-4, 5e-4, 1.5e-3]);
+        assert_eq!(lrs_around(3e-3), [1e-3, 3e-3, 9e-3]);
+    }
+
+    #[test]
     fn the_best_point_is_the_first_largest_mean() {
         assert_eq!(best_index(&[0.5, 0.7, 0.7, 0.1]), 1);
         assert_eq!(best_index(&[f64::NAN, 0.2]), 1);
@@ -732,7 +739,8 @@ mod tests {
         assert_eq!(got.command, setting.command);
         assert!(got.grid[0].std.is_nan());
         assert_eq!(got.grid[0].scores, [0.25, 0.75]);
-        assert!(Settings::parse("[nosuchtask.full]\nlr = 1.0", "f.toml")
+        let misnamed = s.to_toml().replace("\"dialogue\"", "\"nosuchtask\"");
+        assert!(Settings::parse(&misnamed, "f.toml")
             .unwrap_err()
             .to_string()
             .contains("f.toml: [nosuchtask] is not a task"));
