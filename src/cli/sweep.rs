@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tunelab::data::tasks::Task;
+use tunelab::data::tokenizer::Tokenizer;
 use tunelab::lab::compare::{self, Entry};
 use tunelab::lab::finetune;
 use tunelab::lab::sweep::{self, Axis, Point, Settings, SweepOptions, SweepReport};
@@ -264,8 +265,11 @@ impl SweepArgs {
 }
 
 /// The sweeps asked for: (label, points) each.
-fn plan(a: &SweepArgs, registry: &[Entry]) -> tunelab::Result<Vec<(String, Vec<Point>)>> {
-    let tok = finetune::load_base(&a.base).ok().map(|b| b.tok);
+fn plan(
+    a: &SweepArgs,
+    registry: &[Entry],
+    tok: Option<&Tokenizer>,
+) -> tunelab::Result<Vec<(String, Vec<Point>)>> {
     let entry_mode = a.all || !a.compare_entry.is_empty();
     if !entry_mode {
         if a.write_settings.is_some() {
@@ -283,7 +287,7 @@ fn plan(a: &SweepArgs, registry: &[Entry]) -> tunelab::Result<Vec<(String, Vec<P
         } else {
             a.lr.clone()
         };
-        let points = sweep::grid(&a.method, &lrs, &a.axes(), &a.fixed(), tok.as_ref())?;
+        let points = sweep::grid(&a.method, &lrs, &a.axes(), &a.fixed(), tok)?;
         return Ok(vec![(a.method.clone(), points)]);
     }
     if !a.axes().is_empty() || !a.fixed().is_empty() {
@@ -353,12 +357,14 @@ pub fn run(a: SweepArgs) -> Outcome {
     }
     // compare's rows at the registry's rates: a sweep's grid is centred on them, not on an
     // earlier sweep's choice, so rerunning the recorded command gives the same grid.
-    let init = match finetune::load_base(&a.base) {
-        Ok(b) => compare::prompt_init(&b.tok)?,
-        Err(_) => vec![],
+    // A base that does not load is reported by the first run, with its path.
+    let tok = finetune::load_base(&a.base).ok().map(|b| b.tok);
+    let init = match &tok {
+        Some(t) => compare::prompt_init(t)?,
+        None => vec![],
     };
     let registry = compare::entries_with(a.task, init, &Settings::default());
-    let sweeps = plan(&a, &registry)?;
+    let sweeps = plan(&a, &registry, tok.as_ref())?;
     let runs: usize = sweeps.iter().map(|(_, p)| p.len() * opts.seeds.len()).sum();
     let mut bar = SweepBar::new(runs);
     let mut reports: Vec<SweepReport> = Vec::new();
