@@ -495,20 +495,19 @@ pub fn table(opts: &CompareOptions, rows: &[Row]) -> String {
         .filter(|r| r.lr_source == LrSource::Registry)
         .map(|r| r.method.as_str())
         .collect();
-    let _ = writeln!(
-        s,
-        "lr: chosen by `tunelab sweep` on {}'s validation split ({}){}",
-        opts.task.name(),
-        super::sweep::SETTINGS_PATH,
-        if fallback.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; not swept on this task, the registry's rate: {}",
-                fallback.join(", ")
-            )
-        }
-    );
+    let task = opts.task.name();
+    let path = super::sweep::SETTINGS_PATH;
+    let lr_note = if fallback.is_empty() {
+        format!("lr: each chosen by `tunelab sweep` on {task}'s validation split ({path})")
+    } else if fallback.len() == rows.len() {
+        format!("lr: the registry's rates (no sweep on {task} in {path})")
+    } else {
+        format!(
+            "lr: chosen by `tunelab sweep` on {task}'s validation split ({path}), except the registry's rate for {} (not swept on {task})",
+            fallback.join(", ")
+        )
+    };
+    let _ = writeln!(s, "{lr_note}");
     let _ = writeln!(
         s,
         "forget: change in LM loss on held-out pre-training text (before {:.3}); adapter: weights file on disk",
