@@ -22,6 +22,10 @@ enum Command {
     /// Fine-tune the shipped base with every method on one task — same data, steps and seed — and
     /// print what each costs and scores.
     Compare(cli::compare::CompareArgs),
+    /// Train one method over a grid of learning rates and options with seeds, scored on
+    /// validation only; records compare's chosen rates.
+    #[command(long_about = cli::sweep::ABOUT)]
+    Sweep(Box<cli::sweep::SweepArgs>),
     /// Fine-tune a base model on a task with one method, then evaluate it on the test split.
     #[command(long_about = cli::finetune::about())]
     Finetune(cli::finetune::FinetuneArgs),
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
     tunelab::kernels::keep_freed_memory();
     let outcome = match Cli::parse().command {
         Command::Compare(a) => cli::compare::run(a),
+        Command::Sweep(a) => cli::sweep::run(*a),
         Command::Finetune(a) => cli::finetune::run(a),
         Command::Eval(a) => cli::infer::eval(a),
         Command::Generate(a) => cli::infer::generate(a),

@@ -116,7 +116,7 @@ pub fn run(a: CompareArgs) -> Outcome {
     let b = finetune::load_base(&a.base)?;
     let init = compare::prompt_init(&b.tok)?;
     let started = std::time::Instant::now();
-    let entries = compare::default_entries(init);
+    let entries = compare::default_entries(opts.task, init)?;
     let selected = compare::selected(&opts, &entries);
     if selected.is_empty() {
         return Err(tunelab::Error::Invalid {

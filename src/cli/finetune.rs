@@ -6,6 +6,7 @@ use super::{fmt_metrics, Outcome};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tunelab::data::loaders::DataFiles;
 use tunelab::data::tasks::Task;
 use tunelab::lab::finetune::{self, FinetuneOptions};
 use tunelab::peft::MethodArgs;
@@ -26,9 +27,8 @@ pub struct FinetuneArgs {
     /// A shipped base (gpt-tiny, bert-tiny) or a model directory.
     #[arg(long, default_value = "gpt-tiny")]
     pub base: String,
-    /// A JSONL or CSV file in the task's shape, instead of the built-in data.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Use only the first N training examples.
     #[arg(long)]
     pub train_limit: Option<usize>,
@@ -82,11 +82,14 @@ pub fn run(a: FinetuneArgs) -> Outcome {
         Some(dir) if !flag_given("--method") => tunelab::io::adapter::read_config(dir)?.0,
         _ => a.method.spec(tok.as_ref())?,
     };
+    for w in a.data.files().map(|f| f.warnings()).unwrap_or_default() {
+        eprintln!("warning: {w}");
+    }
     tunelab::train::trainer::install_ctrl_c();
     let opts = FinetuneOptions {
         base: a.base,
         task,
-        data: a.data,
+        data: a.data.files(),
         spec,
         args,
         train_limit: a.train_limit,
@@ -132,7 +135,11 @@ pub fn run(a: FinetuneArgs) -> Outcome {
         r.report.seconds,
         r.report.median_step_seconds * 1e3
     );
-    println!("test: {}", fmt_metrics(&r.test));
+    if r.test.is_empty() {
+        println!("test: no test split (pass --test-file to score one)");
+    } else {
+        println!("test: {}", fmt_metrics(&r.test));
+    }
     println!("adapter: {}", r.adapter_dir.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -142,4 +149,40 @@ pub fn run(a: FinetuneArgs) -> Outcome {
 /// explicit `--method` is checked against the adapter's.
 fn flag_given(flag: &str) -> bool {
     std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+}
+
+/// A user's data instead of the built-in splits: one file that is split three ways, or the
+/// splits themselves under the names of Hugging Face's example scripts (`run_glue.py`'s
+/// `--train_file`, `--validation_file`, `--test_file`).
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// A JSONL or CSV file in the task's shape, instead of the built-in data: split in file
+    /// order, the first 80% train, the next 10% validation, the last 10% test (a tenth is at
+    /// least one example; the file needs 3).
+    #[arg(long, conflicts_with_all = ["train_file", "validation_file", "test_file"])]
+    pub data: Option<PathBuf>,
+    /// Your own training split (JSONL or CSV): every example trains. Needs --validation-file.
+    #[arg(long, requires = "validation_file")]
+    pub train_file: Option<PathBuf>,
+    /// Your own validation split: evaluation during training (early stopping, best model) and
+    /// `sweep` score it.
+    #[arg(long, requires = "train_file")]
+    pub validation_file: Option<PathBuf>,
+    /// Your own test split, scored once at the end (without it there is no test score).
+    #[arg(long, requires = "train_file")]
+    pub test_file: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// The files given, or `None` for the built-in data.
+    pub fn files(&self) -> Option<DataFiles> {
+        if let Some(p) = &self.data {
+            return Some(DataFiles::One(p.clone()));
+        }
+        Some(DataFiles::Splits {
+            train: self.train_file.clone()?,
+            validation: self.validation_file.clone()?,
+            test: self.test_file.clone(),
+        })
+    }
 }

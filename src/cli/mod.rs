@@ -11,6 +11,7 @@ pub mod infer;
 pub mod lab;
 pub mod pretrain;
 pub mod progress;
+pub mod sweep;
 
 use std::process::ExitCode;
 use tunelab::train::trainer::Metrics;

@@ -161,6 +161,123 @@ impl Format {
     }
 }
 
+/// Where a user's examples come from: one file split three ways, or their own splits (the
+/// names of Hugging Face's example scripts, `--train_file`, `--validation_file`, `--test_file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataFiles {
+    /// One file, split in file order into train, validation and test ([`split_in_order`]).
+    One(std::path::PathBuf),
+    /// The user's own splits: every example of `train` trains, `validation` is what evaluation
+    /// during training (and `tunelab sweep`) scores, `test` is scored once at the end (none: no
+    /// test score).
+    Splits {
+        train: std::path::PathBuf,
+        validation: std::path::PathBuf,
+        test: Option<std::path::PathBuf>,
+    },
+}
+
+/// The three splits a user's data gives.
+#[derive(Debug, Clone, Default)]
+pub struct UserSplits {
+    pub train: Vec<Example>,
+    pub validation: Vec<Example>,
+    pub test: Vec<Example>,
+}
+
+impl DataFiles {
+    /// Reads the files and returns the three splits; an empty or too small file is an error
+    /// naming it and its count.
+    pub fn load(&self, shape: TaskShape) -> Result<UserSplits> {
+        match self {
+            DataFiles::One(path) => {
+                let all = load(path, shape)?;
+                let (train, validation, test) = split_in_order(all.len()).ok_or_else(|| {
+                    data_err(
+                        path,
+                        0,
+                        format!(
+                            "holds {} examples; splitting one file into train, validation and \
+                             test needs at least 3 (or pass --train-file and --validation-file)",
+                            all.len()
+                        ),
+                    )
+                })?;
+                Ok(UserSplits {
+                    train: all[train].to_vec(),
+                    validation: all[validation].to_vec(),
+                    test: all[test].to_vec(),
+                })
+            }
+            DataFiles::Splits {
+                train,
+                validation,
+                test,
+            } => {
+                let nonempty = |path: &Path| -> Result<Vec<Example>> {
+                    let ex = load(path, shape)?;
+                    if ex.is_empty() {
+                        return Err(data_err(path, 0, "holds no examples".into()));
+                    }
+                    Ok(ex)
+                };
+                Ok(UserSplits {
+                    train: nonempty(train)?,
+                    validation: nonempty(validation)?,
+                    test: match test {
+                        Some(p) => nonempty(p)?,
+                        None => vec![],
+                    },
+                })
+            }
+        }
+    }
+
+    /// What a user should hear before training: validation and test are the same file (then the
+    /// test score is not a held-out estimate, since choices made on validation saw it).
+    pub fn warnings(&self) -> Vec<String> {
+        let DataFiles::Splits {
+            validation,
+            test: Some(test),
+            ..
+        } = self
+        else {
+            return vec![];
+        };
+        let same = match (validation.canonicalize(), test.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => validation == test,
+        };
+        if same {
+            vec![format!(
+                "--validation-file and --test-file are the same file ({}): the test score is not \
+                 held out from what was chosen on validation",
+                test.display()
+            )]
+        } else {
+            vec![]
+        }
+    }
+}
+
+/// The index ranges of train, validation and test when `n` examples in file order are split
+/// 80/10/10: validation and test take a tenth each (at least one example), train the rest, so
+/// the first examples train and the last are tested. `None` below 3 examples.
+pub fn split_in_order(
+    n: usize,
+) -> Option<(
+    std::ops::Range<usize>,
+    std::ops::Range<usize>,
+    std::ops::Range<usize>,
+)> {
+    if n < 3 {
+        return None;
+    }
+    let held = (n / 10).max(1);
+    let train = n - 2 * held;
+    Some((0..train, train..train + held, train + held..n))
+}
+
 fn data_err(path: &Path, line: usize, detail: String) -> Error {
     Error::Data {
         path: path.display().to_string(),

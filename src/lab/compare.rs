@@ -13,6 +13,7 @@
 use super::finetune::{load_base, train_method, FinetuneOptions, Trained};
 use super::forgetting::{Forgetting, HeldOut};
 use super::stats::{self, Estimate, IntervalKind, Paired, Verdict};
+use super::sweep::Settings;
 use crate::data::tasks::Task;
 use crate::data::tokenizer::Tokenizer;
 use crate::error::{Error, Result};
@@ -31,18 +32,28 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// One method with the learning rate it is compared at. PEFT methods train few parameters from
-/// a neutral start and take larger steps than full fine-tuning. Each rate is the one that scored
-/// best among those tried on gpt-tiny's sentiment task at 150 steps (test accuracy, single runs;
-/// the old rates in a `compare` run, the others with `tunelab finetune --max-steps 150`):
-/// adapters at 3e-3 and 1e-2; IA3 at 1e-2 and 3e-2; LoRA r=8 at lr 3e-3 with alpha 16 and 32, and
-/// at lr 1e-2 with alpha 16; BitFit at 5e-3 and 2e-2 (which stayed at chance); prefix, trained
-/// directly, at 3e-2 and 1e-1 (chance); prompt at 1e-2 and 3e-2. `tunelab compare` measures what
-/// they reach now.
+/// a neutral start and take larger steps than full fine-tuning, and the best rate differs by
+/// task, so each task's rate comes from a `tunelab sweep` of that entry on that task's
+/// validation split, kept in `configs/compare.toml` ([`crate::lab::sweep::Settings`]); an entry
+/// the file lacks for a task uses the registry's rate ([`registry::compare_examples`]), and
+/// `lr_source` says which.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub label: String,
     pub spec: MethodSpec,
     pub lr: f64,
+    /// Where `lr` came from.
+    pub lr_source: LrSource,
+}
+
+/// Where an entry's learning rate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSource {
+    /// A sweep on the task's validation split (`configs/compare.toml`).
+    Sweep,
+    /// The registry's rate: no sweep of this entry on this task is in the settings file.
+    Registry,
 }
 
 /// The words whose token ids prompt tuning's soft prompt starts from in compare's line-up.
@@ -57,19 +68,34 @@ pub fn prompt_init(tok: &Tokenizer) -> Result<Vec<usize>> {
         .collect())
 }
 
-/// The default line-up: every method's compare rows from the registry
-/// ([`crate::peft::registry::compare_examples`]), in its order. `prompt_init` are token ids that
-/// prompt tuning starts from (empty: random init).
-pub fn default_entries(prompt_init: Vec<usize>) -> Vec<Entry> {
+/// The default line-up on `task`: every method's compare rows from the registry
+/// ([`crate::peft::registry::compare_examples`]), in its order, each at the learning rate a sweep
+/// chose for `task` in the settings compiled into the binary ([`Settings::compiled`]), else at
+/// the registry's rate. `prompt_init` are token ids that prompt tuning starts from (empty:
+/// random init).
+pub fn default_entries(task: Task, prompt_init: Vec<usize>) -> Result<Vec<Entry>> {
+    Ok(entries_with(task, prompt_init, &Settings::compiled()?))
+}
+
+/// [`default_entries`] with the learning rates of `settings`.
+pub fn entries_with(task: Task, prompt_init: Vec<usize>, settings: &Settings) -> Vec<Entry> {
     let ctx = ExampleContext {
         vocab_init: prompt_init,
     };
     registry::compare_examples(&ctx)
         .into_iter()
-        .map(|c| Entry {
-            label: c.label.to_string(),
-            spec: c.spec,
-            lr: c.lr,
+        .map(|c| {
+            let swept = settings.get(task, c.label).map(|s| s.lr);
+            Entry {
+                label: c.label.to_string(),
+                spec: c.spec,
+                lr: swept.unwrap_or(c.lr),
+                lr_source: if swept.is_some() {
+                    LrSource::Sweep
+                } else {
+                    LrSource::Registry
+                },
+            }
         })
         .collect()
 }
@@ -256,6 +282,8 @@ pub struct Row {
     pub total_params: usize,
     pub trainable_pct: f64,
     pub lr: f64,
+    /// Whether `lr` was chosen by a sweep on validation or is the registry's fallback.
+    pub lr_source: LrSource,
     pub steps: usize,
     /// The Trainer's ledger at the peak step (bytes; the same for every seed).
     pub memory: Memory,
@@ -743,6 +771,7 @@ fn aggregate(opts: &CompareOptions, entry: &Entry, runs: &[Measured], timing: St
         total_params: first.total,
         trainable_pct: 100.0 * first.trainable as f64 / first.total as f64,
         lr: entry.lr,
+        lr_source: entry.lr_source,
         steps: first.steps,
         memory: first.memory,
         median_step_ms: timing.median_ms,
@@ -999,6 +1028,24 @@ pub fn table(opts: &CompareOptions, rows: &[Row]) -> String {
         );
     }
     let _ = writeln!(s, "{}", interval_note(rows));
+    let fallback: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.lr_source == LrSource::Registry)
+        .map(|r| r.method.as_str())
+        .collect();
+    let task = opts.task.name();
+    let path = super::sweep::SETTINGS_PATH;
+    let lr_note = if fallback.is_empty() {
+        format!("lr: each chosen by `tunelab sweep` on {task}'s validation split ({path})")
+    } else if fallback.len() == rows.len() {
+        format!("lr: the registry's rates (no sweep on {task} in {path})")
+    } else {
+        format!(
+            "lr: chosen by `tunelab sweep` on {task}'s validation split ({path}), except the registry's rate for {} (not swept on {task})",
+            fallback.join(", ")
+        )
+    };
+    let _ = writeln!(s, "{lr_note}");
     let _ = writeln!(
         s,
         "forget: change in LM loss on held-out pre-training text (before {:.3}); adapter: weights file on disk; wall s: one seed's runs",

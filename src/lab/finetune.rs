@@ -3,8 +3,8 @@
 
 use crate::autodiff::ParamStore;
 use crate::data::lm::WORLD_SEED;
-use crate::data::loaders;
-use crate::data::tasks::{self, Example, Task, TaskShape};
+use crate::data::loaders::DataFiles;
+use crate::data::tasks::{self, Task, TaskShape};
 use crate::data::tokenizer::Tokenizer;
 use crate::data::world::World;
 use crate::error::{invalid, Error, Result};
@@ -69,15 +69,18 @@ pub fn load_base(base: &str) -> Result<Base> {
     })
 }
 
-/// The data of a built-in task, or of a user file in that task's shape (90% train, 10%
-/// validation, which also serves as test).
+/// The data of a built-in task, or of a user's files in that task's shape
+/// ([`loaders::DataFiles`]): one file split 80/10/10 in file order, or the user's own train,
+/// validation and test files. Validation (what evaluation during training and `tunelab sweep`
+/// score) and test (scored once, at the end) never share an example unless the user passes the
+/// same file for both ([`loaders::DataFiles::warnings`]).
 ///
 /// The built-in splits are always those of [`tasks::DATA_SEED`]: a run's seed varies its
 /// initialisation, data order and dropout, never the examples, so runs with different seeds
 /// are scored on the same test set.
 pub fn task_data(
     task: Task,
-    data: Option<&Path>,
+    data: Option<&DataFiles>,
     train_limit: Option<usize>,
 ) -> Result<(TaskData, World)> {
     let world = World::generate(WORLD_SEED);
@@ -90,24 +93,12 @@ pub fn task_data(
                 test: s.test,
             }
         }
-        Some(path) => {
-            let all: Vec<Example> = loaders::load(path, task.shape())?;
-            if all.len() < 2 {
-                return invalid(
-                    "finetune",
-                    format!(
-                        "{} holds {} examples; at least 2 are needed",
-                        path.display(),
-                        all.len()
-                    ),
-                );
-            }
-            let cut = (all.len() * 9 / 10).max(1);
-            let (train, val) = all.split_at(cut);
+        Some(files) => {
+            let s = files.load(task.shape())?;
             TaskData {
-                train: train.to_vec(),
-                validation: val.to_vec(),
-                test: val.to_vec(),
+                train: s.train,
+                validation: s.validation,
+                test: s.test,
             }
         }
     };
@@ -122,7 +113,9 @@ pub fn task_data(
 pub struct FinetuneOptions {
     pub base: String,
     pub task: Task,
-    pub data: Option<PathBuf>,
+    /// The user's data (`--data`, or `--train-file` and its siblings); `None`: the built-in
+    /// splits.
+    pub data: Option<DataFiles>,
     pub spec: MethodSpec,
     pub args: TrainingArgs,
     pub train_limit: Option<usize>,
@@ -240,7 +233,7 @@ pub fn train_method_from(
     progress: &mut dyn Progress,
 ) -> Result<Trained> {
     let mut base = load_base(&opts.base)?;
-    let (data, world) = task_data(opts.task, opts.data.as_deref(), opts.train_limit)?;
+    let (data, world) = task_data(opts.task, opts.data.as_ref(), opts.train_limit)?;
     let (tm, method) = match adapter {
         None => prepare(
             &mut base,

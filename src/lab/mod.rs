@@ -16,3 +16,4 @@ pub mod plot;
 pub mod report;
 pub mod runs;
 pub mod stats;
+pub mod sweep;

@@ -137,7 +137,7 @@ fn compare_quick_measures_what_the_table_claims() {
     let mut opts = CompareOptions::new("gpt-tiny", Task::Sentiment).quick();
     opts.only = vec!["full".into(), "lora".into(), "prompt".into()];
     opts.out_dir = crate::common::temp_dir("compare");
-    let rows = compare(&opts, &default_entries(vec![]), &mut ()).unwrap();
+    let rows = compare(&opts, &default_entries(opts.task, vec![]).unwrap(), &mut ()).unwrap();
     // Methods train side by side, each in its own directory.
     for dir in ["full", "lora-r-8-q-v", "prompt-P-10"] {
         assert!(
@@ -220,7 +220,7 @@ fn two_seeds_give_t_intervals_and_the_baseline_paired_with_itself_is_zero() {
     opts.max_eval_examples = 24;
     opts.timing_steps = 3;
     opts.out_dir = crate::common::temp_dir("compare-seeds");
-    let rows = compare(&opts, &default_entries(vec![]), &mut ()).unwrap();
+    let rows = compare(&opts, &default_entries(opts.task, vec![]).unwrap(), &mut ()).unwrap();
     // Every (method, seed) run has its own directory.
     for dir in [
         "full",

@@ -28,6 +28,7 @@ mod optim;
 mod peft;
 mod pitfall;
 mod prefix_prompt;
+mod sweep;
 mod tape;
 mod tokenizer;
 mod trainer;

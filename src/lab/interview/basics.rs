@@ -147,7 +147,7 @@ pub fn methods(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<Met
         "tunelab compare: every method for {} steps of batch {}",
         opts.steps, opts.batch_size
     ));
-    let rows = compare::compare(&opts, &compare::default_entries(init), &mut ())?;
+    let rows = compare::compare(&opts, &compare::default_entries(opts.task, init)?, &mut ())?;
     Ok(Methods {
         table: compare::table(&opts, &rows),
         rows,
