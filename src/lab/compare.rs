@@ -1045,7 +1045,7 @@ pub fn table(opts: &CompareOptions, rows: &[Row]) -> String {
             fallback.join(", ")
         )
     };
-    let _ = writeln!(s, "{lr_note}");
+    let _ = writeln!(s, "{lr_note}{}", sweep_budget_note(opts, rows));
     let _ = writeln!(
         s,
         "forget: change in LM loss on held-out pre-training text (before {:.3}); adapter: weights file on disk; wall s: one seed's runs",
@@ -1140,6 +1140,36 @@ fn signed(e: &Estimate) -> String {
     } else {
         s
     }
+}
+
+/// Where the swept rates were chosen at another budget than this run's (a `--quick` run, or
+/// `--steps`): the budgets, since a rate that suits 50 steps need not suit 15.
+fn sweep_budget_note(opts: &CompareOptions, rows: &[Row]) -> String {
+    let Ok(settings) = super::sweep::Settings::compiled() else {
+        return String::new();
+    };
+    let mut budgets: Vec<(usize, usize)> = rows
+        .iter()
+        .filter(|r| r.lr_source == LrSource::Sweep)
+        .filter_map(|r| settings.get(opts.task, &r.method))
+        .map(|s| (s.steps, s.batch_size))
+        .filter(|&b| b != (opts.steps, opts.batch_size))
+        .collect();
+    budgets.sort_unstable();
+    budgets.dedup();
+    if budgets.is_empty() {
+        return String::new();
+    }
+    let at: Vec<String> = budgets
+        .iter()
+        .map(|(s, b)| format!("{s} steps of batch {b}"))
+        .collect();
+    format!(
+        "; swept at {}, this run trains {} steps of batch {}",
+        at.join(" and "),
+        opts.steps,
+        opts.batch_size
+    )
 }
 
 fn human_bytes(b: u64) -> String {

@@ -147,17 +147,12 @@ impl Verdict {
     }
 
     pub fn mean(&self) -> f64 {
-        self.values.iter().sum::<f64>() / self.values.len() as f64
+        super::stats::mean(&self.values)
     }
 
     /// The sample standard deviation (n − 1), NaN for fewer than two values.
     pub fn sd(&self) -> f64 {
-        let n = self.values.len();
-        if n < 2 {
-            return f64::NAN;
-        }
-        let m = self.mean();
-        (self.values.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        super::stats::sample_sd(&self.values)
     }
 
     /// "what: min .. max (mean ± sd)", or the one value when every run measured the same.

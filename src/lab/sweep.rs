@@ -176,8 +176,8 @@ pub struct SweepOptions {
 }
 
 impl SweepOptions {
-    /// `compare`'s default budget (120 steps of 16, 200 evaluation examples) with 2 seeds,
-    /// 42 and 43.
+    /// `compare`'s default budget ([`super::compare::CompareOptions::new`]: its steps, batch
+    /// size and evaluation examples) with 2 seeds, 42 and 43.
     pub fn new(base: &str, task: Task) -> Self {
         let c = super::compare::CompareOptions::new(base, task);
         Self {
@@ -360,13 +360,12 @@ pub fn best_index(values: &[f64]) -> usize {
 
 /// Mean and sample standard deviation (n - 1; 0 for one value).
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    if v.len() < 2 {
-        return (mean, 0.0);
-    }
-    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, var.sqrt())
+    let sd = if v.len() < 2 {
+        0.0
+    } else {
+        super::stats::sample_sd(v)
+    };
+    (super::stats::mean(v), sd)
 }
 
 /// One training run of a point with a seed, scored on validation.
