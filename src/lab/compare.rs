@@ -12,8 +12,8 @@
 
 use super::finetune::{load_base, train_method, FinetuneOptions, Trained};
 use super::forgetting::{Forgetting, HeldOut};
+use super::settings::Settings;
 use super::stats::{self, Estimate, IntervalKind, Paired, Verdict};
-use super::sweep::Settings;
 use crate::data::tasks::Task;
 use crate::data::tokenizer::Tokenizer;
 use crate::error::{Error, Result};
@@ -34,7 +34,7 @@ use std::time::Instant;
 /// One method with the learning rate it is compared at. PEFT methods train few parameters from
 /// a neutral start and take larger steps than full fine-tuning, and the best rate differs by
 /// task, so each task's rate comes from a `tunelab sweep` of that entry on that task's
-/// validation split, kept in `configs/compare.toml` ([`crate::lab::sweep::Settings`]); an entry
+/// validation split, kept in `configs/compare.toml` ([`crate::lab::settings::Settings`]); an entry
 /// the file lacks for a task uses the registry's rate ([`registry::compare_examples`]), and
 /// `lr_source` says which.
 #[derive(Debug, Clone)]
@@ -1034,7 +1034,7 @@ pub fn table(opts: &CompareOptions, rows: &[Row]) -> String {
         .map(|r| r.method.as_str())
         .collect();
     let task = opts.task.name();
-    let path = super::sweep::SETTINGS_PATH;
+    let path = super::settings::SETTINGS_PATH;
     let lr_note = if fallback.is_empty() {
         format!("lr: each chosen by `tunelab sweep` on {task}'s validation split ({path})")
     } else if fallback.len() == rows.len() {
@@ -1145,7 +1145,7 @@ fn signed(e: &Estimate) -> String {
 /// Where the swept rates were chosen at another budget than this run's (a `--quick` run, or
 /// `--steps`): the budgets, since a rate that suits 50 steps need not suit 15.
 fn sweep_budget_note(opts: &CompareOptions, rows: &[Row]) -> String {
-    let Ok(settings) = super::sweep::Settings::compiled() else {
+    let Ok(settings) = super::settings::Settings::compiled() else {
         return String::new();
     };
     let mut budgets: Vec<(usize, usize)> = rows

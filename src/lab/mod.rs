@@ -15,5 +15,6 @@ pub mod pitfall;
 pub mod plot;
 pub mod report;
 pub mod runs;
+pub mod settings;
 pub mod stats;
 pub mod sweep;
