@@ -12,6 +12,7 @@
 
 use super::finetune::{load_base, train_method, FinetuneOptions, Trained};
 use super::forgetting::{Forgetting, HeldOut};
+use super::lanes::side_by_side;
 use super::settings::Settings;
 use super::stats::{self, Estimate, IntervalKind, Paired, Verdict};
 use crate::data::tasks::Task;
@@ -27,7 +28,6 @@ use crate::train::TrainingArgs;
 use serde::Serialize;
 use std::fmt::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -354,12 +354,7 @@ impl Progress for Lane<'_, '_> {
     }
 }
 
-/// How many runs train side by side: one per kernel thread (each then runs its kernels on
-/// one thread, which on small models scales better than splitting every product in two).
-/// `runs` counts every (method, seed) pair.
-pub fn lanes(runs: usize) -> usize {
-    crate::kernels::threads().min(runs).max(1)
-}
+pub use super::lanes::lanes;
 
 /// Optimizer steps of a whole comparison of `entries` (for a progress bar): every seed's main
 /// and low-data runs, then the timing pass.
@@ -543,36 +538,12 @@ pub fn compare(
         .flat_map(|i| seeds.iter().map(move |&s| (i, s)))
         .collect();
     let lanes = lanes(work.len());
-    let next = AtomicUsize::new(0);
     let shared = Mutex::new(progress);
-    let results: Mutex<Vec<Option<Result<Measured>>>> =
-        Mutex::new((0..work.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..lanes {
-            scope.spawn(|| {
-                let job = || loop {
-                    let k = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(&(i, seed)) = work.get(k) else { break };
-                    let m = measure(opts, entries[i], seed, &held, &shared);
-                    let failed = m.is_err();
-                    if let Ok(mut r) = results.lock() {
-                        r[k] = Some(m);
-                    }
-                    if failed {
-                        next.store(work.len(), Ordering::SeqCst); // start nothing new
-                    }
-                };
-                if lanes > 1 {
-                    crate::kernels::threads::single_threaded(job)
-                } else {
-                    job()
-                }
-            });
-        }
-    });
-    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     // Runs in order; the first failure (in work order) is the error.
-    let measured: Vec<Measured> = results.into_iter().flatten().collect::<Result<_>>()?;
+    let measured: Vec<Measured> = side_by_side(work.len(), lanes, |k| {
+        let (i, seed) = work[k];
+        measure(opts, entries[i], seed, &held, &shared)
+    })?;
     let mut rows = Vec::with_capacity(entries.len());
     for (entry, runs) in entries.iter().zip(measured.chunks(seeds.len())) {
         let timing = match opts.timing_steps {

@@ -19,7 +19,6 @@ use crate::error::Result;
 use crate::train::progress::{LogEntry, Progress};
 use serde::Serialize;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// The first seed, `TrainingArgs`' default; seed i of a multi-seed run is `FIRST_SEED + i`.
@@ -397,37 +396,15 @@ pub fn over_seeds<E: Send>(
     };
     let tag = seeds.len() > 1;
     let shared = Mutex::new(progress);
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<E>>>> =
-        Mutex::new((0..seeds.len()).map(|_| None).collect());
-    let work = || loop {
-        let i = next.fetch_add(1, Ordering::SeqCst);
-        let Some(&seed) = seeds.get(i) else { break };
+    let runs = super::lanes::side_by_side(seeds.len(), lanes, |i| {
+        let seed = seeds[i];
         let mut lane = SeedLane {
             shared: &shared,
             seed,
             tag,
         };
-        let r = experiment(seed, &mut lane);
-        let failed = r.is_err();
-        if let Ok(mut all) = results.lock() {
-            all[i] = Some(r);
-        }
-        if failed {
-            next.store(seeds.len(), Ordering::SeqCst); // start nothing new
-        }
-    };
-    if lanes > 1 {
-        std::thread::scope(|scope| {
-            for _ in 0..lanes {
-                scope.spawn(|| crate::kernels::threads::single_threaded(work));
-            }
-        });
-    } else {
-        work();
-    }
-    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    let runs = results.into_iter().flatten().collect::<Result<Vec<E>>>()?;
+        experiment(seed, &mut lane)
+    })?;
     Ok(Judged {
         seeds,
         runs,

@@ -11,6 +11,7 @@ pub mod finetune;
 pub mod forgetting;
 pub mod gradcheck;
 pub mod interview;
+pub mod lanes;
 pub mod pitfall;
 pub mod plot;
 pub mod report;

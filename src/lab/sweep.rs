@@ -12,8 +12,8 @@
 //! grid's scores, the budget, the seeds and the command, so anyone can rerun it; `compare` reads
 //! the copy compiled into the binary ([`Settings::compiled`]).
 
-use super::compare::lanes;
 use super::finetune::{train_method, FinetuneOptions};
+use super::lanes::{lanes, side_by_side};
 pub use super::settings::{GridScore, Setting, Settings, SETTINGS_PATH};
 use crate::data::loaders::DataFiles;
 use crate::data::tasks::Task;
@@ -29,7 +29,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// The method options a sweep can take a comma list of (one grid axis each), by their
@@ -273,48 +272,24 @@ pub fn sweep(
     let runs: Vec<(usize, u64)> = (0..points.len())
         .flat_map(|p| opts.seeds.iter().map(move |&s| (p, s)))
         .collect();
-    let lanes = lanes(runs.len());
-    let next = AtomicUsize::new(0);
     let shared = Mutex::new(progress);
-    let results: Mutex<Vec<Option<Result<RunScore>>>> =
-        Mutex::new((0..runs.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..lanes {
-            scope.spawn(|| {
-                let work = || loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(&(p, seed)) = runs.get(i) else { break };
-                    let run_label = format!("{label} {} seed {seed}", points[p].describe());
-                    let mut lane = Lane {
-                        shared: &shared,
-                        label: run_label.clone(),
-                    };
-                    let dir = opts.out_dir.join(format!("{p}-seed{seed}"));
-                    let r = run(opts, &points[p], seed, dir, &mut lane);
-                    let failed = r.is_err();
-                    if let (Ok(s), Ok(mut sh)) = (&r, shared.lock()) {
-                        sh.line(&format!(
-                            "{run_label}: validation {} {:.4}",
-                            s.metric, s.score
-                        ));
-                    }
-                    if let Ok(mut res) = results.lock() {
-                        res[i] = Some(r);
-                    }
-                    if failed {
-                        next.store(runs.len(), Ordering::SeqCst); // start nothing new
-                    }
-                };
-                if lanes > 1 {
-                    crate::kernels::threads::single_threaded(work)
-                } else {
-                    work()
-                }
-            });
+    let scores: Vec<RunScore> = side_by_side(runs.len(), lanes(runs.len()), |i| {
+        let (p, seed) = runs[i];
+        let run_label = format!("{label} {} seed {seed}", points[p].describe());
+        let mut lane = Lane {
+            shared: &shared,
+            label: run_label.clone(),
+        };
+        let dir = opts.out_dir.join(format!("{p}-seed{seed}"));
+        let r = run(opts, &points[p], seed, dir, &mut lane);
+        if let (Ok(s), Ok(mut sh)) = (&r, shared.lock()) {
+            sh.line(&format!(
+                "{run_label}: validation {} {:.4}",
+                s.metric, s.score
+            ));
         }
-    });
-    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    let scores: Vec<RunScore> = results.into_iter().flatten().collect::<Result<_>>()?;
+        r
+    })?;
     let metric = scores.first().map(|s| s.metric.clone()).unwrap_or_default();
     let per = opts.seeds.len();
     let points: Vec<PointScores> = points

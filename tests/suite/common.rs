@@ -42,3 +42,43 @@ pub fn assert_finite<'a, D: ndarray::Dimension>(values: impl Into<ndarray::Array
     let values = values.into();
     assert!(values.iter().all(|v| v.is_finite()), "non-finite values");
 }
+
+/// Seeds every training interview experiment and pitfall is judged on.
+pub const SEEDS: usize = 3;
+
+/// The experiment on [`SEEDS`] seeds, side by side, with a non-empty list of claims.
+pub fn judged<E: tunelab::lab::evidence::Evidence + Send>(
+    experiment: impl Fn(u64, &mut dyn tunelab::train::progress::Progress) -> tunelab::error::Result<E>
+        + Sync,
+) -> tunelab::lab::evidence::Judged<E> {
+    let j = tunelab::lab::evidence::over_seeds(SEEDS, true, &mut (), experiment).unwrap();
+    assert_eq!(j.runs.len(), SEEDS);
+    assert!(
+        !j.verdicts().is_empty(),
+        "no claims:\n{}",
+        tunelab::lab::evidence::report(&j)
+    );
+    j
+}
+
+/// The claim starting with `prefix` was tested in every run and held in at least `k`.
+pub fn holds_in<E: tunelab::lab::evidence::Evidence>(
+    j: &tunelab::lab::evidence::Judged<E>,
+    prefix: &str,
+    k: usize,
+) {
+    let v = j.verdict(prefix).unwrap_or_else(|| {
+        panic!(
+            "no claim starts with {prefix:?}:\n{}",
+            tunelab::lab::evidence::report(j)
+        )
+    });
+    assert_eq!(v.runs, j.runs.len(), "{prefix:?} not tested in every run");
+    assert!(
+        v.held >= k,
+        "{prefix:?} held in {}/{}, expected at least {k}:\n{}",
+        v.held,
+        v.runs,
+        tunelab::lab::evidence::report(j)
+    );
+}

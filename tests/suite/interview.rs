@@ -5,38 +5,10 @@
 //! Questions 4, 13 and 15 run the overfit, lr and explode pitfalls, which tests/suite/pitfall.rs
 //! runs and checks; here they are only checked to be wired to those experiments.
 
-use tunelab::error::Result;
 use tunelab::lab::evidence::{over_seeds, report, Evidence, Judged, Mode};
 use tunelab::lab::interview::{self, basics, lora, training, QUESTIONS};
-use tunelab::train::progress::Progress;
 
-/// Seeds every training experiment is judged on.
-const SEEDS: usize = 3;
-
-/// The experiment on [`SEEDS`] seeds, side by side, with a non-empty list of claims.
-fn judged<E: Evidence + Send>(
-    experiment: impl Fn(u64, &mut dyn Progress) -> Result<E> + Sync,
-) -> Judged<E> {
-    let j = over_seeds(SEEDS, true, &mut (), experiment).unwrap();
-    assert_eq!(j.runs.len(), SEEDS);
-    assert!(!j.verdicts().is_empty(), "no claims:\n{}", report(&j));
-    j
-}
-
-/// The claim starting with `prefix` was tested in every run and held in at least `k`.
-fn holds_in<E: Evidence>(j: &Judged<E>, prefix: &str, k: usize) {
-    let v = j
-        .verdict(prefix)
-        .unwrap_or_else(|| panic!("no claim starts with {prefix:?}:\n{}", report(j)));
-    assert_eq!(v.runs, j.runs.len(), "{prefix:?} not tested in every run");
-    assert!(
-        v.held >= k,
-        "{prefix:?} held in {}/{}, expected at least {k}:\n{}",
-        v.held,
-        v.runs,
-        report(j)
-    );
-}
+use crate::common::{holds_in, judged, SEEDS};
 
 /// A deterministic experiment's run: every claim holds.
 fn all_claims_hold<E: Evidence>(j: &Judged<E>) {

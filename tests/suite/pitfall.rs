@@ -3,37 +3,10 @@
 //! and that each claim it relies on held in the stated number of seeds — and on the numbers of
 //! every seed's run. Claims a run may not show are printed with their count and not asserted.
 
-use tunelab::error::Result;
-use tunelab::lab::evidence::{over_seeds, report, Evidence, Judged, Mode};
+use tunelab::lab::evidence::{report, Judged, Mode};
 use tunelab::lab::pitfall::{self, checkpoint, explode, lr, overfit, padding};
-use tunelab::train::progress::Progress;
 
-/// Seeds every training pitfall is judged on.
-const SEEDS: usize = 3;
-
-fn judged<E: Evidence + Send>(
-    experiment: impl Fn(u64, &mut dyn Progress) -> Result<E> + Sync,
-) -> Judged<E> {
-    let j = over_seeds(SEEDS, true, &mut (), experiment).unwrap();
-    assert_eq!(j.runs.len(), SEEDS);
-    assert!(!j.verdicts().is_empty(), "no claims:\n{}", report(&j));
-    j
-}
-
-/// The claim starting with `prefix` was tested in every run and held in at least `k`.
-fn holds_in<E: Evidence>(j: &Judged<E>, prefix: &str, k: usize) {
-    let v = j
-        .verdict(prefix)
-        .unwrap_or_else(|| panic!("no claim starts with {prefix:?}:\n{}", report(j)));
-    assert_eq!(v.runs, j.runs.len(), "{prefix:?} not tested in every run");
-    assert!(
-        v.held >= k,
-        "{prefix:?} held in {}/{}, expected at least {k}:\n{}",
-        v.held,
-        v.runs,
-        report(j)
-    );
-}
+use crate::common::{holds_in, judged, SEEDS};
 
 #[test]
 fn pitfalls_are_listed_and_an_unknown_name_lists_them() {
