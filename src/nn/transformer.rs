@@ -400,7 +400,6 @@ impl Transformer {
             }
         }
         let cfg = &self.config;
-        let p_drop = cfg.dropout;
         let x = self.embed(tape, input)?;
         // A method may prepend P virtual tokens (prompt tuning); they are real for attention.
         let x = hooks.embeddings(tape, x)?;
@@ -415,77 +414,94 @@ impl Transformer {
             }),
             None => Array2::from_elem((b, total), true),
         };
-        let mut x = tape.dropout(x, p_drop)?;
-        for (i, block) in self.blocks.iter().enumerate() {
-            // Attention sublayer.
-            let h = if cfg.pre_ln {
-                block.ln_attn.forward(tape, x)?
-            } else {
-                x
-            };
-            let (q, k, v) = match &block.qkv {
-                Qkv::Fused(lin) => {
-                    let qkv = lin.forward(tape, hooks, h)?;
-                    let c = cfg.d_model;
-                    (
-                        tape.slice(qkv, 2, 0, c)?,
-                        tape.slice(qkv, 2, c, 2 * c)?,
-                        tape.slice(qkv, 2, 2 * c, 3 * c)?,
-                    )
-                }
-                Qkv::Split { q, k, v } => (
-                    q.forward(tape, hooks, h)?,
-                    k.forward(tape, hooks, h)?,
-                    v.forward(tape, hooks, h)?,
-                ),
-            };
-            let (q, k, v) = (
-                self.split_heads(tape, q)?,
-                self.split_heads(tape, k)?,
-                self.split_heads(tape, v)?,
-            );
-            let (k, v) = hooks.key_value(tape, i, k, v)?;
-            let s = tape.shape(k)[2];
-            let key_mask = if s > total {
-                let extra = s - total;
-                Array2::from_shape_fn((b, s), |(r, j)| j < extra || mask[[r, j - extra]])
-            } else {
-                mask.clone()
-            };
-            let attn_mask = AttnMask {
-                causal: cfg.causal,
-                key_padding: Some(key_mask),
-            };
-            let y = tape.attention(q, k, v, &attn_mask)?;
-            let y = tape.permute(y, &[0, 2, 1, 3])?;
-            let y = tape.reshape(y, &[b, total, cfg.d_model])?;
-            let y = block.attn_out.forward(tape, hooks, y)?;
-            let y = tape.dropout(y, p_drop)?;
-            x = tape.add(x, y)?;
-            if !cfg.pre_ln {
-                x = block.ln_attn.forward(tape, x)?;
-            }
-            // MLP sublayer.
-            let h = if cfg.pre_ln {
-                block.ln_mlp.forward(tape, x)?
-            } else {
-                x
-            };
-            let h = block.fc.forward(tape, hooks, h)?;
-            let h = self.activation(tape, h)?;
-            let h = hooks.mlp_hidden(tape, i, h)?;
-            let h = block.proj.forward(tape, hooks, h)?;
-            let h = tape.dropout(h, p_drop)?;
-            x = tape.add(x, h)?;
-            if !cfg.pre_ln {
-                x = block.ln_mlp.forward(tape, x)?;
-            }
+        let mut x = tape.dropout(x, cfg.dropout)?;
+        for i in 0..self.blocks.len() {
+            x = self.block(tape, hooks, i, x, &mask)?;
         }
         if let Some(ln) = &self.ln_f {
             x = ln.forward(tape, x)?;
         }
         if virtual_tokens > 0 {
             x = tape.slice(x, 1, virtual_tokens, total)?;
+        }
+        Ok(x)
+    }
+
+    /// Block `i` on the residual stream x (B, T, C): the attention sublayer, then the MLP, each
+    /// with its residual add and LayerNorm. `mask` (B, T) marks the real tokens.
+    pub fn block<F: Float>(
+        &self,
+        tape: &mut Tape<'_, F>,
+        hooks: &dyn Hooks<F>,
+        i: usize,
+        mut x: Var,
+        mask: &Array2<bool>,
+    ) -> Result<Var> {
+        let (cfg, block) = (&self.config, &self.blocks[i]);
+        let p_drop = cfg.dropout;
+        let (b, total) = mask.dim();
+        // Attention sublayer.
+        let h = if cfg.pre_ln {
+            block.ln_attn.forward(tape, x)?
+        } else {
+            x
+        };
+        let (q, k, v) = match &block.qkv {
+            Qkv::Fused(lin) => {
+                let qkv = lin.forward(tape, hooks, h)?;
+                let c = cfg.d_model;
+                (
+                    tape.slice(qkv, 2, 0, c)?,
+                    tape.slice(qkv, 2, c, 2 * c)?,
+                    tape.slice(qkv, 2, 2 * c, 3 * c)?,
+                )
+            }
+            Qkv::Split { q, k, v } => (
+                q.forward(tape, hooks, h)?,
+                k.forward(tape, hooks, h)?,
+                v.forward(tape, hooks, h)?,
+            ),
+        };
+        let (q, k, v) = (
+            self.split_heads(tape, q)?,
+            self.split_heads(tape, k)?,
+            self.split_heads(tape, v)?,
+        );
+        let (k, v) = hooks.key_value(tape, i, k, v)?;
+        let s = tape.shape(k)[2];
+        let key_mask = if s > total {
+            let extra = s - total;
+            Array2::from_shape_fn((b, s), |(r, j)| j < extra || mask[[r, j - extra]])
+        } else {
+            mask.clone()
+        };
+        let attn_mask = AttnMask {
+            causal: cfg.causal,
+            key_padding: Some(key_mask),
+        };
+        let y = tape.attention(q, k, v, &attn_mask)?;
+        let y = tape.permute(y, &[0, 2, 1, 3])?;
+        let y = tape.reshape(y, &[b, total, cfg.d_model])?;
+        let y = block.attn_out.forward(tape, hooks, y)?;
+        let y = tape.dropout(y, p_drop)?;
+        x = tape.add(x, y)?;
+        if !cfg.pre_ln {
+            x = block.ln_attn.forward(tape, x)?;
+        }
+        // MLP sublayer.
+        let h = if cfg.pre_ln {
+            block.ln_mlp.forward(tape, x)?
+        } else {
+            x
+        };
+        let h = block.fc.forward(tape, hooks, h)?;
+        let h = self.activation(tape, h)?;
+        let h = hooks.mlp_hidden(tape, i, h)?;
+        let h = block.proj.forward(tape, hooks, h)?;
+        let h = tape.dropout(h, p_drop)?;
+        x = tape.add(x, h)?;
+        if !cfg.pre_ln {
+            x = block.ln_mlp.forward(tape, x)?;
         }
         Ok(x)
     }
