@@ -1,6 +1,8 @@
 //! Times training steps of one method on the benchmark GPT (see `tunelab::lab::bench`), a
 //! quick check outside criterion: `cargo run --release --example step_time -- 256 full 5`.
-//! Prints each step's time, the matrix-product FLOPs the kernels counted, and the loss.
+//! Prints each step's time, the matrix-product FLOPs the kernels counted, the activation memory
+//! the tape held for backward, and the loss. `--gradient-checkpointing` recomputes each block in
+//! backward.
 
 use std::time::Instant;
 use tunelab::kernels::{stats, FlushDenormals};
@@ -12,22 +14,28 @@ fn main() {
     let method = args.get(1).map_or("full", |s| s.as_str());
     let steps: usize = args.get(2).map_or(5, |a| a.parse().expect("steps"));
     let flush = !args.iter().any(|a| a == "--no-flush-denormals");
+    let checkpointing = args.iter().any(|a| a == "--gradient-checkpointing");
+    tunelab::kernels::keep_freed_memory();
     let (_, spec) = methods()
         .into_iter()
         .find(|(n, _)| *n == method)
         .expect("method: full, lora_r8_qv, houlsby_16, prefix_10, prompt_10, ia3, bitfit");
-    let mut bench = StepBench::new(BenchShape::gpt(d), &spec).expect("model");
+    let mut bench = StepBench::new(BenchShape::gpt(d), &spec)
+        .expect("model")
+        .with_gradient_checkpointing(checkpointing);
     let _mode = FlushDenormals::new(flush);
     for step in 0..steps {
         let (t0, s0) = (Instant::now(), stats());
-        let loss = bench.step().expect("step");
+        let report = bench.step_measured().expect("step");
         let dt = t0.elapsed().as_secs_f64();
         let flops = (stats().gemm_flops - s0.gemm_flops) as f64;
         println!(
-            "step {step}: {:.1} ms, {:.2} GFLOP in matmuls ({:.1} GFLOP/s overall), loss {loss:.4}",
+            "step {step}: {:.1} ms, {:.2} GFLOP in matmuls ({:.1} GFLOP/s overall), activations {:.1} MB, loss {:.4}",
             dt * 1e3,
             flops / 1e9,
-            flops / dt / 1e9
+            flops / dt / 1e9,
+            report.activation_bytes as f64 / 1e6,
+            report.loss
         );
     }
 }

@@ -110,6 +110,8 @@ impl Case {
             let weighted = tape.mul(y, rv)?;
             let loss = tape.sum_all(weighted)?;
             if let Some(grads) = grads {
+                // Only what each backward declared it reads survives: reading anything else fails.
+                tape.release_unsaved(0, &[loss]);
                 tape.backward(loss, grads)?;
             }
             tape.scalar(loss)

@@ -33,4 +33,4 @@ pub use ops::attention::AttnMask;
 pub use ops::cross_entropy::IGNORE_INDEX;
 pub use ops::unary::Unary;
 pub use param::{Grads, Param, ParamId, ParamStore};
-pub use tape::{Tape, Var};
+pub use tape::{Recompute, Segment, Tape, Var};

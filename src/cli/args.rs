@@ -89,6 +89,11 @@ pub struct TrainArgs {
     /// Continue from the newest checkpoint in the output directory.
     #[arg(long)]
     pub resume: bool,
+    /// Keep only each block's input and recompute the block in backward (Hugging Face's
+    /// `gradient_checkpointing`): activation memory falls to about one block's, a step costs
+    /// about one more forward.
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
 }
 
 impl TrainArgs {
@@ -107,6 +112,9 @@ impl TrainArgs {
              save_strategy => save_strategy, save_steps => save_steps, seed => seed, max_eval_examples => max_eval_examples);
         if self.max_steps.is_some() {
             a.max_steps = self.max_steps;
+        }
+        if self.gradient_checkpointing {
+            a.gradient_checkpointing = true;
         }
         if self.early_stopping_patience.is_some() {
             a.early_stopping_patience = self.early_stopping_patience;

@@ -8,7 +8,7 @@
 
 use crate::autodiff::{Grads, ParamStore, Tape};
 use crate::error::Result;
-use crate::nn::{Config, Hooks, Input, Transformer};
+use crate::nn::{BlockRecompute, Config, Hooks, Input, Transformer};
 use crate::optim::{AdamW, AdamWConfig, Optimizer};
 use crate::peft::{self, Method, MethodSpec};
 use ndarray::Array2;
@@ -60,6 +60,15 @@ pub struct StepBench {
     grads: Grads<f32>,
     ids: Array2<usize>,
     targets: Vec<i64>,
+    checkpointing: bool,
+}
+
+/// What one step measured.
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport {
+    pub loss: f64,
+    /// Bytes the tape held for backward once the loss was computed (the activation memory).
+    pub activation_bytes: usize,
 }
 
 impl StepBench {
@@ -95,25 +104,48 @@ impl StepBench {
             grads,
             ids,
             targets,
+            checkpointing: false,
         })
+    }
+
+    /// The same step with gradient checkpointing (each block recomputed in backward).
+    pub fn with_gradient_checkpointing(mut self, on: bool) -> Self {
+        self.checkpointing = on;
+        self
     }
 
     /// One training step; returns the loss.
     pub fn step(&mut self) -> Result<f64> {
+        Ok(self.step_measured()?.loss)
+    }
+
+    /// One training step, as the Trainer runs it: forward, the tape reduced to what backward
+    /// reads, backward (recomputing blocks when checkpointing), AdamW.
+    pub fn step_measured(&mut self) -> Result<StepReport> {
         let hooks: &dyn Hooks<f32> = self.method.as_ref();
-        let loss = {
+        let report = {
             let mut tape = Tape::new(&self.store);
+            tape.set_checkpointing(self.checkpointing);
             let h = self
                 .model
                 .forward(&mut tape, hooks, &Input::new(self.ids.view()))?;
             let logits = self.model.lm_logits(&mut tape, hooks, h)?;
             let loss = tape.cross_entropy(logits, &self.targets, -100)?;
-            tape.backward(loss, &mut self.grads)?;
-            tape.scalar(loss)?
+            tape.release_unsaved(0, &[loss]);
+            let activation_bytes = tape.activation_bytes();
+            let recompute = BlockRecompute {
+                model: &self.model,
+                hooks,
+            };
+            tape.backward_recomputing(loss, &mut self.grads, &recompute)?;
+            StepReport {
+                loss: tape.scalar(loss)? as f64,
+                activation_bytes,
+            }
         };
         self.opt.step(&mut self.store, &self.grads, 1e-4);
         self.grads.zero();
-        Ok(loss as f64)
+        Ok(report)
     }
 
     /// FLOPs of one step counted by the kernels: the matrix products of forward and backward.

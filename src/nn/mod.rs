@@ -15,4 +15,4 @@ pub use config::{Activation, Arch, Config};
 pub use heads::{Pooling, SequenceHead, SpanHead, TokenHead};
 pub use hooks::{Hooks, NoHooks, Role, Site};
 pub use layers::{LayerNorm, Layout, Linear};
-pub use transformer::{Input, Transformer};
+pub use transformer::{BlockRecompute, Input, Transformer};

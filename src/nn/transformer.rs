@@ -8,7 +8,7 @@
 use super::config::{Activation, Arch, Config};
 use super::hooks::{Hooks, Role};
 use super::layers::{normal, LayerNorm, Layout, Linear, LinearSpec};
-use crate::autodiff::{AttnMask, ParamId, ParamStore, Tape, Var};
+use crate::autodiff::{AttnMask, ParamId, ParamStore, Recompute, Segment, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
 use crate::tensor::Float;
 use ndarray::{Array2, ArrayD, ArrayView2, IxDyn};
@@ -416,7 +416,19 @@ impl Transformer {
         };
         let mut x = tape.dropout(x, cfg.dropout)?;
         for i in 0..self.blocks.len() {
-            x = self.block(tape, hooks, i, x, &mask)?;
+            x = if tape.checkpointing() {
+                let segment = Segment {
+                    index: i,
+                    mask: mask.clone(),
+                };
+                tape.checkpoint(segment, x, |tape, x| self.block(tape, hooks, i, x, &mask))?
+            } else {
+                // Only what some backward reads outlives the block.
+                let mark = tape.mark();
+                let y = self.block(tape, hooks, i, x, &mask)?;
+                tape.release_unsaved(mark, &[y]);
+                y
+            };
         }
         if let Some(ln) = &self.ln_f {
             x = ln.forward(tape, x)?;
@@ -527,5 +539,19 @@ impl Transformer {
             logits = tape.add(logits, bias)?;
         }
         Ok(logits)
+    }
+}
+
+/// Gradient checkpointing's other half: backward runs block `segment.index` again through the
+/// same hooks (see [`Tape::checkpoint`]).
+pub struct BlockRecompute<'a, F: Float> {
+    pub model: &'a Transformer,
+    pub hooks: &'a dyn Hooks<F>,
+}
+
+impl<F: Float> Recompute<F> for BlockRecompute<'_, F> {
+    fn recompute(&self, tape: &mut Tape<'_, F>, segment: &Segment, x: Var) -> Result<Var> {
+        self.model
+            .block(tape, self.hooks, segment.index, x, &segment.mask)
     }
 }

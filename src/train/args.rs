@@ -65,6 +65,9 @@ pub struct TrainingArgs {
     /// evaluation's model, not the last one. Kept in memory, and in `checkpoint-best/` when a
     /// save strategy is set so that a resumed run can still restore it.
     pub load_best_model_at_end: bool,
+    /// Recompute each block's forward in backward instead of keeping its activations (Hugging
+    /// Face's `gradient_checkpointing`): less activation memory for about one more forward.
+    pub gradient_checkpointing: bool,
     pub seed: u64,
     pub logging_steps: usize,
     /// Cap on the evaluation examples per split (0 = all), to keep evaluation cheap.
@@ -96,6 +99,7 @@ impl Default for TrainingArgs {
             metric_for_best_model: "loss".into(),
             greater_is_better: None,
             load_best_model_at_end: false,
+            gradient_checkpointing: false,
             seed: 42,
             logging_steps: 10,
             max_eval_examples: 0,

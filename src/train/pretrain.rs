@@ -210,6 +210,10 @@ impl<F: Float> TrainTask<F> for Pretraining<'_> {
         self.train.len()
     }
 
+    fn model(&self) -> Option<&Transformer> {
+        Some(self.model)
+    }
+
     fn loss(
         &self,
         tape: &mut Tape<'_, F>,

@@ -494,6 +494,10 @@ impl<F: Float> TrainTask<F> for TaskModel {
         self.train.len()
     }
 
+    fn model(&self) -> Option<&Transformer> {
+        Some(&self.model)
+    }
+
     fn loss(
         &self,
         tape: &mut Tape<'_, F>,

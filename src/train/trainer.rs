@@ -42,7 +42,7 @@ pub use super::progress::{LogEntry, Metrics};
 use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::{invalid, Error, Result};
 use crate::io::{checkpoint, safetensors};
-use crate::nn::{Hooks, NoHooks};
+use crate::nn::{BlockRecompute, Hooks, NoHooks, Transformer};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, Optimizer, Schedule};
 use crate::tensor::Float;
 use crate::Grads;
@@ -108,6 +108,11 @@ pub trait TrainTask<F: Float> {
     /// (`tokens_per_sec`); asked after [`TrainTask::loss`] of the same micro-batch. `None`, the
     /// default, counts its loss terms instead.
     fn tokens(&self, _batch: &MicroBatch<'_>) -> Option<usize> {
+        None
+    }
+    /// The transformer the loss runs, for gradient checkpointing (which runs its blocks again in
+    /// backward). `None`, the default: the task cannot be checkpointed.
+    fn model(&self) -> Option<&Transformer> {
         None
     }
     /// Loss and task metrics on a split, in evaluation mode (at most `limit` examples, 0 = all).
@@ -550,12 +555,15 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
             let idx = batch_indices(n, args, micro);
             let mut tape = Tape::new(store);
             tape.seed(args.seed ^ (micro as u64).wrapping_mul(0x9E37_79B9));
+            tape.set_checkpointing(args.gradient_checkpointing);
             let batch = MicroBatch {
                 step,
                 micro,
                 indices: &idx,
             };
             let (loss, terms) = task.loss(&mut tape, hooks, &batch)?;
+            // The forward is done: from here on the tape holds only what backward reads.
+            tape.release_unsaved(0, &[loss]);
             let value = tape.scalar(loss)?.as_f64();
             if !value.is_finite() {
                 return invalid("train", format!("the loss became {value} at step {} ; stopping (the last good checkpoint is kept)", step + 1));
@@ -564,7 +572,18 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
             // the step's terms once they are all counted (below).
             let weight = if accum == 1 { 1.0 } else { terms as f64 };
             let scaled = tape.scale(loss, weight)?;
-            tape.backward(scaled, &mut grads)?;
+            match (args.gradient_checkpointing, task.model()) {
+                (false, _) => tape.backward(scaled, &mut grads)?,
+                (true, Some(model)) => {
+                    tape.backward_recomputing(scaled, &mut grads, &BlockRecompute { model, hooks })?
+                }
+                (true, None) => {
+                    return invalid(
+                        "train",
+                        "gradient_checkpointing: this task does not expose its transformer",
+                    )
+                }
+            }
             let held = Memory {
                 weights: store.bytes(),
                 gradients: grads.bytes(),

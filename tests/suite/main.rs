@@ -28,6 +28,7 @@ mod optim;
 mod peft;
 mod pitfall;
 mod prefix_prompt;
+mod retention;
 mod sweep;
 mod tape;
 mod tokenizer;

@@ -14,7 +14,7 @@
 //! Every (b, h) is independent, so both passes spread them over the kernel threads.
 
 use super::softmax::softmax_inplace;
-use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
+use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{shape_err, Result};
 use crate::kernels::{for_each_piece, gemm};
 use crate::tensor::{fmt_shape, Float};
@@ -91,19 +91,35 @@ fn grad4<'a, F: Float>(ctx: &'a mut BackwardCtx<'_, '_, F>, x: Var) -> ArrayView
 }
 
 impl<F: Float> Backward<F> for Attention<F> {
+    // dA = G vᵀ (for dq, dk) needs v; dq needs k; dk needs q; dv needs only A and G.
+    fn saves(&self, needs: &dyn Fn(Var) -> bool) -> Saves {
+        let (nq, nk) = (needs(self.q), needs(self.k));
+        Saves::nothing()
+            .with_if(nk, self.q)
+            .with_if(nq, self.k)
+            .with_if(nq || nk, self.v)
+    }
+
     fn saved_bytes(&self) -> usize {
         self.probs.len() * std::mem::size_of::<F>()
     }
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
-        let (q, k, v) = (
-            view4(ctx.value(self.q)),
-            view4(ctx.value(self.k)),
-            view4(ctx.value(self.v)),
-        );
         let g = view4(g.view());
         let probs = &self.probs;
-        let (g, q, k, v) = (&g, &q, &k, &v);
+        let g = &g;
+        if ctx.needs(self.v) {
+            for_each_piece(heads_mut(grad4(ctx, self.v)), |(b, h, mut out)| {
+                let a = probs.slice(s![b, h, .., ..]);
+                gemm(F::one(), a.t(), head(g, b, h), F::one(), &mut out);
+            });
+        }
+        let (nq, nk) = (ctx.needs(self.q), ctx.needs(self.k));
+        if !(nq || nk) {
+            return;
+        }
+        let v = view4(ctx.value(self.v));
+        let v = &v;
         // ANCHOR: scores_backward
         // dS for every (b, h): the gradient of the pre-softmax scores.
         let mut ds = Array4::<F>::zeros(probs.raw_dim());
@@ -129,19 +145,17 @@ impl<F: Float> Backward<F> for Attention<F> {
         });
         // ANCHOR_END: scores_backward
         let ds = &ds;
-        if ctx.needs(self.v) {
-            for_each_piece(heads_mut(grad4(ctx, self.v)), |(b, h, mut out)| {
-                let a = probs.slice(s![b, h, .., ..]);
-                gemm(F::one(), a.t(), head(g, b, h), F::one(), &mut out);
-            });
-        }
-        if ctx.needs(self.q) {
+        if nq {
+            let k = view4(ctx.value(self.k));
+            let k = &k;
             for_each_piece(heads_mut(grad4(ctx, self.q)), |(b, h, mut out)| {
                 let d = ds.slice(s![b, h, .., ..]);
                 gemm(self.scale, d, head(k, b, h), F::one(), &mut out);
             });
         }
-        if ctx.needs(self.k) {
+        if nk {
+            let q = view4(ctx.value(self.q));
+            let q = &q;
             for_each_piece(heads_mut(grad4(ctx, self.k)), |(b, h, mut out)| {
                 let d = ds.slice(s![b, h, .., ..]);
                 gemm(self.scale, d.t(), head(q, b, h), F::one(), &mut out);

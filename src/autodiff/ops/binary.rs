@@ -6,7 +6,7 @@
 //!   add: dA = G, dB = G      sub: dA = G, dB = -G
 //!   mul: dA = G·B, dB = G·A  div: dA = G / B, dB = -G·A / B²
 
-use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
+use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{shape_err, Result};
 use crate::tensor::{broadcast_shape, fmt_shape, sum_to_shape, Float};
 use ndarray::{ArrayD, ArrayViewD};
@@ -26,8 +26,21 @@ struct Binary {
 }
 
 impl<F: Float> Backward<F> for Binary {
+    // a ± b needs only the shapes; a·b needs each factor for the other's gradient; a / b needs
+    // b for both and a for b's.
+    fn saves(&self, needs: &dyn Fn(Var) -> bool) -> Saves {
+        let (na, nb) = (needs(self.a), needs(self.b));
+        match self.kind {
+            Kind::Add | Kind::Sub => Saves::nothing(),
+            Kind::Mul => Saves::nothing().with_if(nb, self.a).with_if(na, self.b),
+            Kind::Div => Saves::nothing()
+                .with_if(nb, self.a)
+                .with_if(na || nb, self.b),
+        }
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
-        let (av, bv) = (ctx.value(self.a), ctx.value(self.b));
+        let (sa, sb) = (ctx.shape(self.a), ctx.shape(self.b));
         match self.kind {
             Kind::Add => {
                 pass_through(ctx, self.a, g);
@@ -36,24 +49,27 @@ impl<F: Float> Backward<F> for Binary {
             Kind::Sub => {
                 pass_through(ctx, self.a, g);
                 if ctx.needs(self.b) {
-                    ctx.accumulate(self.b, sum_to_shape(g.view(), bv.shape()).mapv_into(|x| -x));
+                    ctx.accumulate(self.b, sum_to_shape(g.view(), sb).mapv_into(|x| -x));
                 }
             }
             Kind::Mul => {
                 if ctx.needs(self.a) {
-                    ctx.accumulate(self.a, sum_to_shape((g * &bv).view(), av.shape()));
+                    let bv = ctx.value(self.b);
+                    ctx.accumulate(self.a, sum_to_shape((g * &bv).view(), sa));
                 }
                 if ctx.needs(self.b) {
-                    ctx.accumulate(self.b, sum_to_shape((g * &av).view(), bv.shape()));
+                    let av = ctx.value(self.a);
+                    ctx.accumulate(self.b, sum_to_shape((g * &av).view(), sb));
                 }
             }
             Kind::Div => {
+                let bv = ctx.value(self.b);
                 if ctx.needs(self.a) {
-                    ctx.accumulate(self.a, sum_to_shape((g / &bv).view(), av.shape()));
+                    ctx.accumulate(self.a, sum_to_shape((g / &bv).view(), sa));
                 }
                 if ctx.needs(self.b) {
-                    let t = (g * &av) / &bv.mapv(|x| x * x);
-                    ctx.accumulate(self.b, sum_to_shape(t.view(), bv.shape()).mapv_into(|x| -x));
+                    let t = (g * &ctx.value(self.a)) / &bv.mapv(|x| x * x);
+                    ctx.accumulate(self.b, sum_to_shape(t.view(), sb).mapv_into(|x| -x));
                 }
             }
         }
@@ -66,11 +82,11 @@ fn pass_through<F: Float>(ctx: &mut BackwardCtx<'_, '_, F>, x: Var, g: &ArrayD<F
     if !ctx.needs(x) {
         return;
     }
-    let xv = ctx.value(x);
-    if xv.shape() == g.shape() {
+    let xs = ctx.shape(x);
+    if xs == g.shape() {
         ctx.accumulate_view(x, g.view());
     } else {
-        ctx.accumulate(x, sum_to_shape(g.view(), xv.shape()));
+        ctx.accumulate(x, sum_to_shape(g.view(), xs));
     }
 }
 

@@ -9,11 +9,11 @@
 //! The probabilities are the cache. Rows are spread over the kernel threads; the loss is summed
 //! on one thread in row order, so it does not depend on the thread count.
 
-use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
+use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
 use crate::kernels::for_each_piece;
 use crate::tensor::{fmt_shape, Float};
-use ndarray::{arr0, Array2, ArrayD, ArrayViewD, Axis, Zip};
+use ndarray::{arr0, Array2, ArrayD, ArrayViewD, Axis, IxDyn, Zip};
 use std::mem::MaybeUninit;
 
 /// Rows are independent: pieces of this many rows go to the kernel threads.
@@ -32,6 +32,11 @@ struct CrossEntropy<F: Float> {
 
 // ANCHOR: backward
 impl<F: Float> Backward<F> for CrossEntropy<F> {
+    // The probabilities are the cache: the logits themselves are not read again.
+    fn saves(&self, _needs: &dyn Fn(Var) -> bool) -> Saves {
+        Saves::nothing()
+    }
+
     fn saved_bytes(&self) -> usize {
         self.probs.len() * std::mem::size_of::<F>() + self.targets.len() * 8
     }
@@ -62,7 +67,7 @@ impl<F: Float> Backward<F> for CrossEntropy<F> {
         });
         // SAFETY: the loop above wrote every row (each row is either ignored or counted).
         let d = unsafe { d.assume_init() };
-        let shape = ctx.value(self.logits).raw_dim();
+        let shape = IxDyn(ctx.shape(self.logits));
         ctx.accumulate(
             self.logits,
             d.into_shape_with_order(shape).expect("element count"),

@@ -4,7 +4,7 @@
 //!
 //! Backward: dx = g ⊙ mask, with the same scaled mask.
 
-use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
+use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{invalid, Result};
 use crate::tensor::Float;
 use ndarray::{ArrayD, ArrayViewD};
@@ -16,6 +16,11 @@ struct Dropout<F: Float> {
 }
 
 impl<F: Float> Backward<F> for Dropout<F> {
+    // The mask is the cache.
+    fn saves(&self, _needs: &dyn Fn(Var) -> bool) -> Saves {
+        Saves::nothing()
+    }
+
     fn saved_bytes(&self) -> usize {
         self.mask.len() * std::mem::size_of::<F>()
     }

@@ -3,7 +3,7 @@
 //! Backward is a scatter-add: row `id` of the table's gradient receives the output gradient of
 //! every position that looked it up. A frozen table receives nothing and costs nothing.
 
-use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
+use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
 use crate::tensor::{fmt_shape, Float};
 use ndarray::{ArrayD, ArrayView, ArrayViewD, Axis, Dimension, Ix2, IxDyn};
@@ -14,6 +14,11 @@ struct Embedding {
 }
 
 impl<F: Float> Backward<F> for Embedding {
+    // The ids are the cache.
+    fn saves(&self, _needs: &dyn Fn(Var) -> bool) -> Saves {
+        Saves::nothing()
+    }
+
     fn saved_bytes(&self) -> usize {
         self.ids.len() * std::mem::size_of::<usize>()
     }

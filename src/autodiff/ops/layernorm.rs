@@ -7,7 +7,7 @@
 //! Forward and dx are computed per row, spread over the kernel threads; dγ and dβ sum over rows
 //! on one thread, so results do not depend on the thread count.
 
-use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
+use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{shape_err, Result};
 use crate::kernels::for_each_piece;
 use crate::tensor::{fmt_shape, Float};
@@ -26,6 +26,11 @@ struct LayerNorm<F: Float> {
 
 // ANCHOR: backward
 impl<F: Float> Backward<F> for LayerNorm<F> {
+    // x (with the saved μ and rstd) gives n for dγ and dx; γ is needed for dx.
+    fn saves(&self, _needs: &dyn Fn(Var) -> bool) -> Saves {
+        Saves::inputs([self.x, self.gamma])
+    }
+
     fn saved_bytes(&self) -> usize {
         (self.mean.len() + self.rstd.len()) * std::mem::size_of::<F>()
     }

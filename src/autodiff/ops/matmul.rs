@@ -9,7 +9,7 @@
 //! transposed (rows of a flattened to (B·T, K)). Both are accumulated in place (beta = 1), and
 //! each is computed only if that input needs a gradient.
 
-use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
+use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{shape_err, Result};
 use crate::kernels::gemm;
 use crate::tensor::{fmt_shape, Float};
@@ -65,106 +65,101 @@ fn op_view<F: Float>(x: ArrayView2<'_, F>, t: bool) -> ArrayView2<'_, F> {
 }
 
 // ANCHOR: backward_2d
-/// Adds this entry's input gradients: d op(a) = G op(b)ᵀ and d op(b) = op(a)ᵀ G.
-fn backward_2d<F: Float>(
-    a: ArrayView2<F>,
+/// d op(a) += G · op(b)ᵀ, written into a's gradient (transposed back when `ta`).
+fn grad_a<F: Float>(
+    g: ArrayView2<F>,
     b: ArrayView2<F>,
+    (ta, tb): (bool, bool),
+    ga: ArrayViewMut2<F>,
+) {
+    let mut target = if ta { ga.reversed_axes() } else { ga };
+    gemm(F::one(), g, op_view(b, tb).t(), F::one(), &mut target);
+}
+
+/// d op(b) += op(a)ᵀ · G, written into b's gradient (transposed back when `tb`).
+fn grad_b<F: Float>(
+    a: ArrayView2<F>,
     g: ArrayView2<F>,
     (ta, tb): (bool, bool),
-    ga: Option<ArrayViewMut2<F>>,
-    gb: Option<ArrayViewMut2<F>>,
+    gb: ArrayViewMut2<F>,
 ) {
-    let (opa, opb) = (op_view(a, ta), op_view(b, tb));
-    if let Some(ga) = ga {
-        let mut target = if ta { ga.reversed_axes() } else { ga };
-        gemm(F::one(), g, opb.t(), F::one(), &mut target);
-    }
-    if let Some(gb) = gb {
-        let mut target = if tb { gb.reversed_axes() } else { gb };
-        gemm(F::one(), opa.t(), g, F::one(), &mut target);
-    }
+    let mut target = if tb { gb.reversed_axes() } else { gb };
+    gemm(F::one(), op_view(a, ta).t(), g, F::one(), &mut target);
 }
 // ANCHOR_END: backward_2d
 
 impl<F: Float> Backward<F> for MatMul {
+    // d op(a) needs b and d op(b) needs a: a frozen weight keeps nothing of its input.
+    fn saves(&self, needs: &dyn Fn(Var) -> bool) -> Saves {
+        Saves::nothing()
+            .with_if(needs(self.b), self.a)
+            .with_if(needs(self.a), self.b)
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
-        let (av, bv) = (ctx.value(self.a), ctx.value(self.b));
-        let (na, nb_) = (ctx.needs(self.a), ctx.needs(self.b));
-        let nd = av.ndim();
-        let batch: usize = av.shape()[..nd - 2].iter().product();
-        let shared = bv.ndim() == 2;
+        let (sa, sb) = (ctx.shape(self.a), ctx.shape(self.b));
+        let nd = sa.len();
+        let batch: usize = sa[..nd - 2].iter().product();
+        let shared = sb.len() == 2;
         let (m, n) = (g.shape()[nd - 2], g.shape()[nd - 1]);
+        let t = (self.ta, self.tb);
         if shared && !self.ta {
             // One product over all rows: a (B·T, K), G (B·T, N).
-            let k = av.shape()[nd - 1];
-            let a2 = av.to_shape((batch * m, k)).expect("checked in forward");
+            let k = sa[nd - 1];
             let g2 = g
                 .view()
                 .into_shape_with_order((batch * m, n))
                 .expect("gradient is contiguous");
-            let b2 = bv.into_dimensionality().expect("2-D");
-            if na {
+            if ctx.needs(self.a) {
+                let b2 = ctx.value(self.b).into_dimensionality().expect("2-D");
                 let ga = ctx
                     .grad_mut(self.a)
                     .view_mut()
                     .into_shape_with_order((batch * m, k))
                     .expect("contiguous");
-                backward_2d(a2.view(), b2, g2, (false, self.tb), Some(ga), None);
+                grad_a(g2, b2, t, ga);
             }
-            if nb_ {
+            if ctx.needs(self.b) {
+                let av = ctx.value(self.a);
+                let a2 = av.to_shape((batch * m, k)).expect("checked in forward");
                 let gb = ctx
                     .grad_mut(self.b)
                     .view_mut()
                     .into_dimensionality()
                     .expect("2-D");
-                backward_2d(a2.view(), b2, g2, (false, self.tb), None, Some(gb));
+                grad_b(a2.view(), g2, t, gb);
             }
             return;
         }
-        let a3 = as3(av, batch);
-        let b3 = as3(bv, if shared { 1 } else { batch });
         let g3 = g
             .view()
             .into_shape_with_order((batch, m, n))
             .expect("gradient is contiguous");
-        let (a3v, b3v) = (a3.view(), b3.view());
-        if na {
+        if ctx.needs(self.a) {
+            let b3 = as3(ctx.value(self.b), if shared { 1 } else { batch });
+            let b3v = b3.view();
             let ga = ctx.grad_mut(self.a);
-            let shape = ga.shape().to_vec();
             let mut ga3 = ga
                 .view_mut()
-                .into_shape_with_order((batch, shape[nd - 2], shape[nd - 1]))
+                .into_shape_with_order((batch, sa[nd - 2], sa[nd - 1]))
                 .expect("contiguous");
             for i in 0..batch {
                 let gi = ga3.index_axis_mut(Axis(0), i);
-                backward_2d(
-                    entry(&a3v, false, i),
-                    entry(&b3v, shared, i),
-                    g3.index_axis(Axis(0), i),
-                    (self.ta, self.tb),
-                    Some(gi),
-                    None,
-                );
+                grad_a(g3.index_axis(Axis(0), i), entry(&b3v, shared, i), t, gi);
             }
         }
-        if nb_ {
+        if ctx.needs(self.b) {
+            let a3 = as3(ctx.value(self.a), batch);
+            let a3v = a3.view();
+            let r = sb.len();
             let gb = ctx.grad_mut(self.b);
-            let shape = gb.shape().to_vec();
-            let r = shape.len();
             let mut gb3 = gb
                 .view_mut()
-                .into_shape_with_order((if shared { 1 } else { batch }, shape[r - 2], shape[r - 1]))
+                .into_shape_with_order((if shared { 1 } else { batch }, sb[r - 2], sb[r - 1]))
                 .expect("contiguous");
             for i in 0..batch {
                 let gi = gb3.index_axis_mut(Axis(0), if shared { 0 } else { i });
-                backward_2d(
-                    entry(&a3v, false, i),
-                    entry(&b3v, shared, i),
-                    g3.index_axis(Axis(0), i),
-                    (self.ta, self.tb),
-                    None,
-                    Some(gi),
-                );
+                grad_b(entry(&a3v, false, i), g3.index_axis(Axis(0), i), t, gi);
             }
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! Backward broadcasts the output gradient back over the reduced axes (times 1/count for mean).
 
-use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
+use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{invalid, Result};
 use crate::tensor::Float;
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
@@ -14,8 +14,12 @@ struct Reduce {
 }
 
 impl<F: Float> Backward<F> for Reduce {
+    fn saves(&self, _needs: &dyn Fn(Var) -> bool) -> Saves {
+        Saves::nothing()
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
-        let xs = ctx.value(self.x).shape().to_vec();
+        let xs = ctx.shape(self.x).to_vec();
         // The gradient with the reduced axes kept as size 1, then broadcast to x's shape.
         let mut kept = xs.clone();
         for &a in &self.axes {

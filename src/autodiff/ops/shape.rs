@@ -4,7 +4,7 @@
 //! Permute keeps the permuted strides (the result is not re-laid out), so downstream ops see a
 //! genuinely non-contiguous tensor and must, and do, handle it.
 
-use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
+use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
 use crate::tensor::{fmt_shape, numel, Float};
 use ndarray::{concatenate, ArrayD, ArrayViewD, Axis, IxDyn, Slice};
@@ -14,8 +14,13 @@ struct Reshape {
 }
 
 impl<F: Float> Backward<F> for Reshape {
+    // Only shapes and the op's own indices.
+    fn saves(&self, _needs: &dyn Fn(Var) -> bool) -> Saves {
+        Saves::nothing()
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
-        let xs = ctx.value(self.x).raw_dim();
+        let xs = IxDyn(ctx.shape(self.x));
         let gx = g.to_shape(xs).expect("same element count").into_owned();
         ctx.accumulate(self.x, gx);
     }
@@ -27,6 +32,10 @@ struct Permute {
 }
 
 impl<F: Float> Backward<F> for Permute {
+    fn saves(&self, _needs: &dyn Fn(Var) -> bool) -> Saves {
+        Saves::nothing()
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let gx = g.view().permuted_axes(IxDyn(&self.inverse));
         ctx.grad_mut(self.x).zip_mut_with(&gx, |a, &b| *a += b);
@@ -39,10 +48,14 @@ struct Concat {
 }
 
 impl<F: Float> Backward<F> for Concat {
+    fn saves(&self, _needs: &dyn Fn(Var) -> bool) -> Saves {
+        Saves::nothing()
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let mut start = 0;
         for &x in &self.xs {
-            let len = ctx.value(x).shape()[self.axis];
+            let len = ctx.shape(x)[self.axis];
             if ctx.needs(x) {
                 let part = g.slice_axis(Axis(self.axis), Slice::from(start..start + len));
                 ctx.grad_mut(x).zip_mut_with(&part, |a, &b| *a += b);
@@ -60,6 +73,10 @@ struct SliceOp {
 }
 
 impl<F: Float> Backward<F> for SliceOp {
+    fn saves(&self, _needs: &dyn Fn(Var) -> bool) -> Saves {
+        Saves::nothing()
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let gx = ctx.grad_mut(self.x);
         let mut part = gx.slice_axis_mut(Axis(self.axis), Slice::from(self.start..self.end));
@@ -76,6 +93,10 @@ struct AddAt {
 }
 
 impl<F: Float> Backward<F> for AddAt {
+    fn saves(&self, _needs: &dyn Fn(Var) -> bool) -> Saves {
+        Saves::nothing()
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _out: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let part = g.slice_axis(Axis(self.axis), Slice::from(self.start..self.end));
         let gd = ctx.grad_mut(self.d);
@@ -91,6 +112,10 @@ struct IndexSelect {
 }
 
 impl<F: Float> Backward<F> for IndexSelect {
+    fn saves(&self, _needs: &dyn Fn(Var) -> bool) -> Saves {
+        Saves::nothing()
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let gx = ctx.grad_mut(self.x);
         for (j, &i) in self.index.iter().enumerate() {

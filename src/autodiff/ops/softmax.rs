@@ -5,7 +5,7 @@
 //!   softmax:      dx = y ⊙ (g − Σ g⊙y)
 //!   log-softmax:  dx = g − softmax(x) · Σ g
 
-use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
+use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{shape_err, Result};
 use crate::kernels::for_each_piece;
 use crate::tensor::Float;
@@ -42,6 +42,11 @@ struct Softmax {
 
 // ANCHOR: backward
 impl<F: Float> Backward<F> for Softmax {
+    // Both forms' backward is written with the output y alone.
+    fn saves(&self, _needs: &dyn Fn(Var) -> bool) -> Saves {
+        Saves::output()
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let last = Axis(g.ndim() - 1);
         let mut dx = g.clone();

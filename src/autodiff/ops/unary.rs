@@ -4,7 +4,7 @@
 //! Backward is dX = G · f'(x); where f' is cheaper from the output y it uses y
 //! (tanh: 1 − y², sigmoid: y(1 − y), exp: y, sqrt: 1 / 2y).
 
-use crate::autodiff::tape::{Backward, BackwardCtx, Tape, Var};
+use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{invalid, Result};
 use crate::kernels::for_each_piece;
 use crate::tensor::Float;
@@ -69,6 +69,17 @@ impl Unary {
         }
     }
 
+    /// Which of x and y = f(x) [`Unary::df`] reads.
+    pub fn reads(self) -> (bool, bool) {
+        match self {
+            Unary::Scale(_) => (false, false),
+            Unary::GeluTanh | Unary::GeluErf | Unary::Relu | Unary::Square | Unary::Log => {
+                (true, false)
+            }
+            Unary::Tanh | Unary::Sigmoid | Unary::Sqrt | Unary::Exp => (false, true),
+        }
+    }
+
     /// f'(x), given x and y = f(x).
     pub fn df<F: Float>(self, x: F, y: F) -> F {
         let half = F::of(0.5);
@@ -118,9 +129,23 @@ struct UnaryOp {
 }
 
 impl<F: Float> Backward<F> for UnaryOp {
+    fn saves(&self, _needs: &dyn Fn(Var) -> bool) -> Saves {
+        let (x, y) = self.f.reads();
+        Saves {
+            inputs: if x { vec![self.x] } else { Vec::new() },
+            output: y,
+        }
+    }
+
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let (f, x) = (self.f, self.x);
-        let xv = ctx.value(x);
+        // f' reads x, y or neither; what it does not read stands in for what it does.
+        let (xv, y) = match f.reads() {
+            (true, true) => (ctx.value(x), y),
+            (true, false) => (ctx.value(x), ctx.value(x)),
+            (false, true) => (y.clone(), y),
+            (false, false) => (g.view(), g.view()),
+        };
         let dx = match (g.as_slice(), xv.as_slice(), y.as_slice()) {
             (Some(gs), Some(xs), Some(ys)) if gs.len() >= 2 * ELEMS_PER_PIECE => {
                 let mut dx = ArrayD::<F>::zeros(g.raw_dim());
