@@ -56,6 +56,10 @@ pub struct CompareArgs {
     /// (default 8; 4 with --quick; 0 takes the times of the scored runs, which share cores).
     #[arg(long)]
     pub timing_steps: Option<usize>,
+    /// Train with gradient checkpointing (Hugging Face's `gradient_checkpointing`): each block
+    /// is recomputed in backward, so the activ column falls and the step time rises.
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
     /// Only these methods (comma-separated names: full, lora, prompt, ...).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -105,6 +109,7 @@ impl CompareArgs {
         opts.baseline = self.baseline.clone().unwrap_or(opts.baseline);
         opts.timing_steps = self.timing_steps.unwrap_or(opts.timing_steps);
         opts.only = self.only.clone();
+        opts.gradient_checkpointing = self.gradient_checkpointing;
         Ok(opts)
     }
 }

@@ -129,6 +129,9 @@ pub struct CompareOptions {
     /// this many steps alone, on every kernel thread, and the step-time column is their median.
     /// 0 skips the pass; the column then comes from the scored runs, which share the cores.
     pub timing_steps: usize,
+    /// Train every method with gradient checkpointing (each block recomputed in backward): the
+    /// activation column then shows what that saves and the step-time column what it costs.
+    pub gradient_checkpointing: bool,
     pub only: Vec<String>,
     /// Where runs and adapters are written (`runs/compare/<label>`, e.g. `runs/compare/lora-r-8-q-v`;
     /// seeds after the first in `<label>/seed-<seed>`).
@@ -159,6 +162,7 @@ impl CompareOptions {
             seeds: 3,
             baseline: "full".into(),
             timing_steps: 8,
+            gradient_checkpointing: false,
             only: vec![],
             out_dir: PathBuf::from("runs").join("compare"),
         }
@@ -419,6 +423,7 @@ fn run(
         save_strategy: Strategy::No,
         seed,
         max_eval_examples: opts.max_eval_examples,
+        gradient_checkpointing: opts.gradient_checkpointing,
         ..TrainingArgs::default()
     };
     let run = FinetuneOptions {
@@ -828,6 +833,7 @@ pub struct Summary<'a> {
     pub max_eval_examples: usize,
     pub seeds: Vec<u64>,
     pub baseline: String,
+    pub gradient_checkpointing: bool,
     pub level: f64,
     pub intervals: String,
     pub step_timing: String,
@@ -849,6 +855,7 @@ pub fn summary<'a>(opts: &CompareOptions, rows: &'a [Row]) -> Summary<'a> {
             .iter()
             .find_map(|r| r.paired.as_ref().map(|p| p.baseline.clone()))
             .unwrap_or_else(|| opts.baseline.clone()),
+        gradient_checkpointing: opts.gradient_checkpointing,
         level: stats::LEVEL,
         intervals: interval_note(rows),
         step_timing: rows
@@ -928,9 +935,14 @@ pub fn table(opts: &CompareOptions, rows: &[Row]) -> String {
         [first, .., last] => format!("seeds {first}..{last}"),
         [] => "no seeds".into(),
     };
+    let checkpointing = if opts.gradient_checkpointing {
+        "; gradient checkpointing on"
+    } else {
+        ""
+    };
     let _ = writeln!(
         s,
-        "task {} on {}, {} steps of batch {}, {seed_words} (score: {metric}; memory in MB at the peak step{low_note}{side_by_side})",
+        "task {} on {}, {} steps of batch {}, {seed_words} (score: {metric}; memory in MB at the peak step{checkpointing}{low_note}{side_by_side})",
         opts.task.name(),
         opts.base,
         opts.steps,
