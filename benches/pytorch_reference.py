@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
-"""The benchmark GPT in PyTorch, timed the way tunelab's benches/train_step.rs times it, and
-the tunelab / PyTorch ratios.
+"""The benchmark GPT in PyTorch and in tunelab, side by side in one run, and the tunelab /
+PyTorch ratios.
 
-Run by hand (not in CI), after tunelab's criterion benchmarks:
+Run by hand (not in CI), on a quiet machine (nothing else running: the load average before and
+after is printed):
 
     pip install torch peft numpy
-    cargo bench -p tunelab-benches --bench train_step                               # default backend
-    cargo bench -p tunelab-benches --features blas --bench train_step               # OpenBLAS
-    python3 benches/pytorch_reference.py [--steps 5] [--threads 2]
+    cargo build --release --example step_time
+    CARGO_TARGET_DIR=target/blas cargo build --release --features blas --example step_time
+    python3 benches/pytorch_reference.py --tunelab default=target/release/examples/step_time \
+        --tunelab blas=target/blas/release/examples/step_time [--steps 5] [--threads 2]
+
+Each case runs every tunelab binary (`examples/step_time.rs`: warm-up steps, then the median of
+the timed ones, and the activation memory the tape held) and then PyTorch with its defaults and
+with flushed denormals, one after the other, so that all of them see the same machine. Without
+--tunelab, tunelab's times are read from criterion's results as before.
 
 The model matches tunelab::lab::bench: GPT-2 wiring (pre-LN, causal, tied head, tanh GELU),
 dropout off, L = 4, T = 128, B = 8, V = 4096, C = 256 with NH = 4 and C = 512 with NH = 8; one
@@ -41,6 +48,13 @@ def parse_args():
     p.add_argument("--steps", type=int, default=5, help="timed steps per case (after 2 warm-up)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument(
+        "--tunelab",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a step_time binary to time beside PyTorch (repeat for each backend)",
+    )
     return p.parse_args()
 
 
@@ -146,6 +160,72 @@ def sgemm_gflops(fn, n=1024, reps=10):
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
+def tunelab_step(binary, c, method, extra=()):
+    """Median step ms (after 2 warm-up steps) and activation MB of a step_time binary."""
+    import re
+    import subprocess
+
+    env = dict(os.environ, TUNELAB_THREADS=str(ARGS.threads))
+    cmd = [binary, str(c), method, str(2 + ARGS.steps), *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+    steps = re.findall(r"step (\d+): ([0-9.]+) ms.*activations ([0-9.]+) MB", out)
+    times = [float(ms) for k, ms, _ in steps if int(k) >= 2]
+    return statistics.median(times), float(steps[-1][2])
+
+
+def cpu_model():
+    """The CPU's model name and the vector instruction sets that matter for sgemm."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "?")
+    flags = next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), [])
+    isa = [f for f in ("avx2", "fma", "avx512f") if f in flags]
+    return f"{name} ({', '.join(isa) or 'no AVX2'}{'' if 'avx512f' in flags else ', no AVX-512'})"
+
+
+def side_by_side(out, peak):
+    """Every case: each tunelab binary, then PyTorch default and flushed, back to back."""
+    binaries = [t.split("=", 1) for t in ARGS.tunelab]
+    names = [n for n, _ in binaries]
+    cols = "".join(f" {n + ' ms':>13} {n + ' MB':>10} {'ratio ' + n:>12}" for n in names)
+    print(f"{'case':<22} {'torch ms':>9} {'flushed':>9}{cols} {'GFLOP/s':>8}")
+    rows = []
+    cases = [(256, m, ()) for m in ("full", "lora_r8_qv", "bitfit", "ia3", "prefix_10", "prompt_10")]
+    cases += [(256, "full", ("--gradient-checkpointing",))]
+    cases += [(512, m, ()) for m in ("full", "lora_r8_qv")]
+    for c, method, extra in cases:
+        label = f"d{c}_{method}" + ("_ckpt" if extra else "")
+        row = {"case": label}
+        for name, binary in binaries:
+            ms, mb = tunelab_step(binary, c, method, extra)
+            row[f"tunelab_{name}_ms"], row[f"tunelab_{name}_activation_mb"] = ms, mb
+        # PyTorch has the same model for full and LoRA; the other methods are tunelab-only rows
+        # (their target is a fraction of tunelab's own full step).
+        torch_case = method in ("full", "lora_r8_qv") and not extra
+        if torch_case:
+            row["torch_ms"] = time_step(c, method, False)
+            row["torch_flushed_ms"] = time_step(c, method, True)
+            best = min(row["torch_ms"], row["torch_flushed_ms"])
+        flops = model_flops(c) if method == "full" and not extra else None
+        fastest = min(row[f"tunelab_{n}_ms"] for n in names)
+        row["tunelab_model_gflops"] = None if flops is None else flops / (fastest / 1e3) / 1e9
+        cells = ""
+        for n in names:
+            ratio = row[f"tunelab_{n}_ms"] / best if torch_case else None
+            row[f"ratio_{n}"] = ratio
+            cells += f" {row[f'tunelab_{n}_ms']:>13.1f} {row[f'tunelab_{n}_activation_mb']:>10.1f} {fmt(ratio, '.2f'):>12}"
+        t, f = (row.get("torch_ms"), row.get("torch_flushed_ms"))
+        print(f"{label:<22} {fmt(t):>9} {fmt(f):>9}{cells} {fmt(row['tunelab_model_gflops']):>8}")
+        rows.append(row)
+    out["rows"] = rows
+    if peak:
+        out["pct_of_numpy_sgemm_full_d512"] = next(
+            (100 * r["tunelab_model_gflops"] / peak for r in rows if r["case"] == "d512_full"), None
+        )
+
+
 def criterion_ms(*parts):
     f = CRITERION.joinpath(*parts, "new", "estimates.json")
     if not f.exists():
@@ -166,11 +246,22 @@ def fmt(x, spec=".1f"):
 
 def main():
     out = {"threads": ARGS.threads, "torch": torch.__version__, "load_before": load()}
+    out["cpu"] = cpu_model()
     peak = sgemm_gflops(np.matmul)
     torch_mm = sgemm_gflops(lambda a, b: torch.from_numpy(a) @ torch.from_numpy(b))
     out.update(numpy_sgemm_gflops_1024=peak, torch_mm_gflops_1024=torch_mm)
-    print(f"machine: {os.cpu_count()} logical CPUs, torch {torch.__version__}, {ARGS.threads} threads")
+    print(f"machine: {out['cpu']}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {ARGS.threads} threads")
     print(f"sgemm 1024: numpy {peak:.1f} GFLOP/s, torch.mm {torch_mm:.1f} GFLOP/s")
+    if ARGS.tunelab:
+        print()
+        side_by_side(out, peak)
+        out["load_after"] = load()
+        print(f"\nload average (1 min): {out['load_before']:.2f} before, {out['load_after']:.2f} after")
+        print("ratio = tunelab ms / the faster PyTorch mode (below 1: tunelab is faster); MB: activations the tape held")
+        print("GFLOP/s: model matmul FLOPs of the full step per second, on the faster tunelab binary")
+        if ARGS.json:
+            ARGS.json.write_text(json.dumps(out, indent=2))
+        return 0
     for backend in ("matrixmultiply", "blas"):
         ms = criterion_ms("matmul_square", backend, "1024")
         gf = None if ms is None else 2 * 1024**3 / (ms / 1e3) / 1e9
