@@ -155,3 +155,75 @@ impl StepBench {
         Ok(crate::kernels::stats().gemm_flops - before.gemm_flops)
     }
 }
+
+/// Generation on the benchmark GPT: a batch of random prompts continued by a fixed number of
+/// greedy tokens (no end token, so every row produces them all), with the key/value cache
+/// ([`crate::nn::generate::generate`]) or without ([`crate::nn::generate::generate_uncached`]).
+pub struct GenerateBench {
+    pub shape: BenchShape,
+    pub prompt_len: usize,
+    pub new_tokens: usize,
+    model: Transformer,
+    method: Box<dyn Method<f32>>,
+    store: ParamStore<f32>,
+    prompts: Vec<Vec<usize>>,
+}
+
+impl GenerateBench {
+    /// `shape.batch` prompts of `prompt_len` random tokens, `new_tokens` to generate; the model
+    /// has `shape.seq_len` positions, so `prompt_len + new_tokens` should fit in it.
+    pub fn new(
+        shape: BenchShape,
+        spec: &MethodSpec,
+        prompt_len: usize,
+        new_tokens: usize,
+    ) -> Result<Self> {
+        let mut config = Config::gpt(
+            shape.vocab,
+            shape.d_model,
+            shape.n_heads,
+            shape.n_layers,
+            shape.seq_len,
+        );
+        config.dropout = 0.0;
+        let mut store = ParamStore::new();
+        let model = Transformer::new(config, &mut store, 1)?;
+        let method = peft::apply(spec, &model, &mut store, 2)?;
+        let mut rng = StdRng::seed_from_u64(4);
+        let prompts = (0..shape.batch)
+            .map(|_| {
+                (0..prompt_len)
+                    .map(|_| rng.random_range(0..shape.vocab))
+                    .collect()
+            })
+            .collect();
+        Ok(Self {
+            shape,
+            prompt_len,
+            new_tokens,
+            model,
+            method,
+            store,
+            prompts,
+        })
+    }
+
+    /// Tokens one run produces (batch × new tokens).
+    pub fn tokens(&self) -> usize {
+        self.shape.batch * self.new_tokens
+    }
+
+    /// Generates once, cached or not; returns the tokens produced.
+    pub fn run(&self, cached: bool) -> Result<Vec<Vec<usize>>> {
+        let opts = crate::nn::generate::GenerateOptions {
+            max_new_tokens: self.new_tokens,
+            ..Default::default()
+        };
+        let (model, store, hooks) = (&self.model, &self.store, self.method.as_ref());
+        if cached {
+            crate::nn::generate::generate(model, store, hooks, &self.prompts, &opts)
+        } else {
+            crate::nn::generate::generate_uncached(model, store, hooks, &self.prompts, &opts)
+        }
+    }
+}

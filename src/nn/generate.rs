@@ -2,15 +2,20 @@
 //! at the end token. Batched prompts are left-padded, so every row's next token sits at the last
 //! position and the position ids of real tokens start at 0.
 //!
-//! Each step re-runs the model on the whole sequence (no key/value cache): simple, and cheap at
-//! the sizes tunelab trains.
+//! [`generate`] runs each prompt once (the prefill) and then only the newest token of each row,
+//! reading the keys and values of everything before it from a [`KvCache`]: per token, L blocks on
+//! one row instead of the whole sequence. [`generate_uncached`] re-runs the model on the whole
+//! sequence at every step; it is the reference, and both give the same tokens. A row that grows
+//! past max_len keeps its most recent max_len tokens, which moves every position, so from then on
+//! the cached path re-runs the windows too (a prefill per step, the uncached cost).
 
 use super::hooks::Hooks;
+use super::kv_cache::KvCache;
 use super::transformer::{Input, Transformer};
-use crate::autodiff::{ParamStore, Tape};
+use crate::autodiff::{ParamStore, Tape, Var};
 use crate::error::{invalid, Result};
 use crate::tensor::Float;
-use ndarray::{s, Array2};
+use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -96,7 +101,9 @@ fn pick<F: Float>(
     l.last().map(|x| x.0).unwrap_or(0)
 }
 
-/// Continues each prompt; returns the new tokens of each row (without the end token).
+/// Continues each prompt; returns the new tokens of each row (without the end token). Runs each
+/// prompt once and then only the new tokens, through a [`KvCache`]; the same tokens as
+/// [`generate_uncached`].
 pub fn generate<F: Float>(
     model: &Transformer,
     store: &ParamStore<F>,
@@ -104,23 +111,57 @@ pub fn generate<F: Float>(
     prompts: &[Vec<usize>],
     opts: &GenerateOptions,
 ) -> Result<Vec<Vec<usize>>> {
-    if !model.config.causal {
-        return invalid("generate", "generation needs a causal (decoder) model");
-    }
-    if prompts.iter().any(Vec::is_empty) {
-        return invalid("generate", "every prompt needs at least one token");
-    }
-    let mut rng = StdRng::seed_from_u64(opts.seed);
-    let mut seqs: Vec<Vec<usize>> = prompts.to_vec();
-    let mut out = vec![Vec::new(); prompts.len()];
-    let mut done = vec![false; prompts.len()];
-    for _ in 0..opts.max_new_tokens {
-        // Keep the most recent max_len tokens of each row.
-        let window: Vec<Vec<usize>> = seqs
-            .iter()
-            .map(|s| s[s.len().saturating_sub(model.config.max_len)..].to_vec())
-            .collect();
-        let (ids, mask, pos) = left_pad(&window, opts.pad);
+    check(model, prompts)?;
+    let max_len = model.config.max_len;
+    let mut cache = KvCache::new(model);
+    sample(prompts, opts, |seqs, done| {
+        let mut tape = Tape::inference(store);
+        // A row longer than max_len slides its window, which moves every position: run the
+        // windows again from scratch, as the uncached path does at every step.
+        let slid = seqs.iter().zip(done).any(|(s, &d)| !d && s.len() > max_len);
+        if cache.is_empty() || slid {
+            cache.clear();
+            let (ids, mask, pos) = left_pad(&windows(seqs, max_len), opts.pad);
+            let input = Input::new(ids.view())
+                .with_mask(mask.view())
+                .with_positions(pos.view());
+            let hidden = model.forward_cached(&mut tape, hooks, &input, &mut cache)?;
+            let t = ids.ncols();
+            let last = tape.slice(hidden, 1, t - 1, t)?;
+            return last_logits(model, &mut tape, hooks, last);
+        }
+        // Every unfinished row feeds the token it produced last, at the next position; a
+        // finished row feeds padding (masked, never attended to).
+        let b = seqs.len();
+        let ids = Array2::from_shape_fn((b, 1), |(i, _)| match done[i] {
+            true => opts.pad,
+            false => *seqs[i].last().expect("prompts are not empty"),
+        });
+        let mask = Array2::from_shape_fn((b, 1), |(i, _)| !done[i]);
+        let pos = Array2::from_shape_fn((b, 1), |(i, _)| match done[i] {
+            true => 0,
+            false => seqs[i].len() - 1,
+        });
+        let input = Input::new(ids.view())
+            .with_mask(mask.view())
+            .with_positions(pos.view());
+        let hidden = model.forward_cached(&mut tape, hooks, &input, &mut cache)?;
+        last_logits(model, &mut tape, hooks, hidden)
+    })
+}
+
+/// [`generate`] without a cache: every step re-runs the model on the whole sequence (the most
+/// recent max_len tokens of each row). The reference the cached path is tested against.
+pub fn generate_uncached<F: Float>(
+    model: &Transformer,
+    store: &ParamStore<F>,
+    hooks: &dyn Hooks<F>,
+    prompts: &[Vec<usize>],
+    opts: &GenerateOptions,
+) -> Result<Vec<Vec<usize>>> {
+    check(model, prompts)?;
+    sample(prompts, opts, |seqs, _| {
+        let (ids, mask, pos) = left_pad(&windows(seqs, model.config.max_len), opts.pad);
         let mut tape = Tape::inference(store);
         let input = Input::new(ids.view())
             .with_mask(mask.view())
@@ -128,14 +169,65 @@ pub fn generate<F: Float>(
         let hidden = model.forward(&mut tape, hooks, &input)?;
         let t = ids.ncols();
         let last = tape.slice(hidden, 1, t - 1, t)?;
-        let logits = model.lm_logits(&mut tape, hooks, last)?;
-        let lv = tape.value(logits);
+        last_logits(model, &mut tape, hooks, last)
+    })
+}
+
+fn check(model: &Transformer, prompts: &[Vec<usize>]) -> Result<()> {
+    if !model.config.causal {
+        return invalid("generate", "generation needs a causal (decoder) model");
+    }
+    if prompts.iter().any(Vec::is_empty) {
+        return invalid("generate", "every prompt needs at least one token");
+    }
+    Ok(())
+}
+
+/// The most recent `max_len` tokens of each row.
+fn windows(seqs: &[Vec<usize>], max_len: usize) -> Vec<Vec<usize>> {
+    seqs.iter()
+        .map(|s| s[s.len().saturating_sub(max_len)..].to_vec())
+        .collect()
+}
+
+/// The LM head on the hidden states (B, 1, C) of each row's last token: logits (B, V).
+fn last_logits<F: Float>(
+    model: &Transformer,
+    tape: &mut Tape<'_, F>,
+    hooks: &dyn Hooks<F>,
+    last: Var,
+) -> Result<Array2<F>> {
+    let logits = model.lm_logits(tape, hooks, last)?;
+    let lv = tape.value(logits);
+    let (b, v) = (lv.shape()[0], lv.shape()[lv.ndim() - 1]);
+    Ok(lv
+        .to_shape((b, v))
+        .map_err(|e| crate::Error::Shape {
+            op: "generate",
+            detail: e.to_string(),
+        })?
+        .to_owned())
+}
+
+/// The sampling loop both paths share: `next(seqs, done)` gives every row's next-token logits
+/// (B, V) for the sequences so far (prompt and tokens produced), `done` marking the rows that
+/// have produced the end token.
+fn sample<F: Float>(
+    prompts: &[Vec<usize>],
+    opts: &GenerateOptions,
+    mut next: impl FnMut(&[Vec<usize>], &[bool]) -> Result<Array2<F>>,
+) -> Result<Vec<Vec<usize>>> {
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let mut seqs: Vec<Vec<usize>> = prompts.to_vec();
+    let mut out = vec![Vec::new(); prompts.len()];
+    let mut done = vec![false; prompts.len()];
+    for _ in 0..opts.max_new_tokens {
+        let logits = next(&seqs, &done)?;
         for i in 0..seqs.len() {
             if done[i] {
                 continue;
             }
-            let row = lv.slice(s![i, 0, ..]);
-            let next = pick(row.into_dimensionality().expect("1-D"), opts, &mut rng);
+            let next = pick(logits.row(i), opts, &mut rng);
             if Some(next) == opts.eos {
                 done[i] = true;
                 continue;

@@ -8,11 +8,13 @@ pub mod config;
 pub mod generate;
 pub mod heads;
 pub mod hooks;
+pub mod kv_cache;
 pub mod layers;
 pub mod transformer;
 
 pub use config::{Activation, Arch, Config};
 pub use heads::{Pooling, SequenceHead, SpanHead, TokenHead};
 pub use hooks::{Hooks, NoHooks, Role, Site};
+pub use kv_cache::{KvCache, LayerCache};
 pub use layers::{LayerNorm, Layout, Linear};
 pub use transformer::{BlockRecompute, Input, Transformer};

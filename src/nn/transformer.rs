@@ -7,6 +7,7 @@
 
 use super::config::{Activation, Arch, Config};
 use super::hooks::{Hooks, Role};
+use super::kv_cache::{key_padding, LayerCache};
 use super::layers::{normal, LayerNorm, Layout, Linear, LinearSpec};
 use crate::autodiff::{AttnMask, ParamId, ParamStore, Recompute, Segment, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
@@ -446,8 +447,25 @@ impl Transformer {
         tape: &mut Tape<'_, F>,
         hooks: &dyn Hooks<F>,
         i: usize,
+        x: Var,
+        mask: &Array2<bool>,
+    ) -> Result<Var> {
+        self.block_cached(tape, hooks, i, x, mask, None)
+    }
+
+    /// [`Transformer::block`] with an optional key/value cache ([`LayerCache`]): the tokens of x
+    /// (B, T, C) come after the cached ones. Their keys and values (after [`Hooks::key_value`],
+    /// whose prepended keys the cache already holds) are appended to the cache, and their
+    /// queries attend to every cached key and to their own. Without a cache it is the plain
+    /// block; with an empty one it is the plain block that also fills the cache (a prefill).
+    pub fn block_cached<F: Float>(
+        &self,
+        tape: &mut Tape<'_, F>,
+        hooks: &dyn Hooks<F>,
+        i: usize,
         mut x: Var,
         mask: &Array2<bool>,
+        cache: Option<&mut LayerCache<F>>,
     ) -> Result<Var> {
         let (cfg, block) = (&self.config, &self.blocks[i]);
         let p_drop = cfg.dropout;
@@ -480,12 +498,9 @@ impl Transformer {
             self.split_heads(tape, v)?,
         );
         let (k, v) = hooks.key_value(tape, i, k, v)?;
-        let s = tape.shape(k)[2];
-        let key_mask = if s > total {
-            let extra = s - total;
-            Array2::from_shape_fn((b, s), |(r, j)| j < extra || mask[[r, j - extra]])
-        } else {
-            mask.clone()
+        let (k, v, key_mask) = match cache {
+            None => (k, v, key_padding(mask, tape.shape(k)[2])),
+            Some(cache) => cache.append(tape, k, v, mask)?,
         };
         let attn_mask = AttnMask {
             causal: cfg.causal,

@@ -14,6 +14,7 @@ mod common;
 mod compare;
 mod estimate;
 mod frozen;
+mod generate;
 mod gradcheck;
 mod hand_worked;
 mod hf_parity;
