@@ -1,6 +1,7 @@
 //! Times training steps of one method on the benchmark GPT (see `tunelab::lab::bench`), a
 //! quick check outside criterion: `cargo run --release --example step_time -- 256 full 5`.
 //! Prints each step's time, the matrix-product FLOPs the kernels counted, and the loss.
+//! Memory is set up as the CLI sets it ([`StepBench::new`] keeps freed memory in the process).
 
 use std::time::Instant;
 use tunelab::kernels::{stats, FlushDenormals};
