@@ -32,6 +32,10 @@ pub trait Float:
     fn as_f64(self) -> f64;
     /// The error function, for BERT's exact GELU.
     fn erf(self) -> Self;
+    /// e^x for the hot loops (GELU, softmax, cross-entropy). In f32 the vectorisable
+    /// [`crate::kernels::fastmath::exp_f32`] (within 1 ulp of the exact value where the result
+    /// is normal); in f64, where gradients are checked, libm's `exp`.
+    fn exp_fast(self) -> Self;
 }
 
 impl Float for f32 {
@@ -45,6 +49,10 @@ impl Float for f32 {
     fn erf(self) -> Self {
         libm::erff(self)
     }
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        crate::kernels::fastmath::exp_f32(self)
+    }
 }
 
 impl Float for f64 {
@@ -57,6 +65,10 @@ impl Float for f64 {
     }
     fn erf(self) -> Self {
         libm::erf(self)
+    }
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        self.exp()
     }
 }
 
