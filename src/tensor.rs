@@ -78,6 +78,19 @@ pub fn sum_to_shape<F: Float>(g: ArrayViewD<F>, shape: &[usize]) -> ArrayD<F> {
     if g.shape() == shape {
         return g.to_owned();
     }
+    // A bias's gradient, (C) or (1, 1, C) from (B, T, C): the rows summed in order, each row
+    // one vectorised add.
+    if let (Some(gs), Some((&c, rest))) = (g.as_slice(), shape.split_last()) {
+        if g.shape().last() == Some(&c) && c > 0 && rest.iter().all(|&d| d == 1) {
+            let mut out = vec![F::zero(); c];
+            for row in gs.chunks_exact(c) {
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o += v;
+                }
+            }
+            return ArrayD::from_shape_vec(IxDyn(shape), out).expect("c elements");
+        }
+    }
     let extra = g.ndim() - shape.len();
     let mut out = g.to_owned();
     for _ in 0..extra {
