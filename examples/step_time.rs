@@ -4,6 +4,7 @@
 //! the tape held for backward, the peak of all memory allocated during the step (a counting
 //! allocator: activations, gradients of intermediate values, temporaries), and the loss.
 //! `--gradient-checkpointing` recomputes each block in backward.
+//! Memory is set up as the CLI sets it ([`StepBench::new`] keeps freed memory in the process).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -43,7 +44,6 @@ fn main() {
     let steps: usize = args.get(2).map_or(5, |a| a.parse().expect("steps"));
     let flush = !args.iter().any(|a| a == "--no-flush-denormals");
     let checkpointing = args.iter().any(|a| a == "--gradient-checkpointing");
-    tunelab::kernels::keep_freed_memory();
     let (_, spec) = methods()
         .into_iter()
         .find(|(n, _)| *n == method)

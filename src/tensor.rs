@@ -32,6 +32,10 @@ pub trait Float:
     fn as_f64(self) -> f64;
     /// The error function, for BERT's exact GELU.
     fn erf(self) -> Self;
+    /// e^x for the hot loops (GELU, softmax, cross-entropy). In f32 the vectorisable
+    /// [`crate::kernels::fastmath::exp_f32`] (within 1 ulp of the exact value where the result
+    /// is normal); in f64, where gradients are checked, libm's `exp`.
+    fn exp_fast(self) -> Self;
 }
 
 impl Float for f32 {
@@ -44,6 +48,10 @@ impl Float for f32 {
     }
     fn erf(self) -> Self {
         libm::erff(self)
+    }
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        crate::kernels::fastmath::exp_f32(self)
     }
 }
 
@@ -58,6 +66,10 @@ impl Float for f64 {
     fn erf(self) -> Self {
         libm::erf(self)
     }
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        self.exp()
+    }
 }
 
 /// Sums `g` down to `shape`, undoing numpy-style broadcasting: leading axes that `shape` lacks
@@ -65,6 +77,19 @@ impl Float for f64 {
 pub fn sum_to_shape<F: Float>(g: ArrayViewD<F>, shape: &[usize]) -> ArrayD<F> {
     if g.shape() == shape {
         return g.to_owned();
+    }
+    // A bias's gradient, (C) or (1, 1, C) from (B, T, C): the rows summed in order, each row
+    // one vectorised add.
+    if let (Some(gs), Some((&c, rest))) = (g.as_slice(), shape.split_last()) {
+        if g.shape().last() == Some(&c) && c > 0 && rest.iter().all(|&d| d == 1) {
+            let mut out = vec![F::zero(); c];
+            for row in gs.chunks_exact(c) {
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o += v;
+                }
+            }
+            return ArrayD::from_shape_vec(IxDyn(shape), out).expect("c elements");
+        }
     }
     let extra = g.ndim() - shape.len();
     let mut out = g.to_owned();

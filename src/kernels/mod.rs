@@ -10,12 +10,13 @@
 //! [`threads`] sets how many threads the kernels and the heavy ops use (`--threads`,
 //! `TUNELAB_THREADS`); results do not depend on it. [`denormal`] flushes subnormal floats to
 //! zero while training. [`malloc`] keeps freed memory for reuse instead of returning it to the
-//! kernel after every step.
+//! kernel after every step. [`fastmath`] holds an `exp` that loops vectorise.
 //!
 //! A per-thread counter of kernel calls and floating-point operations lets tests prove that work
 //! was skipped (a frozen weight's gradient is never computed), not merely thrown away.
 
 pub mod denormal;
+pub mod fastmath;
 pub mod malloc;
 mod matmul;
 mod stats;

@@ -5,6 +5,10 @@
 //! PyTorch builds exactly the same computation: C = 256 (or 512), L = 4, NH = C / 64, T = 128,
 //! B = 8, V = 4096, random token ids and next-token targets. A step is forward, cross-entropy,
 //! backward, AdamW (PyTorch's defaults, lr 1e-4) and zeroing the gradients.
+//!
+//! [`StepBench::new`] keeps freed memory in the process as the CLI does
+//! ([`crate::kernels::keep_freed_memory`]), so the benchmarks time the step the CLI runs and not
+//! glibc handing the step's large buffers back to the kernel and faulting them in again.
 
 use crate::autodiff::{Grads, ParamStore, Tape};
 use crate::error::Result;
@@ -72,7 +76,9 @@ pub struct StepReport {
 }
 
 impl StepBench {
+    /// The model, method, optimizer and batch; also sets malloc up as the CLI does.
     pub fn new(shape: BenchShape, spec: &MethodSpec) -> Result<Self> {
+        crate::kernels::keep_freed_memory();
         let mut config = Config::gpt(
             shape.vocab,
             shape.d_model,

@@ -13,14 +13,14 @@
 //!
 //! Every (b, h) is independent, so both passes spread them over the kernel threads.
 
-use super::softmax::softmax_inplace;
+use super::softmax::softmax_slice;
 use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{shape_err, Result};
-use crate::kernels::{for_each_piece, gemm};
+use crate::kernels::{fastmath, for_each_piece, gemm};
 use crate::tensor::{fmt_shape, Float};
 use ndarray::{
     s, Array2, Array4, ArrayD, ArrayView2, ArrayView4, ArrayViewD, ArrayViewMut2, ArrayViewMut4,
-    Axis, Ix4, Zip,
+    Axis, Ix4,
 };
 
 /// Which keys each query may attend to.
@@ -47,10 +47,6 @@ impl AttnMask {
     pub fn with_padding(mut self, key_padding: Array2<bool>) -> Self {
         self.key_padding = Some(key_padding);
         self
-    }
-
-    fn allows(&self, b: usize, t: usize, j: usize, offset: usize) -> bool {
-        !(self.causal && j > t + offset) && self.key_padding.as_ref().is_none_or(|m| m[[b, j]])
     }
 }
 
@@ -132,16 +128,16 @@ impl<F: Float> Backward<F> for Attention<F> {
                 F::zero(),
                 &mut d,
             );
-            Zip::from(d.rows_mut())
-                .and(a.rows())
-                .for_each(|mut dr, ar| {
-                    let dot = Zip::from(&dr)
-                        .and(&ar)
-                        .fold(F::zero(), |acc, &x, &y| acc + x * y);
-                    Zip::from(&mut dr)
-                        .and(&ar)
-                        .for_each(|x, &y| *x = y * (*x - dot));
-                });
+            for (mut dr, ar) in d.rows_mut().into_iter().zip(a.rows()) {
+                let (dr, ar) = (
+                    dr.as_slice_mut().expect("a fresh (T, S) matrix"),
+                    ar.as_slice().expect("a fresh (B, NH, T, S) array"),
+                );
+                let dot = fastmath::dot(dr, ar);
+                for (x, &y) in dr.iter_mut().zip(ar) {
+                    *x = y * (*x - dot);
+                }
+            }
         });
         // ANCHOR_END: scores_backward
         let ds = &ds;
@@ -226,13 +222,26 @@ impl<F: Float> Tape<'_, F> {
                 .collect();
             for_each_piece(pieces, |(b, h, mut a, mut out)| {
                 gemm(scale, head(qv, b, h), head(kv, b, h).t(), F::zero(), &mut a);
+                let padding = mask.key_padding.as_ref().map(|m| m.row(b));
                 for (ti, mut row) in a.axis_iter_mut(Axis(0)).enumerate() {
-                    for (j, x) in row.iter_mut().enumerate() {
-                        if !mask.allows(b, ti, j, offset) {
-                            *x = F::neg_infinity();
+                    let row = row.as_slice_mut().expect("a fresh (T, S) matrix");
+                    // Keys past the causal limit get probability 0 without an exp; padded keys
+                    // before it are −∞ scores.
+                    let seen = if mask.causal {
+                        (ti + offset + 1).min(s_)
+                    } else {
+                        s_
+                    };
+                    let (visible, future) = row.split_at_mut(seen);
+                    if let Some(p) = &padding {
+                        for (x, &real) in visible.iter_mut().zip(p.iter()) {
+                            if !real {
+                                *x = F::neg_infinity();
+                            }
                         }
                     }
-                    softmax_inplace(row);
+                    softmax_slice(visible);
+                    future.fill(F::zero());
                 }
                 gemm(F::one(), a.view(), head(vv, b, h), F::zero(), &mut out);
             });

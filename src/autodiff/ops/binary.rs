@@ -90,6 +90,44 @@ fn pass_through<F: Float>(ctx: &mut BackwardCtx<'_, '_, F>, x: Var, g: &ArrayD<F
     }
 }
 
+/// `op(a, b)` over slices for the two shapes the models use, without ndarray's general
+/// broadcasting: equal shapes (residual adds) and `b` one row broadcast over the rows of `a`
+/// (a bias (C) or a scale (1, 1, C) over (B, T, C)). `None` for anything else, or strided
+/// inputs, which take the general path; both give the same values.
+fn fast<F: Float>(
+    a: ArrayViewD<'_, F>,
+    b: ArrayViewD<'_, F>,
+    op: impl Fn(F, F) -> F,
+) -> Option<ArrayD<F>> {
+    let (xs, ys) = (a.as_slice()?, b.as_slice()?);
+    let c = *a.shape().last()?;
+    let out = if a.shape() == b.shape() {
+        xs.iter().zip(ys).map(|(&x, &y)| op(x, y)).collect()
+    } else if is_row_of(b.shape(), a.shape()) && c > 0 {
+        let mut out = vec![F::zero(); xs.len()];
+        for (o, x) in out.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
+            for ((o, &x), &y) in o.iter_mut().zip(x).zip(ys) {
+                *o = op(x, y);
+            }
+        }
+        out
+    } else {
+        return None;
+    };
+    Some(ArrayD::from_shape_vec(a.raw_dim(), out).expect("shape of a"))
+}
+
+/// Whether `row` is (..., 1, C) broadcast over `full` (..., C): its last axis matches and every
+/// other axis is 1 (or missing).
+fn is_row_of(row: &[usize], full: &[usize]) -> bool {
+    match (row.split_last(), full.last()) {
+        (Some((&c, rest)), Some(&fc)) => {
+            c == fc && row.len() <= full.len() && rest.iter().all(|&d| d == 1)
+        }
+        _ => false,
+    }
+}
+
 impl<F: Float> Tape<'_, F> {
     fn binary(&mut self, kind: Kind, a: Var, b: Var) -> Result<Var> {
         let name = match kind {
@@ -110,10 +148,10 @@ impl<F: Float> Tape<'_, F> {
         }
         let (av, bv) = (self.value(a), self.value(b));
         let out = match kind {
-            Kind::Add => &av + &bv,
-            Kind::Sub => &av - &bv,
-            Kind::Mul => &av * &bv,
-            Kind::Div => &av / &bv,
+            Kind::Add => fast(av.view(), bv.view(), |x, y| x + y).unwrap_or_else(|| &av + &bv),
+            Kind::Sub => fast(av.view(), bv.view(), |x, y| x - y).unwrap_or_else(|| &av - &bv),
+            Kind::Mul => fast(av.view(), bv.view(), |x, y| x * y).unwrap_or_else(|| &av * &bv),
+            Kind::Div => fast(av.view(), bv.view(), |x, y| x / y).unwrap_or_else(|| &av / &bv),
         };
         Ok(self.push(name, out, &[a, b], Binary { kind, a, b }))
     }

@@ -11,9 +11,10 @@
 
 use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
-use crate::kernels::for_each_piece;
+use crate::kernels::{fastmath, for_each_piece};
 use crate::tensor::{fmt_shape, Float};
 use ndarray::{arr0, Array2, ArrayD, ArrayViewD, Axis, IxDyn, Zip};
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 /// Rows are independent: pieces of this many rows go to the kernel threads.
@@ -131,15 +132,19 @@ impl<F: Float> Tape<'_, F> {
                         continue;
                     }
                     let zr = z.row(r);
-                    let max = zr.fold(F::neg_infinity(), |m, &x| m.max(x));
-                    let mut sum = F::zero();
-                    Zip::from(&mut pr).and(&zr).for_each(|p, &x| {
-                        let e = (x - max).exp();
-                        sum += e;
-                        *p = e;
-                    });
+                    let zr: Cow<[F]> = zr
+                        .as_slice()
+                        .map_or_else(|| Cow::Owned(zr.to_vec()), Cow::Borrowed);
+                    let pr = pr.as_slice_mut().expect("standard layout");
+                    let max = fastmath::max(&zr);
+                    for (p, &x) in pr.iter_mut().zip(zr.iter()) {
+                        *p = (x - max).exp_fast();
+                    }
+                    let sum = fastmath::sum(pr);
                     let inv = F::one() / sum;
-                    pr.mapv_inplace(|e| e * inv);
+                    for p in pr.iter_mut() {
+                        *p *= inv;
+                    }
                     *loss = sum.ln().as_f64() - (zr[t as usize] - max).as_f64();
                 }
             });

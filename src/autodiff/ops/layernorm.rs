@@ -9,12 +9,19 @@
 
 use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{shape_err, Result};
-use crate::kernels::for_each_piece;
+use crate::kernels::{fastmath, for_each_piece};
 use crate::tensor::{fmt_shape, Float};
-use ndarray::{Array1, ArrayD, ArrayViewD, Axis, Ix1, Zip};
+use ndarray::{Array1, ArrayBase, ArrayD, ArrayViewD, Axis, Data, Ix1, Zip};
+use std::borrow::Cow;
 
 /// Rows are independent in forward and in dx: pieces of this many rows go to the threads.
 const ROWS_PER_PIECE: usize = 64;
+
+/// A 1-D array as a slice, copied only when it is strided.
+fn contiguous<'a, F: Float, S: Data<Elem = F>>(a: &'a ArrayBase<S, Ix1>) -> Cow<'a, [F]> {
+    a.as_slice()
+        .map_or_else(|| Cow::Owned(a.to_vec()), Cow::Borrowed)
+}
 
 struct LayerNorm<F: Float> {
     x: Var,
@@ -80,30 +87,33 @@ impl<F: Float> Backward<F> for LayerNorm<F> {
                     .into_shape_with_order((rows, c))
                     .expect("contiguous");
                 let inv_c = F::one() / F::of(c as f64);
-                let (x2, g2, gamma) = (&x2, &g2, &gamma);
+                let gamma = contiguous(&gamma);
+                let (x2, g2, gamma) = (&x2, &g2, &gamma[..]);
                 let pieces: Vec<_> = dx2
                     .axis_chunks_iter_mut(Axis(0), ROWS_PER_PIECE)
                     .enumerate()
                     .collect();
                 for_each_piece(pieces, |(p, mut dx_rows)| {
+                    // Per row: dn = g ⊙ γ and n = (x − μ) · rstd, then the two means and dx,
+                    // each a loop over slices that vectorises.
+                    let (mut dn, mut nr) = (vec![F::zero(); c], vec![F::zero(); c]);
                     for (i, mut dxr) in dx_rows.outer_iter_mut().enumerate() {
                         let r = p * ROWS_PER_PIECE + i;
                         let (mu, rs) = (self.mean[r], self.rstd[r]);
                         let (xr, gr) = (x2.row(r), g2.row(r));
-                        let (mut mean_dn, mut mean_dn_n) = (F::zero(), F::zero());
-                        Zip::from(&xr).and(&gr).and(gamma).for_each(|&x, &g, &w| {
-                            let dn = g * w;
-                            mean_dn += dn;
-                            mean_dn_n += dn * (x - mu) * rs;
-                        });
-                        mean_dn *= inv_c;
-                        mean_dn_n *= inv_c;
-                        Zip::from(&mut dxr).and(&xr).and(&gr).and(gamma).for_each(
-                            |d, &x, &g, &w| {
-                                let n = (x - mu) * rs;
-                                *d = rs * (g * w - mean_dn - n * mean_dn_n);
-                            },
-                        );
+                        let (xr, gr) = (contiguous(&xr), contiguous(&gr));
+                        for ((dn, &g), &w) in dn.iter_mut().zip(gr.iter()).zip(gamma) {
+                            *dn = g * w;
+                        }
+                        for (n, &x) in nr.iter_mut().zip(xr.iter()) {
+                            *n = (x - mu) * rs;
+                        }
+                        let mean_dn = fastmath::sum(&dn) * inv_c;
+                        let mean_dn_n = fastmath::dot(&dn, &nr) * inv_c;
+                        let dxr = dxr.as_slice_mut().expect("a fresh array");
+                        for ((d, &dn), &n) in dxr.iter_mut().zip(&dn).zip(&nr) {
+                            *d = rs * (dn - mean_dn - n * mean_dn_n);
+                        }
                     }
                 });
             }
@@ -148,7 +158,8 @@ impl<F: Float> Tape<'_, F> {
                 .into_shape_with_order((rows, c))
                 .expect("contiguous");
             let inv_c = F::one() / F::of(c as f64);
-            let (x2, gamma_v, beta_v) = (&x2, &gamma_v, &beta_v);
+            let (gamma_v, beta_v) = (contiguous(&gamma_v), contiguous(&beta_v));
+            let (x2, gamma_v, beta_v) = (&x2, &gamma_v[..], &beta_v[..]);
             let pieces: Vec<_> = y2
                 .axis_chunks_iter_mut(Axis(0), ROWS_PER_PIECE)
                 .zip(mean.axis_chunks_iter_mut(Axis(0), ROWS_PER_PIECE))
@@ -158,14 +169,18 @@ impl<F: Float> Tape<'_, F> {
             for_each_piece(pieces, |(p, ((mut y_rows, mut mean), mut rstd))| {
                 for (i, mut yr) in y_rows.outer_iter_mut().enumerate() {
                     let row = x2.row(p * ROWS_PER_PIECE + i);
-                    let mu = row.sum() * inv_c;
-                    let var = row.fold(F::zero(), |s, &v| s + (v - mu) * (v - mu)) * inv_c;
+                    let row = contiguous(&row);
+                    let yr = yr.as_slice_mut().expect("a fresh array");
+                    // y holds x − μ first, so the variance is one dot product.
+                    let mu = fastmath::sum(&row) * inv_c;
+                    for (y, &x) in yr.iter_mut().zip(row.iter()) {
+                        *y = x - mu;
+                    }
+                    let var = fastmath::dot(yr, yr) * inv_c;
                     let rs = F::one() / (var + F::of(eps)).sqrt();
-                    Zip::from(&mut yr)
-                        .and(&row)
-                        .and(gamma_v)
-                        .and(beta_v)
-                        .for_each(|y, &x, &w, &b| *y = (x - mu) * rs * w + b);
+                    for ((y, &w), &b) in yr.iter_mut().zip(gamma_v).zip(beta_v) {
+                        *y = *y * rs * w + b;
+                    }
                     mean[i] = mu;
                     rstd[i] = rs;
                 }

@@ -89,12 +89,14 @@ fn grad_b<F: Float>(
 // ANCHOR_END: backward_2d
 
 impl<F: Float> Backward<F> for MatMul {
+    // ANCHOR: saves
     // d op(a) needs b and d op(b) needs a: a frozen weight keeps nothing of its input.
     fn saves(&self, needs: &dyn Fn(Var) -> bool) -> Saves {
         Saves::nothing()
             .with_if(needs(self.b), self.a)
             .with_if(needs(self.a), self.b)
     }
+    // ANCHOR_END: saves
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, _y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
         let (sa, sb) = (ctx.shape(self.a), ctx.shape(self.b));

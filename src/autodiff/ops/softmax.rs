@@ -7,25 +7,37 @@
 
 use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{shape_err, Result};
-use crate::kernels::for_each_piece;
+use crate::kernels::{fastmath, for_each_piece};
 use crate::tensor::Float;
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMut1, Axis, Zip};
+use ndarray::{ArrayD, ArrayView1, ArrayViewD, ArrayViewMut1, Axis};
 
 /// Replaces a row by its softmax. A row that is all −∞ (fully masked) becomes all zeros.
-pub(crate) fn softmax_inplace<F: Float>(mut row: ArrayViewMut1<'_, F>) {
-    let max = row.fold(F::neg_infinity(), |m, &v| m.max(v));
+///
+/// Three passes over the row, each a loop the compiler vectorises: the max (in lanes), the
+/// shifted exponentials written in place, then their sum (in lanes) and the division.
+pub(crate) fn softmax_slice<F: Float>(row: &mut [F]) {
+    let max = fastmath::max(row);
     if max == F::neg_infinity() {
         row.fill(F::zero());
         return;
     }
-    let mut sum = F::zero();
-    row.mapv_inplace(|v| {
-        let e = (v - max).exp();
-        sum += e;
-        e
-    });
-    let inv = F::one() / sum;
-    row.mapv_inplace(|v| v * inv);
+    for v in row.iter_mut() {
+        *v = (*v - max).exp_fast();
+    }
+    let inv = F::one() / fastmath::sum(row);
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// [`softmax_slice`] on a row that may be strided.
+pub(crate) fn softmax_inplace<F: Float>(mut row: ArrayViewMut1<'_, F>) {
+    if let Some(r) = row.as_slice_mut() {
+        return softmax_slice(r);
+    }
+    let mut r = row.to_vec();
+    softmax_slice(&mut r);
+    row.assign(&ArrayView1::from(&r));
 }
 
 /// Replaces a row by its log-softmax: x − max − log Σ exp(x − max).
@@ -48,23 +60,26 @@ impl<F: Float> Backward<F> for Softmax {
     }
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, '_, F>, y: ArrayViewD<'_, F>, g: &ArrayD<F>) {
-        let last = Axis(g.ndim() - 1);
-        let mut dx = g.clone();
-        Zip::from(dx.lanes_mut(last))
-            .and(y.lanes(last))
-            .for_each(|mut d, y| {
-                if self.log {
-                    let gsum = d.sum();
-                    Zip::from(&mut d)
-                        .and(&y)
-                        .for_each(|d, &y| *d -= y.exp() * gsum);
-                } else {
-                    let dot = Zip::from(&d).and(&y).fold(F::zero(), |s, &d, &y| s + d * y);
-                    Zip::from(&mut d)
-                        .and(&y)
-                        .for_each(|d, &y| *d = y * (*d - dot));
+        let cols = *g.shape().last().expect("at least one axis");
+        let mut dx = g.as_standard_layout().into_owned();
+        let ys = y.as_standard_layout();
+        let (d, ys) = (
+            dx.as_slice_mut().expect("standard layout"),
+            ys.as_slice().expect("standard layout"),
+        );
+        for (d, y) in d.chunks_mut(cols.max(1)).zip(ys.chunks(cols.max(1))) {
+            if self.log {
+                let gsum = fastmath::sum(d);
+                for (d, &y) in d.iter_mut().zip(y) {
+                    *d -= y.exp() * gsum;
                 }
-            });
+            } else {
+                let dot = fastmath::dot(d, y);
+                for (d, &y) in d.iter_mut().zip(y) {
+                    *d = y * (*d - dot);
+                }
+            }
+        }
         ctx.accumulate(self.x, dx);
     }
 }
