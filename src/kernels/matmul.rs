@@ -6,7 +6,9 @@
 //!
 //! Large products are split over threads by rows of C (or by columns when C is wide): each
 //! thread runs the single-threaded backend kernel on its block, so every element is computed by
-//! the same instructions for any thread count, and no kernel-internal thread pool spins.
+//! the same instructions for any thread count, and no kernel-internal thread pool spins. The
+//! measured alternatives `gemm-rayon` and `blas-threaded` hand the whole product to the
+//! backend's own threads instead (see benches/README.md).
 
 use super::stats::{add_stats, KernelStats};
 use super::threads::{for_each_piece, threads};
@@ -29,9 +31,22 @@ pub enum Backend {
     Naive,
     /// The `matrixmultiply` crate: pure Rust, packed AVX2/FMA micro-kernels.
     MatrixMultiply,
-    /// A system BLAS through CBLAS (OpenBLAS), with the `blas` cargo feature.
+    /// The `gemm` crate (pure Rust), with the `gemm` cargo feature: split over tunelab's
+    /// threads like matrixmultiply, each piece on one thread (`Parallelism::None`).
+    #[cfg(feature = "gemm")]
+    Gemm,
+    /// The `gemm` crate with its own rayon threads for the whole product (`gemm-rayon` feature),
+    /// instead of tunelab's split; measured beside [`Backend::Gemm`].
+    #[cfg(feature = "gemm-rayon")]
+    GemmRayon,
+    /// A system BLAS through CBLAS (OpenBLAS), with the `blas` cargo feature: split over
+    /// tunelab's threads, OpenBLAS on one thread per piece.
     #[cfg(feature = "blas")]
     Blas,
+    /// OpenBLAS with its own threads for the whole product (as many as tunelab's), instead of
+    /// tunelab's split; measured beside [`Backend::Blas`].
+    #[cfg(feature = "blas")]
+    BlasThreaded,
 }
 
 impl Backend {
@@ -39,16 +54,31 @@ impl Backend {
     pub const ALL: &'static [Backend] = &[
         Backend::Naive,
         Backend::MatrixMultiply,
+        #[cfg(feature = "gemm")]
+        Backend::Gemm,
+        #[cfg(feature = "gemm-rayon")]
+        Backend::GemmRayon,
         #[cfg(feature = "blas")]
         Backend::Blas,
+        #[cfg(feature = "blas")]
+        Backend::BlasThreaded,
     ];
 
-    /// The backend [`gemm`] uses: the one named by `TUNELAB_BACKEND` (matrixmultiply, blas or
-    /// naive) when set and compiled in, else BLAS when compiled in, else matrixmultiply.
+    /// The backend used when `TUNELAB_BACKEND` is not set: BLAS when compiled in, else
+    /// matrixmultiply (the `gemm` feature adds a backend to choose, not a new default).
+    fn fallback() -> Backend {
+        #[cfg(feature = "blas")]
+        return Backend::Blas;
+        #[cfg(not(feature = "blas"))]
+        Backend::MatrixMultiply
+    }
+
+    /// The backend [`gemm`] uses: the one named by `TUNELAB_BACKEND` (one of [`Backend::name`]'s
+    /// names) when set and compiled in, else BLAS when compiled in, else matrixmultiply.
     pub fn default_backend() -> Backend {
         static CHOSEN: OnceLock<Backend> = OnceLock::new();
         *CHOSEN.get_or_init(|| {
-            let fallback = *Backend::ALL.last().expect("at least one backend");
+            let fallback = Backend::fallback();
             match std::env::var("TUNELAB_BACKEND") {
                 Ok(name) => Backend::ALL
                     .iter()
@@ -71,9 +101,50 @@ impl Backend {
         match self {
             Backend::Naive => "naive",
             Backend::MatrixMultiply => "matrixmultiply",
+            #[cfg(feature = "gemm")]
+            Backend::Gemm => "gemm",
+            #[cfg(feature = "gemm-rayon")]
+            Backend::GemmRayon => "gemm-rayon",
             #[cfg(feature = "blas")]
             Backend::Blas => "blas",
+            #[cfg(feature = "blas")]
+            Backend::BlasThreaded => "blas-threaded",
         }
+    }
+
+    /// One line on what the backend runs: for OpenBLAS, its build and the kernels it chose.
+    pub fn describe(self) -> String {
+        match self {
+            Backend::Naive => "triple loop, one thread".into(),
+            Backend::MatrixMultiply => {
+                "matrixmultiply 0.3, one thread per piece of tunelab's split".into()
+            }
+            #[cfg(feature = "gemm")]
+            Backend::Gemm => "gemm 0.19, Parallelism::None per piece of tunelab's split".into(),
+            #[cfg(feature = "gemm-rayon")]
+            Backend::GemmRayon => "gemm 0.19, Parallelism::Rayon(threads) per product".into(),
+            #[cfg(feature = "blas")]
+            Backend::Blas => format!(
+                "{}, one thread per piece of tunelab's split",
+                blas::config()
+            ),
+            #[cfg(feature = "blas")]
+            Backend::BlasThreaded => format!("{}, its own threads per product", blas::config()),
+        }
+    }
+
+    /// Whether the backend threads a whole product itself rather than being split over
+    /// tunelab's threads.
+    fn threads_itself(self) -> bool {
+        #[cfg(feature = "gemm-rayon")]
+        if self == Backend::GemmRayon {
+            return true;
+        }
+        #[cfg(feature = "blas")]
+        if self == Backend::BlasThreaded {
+            return true;
+        }
+        false
     }
 }
 
@@ -114,7 +185,11 @@ pub fn gemm_with<F: Float>(
     }
     let nt = threads();
     if nt <= 1 || m * n * k < PARALLEL_MIN_MACS || m.max(n) < 2 * nt {
-        serial(backend, alpha, a, b, beta, c.view_mut());
+        serial(backend, 1, alpha, a, b, beta, c.view_mut());
+        return;
+    }
+    if backend.threads_itself() {
+        serial(backend, nt, alpha, a, b, beta, c.view_mut());
         return;
     }
     // Split the larger side of C into one block per thread.
@@ -124,14 +199,18 @@ pub fn gemm_with<F: Float>(
             .axis_chunks_iter(Axis(0), rows)
             .zip(c.axis_chunks_iter_mut(Axis(0), rows))
             .collect();
-        for_each_piece(pieces, |(ai, ci)| serial(backend, alpha, ai, b, beta, ci));
+        for_each_piece(pieces, |(ai, ci)| {
+            serial(backend, 1, alpha, ai, b, beta, ci)
+        });
     } else {
         let cols = n.div_ceil(nt);
         let pieces: Vec<_> = b
             .axis_chunks_iter(Axis(1), cols)
             .zip(c.axis_chunks_iter_mut(Axis(1), cols))
             .collect();
-        for_each_piece(pieces, |(bj, cj)| serial(backend, alpha, a, bj, beta, cj));
+        for_each_piece(pieces, |(bj, cj)| {
+            serial(backend, 1, alpha, a, bj, beta, cj)
+        });
     }
 }
 // ANCHOR_END: gemm
@@ -172,15 +251,18 @@ fn naive<F: Float>(
     }
 }
 
-/// One block on the calling thread.
+/// One block on the calling thread, or on `nt` threads of a backend that threads itself.
 fn serial<F: Float>(
     backend: Backend,
+    nt: usize,
     alpha: F,
     a: ArrayView2<F>,
     b: ArrayView2<F>,
     beta: F,
     mut c: ArrayViewMut2<F>,
 ) {
+    // Only the backends that thread themselves read `nt`.
+    let _ = nt;
     let (m, k) = a.dim();
     let n = b.dim().1;
     if m == 0 || n == 0 {
@@ -200,9 +282,13 @@ fn serial<F: Float>(
     match backend {
         Backend::Naive => naive(alpha, a, b, beta, &mut c),
         Backend::MatrixMultiply => matrixmultiply_gemm(alpha, a, b, beta, c),
+        #[cfg(feature = "gemm")]
+        Backend::Gemm => gemm_crate::gemm(1, alpha, a, b, beta, c),
+        #[cfg(feature = "gemm-rayon")]
+        Backend::GemmRayon => gemm_crate::gemm(nt, alpha, a, b, beta, c),
         #[cfg(feature = "blas")]
-        Backend::Blas => {
-            if !blas::gemm(alpha, a, b, beta, c.view_mut()) {
+        Backend::Blas | Backend::BlasThreaded => {
+            if !blas::gemm(nt, alpha, a, b, beta, c.view_mut()) {
                 matrixmultiply_gemm(alpha, a, b, beta, c);
             }
         }
@@ -270,6 +356,79 @@ fn matrixmultiply_gemm<F: Float>(
     }
 }
 
+#[cfg(feature = "gemm")]
+mod gemm_crate {
+    //! The `gemm` crate: any strides, like matrixmultiply. Its convention is
+    //! `dst = alpha dst + beta lhs rhs` (alpha scales the destination), and `read_dst = false`
+    //! overwrites it.
+    use super::{cast, naive, Float};
+    use gemm::Parallelism;
+    use ndarray::{ArrayView2, ArrayViewMut2};
+    use std::any::TypeId;
+
+    fn parallelism(nt: usize) -> Parallelism {
+        #[cfg(feature = "gemm-rayon")]
+        if nt > 1 {
+            return Parallelism::Rayon(nt);
+        }
+        let _ = nt;
+        Parallelism::None
+    }
+
+    /// `C = alpha A B + beta C` on `nt` threads (1: the calling thread only).
+    pub(super) fn gemm<F: Float>(
+        nt: usize,
+        alpha: F,
+        a: ArrayView2<F>,
+        b: ArrayView2<F>,
+        beta: F,
+        mut c: ArrayViewMut2<F>,
+    ) {
+        let (m, k) = a.dim();
+        let n = b.dim().1;
+        let (sa, sb) = (a.strides(), b.strides());
+        let (rsc, csc) = (c.strides()[0], c.strides()[1]);
+        let read_dst = beta != F::zero();
+        let par = parallelism(nt);
+        macro_rules! call {
+            ($t:ty) => {
+                // SAFETY: the pointers and element strides describe the views' memory exactly
+                // (the crate takes any strides, negative included); C is uniquely borrowed.
+                unsafe {
+                    gemm::gemm::<$t>(
+                        m,
+                        n,
+                        k,
+                        c.as_mut_ptr() as *mut $t,
+                        csc,
+                        rsc,
+                        read_dst,
+                        a.as_ptr() as *const $t,
+                        sa[1],
+                        sa[0],
+                        b.as_ptr() as *const $t,
+                        sb[1],
+                        sb[0],
+                        cast(beta),
+                        cast(alpha),
+                        false,
+                        false,
+                        false,
+                        par,
+                    )
+                }
+            };
+        }
+        if TypeId::of::<F>() == TypeId::of::<f32>() {
+            call!(f32);
+        } else if TypeId::of::<F>() == TypeId::of::<f64>() {
+            call!(f64);
+        } else {
+            naive(alpha, a, b, beta, &mut c);
+        }
+    }
+}
+
 #[cfg(feature = "blas")]
 mod blas {
     //! CBLAS `?gemm`, row-major. A BLAS needs each matrix to have one unit stride; views that do
@@ -279,6 +438,7 @@ mod blas {
     use ndarray::{ArrayView2, ArrayViewMut2};
     use std::any::TypeId;
     use std::os::raw::c_int;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Once;
 
     // Links the system OpenBLAS, which provides the CBLAS symbols as well.
@@ -286,6 +446,24 @@ mod blas {
     extern "C" {
         fn openblas_set_num_threads(n: c_int);
         fn openblas_get_corename() -> *const std::os::raw::c_char;
+        fn openblas_get_config() -> *const std::os::raw::c_char;
+    }
+
+    /// OpenBLAS's build line and the core whose kernels it runs, e.g. "OpenBLAS 0.3.21
+    /// DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64; core Zen".
+    pub(super) fn config() -> String {
+        // SAFETY: OpenBLAS returns static NUL-terminated strings.
+        let (config, core) = unsafe {
+            (
+                std::ffi::CStr::from_ptr(openblas_get_config()),
+                std::ffi::CStr::from_ptr(openblas_get_corename()),
+            )
+        };
+        format!(
+            "{}; core {}",
+            config.to_string_lossy().trim(),
+            core.to_string_lossy()
+        )
     }
 
     /// OpenBLAS picks its kernels from the CPU model when it loads; a release older than the
@@ -309,9 +487,19 @@ mod blas {
         }
     }
 
-    /// OpenBLAS runs on one thread per call; tunelab's own threads split the work (see the
-    /// module docs), so OpenBLAS's pool never competes with them.
-    static SINGLE_THREADED: Once = Once::new();
+    static CHECKED: Once = Once::new();
+
+    /// The thread count OpenBLAS was last set to (0: not yet). [`super::Backend::Blas`] runs
+    /// OpenBLAS on one thread per piece of tunelab's split, so its pool never competes with
+    /// tunelab's threads; [`super::Backend::BlasThreaded`] gives it the whole product.
+    static OPENBLAS_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+    fn set_threads(nt: usize) {
+        if OPENBLAS_THREADS.swap(nt, Ordering::Relaxed) != nt {
+            // SAFETY: a plain setter of OpenBLAS's thread count.
+            unsafe { openblas_set_num_threads(nt as c_int) };
+        }
+    }
 
     /// How a (rows, cols) view is handed to a row-major BLAS: (transpose?, leading dimension).
     fn layout<F>(x: &ArrayView2<F>) -> Option<(bool, c_int)> {
@@ -334,19 +522,18 @@ mod blas {
         None
     }
 
-    /// `C = alpha A B + beta C`; `false` when the strides do not suit a BLAS.
+    /// `C = alpha A B + beta C` on `nt` OpenBLAS threads; `false` when the strides do not suit
+    /// a BLAS.
     pub(super) fn gemm<F: Float>(
+        nt: usize,
         alpha: F,
         a: ArrayView2<F>,
         b: ArrayView2<F>,
         beta: F,
         mut c: ArrayViewMut2<F>,
     ) -> bool {
-        SINGLE_THREADED.call_once(|| {
-            // SAFETY: a plain setter of OpenBLAS's thread count.
-            unsafe { openblas_set_num_threads(1) };
-            check_core();
-        });
+        CHECKED.call_once(check_core);
+        set_threads(nt);
         let c_view = c.view();
         let (m, n) = c.dim();
         let k = a.dim().1;

@@ -3,8 +3,11 @@
 //!
 //! Backends ([`Backend`]):
 //! - `matrixmultiply` (the default: pure Rust, so a fresh machine needs nothing but cargo);
+//! - the `gemm` crate (pure Rust) with the `gemm` cargo feature, and with its own rayon threads
+//!   with `gemm-rayon`: a backend to choose (`TUNELAB_BACKEND=gemm`), not the default;
 //! - a system BLAS (OpenBLAS through CBLAS) with the `blas` cargo feature, which then becomes
-//!   the default: `apt-get install libopenblas-dev`, then `cargo build --release --features blas`;
+//!   the default: `apt-get install libopenblas-dev`, then `cargo build --release --features blas`
+//!   (`blas-threaded` lets OpenBLAS thread a whole product itself);
 //! - [`gemm_naive`], a triple loop kept as the reference the others are tested against.
 //!
 //! [`threads`] sets how many threads the kernels and the heavy ops use (`--threads`,
