@@ -484,19 +484,14 @@ fn per_example(
     if !MEAN_METRICS.contains(&metric_name(whole).as_str()) {
         return Ok(None);
     }
-    let scores = split_items(t, split, opts)
-        .iter()
-        .map(|item| {
-            t.tm.evaluate_items(
-                &t.base.store,
-                t.method.as_ref(),
-                std::slice::from_ref(item),
-                1,
-            )
-            .map(|m| score(&m))
-        })
-        .collect::<Result<Vec<f64>>>()?;
-    // Batching pads; if that changed any prediction, these are not the batched score's parts.
+    // Each example's score from one batched evaluation, as the Trainer's evaluation batches.
+    let (_, scores) = t.tm.evaluate_items_each(
+        &t.base.store,
+        t.method.as_ref(),
+        split_items(t, split, opts),
+        TrainingArgs::default().eval_batch_size,
+    )?;
+    // They are the parts of the whole score only if it is their mean.
     let agrees = !scores.is_empty() && (stats::mean(&scores) - score(whole)).abs() < 1e-9;
     Ok(agrees.then_some(scores))
 }

@@ -32,6 +32,10 @@ pub struct GenerateOptions {
     pub eos: Option<usize>,
     /// The id used for left padding (masked out, so its value does not matter).
     pub pad: usize,
+    /// A row also stops once prompt and output hold this many tokens (Hugging Face's
+    /// `max_length`). `None`: a row may grow past the model's max_len, keeping its most recent
+    /// max_len tokens (a sliding window, which the cache cannot follow: see the module docs).
+    pub max_length: Option<usize>,
 }
 
 impl Default for GenerateOptions {
@@ -43,6 +47,7 @@ impl Default for GenerateOptions {
             seed: 0,
             eos: None,
             pad: 0,
+            max_length: None,
         }
     }
 }
@@ -220,8 +225,12 @@ fn sample<F: Float>(
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut seqs: Vec<Vec<usize>> = prompts.to_vec();
     let mut out = vec![Vec::new(); prompts.len()];
-    let mut done = vec![false; prompts.len()];
+    let full = |s: &Vec<usize>| opts.max_length.is_some_and(|m| s.len() >= m);
+    let mut done: Vec<bool> = seqs.iter().map(full).collect();
     for _ in 0..opts.max_new_tokens {
+        if done.iter().all(|&d| d) {
+            break;
+        }
         let logits = next(&seqs, &done)?;
         for i in 0..seqs.len() {
             if done[i] {
@@ -234,9 +243,7 @@ fn sample<F: Float>(
             }
             seqs[i].push(next);
             out[i].push(next);
-        }
-        if done.iter().all(|&d| d) {
-            break;
+            done[i] = full(&seqs[i]);
         }
     }
     Ok(out)

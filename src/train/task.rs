@@ -338,14 +338,32 @@ impl TaskModel {
         items: &[Item],
         batch_size: usize,
     ) -> Result<Metrics> {
-        let mut m = Metrics::new();
+        Ok(self.evaluate_items_each(store, hooks, items, batch_size)?.0)
+    }
+
+    /// [`TaskModel::evaluate_items`], and each item's own score (the `score` metric computed on
+    /// that item alone) from the same batched predictions: what per-example intervals need,
+    /// without predicting again.
+    pub fn evaluate_items_each<F: Float>(
+        &self,
+        store: &ParamStore<F>,
+        hooks: &dyn Hooks<F>,
+        items: &[Item],
+        batch_size: usize,
+    ) -> Result<(Metrics, Vec<f64>)> {
         if items.is_empty() {
-            return Ok(m);
+            return Ok((Metrics::new(), Vec::new()));
         }
         let (mut loss_sum, mut n) = (0.0, 0.0);
-        let (mut pred_cls, mut gold_cls) = (Vec::new(), Vec::new());
-        let (mut pred_tags, mut gold_tags) = (Vec::new(), Vec::new());
-        let (mut pred_text, mut gold_text) = (Vec::new(), Vec::new());
+        let mut p = Predictions::default();
+        let Predictions {
+            pred_cls,
+            gold_cls,
+            pred_tags,
+            gold_tags,
+            pred_text,
+            gold_text,
+        } = &mut p;
         for chunk in items.chunks(batch_size.max(1)) {
             let refs: Vec<&Item> = chunk.iter().collect();
             let mut t = Tape::inference(store);
@@ -416,10 +434,13 @@ impl TaskModel {
                                 .collect()
                         })
                         .collect();
+                    // Answers stop at the model's max_len, as every training sequence did
+                    // (so the key/value cache never has to slide).
                     let opts = GenerateOptions {
                         max_new_tokens: 40,
                         eos: self.tok.eos_id().map(|e| e as usize),
                         pad: self.pad_id() as usize,
+                        max_length: Some(self.model.config.max_len),
                         ..Default::default()
                     };
                     let out = generate(&self.model, store, hooks, &prompts, &opts)?;
@@ -434,6 +455,24 @@ impl TaskModel {
             }
         }
         let loss = loss_sum / n;
+        let whole = self.metrics_of(loss, &p)?;
+        let each = (0..items.len())
+            .map(|i| Ok(self.metrics_of(loss, &p.one(i))?["score"]))
+            .collect::<Result<Vec<f64>>>()?;
+        Ok((whole, each))
+    }
+
+    /// The metrics of a set of predictions, with `loss` their mean loss.
+    fn metrics_of(&self, loss: f64, p: &Predictions) -> Result<Metrics> {
+        let Predictions {
+            pred_cls,
+            gold_cls,
+            pred_tags,
+            gold_tags,
+            pred_text,
+            gold_text,
+        } = p;
+        let mut m = Metrics::new();
         m.insert("loss".into(), loss);
         match &self.head {
             Head::Sequence(_) => {
@@ -456,7 +495,7 @@ impl TaskModel {
                 m.insert("perplexity".into(), metrics::perplexity(loss));
                 let em = pred_text
                     .iter()
-                    .zip(&gold_text)
+                    .zip(gold_text)
                     .filter(|(p, g)| metrics::exact_match(p, g))
                     .count() as f64
                     / gold_text.len().max(1) as f64;
@@ -476,6 +515,35 @@ impl TaskModel {
             }
         }
         Ok(m)
+    }
+}
+
+/// What a head predicted for each evaluated item, beside the gold answer: only the pair of its
+/// head's kind is filled.
+#[derive(Debug, Default)]
+struct Predictions {
+    pred_cls: Vec<usize>,
+    gold_cls: Vec<usize>,
+    pred_tags: Vec<Vec<String>>,
+    gold_tags: Vec<Vec<String>>,
+    pred_text: Vec<String>,
+    gold_text: Vec<String>,
+}
+
+impl Predictions {
+    /// Item `i` alone.
+    fn one(&self, i: usize) -> Predictions {
+        fn pick<T: Clone>(v: &[T], i: usize) -> Vec<T> {
+            v.get(i).cloned().into_iter().collect()
+        }
+        Predictions {
+            pred_cls: pick(&self.pred_cls, i),
+            gold_cls: pick(&self.gold_cls, i),
+            pred_tags: pick(&self.pred_tags, i),
+            gold_tags: pick(&self.gold_tags, i),
+            pred_text: pick(&self.pred_text, i),
+            gold_text: pick(&self.gold_text, i),
+        }
     }
 }
 

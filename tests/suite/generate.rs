@@ -157,6 +157,19 @@ fn cached_generation_equals_uncached_across_max_len() {
             ..greedy.clone()
         };
         both(label, model, store, method.as_ref(), &prompts, &eos);
+        // With max_length (Hugging Face's), rows stop at max_len instead of sliding: the prompt
+        // of 11 gets one token, the one of 14 none, the others fill up to 12.
+        let capped = GenerateOptions {
+            max_length: Some(max_len),
+            ..greedy.clone()
+        };
+        let out = both(label, model, store, method.as_ref(), &prompts, &capped);
+        let got: Vec<usize> = out.iter().map(Vec::len).collect();
+        assert_eq!(
+            got,
+            vec![3, 7, 1, 0],
+            "{label}: tokens per row under max_length"
+        );
     }
 }
 

@@ -266,6 +266,7 @@ fn kernels_lane_reductions_match_the_plain_loops() {
         assert_eq!(fastmath::max(&x), max, "max, n = {n}");
     }
     assert_eq!(fastmath::max(&[f32::NAN, 1.0, f32::NAN]), 1.0);
+}
 
 /// Every pure-Rust backend's product is bit-for-bit the same on 1 and 3 threads, whether tunelab
 /// splits it (matrixmultiply, gemm) or the backend threads it itself (gemm-rayon), on the layouts
