@@ -281,6 +281,7 @@ fn serial<F: Float>(
     }
     match backend {
         Backend::Naive => naive(alpha, a, b, beta, &mut c),
+        Backend::MatrixMultiply if m <= SKINNY_ROWS && skinny(alpha, a, b, beta, &mut c) => {}
         Backend::MatrixMultiply => matrixmultiply_gemm(alpha, a, b, beta, c),
         #[cfg(feature = "gemm")]
         Backend::Gemm => gemm_crate::gemm(1, alpha, a, b, beta, c),
@@ -293,6 +294,71 @@ fn serial<F: Float>(
             }
         }
     }
+}
+
+/// Products with at most this many rows of A (one new token per row when generating with a
+/// key/value cache) skip matrixmultiply, whose packing of all of B costs more than the product.
+const SKINNY_ROWS: usize = 4;
+
+/// C = alpha·A·B + beta·C for a few rows of A, without packing: each row of C is a sum of rows
+/// of B (B row-major, a Conv1D weight) or a dot product with each column of B (B column-major,
+/// a transposed nn.Linear weight or the tied LM head). Returns false, doing nothing, for other
+/// layouts.
+fn skinny<F: Float>(
+    alpha: F,
+    a: ArrayView2<F>,
+    b: ArrayView2<F>,
+    beta: F,
+    c: &mut ArrayViewMut2<F>,
+) -> bool {
+    let (k, n) = b.dim();
+    let scale = |x: F| {
+        if beta == F::zero() {
+            F::zero()
+        } else {
+            beta * x
+        }
+    };
+    if b.strides()[1] == 1 || n == 1 {
+        for (ar, mut cr) in a.rows().into_iter().zip(c.rows_mut()) {
+            let mut acc = vec![F::zero(); n];
+            for (p, &ap) in ar.iter().enumerate() {
+                let br = b.row(p);
+                let br = br.as_slice().expect("contiguous rows");
+                for (o, &x) in acc.iter_mut().zip(br) {
+                    *o += ap * x;
+                }
+            }
+            for (cv, &o) in cr.iter_mut().zip(&acc) {
+                *cv = alpha * o + scale(*cv);
+            }
+        }
+        return true;
+    }
+    if b.strides()[0] == 1 || k == 1 {
+        for (ar, mut cr) in a.rows().into_iter().zip(c.rows_mut()) {
+            let ar = ar.to_vec();
+            for (j, cv) in cr.iter_mut().enumerate() {
+                let bc = b.column(j);
+                let bc = bc.as_slice().expect("contiguous columns");
+                // Eight partial sums, so the loop vectorises; the order is fixed.
+                let mut lanes = [F::zero(); 8];
+                let (head, tail) = (ar.len() / 8 * 8, ar.len() % 8);
+                for (x, y) in ar[..head].chunks_exact(8).zip(bc[..head].chunks_exact(8)) {
+                    for l in 0..8 {
+                        lanes[l] += x[l] * y[l];
+                    }
+                }
+                let mut dot = lanes.iter().fold(F::zero(), |s, &v| s + v);
+                for t in 0..tail {
+                    dot += ar[head + t] * bc[head + t];
+                }
+                *cv = alpha * dot + scale(*cv);
+            }
+        }
+        return true;
+    }
+    false
 }
 
 /// Reinterprets a scalar of the generic float type as the concrete type `T` (checked equal).

@@ -35,6 +35,42 @@ fn kernels_default_matches_naive_on_odd_shapes() {
     }
 }
 
+/// The skinny path (at most 4 rows of A, no packing: a decode step with the key/value cache)
+/// on both of its layouts of B (rows contiguous, columns contiguous) and on a strided B that it
+/// hands back to the packed kernel; beta 0 (even over NaN) and beta 2.
+#[test]
+fn kernels_skinny_products_match_naive() {
+    for m in 1..=4 {
+        for &(k, n) in &[(1, 9), (13, 1), (37, 21), (64, 130)] {
+            let a = matrix(m, k, 5);
+            let b_rows = matrix(k, n, 6);
+            let b_cols = matrix(n, k, 7);
+            let b_strided = matrix(k, 2 * n, 8);
+            let views = [
+                b_rows.view(),
+                b_cols.t(),
+                b_strided.slice(ndarray::s![.., ..;2]),
+            ];
+            for b in views {
+                for beta in [0.0, 2.0] {
+                    let mut fast = matrix(m, n, 9);
+                    if beta == 0.0 {
+                        fast.fill(f64::NAN);
+                    }
+                    let mut slow = fast.clone();
+                    gemm(0.5, a.view(), b, beta, &mut fast.view_mut());
+                    gemm_naive(0.5, a.view(), b, beta, &mut slow.view_mut());
+                    assert!(
+                        abs_diff_eq!(fast, slow, epsilon = 1e-10),
+                        "({m}, {k}, {n}), beta {beta}, strides {:?}",
+                        b.strides()
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn kernels_default_matches_naive_on_transposed_and_sliced_views() {
     let a = matrix(41, 29, 4); // used as aᵀ: (29, 41)
