@@ -476,17 +476,17 @@ impl TaskModel {
         m.insert("loss".into(), loss);
         match &self.head {
             Head::Sequence(_) => {
-                m.insert("accuracy".into(), metrics::accuracy(&pred_cls, &gold_cls)?);
-                m.insert("macro_f1".into(), metrics::macro_f1(&pred_cls, &gold_cls)?);
+                m.insert("accuracy".into(), metrics::accuracy(pred_cls, gold_cls)?);
+                m.insert("macro_f1".into(), metrics::macro_f1(pred_cls, gold_cls)?);
                 m.insert("score".into(), m["accuracy"]);
             }
             Head::Token(_) => {
-                let s = metrics::entity_f1(&pred_tags, &gold_tags)?;
+                let s = metrics::entity_f1(pred_tags, gold_tags)?;
                 m.insert("entity_f1".into(), s.f1);
                 m.insert("score".into(), s.f1);
             }
             Head::Span(_) => {
-                let s = metrics::squad(&pred_text, &gold_text)?;
+                let s = metrics::squad(pred_text, gold_text)?;
                 m.insert("exact_match".into(), s.exact_match);
                 m.insert("f1".into(), s.f1);
                 m.insert("score".into(), s.f1);
@@ -500,13 +500,13 @@ impl TaskModel {
                     .count() as f64
                     / gold_text.len().max(1) as f64;
                 m.insert("exact_match".into(), em);
-                let rouge = metrics::mean_rouge_l(&pred_text, &gold_text)?;
+                let rouge = metrics::mean_rouge_l(pred_text, gold_text)?;
                 m.insert("rouge_l".into(), rouge);
                 let score = match self.gen_metric {
                     GenMetric::RougeL => rouge,
                     GenMetric::ExactMatch => em,
                     GenMetric::Execution => {
-                        let acc = metrics::execution_accuracy(&pred_text, &gold_text, &self.world)?;
+                        let acc = metrics::execution_accuracy(pred_text, gold_text, &self.world)?;
                         m.insert("execution_accuracy".into(), acc);
                         acc
                     }
