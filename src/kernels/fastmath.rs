@@ -17,7 +17,11 @@
 //! most 1 ulp where the result is a normal float (x ≥ −87.33), and an absolute error below 2⁻¹⁴⁹
 //! (the smallest subnormal) where it is subnormal.
 
-use crate::tensor::Float;
+/// What the lane-wise reductions need of a float (tensor's `Float` has it; this module cannot
+/// name that trait, which itself uses this module's `exp_f32`).
+pub trait Lane: num_traits::Float + std::ops::AddAssign {}
+
+impl<T: num_traits::Float + std::ops::AddAssign> Lane for T {}
 
 /// e^x in f32 (see the module docs for the method and its accuracy).
 #[inline(always)]
@@ -54,7 +58,7 @@ pub fn exp_f32(x: f32) -> f32 {
 const LANES: usize = 8;
 
 #[inline(always)]
-fn combine<F: Float>(a: [F; LANES], op: impl Fn(F, F) -> F) -> F {
+fn combine<F: Lane>(a: [F; LANES], op: impl Fn(F, F) -> F) -> F {
     op(
         op(op(a[0], a[4]), op(a[1], a[5])),
         op(op(a[2], a[6]), op(a[3], a[7])),
@@ -63,7 +67,7 @@ fn combine<F: Float>(a: [F; LANES], op: impl Fn(F, F) -> F) -> F {
 
 /// Σ x, in eight lanes.
 #[inline]
-pub fn sum<F: Float>(x: &[F]) -> F {
+pub fn sum<F: Lane>(x: &[F]) -> F {
     let mut acc = [F::zero(); LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -77,7 +81,7 @@ pub fn sum<F: Float>(x: &[F]) -> F {
 
 /// Σ x·y over two slices of one length, in eight lanes.
 #[inline]
-pub fn dot<F: Float>(x: &[F], y: &[F]) -> F {
+pub fn dot<F: Lane>(x: &[F], y: &[F]) -> F {
     assert_eq!(x.len(), y.len());
     let mut acc = [F::zero(); LANES];
     let (cx, cy) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
@@ -94,7 +98,7 @@ pub fn dot<F: Float>(x: &[F], y: &[F]) -> F {
 
 /// max x (−∞ for an empty slice; NaNs are skipped, as by `f32::max`), in eight lanes.
 #[inline]
-pub fn max<F: Float>(x: &[F]) -> F {
+pub fn max<F: Lane>(x: &[F]) -> F {
     let mut acc = [F::neg_infinity(); LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();

@@ -9,6 +9,7 @@ pub mod generate;
 pub mod heads;
 pub mod hooks;
 pub mod kv_cache;
+pub mod layer_cache;
 pub mod layers;
 pub mod transformer;
 

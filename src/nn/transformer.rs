@@ -7,7 +7,7 @@
 
 use super::config::{Activation, Arch, Config};
 use super::hooks::{Hooks, Role};
-use super::kv_cache::{key_padding, LayerCache};
+use super::layer_cache::{key_padding, LayerCache};
 use super::layers::{normal, LayerNorm, Layout, Linear, LinearSpec};
 use crate::autodiff::{AttnMask, ParamId, ParamStore, Recompute, Segment, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
