@@ -108,7 +108,6 @@ struct Checkpoint {
     x: Var,
     /// The dropout stream as the segment found it, so the recomputed masks are the same.
     rng: StdRng,
-    train: bool,
     /// The trainable parameters the segment read, and their variables on this tape.
     params: Vec<(ParamId, Var)>,
 }
@@ -432,7 +431,6 @@ impl<'p, F: Float> Tape<'p, F> {
                 segment,
                 x,
                 rng,
-                train: self.train,
                 params,
             })
         });
@@ -636,7 +634,7 @@ impl<'p, F: Float> Tape<'p, F> {
         recompute: &dyn Recompute<F>,
     ) -> Result<()> {
         let mut sub = Tape::new(self.store);
-        sub.train = c.train;
+        sub.train = self.train;
         sub.rng = c.rng.clone();
         let needs_x = self.nodes[c.x.0].requires_grad;
         let x = sub.leaf(self.value(c.x).to_owned(), needs_x);

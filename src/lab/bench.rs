@@ -54,6 +54,25 @@ impl BenchShape {
     }
 }
 
+/// A benchmark model: the transformer, its parameters and the method applied to them.
+type BenchModel = (Transformer, ParamStore<f32>, Box<dyn Method<f32>>);
+
+/// The benchmark GPT of `shape` (dropout off, seeded) with `spec` applied.
+fn bench_model(shape: BenchShape, spec: &MethodSpec) -> Result<BenchModel> {
+    let mut config = Config::gpt(
+        shape.vocab,
+        shape.d_model,
+        shape.n_heads,
+        shape.n_layers,
+        shape.seq_len,
+    );
+    config.dropout = 0.0;
+    let mut store = ParamStore::new();
+    let model = Transformer::new(config, &mut store, 1)?;
+    let method = peft::apply(spec, &model, &mut store, 2)?;
+    Ok((model, store, method))
+}
+
 /// A model with a method applied, its optimizer and one fixed batch.
 pub struct StepBench {
     pub shape: BenchShape,
@@ -79,17 +98,7 @@ impl StepBench {
     /// The model, method, optimizer and batch; also sets malloc up as the CLI does.
     pub fn new(shape: BenchShape, spec: &MethodSpec) -> Result<Self> {
         crate::kernels::keep_freed_memory();
-        let mut config = Config::gpt(
-            shape.vocab,
-            shape.d_model,
-            shape.n_heads,
-            shape.n_layers,
-            shape.seq_len,
-        );
-        config.dropout = 0.0;
-        let mut store = ParamStore::new();
-        let model = Transformer::new(config, &mut store, 1)?;
-        let method = peft::apply(spec, &model, &mut store, 2)?;
+        let (model, store, method) = bench_model(shape, spec)?;
         let mut rng = StdRng::seed_from_u64(3);
         let ids = Array2::from_shape_fn((shape.batch, shape.seq_len + 1), |_| {
             rng.random_range(0..shape.vocab)
@@ -184,17 +193,7 @@ impl GenerateBench {
         prompt_len: usize,
         new_tokens: usize,
     ) -> Result<Self> {
-        let mut config = Config::gpt(
-            shape.vocab,
-            shape.d_model,
-            shape.n_heads,
-            shape.n_layers,
-            shape.seq_len,
-        );
-        config.dropout = 0.0;
-        let mut store = ParamStore::new();
-        let model = Transformer::new(config, &mut store, 1)?;
-        let method = peft::apply(spec, &model, &mut store, 2)?;
+        let (model, store, method) = bench_model(shape, spec)?;
         let mut rng = StdRng::seed_from_u64(4);
         let prompts = (0..shape.batch)
             .map(|_| {

@@ -126,14 +126,9 @@ pub fn generate<F: Float>(
         let slid = seqs.iter().zip(done).any(|(s, &d)| !d && s.len() > max_len);
         if cache.is_empty() || slid {
             cache.clear();
-            let (ids, mask, pos) = left_pad(&windows(seqs, max_len), opts.pad);
-            let input = Input::new(ids.view())
-                .with_mask(mask.view())
-                .with_positions(pos.view());
-            let hidden = model.forward_cached(&mut tape, hooks, &input, &mut cache)?;
-            let t = ids.ncols();
-            let last = tape.slice(hidden, 1, t - 1, t)?;
-            return last_logits(model, &mut tape, hooks, last);
+            return window_logits(model, &mut tape, hooks, seqs, opts, |tape, input| {
+                model.forward_cached(tape, hooks, input, &mut cache)
+            });
         }
         // Every unfinished row feeds the token it produced last, at the next position; a
         // finished row feeds padding (masked, never attended to).
@@ -166,16 +161,31 @@ pub fn generate_uncached<F: Float>(
 ) -> Result<Vec<Vec<usize>>> {
     check(model, prompts)?;
     sample(prompts, opts, |seqs, _| {
-        let (ids, mask, pos) = left_pad(&windows(seqs, model.config.max_len), opts.pad);
         let mut tape = Tape::inference(store);
-        let input = Input::new(ids.view())
-            .with_mask(mask.view())
-            .with_positions(pos.view());
-        let hidden = model.forward(&mut tape, hooks, &input)?;
-        let t = ids.ncols();
-        let last = tape.slice(hidden, 1, t - 1, t)?;
-        last_logits(model, &mut tape, hooks, last)
+        window_logits(model, &mut tape, hooks, seqs, opts, |tape, input| {
+            model.forward(tape, hooks, input)
+        })
     })
+}
+
+/// Next-token logits (B, V) from a whole-sequence run of `forward` (plain or filling a cache)
+/// on the most recent max_len tokens of each row, left-padded.
+fn window_logits<'p, F: Float>(
+    model: &Transformer,
+    tape: &mut Tape<'p, F>,
+    hooks: &dyn Hooks<F>,
+    seqs: &[Vec<usize>],
+    opts: &GenerateOptions,
+    forward: impl FnOnce(&mut Tape<'p, F>, &Input<'_>) -> Result<Var>,
+) -> Result<Array2<F>> {
+    let (ids, mask, pos) = left_pad(&windows(seqs, model.config.max_len), opts.pad);
+    let input = Input::new(ids.view())
+        .with_mask(mask.view())
+        .with_positions(pos.view());
+    let hidden = forward(tape, &input)?;
+    let t = ids.ncols();
+    let last = tape.slice(hidden, 1, t - 1, t)?;
+    last_logits(model, tape, hooks, last)
 }
 
 fn check(model: &Transformer, prompts: &[Vec<usize>]) -> Result<()> {

@@ -544,6 +544,17 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
     // were all alive at once, between its backward pass and its parameter update.
     let mut peak = Memory::default();
     let accum = args.gradient_accumulation_steps;
+    // Gradient checkpointing runs the task's blocks again in backward: it needs its transformer.
+    let recompute = match (args.gradient_checkpointing, task.model()) {
+        (false, _) => None,
+        (true, Some(model)) => Some(BlockRecompute { model, hooks }),
+        (true, None) => {
+            return invalid(
+                "train",
+                "gradient_checkpointing: this task does not expose its transformer",
+            )
+        }
+    };
     progress.start(total, state.step);
     while state.step < total {
         let step = state.step;
@@ -572,17 +583,9 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
             // the step's terms once they are all counted (below).
             let weight = if accum == 1 { 1.0 } else { terms as f64 };
             let scaled = tape.scale(loss, weight)?;
-            match (args.gradient_checkpointing, task.model()) {
-                (false, _) => tape.backward(scaled, &mut grads)?,
-                (true, Some(model)) => {
-                    tape.backward_recomputing(scaled, &mut grads, &BlockRecompute { model, hooks })?
-                }
-                (true, None) => {
-                    return invalid(
-                        "train",
-                        "gradient_checkpointing: this task does not expose its transformer",
-                    )
-                }
+            match &recompute {
+                None => tape.backward(scaled, &mut grads)?,
+                Some(r) => tape.backward_recomputing(scaled, &mut grads, r)?,
             }
             let held = Memory {
                 weights: store.bytes(),
