@@ -1,7 +1,8 @@
 //! Times generation on the benchmark GPT (see `tunelab::lab::bench::GenerateBench`) with and
 //! without the key/value cache, a quick check outside criterion:
 //! `cargo run --release --example generate_speed -- 256 full 4 32 64 3` (d_model, method, batch,
-//! prompt tokens, new tokens, runs). Prints tokens/s of each path and their ratio.
+//! prompt tokens, new tokens, runs; optionally `cached` or `uncached` for one path alone). Prints
+//! tokens/s of each path and their ratio.
 
 use std::time::Instant;
 use tunelab::lab::bench::{methods, BenchShape, GenerateBench};
@@ -31,7 +32,14 @@ fn main() {
     let bench = GenerateBench::new(shape, &spec, prompt, new).expect("model");
     let mut rate = [0.0f64; 2];
     let mut outputs = Vec::new();
-    for (i, cached) in [false, true].into_iter().enumerate() {
+    // A seventh argument `cached` (or `uncached`) times that path alone, for a profiler.
+    let paths: Vec<bool> = match args.get(6).map(String::as_str) {
+        Some("cached") => vec![true],
+        Some("uncached") => vec![false],
+        _ => vec![false, true],
+    };
+    for &cached in &paths {
+        let i = usize::from(cached);
         let mut best = f64::INFINITY;
         for _ in 0..runs {
             let t0 = Instant::now();
@@ -47,6 +55,9 @@ fn main() {
             bench.tokens(),
             rate[i]
         );
+    }
+    if paths.len() < 2 {
+        return;
     }
     let same = outputs.windows(2).all(|w| w[0] == w[1]);
     println!(

@@ -21,6 +21,12 @@ pub fn stats() -> KernelStats {
     STATS.with(|s| s.get())
 }
 
+/// The kernel work done on the calling thread since the last call, resetting the counts: what a
+/// pool worker hands back after each job.
+pub(super) fn take_stats() -> KernelStats {
+    STATS.with(|s| s.take())
+}
+
 /// Adds a worker's counts to the calling thread's.
 pub(super) fn add_stats(w: KernelStats) {
     STATS.with(|s| {

@@ -23,7 +23,7 @@ use crate::peft::{registry, MethodSpec};
 use crate::train::args::Strategy;
 use crate::train::progress::{LogEntry, Progress};
 use crate::train::task::Item;
-use crate::train::trainer::{self, Memory, Split, TrainTask};
+use crate::train::trainer::{self, Memory, Split};
 use crate::train::TrainingArgs;
 use serde::Serialize;
 use std::fmt::Write;
@@ -450,15 +450,26 @@ fn split_items<'t>(t: &'t Trained, split: Split, opts: &CompareOptions) -> &'t [
     }
 }
 
-fn evaluate(t: &Trained, split: Split, opts: &CompareOptions) -> Result<trainer::Metrics> {
-    TrainTask::<f32>::evaluate(
-        &t.tm,
+/// A split's metrics, and with `each` every example's score from the same batched evaluation
+/// when the metric is a mean over examples (so one example's score is its share of the whole):
+/// the observations of a one-seed interval. `None` for the other metrics (micro entity F1,
+/// macro-F1), or without `each`.
+fn evaluate(
+    t: &Trained,
+    split: Split,
+    opts: &CompareOptions,
+    each: bool,
+) -> Result<(trainer::Metrics, Option<Vec<f64>>)> {
+    let (whole, scores) = t.tm.evaluate_items_each(
         &t.base.store,
         t.method.as_ref(),
-        split,
-        opts.max_eval_examples,
-        32,
-    )
+        split_items(t, split, opts),
+        TrainingArgs::default().eval_batch_size,
+    )?;
+    let each = each && MEAN_METRICS.contains(&metric_name(&whole).as_str());
+    // They are the parts of the whole score only if it is their mean.
+    let agrees = each && !scores.is_empty() && (stats::mean(&scores) - score(&whole)).abs() < 1e-9;
+    Ok((whole, agrees.then_some(scores)))
 }
 
 /// The metrics that are a mean over examples (so one example's score is that example's share):
@@ -471,30 +482,6 @@ const MEAN_METRICS: &[&str] = &[
     "rouge_l",
     "execution_accuracy",
 ];
-
-/// Every example's score on a split, one example at a time, when the metric is a mean over
-/// examples and their mean reproduces the batched score (`whole`): the observations of a
-/// one-seed interval. `None` otherwise.
-fn per_example(
-    t: &Trained,
-    split: Split,
-    opts: &CompareOptions,
-    whole: &trainer::Metrics,
-) -> Result<Option<Vec<f64>>> {
-    if !MEAN_METRICS.contains(&metric_name(whole).as_str()) {
-        return Ok(None);
-    }
-    // Each example's score from one batched evaluation, as the Trainer's evaluation batches.
-    let (_, scores) = t.tm.evaluate_items_each(
-        &t.base.store,
-        t.method.as_ref(),
-        split_items(t, split, opts),
-        TrainingArgs::default().eval_batch_size,
-    )?;
-    // They are the parts of the whole score only if it is their mean.
-    let agrees = !scores.is_empty() && (stats::mean(&scores) - score(whole)).abs() < 1e-9;
-    Ok(agrees.then_some(scores))
-}
 
 /// A (method, seed) run with what every seed shares (the same for each: parameters, memory,
 /// steps) and the adapter's size.
@@ -634,15 +621,12 @@ fn measure(
         dir.clone(),
         &mut lane,
     )?;
-    let val = evaluate(&t, Split::Validation, opts)?;
-    let test = evaluate(&t, Split::Test, opts)?;
     // With one seed, the intervals are over test examples: score each one.
     let one_seed = opts.seeds == 1;
     let mut per = PerExample::default();
-    if one_seed {
-        per.validation = per_example(&t, Split::Validation, opts, &val)?;
-        per.test = per_example(&t, Split::Test, opts, &test)?;
-    }
+    let (val, test);
+    (val, per.validation) = evaluate(&t, Split::Validation, opts, one_seed)?;
+    (test, per.test) = evaluate(&t, Split::Test, opts, one_seed)?;
     let forgetting = held.forgetting(&t.base, t.method.as_ref())?;
     let adapter = dir.join("adapter");
     crate::peft::store::save_adapter(
@@ -665,10 +649,8 @@ fn measure(
                 &mut lane,
             )?;
             train_seconds += low.report.seconds;
-            let m = evaluate(&low, Split::Test, opts)?;
-            if one_seed {
-                per.low_data_test = per_example(&low, Split::Test, opts, &m)?;
-            }
+            let m;
+            (m, per.low_data_test) = evaluate(&low, Split::Test, opts, one_seed)?;
             Some(score(&m))
         }
         None => None,

@@ -1,12 +1,13 @@
 //! One layer's slice of the key/value cache ([`super::kv_cache::KvCache`]): the keys and values
-//! a block has seen, after its [`Hooks::key_value`](super::hooks::Hooks::key_value) hook, and their key mask. The block reads
-//! and extends it ([`super::transformer::Transformer::block_cached`]); this file knows nothing
+//! a block has seen, after its [`Hooks::key_value`](super::hooks::Hooks::key_value) hook, and
+//! their key mask, in buffers with room to grow (a decode step copies only its own keys). The
+//! block extends it and attends to it in place ([`super::transformer::Transformer::block_cached`]); this file knows nothing
 //! of the model, so the block can use it without a cycle.
 
-use crate::autodiff::{Tape, Var};
+use crate::autodiff::{AttnMask, Tape, Var};
 use crate::error::{shape_err, Result};
 use crate::tensor::{fmt_shape, Float};
-use ndarray::{concatenate, Array2, ArrayD, ArrayViewD, Axis};
+use ndarray::{concatenate, s, Array2, Array4, ArrayView4, ArrayViewD, Axis, Ix4};
 
 /// The key mask (B, S) for keys (B, NH, S, HS) of which the last T are the tokens of `mask`
 /// (B, T): the S − T keys a [`Hooks::key_value`] hook prepended come first and are always real.
@@ -22,13 +23,38 @@ pub fn key_padding(mask: &Array2<bool>, s: usize) -> Array2<bool> {
 /// What one block has cached.
 #[derive(Debug, Clone)]
 struct Entry<F: Float> {
-    /// (B, NH, S, HS), after the key/value hook.
-    keys: ArrayD<F>,
-    values: ArrayD<F>,
-    /// (B, S): `true` for keys that may be attended to.
+    /// (B, NH, capacity, HS), after the key/value hook: the first `len` positions are filled,
+    /// the rest is room to grow, so a decode step writes its own keys and copies nothing else.
+    keys: Array4<F>,
+    values: Array4<F>,
+    len: usize,
+    /// (B, len): `true` for keys that may be attended to.
     mask: Array2<bool>,
     /// How many keys the key/value hook prepends (prefix tuning's P), cached once.
     prepended: usize,
+}
+
+impl<F: Float> Entry<F> {
+    /// Writes keys and values (B, NH, T, HS) after the filled ones, growing the buffers (to
+    /// twice their size at least) when they are full.
+    fn push(&mut self, k: ArrayView4<'_, F>, v: ArrayView4<'_, F>) {
+        let (b, nh, t, hs) = k.dim();
+        let capacity = self.keys.dim().2;
+        if self.len + t > capacity {
+            let grown = (self.len + t).max(2 * capacity);
+            for buf in [&mut self.keys, &mut self.values] {
+                let mut bigger = Array4::zeros((b, nh, grown, hs));
+                bigger
+                    .slice_mut(s![.., .., ..self.len, ..])
+                    .assign(&buf.slice(s![.., .., ..self.len, ..]));
+                *buf = bigger;
+            }
+        }
+        let new = s![.., .., self.len..self.len + t, ..];
+        self.keys.slice_mut(new).assign(&k);
+        self.values.slice_mut(new).assign(&v);
+        self.len += t;
+    }
 }
 
 /// One block's cached keys and values; empty until a prefill.
@@ -43,10 +69,14 @@ impl<F: Float> Default for LayerCache<F> {
     }
 }
 
+fn view4<F: Float>(x: ArrayViewD<'_, F>) -> ArrayView4<'_, F> {
+    x.into_dimensionality::<Ix4>().expect("checked 4-D")
+}
+
 impl<F: Float> LayerCache<F> {
     /// Cached key positions S (prepended keys included); 0 when empty.
     pub fn len(&self) -> usize {
-        self.entry.as_ref().map_or(0, |e| e.mask.ncols())
+        self.entry.as_ref().map_or(0, |e| e.len)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -54,10 +84,11 @@ impl<F: Float> LayerCache<F> {
     }
 
     /// The cached keys and values (B, NH, S, HS), if any.
-    pub fn keys_values(&self) -> Option<(ArrayViewD<'_, F>, ArrayViewD<'_, F>)> {
-        self.entry
-            .as_ref()
-            .map(|e| (e.keys.view(), e.values.view()))
+    pub fn keys_values(&self) -> Option<(ArrayView4<'_, F>, ArrayView4<'_, F>)> {
+        self.entry.as_ref().map(|e| {
+            let filled = s![.., .., ..e.len, ..];
+            (e.keys.slice(filled), e.values.slice(filled))
+        })
     }
 
     /// The key mask (B, S), if any.
@@ -66,17 +97,17 @@ impl<F: Float> LayerCache<F> {
     }
 
     /// Takes the keys and values (B, NH, S', HS) that the key/value hook returned for the new
-    /// tokens of `mask` (B, T), caches them and returns the keys, values and key mask attention
-    /// is to use: on an empty cache (prefill) those same ones, S' − T of them prepended; on a
-    /// filled one (decode) the cache's followed by the new tokens' own T, the prepended ones
-    /// dropped (already cached).
-    pub fn append(
+    /// tokens of `mask` (B, T) and caches them: on an empty cache (prefill) all of them, S' − T
+    /// of them prepended; on a filled one (decode) the new tokens' own T, after the cached ones
+    /// (the prepended ones are dropped: already cached). Then q (B, NH, T, HS) attends to every
+    /// cached key, read in place ([`Tape::attention_over`]); `causal` as the model is.
+    pub fn append_attend(
         &mut self,
         tape: &mut Tape<'_, F>,
-        k: Var,
-        v: Var,
+        (q, k, v): (Var, Var, Var),
         mask: &Array2<bool>,
-    ) -> Result<(Var, Var, Array2<bool>)> {
+        causal: bool,
+    ) -> Result<Var> {
         let (b, t) = mask.dim();
         let ks = tape.shape(k).to_vec();
         if ks.len() != 4 || ks[0] != b || ks[2] < t || tape.shape(v) != ks.as_slice() {
@@ -90,49 +121,48 @@ impl<F: Float> LayerCache<F> {
             );
         }
         let prepended = ks[2] - t;
-        let Some(entry) = self.entry.take() else {
-            let key_mask = key_padding(mask, ks[2]);
-            self.entry = Some(Entry {
-                keys: tape.value(k).to_owned(),
-                values: tape.value(v).to_owned(),
-                mask: key_mask.clone(),
-                prepended,
-            });
-            return Ok((k, v, key_mask));
-        };
-        let cs = entry.keys.shape();
-        if cs[0] != b || cs[1] != ks[1] || cs[3] != ks[3] || prepended != entry.prepended {
-            return shape_err(
-                "kv cache",
-                format!(
-                    "new keys {} (with {prepended} prepended) do not continue the cached {} \
-                     (with {} prepended)",
-                    fmt_shape(&ks),
-                    fmt_shape(cs),
-                    entry.prepended
-                ),
-            );
+        let (kv, vv) = (view4(tape.value(k)), view4(tape.value(v)));
+        match &mut self.entry {
+            None => {
+                let mut entry = Entry {
+                    keys: Array4::zeros(kv.dim()),
+                    values: Array4::zeros(vv.dim()),
+                    len: 0,
+                    mask: key_padding(mask, ks[2]),
+                    prepended,
+                };
+                entry.push(kv, vv);
+                self.entry = Some(entry);
+            }
+            Some(entry) => {
+                let cs = entry.keys.shape();
+                if cs[0] != b || cs[1] != ks[1] || cs[3] != ks[3] || prepended != entry.prepended {
+                    return shape_err(
+                        "kv cache",
+                        format!(
+                            "new keys {} (with {prepended} prepended) do not continue the \
+                             cached ({}, {}, {}, {}) (with {} prepended)",
+                            fmt_shape(&ks),
+                            cs[0],
+                            cs[1],
+                            entry.len,
+                            cs[3],
+                            entry.prepended
+                        ),
+                    );
+                }
+                let own = s![.., .., prepended.., ..];
+                entry.push(kv.slice(own), vv.slice(own));
+                entry.mask =
+                    concatenate(Axis(1), &[entry.mask.view(), mask.view()]).expect("rows checked");
+            }
         }
-        let (k, v) = if prepended > 0 {
-            (
-                tape.slice(k, 2, prepended, ks[2])?,
-                tape.slice(v, 2, prepended, ks[2])?,
-            )
-        } else {
-            (k, v)
+        let entry = self.entry.as_ref().expect("filled above");
+        let attn_mask = AttnMask {
+            causal,
+            key_padding: Some(entry.mask.clone()),
         };
-        let past_k = tape.constant(entry.keys);
-        let past_v = tape.constant(entry.values);
-        let k = tape.concat(&[past_k, k], 2)?;
-        let v = tape.concat(&[past_v, v], 2)?;
-        let key_mask =
-            concatenate(Axis(1), &[entry.mask.view(), mask.view()]).expect("rows checked");
-        self.entry = Some(Entry {
-            keys: tape.value(k).to_owned(),
-            values: tape.value(v).to_owned(),
-            mask: key_mask.clone(),
-            prepended,
-        });
-        Ok((k, v, key_mask))
+        let (keys, values) = self.keys_values().expect("filled above");
+        tape.attention_over(q, keys, values, &attn_mask)
     }
 }

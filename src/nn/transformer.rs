@@ -498,15 +498,16 @@ impl Transformer {
             self.split_heads(tape, v)?,
         );
         let (k, v) = hooks.key_value(tape, i, k, v)?;
-        let (k, v, key_mask) = match cache {
-            None => (k, v, key_padding(mask, tape.shape(k)[2])),
-            Some(cache) => cache.append(tape, k, v, mask)?,
+        let y = match cache {
+            None => {
+                let attn_mask = AttnMask {
+                    causal: cfg.causal,
+                    key_padding: Some(key_padding(mask, tape.shape(k)[2])),
+                };
+                tape.attention(q, k, v, &attn_mask)?
+            }
+            Some(cache) => cache.append_attend(tape, (q, k, v), mask, cfg.causal)?,
         };
-        let attn_mask = AttnMask {
-            causal: cfg.causal,
-            key_padding: Some(key_mask),
-        };
-        let y = tape.attention(q, k, v, &attn_mask)?;
         let y = tape.permute(y, &[0, 2, 1, 3])?;
         let y = tape.reshape(y, &[b, total, cfg.d_model])?;
         let y = block.attn_out.forward(tape, hooks, y)?;

@@ -350,3 +350,47 @@ fn kernels_every_backend_is_independent_of_the_thread_count() {
         "results differ between 1 and 3 threads: {differ:?}"
     );
 }
+
+/// The kernel threads' pool: every piece runs exactly once, from callers on several threads at
+/// once (one gets the pool, the others start threads of their own), and a panicking piece
+/// reaches its caller after the other pieces have finished, leaving the pool usable.
+#[test]
+fn kernels_thread_pool_runs_every_piece_once_and_passes_panics_on() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tunelab::kernels::for_each_piece;
+    set_threads(3);
+    let callers: Vec<_> = (0..4)
+        .map(|c| {
+            std::thread::spawn(move || {
+                for round in 0..50 {
+                    let mut out = vec![0usize; 37];
+                    let pieces: Vec<(usize, &mut usize)> = out.iter_mut().enumerate().collect();
+                    for_each_piece(pieces, |(i, o)| *o += i * 1000 + round + c);
+                    let want: Vec<usize> = (0..37).map(|i| i * 1000 + round + c).collect();
+                    assert_eq!(out, want, "caller {c}, round {round}");
+                }
+            })
+        })
+        .collect();
+    for h in callers {
+        h.join().expect("a caller failed");
+    }
+    let ran = AtomicUsize::new(0);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for_each_piece((0..12).collect(), |i: usize| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            if i == 11 {
+                panic!("piece {i} fails");
+            }
+        })
+    }));
+    assert!(caught.is_err(), "the panic of a piece reaches the caller");
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        12,
+        "every piece ran before the panic was resumed"
+    );
+    let mut after = vec![0u8; 9];
+    for_each_piece(after.iter_mut().collect(), |x| *x = 1);
+    assert_eq!(after, vec![1u8; 9], "the pool works after a panic");
+}

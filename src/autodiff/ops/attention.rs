@@ -15,7 +15,7 @@
 
 use super::softmax::softmax_slice;
 use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
-use crate::error::{shape_err, Result};
+use crate::error::{invalid, shape_err, Result};
 use crate::kernels::{fastmath, for_each_piece, gemm};
 use crate::tensor::{fmt_shape, Float};
 use ndarray::{
@@ -160,110 +160,110 @@ impl<F: Float> Backward<F> for Attention<F> {
     }
 }
 
+/// Checks q (B, NH, T, HS), k and v (B, NH, S, HS) and the mask against each other.
+fn check_shapes(qs: &[usize], ks: &[usize], vs: &[usize], mask: &AttnMask) -> Result<()> {
+    if qs.len() != 4
+        || ks.len() != 4
+        || ks != vs
+        || qs[0] != ks[0]
+        || qs[1] != ks[1]
+        || qs[3] != ks[3]
+    {
+        return shape_err(
+            "attention",
+            format!(
+                "q {}, k {}, v {}",
+                fmt_shape(qs),
+                fmt_shape(ks),
+                fmt_shape(vs)
+            ),
+        );
+    }
+    let (b_, t, s_) = (qs[0], qs[2], ks[2]);
+    if mask.causal && s_ < t {
+        return shape_err(
+            "attention",
+            format!("causal attention needs at least as many keys ({s_}) as queries ({t})"),
+        );
+    }
+    if let Some(m) = &mask.key_padding {
+        if m.dim() != (b_, s_) {
+            return shape_err(
+                "attention",
+                format!("key padding mask is {:?}, expected ({b_}, {s_})", m.dim()),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The forward pass on checked values: the probabilities A (B, NH, T, S) and y = A v
+/// (B, NH, T, HS).
+fn forward<F: Float>(
+    qv: &ArrayView4<'_, F>,
+    kv: &ArrayView4<'_, F>,
+    vv: &ArrayView4<'_, F>,
+    mask: &AttnMask,
+    scale: F,
+) -> (Array4<F>, Array4<F>) {
+    let (b_, nh, t, hs) = qv.dim();
+    let s_ = kv.dim().2;
+    let offset = s_ - t.min(s_);
+    let mut probs = Array4::<F>::zeros((b_, nh, t, s_));
+    let mut y = Array4::<F>::zeros((b_, nh, t, hs));
+    let pieces: Vec<_> = heads_mut(probs.view_mut())
+        .into_iter()
+        .zip(heads_mut(y.view_mut()))
+        .map(|((b, h, a), (_, _, out))| (b, h, a, out))
+        .collect();
+    for_each_piece(pieces, |(b, h, mut a, mut out)| {
+        gemm(scale, head(qv, b, h), head(kv, b, h).t(), F::zero(), &mut a);
+        let padding = mask.key_padding.as_ref().map(|m| m.row(b));
+        for (ti, mut row) in a.axis_iter_mut(Axis(0)).enumerate() {
+            let row = row.as_slice_mut().expect("a fresh (T, S) matrix");
+            // Keys past the causal limit get probability 0 without an exp; padded keys before
+            // it are −∞ scores.
+            let seen = if mask.causal {
+                (ti + offset + 1).min(s_)
+            } else {
+                s_
+            };
+            let (visible, future) = row.split_at_mut(seen);
+            if let Some(p) = &padding {
+                for (x, &real) in visible.iter_mut().zip(p.iter()) {
+                    if !real {
+                        *x = F::neg_infinity();
+                    }
+                }
+            }
+            softmax_slice(visible);
+            future.fill(F::zero());
+        }
+        gemm(F::one(), a.view(), head(vv, b, h), F::zero(), &mut out);
+    });
+    (probs, y)
+}
+
 impl<F: Float> Tape<'_, F> {
     /// softmax(mask(q kᵀ / √HS)) v; see the module docs for shapes and masks.
     pub fn attention(&mut self, q: Var, k: Var, v: Var, mask: &AttnMask) -> Result<Var> {
-        let (qs, ks, vs) = (
-            self.shape(q).to_vec(),
-            self.shape(k).to_vec(),
-            self.shape(v).to_vec(),
+        check_shapes(self.shape(q), self.shape(k), self.shape(v), mask)?;
+        let scale = F::one() / F::of(self.shape(q)[3] as f64).sqrt();
+        let (probs, y) = forward(
+            &view4(self.value(q)),
+            &view4(self.value(k)),
+            &view4(self.value(v)),
+            mask,
+            scale,
         );
-        let bad = || {
-            shape_err(
-                "attention",
-                format!(
-                    "q {}, k {}, v {}",
-                    fmt_shape(&qs),
-                    fmt_shape(&ks),
-                    fmt_shape(&vs)
-                ),
-            )
+        // Without a gradient to compute, the probabilities are not kept.
+        let probs = match self.records(&[q, k, v]) {
+            true => probs,
+            false => Array4::zeros((0, 0, 0, 0)),
         };
-        if qs.len() != 4
-            || ks.len() != 4
-            || ks != vs
-            || qs[0] != ks[0]
-            || qs[1] != ks[1]
-            || qs[3] != ks[3]
-        {
-            return bad();
-        }
-        let (b_, nh, t, hs) = (qs[0], qs[1], qs[2], qs[3]);
-        let s_ = ks[2];
-        if mask.causal && s_ < t {
-            return shape_err(
-                "attention",
-                format!("causal attention needs at least as many keys ({s_}) as queries ({t})"),
-            );
-        }
-        if let Some(m) = &mask.key_padding {
-            if m.dim() != (b_, s_) {
-                return shape_err(
-                    "attention",
-                    format!("key padding mask is {:?}, expected ({b_}, {s_})", m.dim()),
-                );
-            }
-        }
-        let scale = F::one() / F::of(hs as f64).sqrt();
-        let offset = s_ - t.min(s_);
-        let mut probs = Array4::<F>::zeros((b_, nh, t, s_));
-        let mut y = Array4::<F>::zeros((b_, nh, t, hs));
-        {
-            let (qv, kv, vv) = (
-                view4(self.value(q)),
-                view4(self.value(k)),
-                view4(self.value(v)),
-            );
-            let (qv, kv, vv) = (&qv, &kv, &vv);
-            let pieces: Vec<_> = heads_mut(probs.view_mut())
-                .into_iter()
-                .zip(heads_mut(y.view_mut()))
-                .map(|((b, h, a), (_, _, out))| (b, h, a, out))
-                .collect();
-            for_each_piece(pieces, |(b, h, mut a, mut out)| {
-                gemm(scale, head(qv, b, h), head(kv, b, h).t(), F::zero(), &mut a);
-                let padding = mask.key_padding.as_ref().map(|m| m.row(b));
-                for (ti, mut row) in a.axis_iter_mut(Axis(0)).enumerate() {
-                    let row = row.as_slice_mut().expect("a fresh (T, S) matrix");
-                    // Keys past the causal limit get probability 0 without an exp; padded keys
-                    // before it are −∞ scores.
-                    let seen = if mask.causal {
-                        (ti + offset + 1).min(s_)
-                    } else {
-                        s_
-                    };
-                    let (visible, future) = row.split_at_mut(seen);
-                    if let Some(p) = &padding {
-                        for (x, &real) in visible.iter_mut().zip(p.iter()) {
-                            if !real {
-                                *x = F::neg_infinity();
-                            }
-                        }
-                    }
-                    softmax_slice(visible);
-                    future.fill(F::zero());
-                }
-                gemm(F::one(), a.view(), head(vv, b, h), F::zero(), &mut out);
-            });
-        }
-        let y = y.into_dyn();
-        if !self.records(&[q, k, v]) {
-            return Ok(self.push(
-                "attention",
-                y,
-                &[q, k, v],
-                Attention {
-                    q,
-                    k,
-                    v,
-                    probs: Array4::zeros((0, 0, 0, 0)),
-                    scale,
-                },
-            ));
-        }
         Ok(self.push(
             "attention",
-            y,
+            y.into_dyn(),
             &[q, k, v],
             Attention {
                 q,
@@ -273,5 +273,28 @@ impl<F: Float> Tape<'_, F> {
                 scale,
             },
         ))
+    }
+
+    /// [`Tape::attention`] of q over keys and values that are not on the tape (a key/value
+    /// cache's, read in place): the same numbers, for inference only, since nothing is recorded
+    /// and no gradient could reach the keys and values.
+    pub fn attention_over(
+        &mut self,
+        q: Var,
+        k: ArrayView4<'_, F>,
+        v: ArrayView4<'_, F>,
+        mask: &AttnMask,
+    ) -> Result<Var> {
+        if self.records(&[q]) {
+            return invalid(
+                "attention",
+                "attention over keys and values off the tape records no gradient: use it on a \
+                 tape without gradients (inference)",
+            );
+        }
+        check_shapes(self.shape(q), k.shape(), v.shape(), mask)?;
+        let scale = F::one() / F::of(self.shape(q)[3] as f64).sqrt();
+        let (_, y) = forward(&view4(self.value(q)), &k, &v, mask, scale);
+        Ok(self.constant(y.into_dyn()))
     }
 }
