@@ -176,6 +176,10 @@ pub fn logits(a: LogitsArgs) -> Outcome {
             ),
         });
     }
+    if let Some(dir) = &a.adapter {
+        let (_, meta) = tunelab::io::adapter::read_config(dir)?;
+        tunelab::io::adapter::check_base(dir, &meta, &b.model.config, &a.model)?;
+    }
     let method = adapter_or_none(a.adapter.as_deref(), &b.model, &mut b.store)?;
     let out = embed::last_logits(&b.model, &b.store, method.as_ref(), &a.ids)?;
     println!("{}", serde_json::to_string(&out).expect("floats serialise"));

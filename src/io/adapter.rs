@@ -21,7 +21,8 @@
 //! into a fresh sibling, which is then renamed into place, so a kill can never leave one run's
 //! config beside another run's weights (files put into an adapter directory by hand go with it).
 //! Both files also carry the same `write_id` (the config beside its spec, the weights in their
-//! safetensors metadata), and [`read`] refuses a pair whose ids differ. A directory missing
+//! safetensors metadata), and [`read`] refuses a pair whose ids differ (weights with no id,
+//! written by another tool or by hand, are not checked). A directory missing
 //! because a replacement was killed between its two renames is read from where its committed
 //! contents were set aside ([`super::committed_dir`]).
 //!
@@ -104,7 +105,8 @@ fn parse_own(path: &Path, value: Value) -> Result<(MethodSpec, Value)> {
 }
 
 /// The float tensors of `adapter_model.safetensors`; any other tensor is an error naming it.
-/// `write_id`, when the config recorded one, must be the weights' own.
+/// `write_id`, when the config recorded one, must be the weights' own if they record one too
+/// (weights written by another tool, or by hand, record none and pass).
 fn load_tensors<F: Float>(path: &Path, write_id: Option<&str>) -> Result<Vec<(String, ArrayD<F>)>> {
     let file = safetensors::load::<F>(path)?;
     if let Some(name) = file.skipped.first() {
@@ -114,15 +116,15 @@ fn load_tensors<F: Float>(path: &Path, write_id: Option<&str>) -> Result<Vec<(St
         ));
     }
     if let Some(id) = write_id {
-        let theirs = file.metadata.get(WRITE_ID).and_then(Value::as_str);
-        if theirs != Some(id) {
-            return Err(data_err(
-                path,
-                format!(
-                    "these weights were not written with the {CONFIG} beside them (its write_id is {id}, theirs {}): the directory mixes two saves",
-                    theirs.unwrap_or("absent")
-                ),
-            ));
+        if let Some(theirs) = file.metadata.get(WRITE_ID).and_then(Value::as_str) {
+            if theirs != id {
+                return Err(data_err(
+                    path,
+                    format!(
+                        "these weights were not written with the {CONFIG} beside them (its write_id is {id}, theirs {theirs}): the directory mixes two saves"
+                    ),
+                ));
+            }
         }
     }
     Ok(file.tensors)

@@ -106,7 +106,7 @@ fn leftovers(dir: &Path, marker: &str) -> Vec<PathBuf> {
             (t, parent.join(e.file_name()))
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|b| std::cmp::Reverse(b.0));
     found.into_iter().map(|(_, p)| p).collect()
 }
 
