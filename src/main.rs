@@ -37,7 +37,8 @@ enum Command {
     ///
     /// gpt-tiny is a decoder trained as a causal LM; bert-tiny an encoder trained with masked LM.
     /// Writes config.json, model.safetensors, tokenizer.json and pretrain.json (the measured
-    /// losses and time) into --out. The defaults reproduce the models shipped in models/.
+    /// losses and time) into --out (runs/pretrain-<preset> by default; an existing directory
+    /// only with --force). The defaults reproduce the models shipped in models/.
     Pretrain(cli::pretrain::PretrainCmd),
     /// Memory and FLOPs of fine-tuning a real model size with each method (full fp32 and mixed
     /// precision with Adam, LoRA, QLoRA, prefix and prompt tuning), with the assumptions stated.

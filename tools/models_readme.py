@@ -27,7 +27,7 @@ for name, what in MODELS:
         f"({r['tokens_seen']:,} tokens seen), AdamW at peak lr {a['lr']} with {a['warmup']} warmup steps "
         f"and cosine decay, weight decay {a['weight_decay']}, gradient clipping at 1.0; "
         f"{a['docs']:,} documents of pre-training text ({r['corpus_tokens']:,} tokens).\n\n"
-        f"```sh\ncargo run --release -- pretrain --preset {name}\n```\n"
+        f"```sh\ncargo run --release -- pretrain --preset {name} --out models/{name} --force\n```\n"
     )
 
 text = f"""# models

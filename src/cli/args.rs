@@ -86,9 +86,14 @@ pub struct TrainArgs {
     /// Evaluate on at most this many examples per split (0: all) [default: 0].
     #[arg(long)]
     pub max_eval_examples: Option<usize>,
-    /// Continue from the newest checkpoint in the output directory.
-    #[arg(long)]
+    /// Continue from the newest checkpoint in the output directory; one written by a run with
+    /// other arguments (seed, method, task, data, base) is refused, naming what differs.
+    #[arg(long, conflicts_with = "overwrite_output_dir")]
     pub resume: bool,
+    /// Delete the checkpoints an earlier run left in --output-dir and start afresh (without it,
+    /// or --resume, a directory holding checkpoints is refused).
+    #[arg(long)]
+    pub overwrite_output_dir: bool,
     /// Keep only each block's input and recompute the block in backward (Hugging Face's
     /// `gradient_checkpointing`): activation memory falls to about one block's, a step costs
     /// about one more forward.
@@ -115,6 +120,9 @@ impl TrainArgs {
         }
         if self.gradient_checkpointing {
             a.gradient_checkpointing = true;
+        }
+        if self.overwrite_output_dir {
+            a.overwrite_output_dir = true;
         }
         if self.early_stopping_patience.is_some() {
             a.early_stopping_patience = self.early_stopping_patience;

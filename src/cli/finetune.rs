@@ -24,7 +24,9 @@ pub struct FinetuneArgs {
     /// The task (built-in data from the synthetic world unless --data is given).
     #[arg(long, value_enum, ignore_case = true, default_value = "sentiment")]
     pub task: Task,
-    /// A shipped base (gpt-tiny, bert-tiny) or a model directory.
+    /// A shipped base name (gpt-tiny, bert-tiny: always the model shipped with tunelab, whatever
+    /// the current directory holds) or the path of a model directory (anything else; write
+    /// ./gpt-tiny for a directory of that name).
     #[arg(long, default_value = "gpt-tiny")]
     pub base: String,
     #[command(flatten)]
@@ -60,6 +62,8 @@ pub struct FinetuneArgs {
 
 /// Fine-tunes, prints the run's summary and test score, and says where the adapter is.
 pub fn run(a: FinetuneArgs) -> Outcome {
+    // First: a signal while the base and the data load exits at once (130 / 143).
+    tunelab::train::trainer::install_ctrl_c();
     a.speed.apply();
     let task = a.task;
     let mut args = a.train.build()?;
@@ -85,7 +89,6 @@ pub fn run(a: FinetuneArgs) -> Outcome {
     for w in a.data.files().map(|f| f.warnings()).unwrap_or_default() {
         eprintln!("warning: {w}");
     }
-    tunelab::train::trainer::install_ctrl_c();
     let opts = FinetuneOptions {
         base: a.base,
         task,
@@ -96,6 +99,24 @@ pub fn run(a: FinetuneArgs) -> Outcome {
         resume: a.train.resume,
     };
     let r = finetune::finetune_from(&opts, a.adapter.as_deref(), &mut TrainBar::new())?;
+    let steps = trained_steps(&r.report);
+    if r.report.interrupted {
+        // A run cut short is not a success: its checkpoint is saved, nothing else is written.
+        println!("{}", r.summary);
+        println!(
+            "interrupted at step {}: checkpoint saved in {}; {steps}; continue with --resume",
+            r.report.state.step,
+            opts.args
+                .output_dir
+                .join(tunelab::io::checkpoint::training_dir_name(
+                    r.report.state.step
+                ))
+                .display()
+        );
+        return Ok(ExitCode::from(
+            tunelab::train::trainer::interrupt_exit_code(),
+        ));
+    }
     if let Some(dir) = &a.adapter {
         println!(
             "continued the {} adapter {}",
@@ -104,13 +125,6 @@ pub fn run(a: FinetuneArgs) -> Outcome {
         );
     }
     println!("{}", r.summary);
-    if r.report.interrupted {
-        println!(
-            "interrupted at step {}: checkpoint saved in {}",
-            r.report.state.step,
-            opts.args.output_dir.display()
-        );
-    }
     if r.report.stopped_early {
         println!(
             "stopped early at step {} (best {} at step {:?})",
@@ -130,8 +144,7 @@ pub fn run(a: FinetuneArgs) -> Outcome {
         );
     }
     println!(
-        "trained {} steps in {:.1} s (median step {:.1} ms)",
-        r.report.state.step,
+        "{steps} in {:.1} s (median step {:.1} ms)",
         r.report.seconds,
         r.report.median_step_seconds * 1e3
     );
@@ -142,6 +155,19 @@ pub fn run(a: FinetuneArgs) -> Outcome {
     }
     println!("adapter: {}", r.adapter_dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// "trained N steps", and for a resumed run how many steps there are in all.
+fn trained_steps(r: &tunelab::train::trainer::TrainReport) -> String {
+    let here = r.state.step - r.start_step;
+    if r.start_step == 0 {
+        format!("trained {here} steps")
+    } else {
+        format!(
+            "trained {here} steps (resumed at step {}; {} steps in all)",
+            r.start_step, r.state.step
+        )
+    }
 }
 
 /// Whether `flag` was given on the command line (as `flag VALUE` or `flag=VALUE`), which clap's

@@ -10,10 +10,13 @@ use tunelab::peft::Method;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// A shipped base (gpt-tiny, bert-tiny) or a model directory.
+    /// A shipped base name (gpt-tiny, bert-tiny: always the model shipped with tunelab) or the
+    /// path of a model directory (anything else; ./gpt-tiny for a directory of that name).
     #[arg(long, default_value = "gpt-tiny")]
     pub model: String,
     /// An adapter directory written by `finetune` (adapter_config.json + adapter_model.safetensors).
+    /// One that records another task or base than this run's is refused (adapters from before
+    /// the record was kept load unchecked).
     #[arg(long)]
     pub adapter: Option<PathBuf>,
     /// The task whose test split is scored.
@@ -43,7 +46,8 @@ pub fn eval(a: EvalArgs) -> Outcome {
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// A shipped decoder (gpt-tiny) or a GPT-2 model directory.
+    /// A shipped decoder name (gpt-tiny: always the shipped model) or the path of a GPT-2 model
+    /// directory.
     #[arg(long, default_value = "gpt-tiny")]
     pub model: String,
     /// An adapter directory applied to the model.
@@ -109,6 +113,9 @@ fn load_with_adapter(
     if let Some(n) = &b.notes {
         eprintln!("note: {n}");
     }
+    if let Some(dir) = adapter {
+        finetune::check_adapter(dir, None, &b, model, "--task")?;
+    }
     let method = adapter_or_none(adapter, &b.model, &mut b.store)?;
     Ok((b, method))
 }
@@ -169,6 +176,10 @@ pub fn logits(a: LogitsArgs) -> Outcome {
             ),
         });
     }
+    if let Some(dir) = &a.adapter {
+        let (_, meta) = tunelab::io::adapter::read_config(dir)?;
+        tunelab::io::adapter::check_base(dir, &meta, &b.model.config, &a.model)?;
+    }
     let method = adapter_or_none(a.adapter.as_deref(), &b.model, &mut b.store)?;
     let out = embed::last_logits(&b.model, &b.store, method.as_ref(), &a.ids)?;
     println!("{}", serde_json::to_string(&out).expect("floats serialise"));
@@ -180,16 +191,30 @@ pub struct ExportPeftArgs {
     /// The adapter directory written by `finetune`.
     #[arg(long)]
     pub adapter: PathBuf,
-    /// The output directory.
+    /// The output directory. An existing one is refused unless --force; it may never be
+    /// --adapter, inside it or around it.
     #[arg(long)]
     pub out: PathBuf,
-    /// The base model the adapter was trained on (default: the one its config records).
+    /// The base model the adapter was trained on (default: the one its config records); one of
+    /// another architecture than the adapter records is refused.
     #[arg(long)]
     pub base: Option<String>,
+    /// Replace an existing --out directory as a whole.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Writes the adapter in PEFT's format.
 pub fn export_peft(a: ExportPeftArgs) -> Outcome {
+    if tunelab::io::is_nonempty_dir(&a.out) && !a.force {
+        return Err(tunelab::Error::Invalid {
+            op: "export-peft",
+            detail: format!(
+                "--out {} already exists: pass --force to replace it, or another --out",
+                a.out.display()
+            ),
+        });
+    }
     let (_, meta) = tunelab::io::adapter::read_config(&a.adapter)?;
     let base = match a.base {
         Some(b) => b,

@@ -13,9 +13,14 @@ pub struct PretrainCmd {
     /// The shipped base to reproduce.
     #[arg(long, value_enum)]
     pub preset: Base,
-    /// Output directory (default: models/<preset>).
+    /// Output directory [default: runs/pretrain-<preset>; never the shipped models/<preset>
+    /// unless given]. An existing directory is refused unless --force.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace an existing --out directory (its old contents are deleted once the new model is
+    /// written).
+    #[arg(long)]
+    pub force: bool,
     /// Optimizer steps (default 1500; 4000 for bert-tiny, whose masked LM needs longer to leave
     /// its early plateau).
     #[arg(long)]
@@ -68,7 +73,17 @@ pub fn run(a: PretrainCmd) -> Outcome {
     args.eval_every = a.eval_every.unwrap_or(args.eval_every);
     let out = a
         .out
-        .unwrap_or_else(|| PathBuf::from("models").join(base.name()));
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("pretrain-{}", base.name())));
+    // Before training, not after it: an existing model is never replaced unasked.
+    if tunelab::io::is_nonempty_dir(&out) && !a.force {
+        return Err(tunelab::Error::Invalid {
+            op: "pretrain",
+            detail: format!(
+                "--out {} already exists: pass --force to replace it, or another --out",
+                out.display()
+            ),
+        });
+    }
     let r = pretrain::pretrain(&args, &out, &mut TrainBar::new())?;
     println!(
         "{}: {} parameters, validation loss {:.4} (perplexity {:.2}), {:.0} s, {} tokens seen; written to {}",

@@ -14,6 +14,25 @@
 //! `peft_type` is PEFT's (LoRA): [`read`] converts it to the equivalent spec and tunelab's
 //! tensor names ([`super::peft`] holds that dialect's name maps), and [`export_peft`] writes a
 //! tunelab LoRA adapter in PEFT's dialect.
+//!
+//! ## One write, one directory
+//!
+//! [`write`] replaces the directory as a whole ([`super::replace_dir`]): both files are written
+//! into a fresh sibling, which is then renamed into place, so a kill can never leave one run's
+//! config beside another run's weights (files put into an adapter directory by hand go with it).
+//! Both files also carry the same `write_id` (the config beside its spec, the weights in their
+//! safetensors metadata), and [`read`] refuses a pair whose ids differ (weights with no id,
+//! written by another tool or by hand, are not checked). A directory missing
+//! because a replacement was killed between its two renames is read from where its committed
+//! contents were set aside ([`super::committed_dir`]).
+//!
+//! ## What an adapter was trained for
+//!
+//! `tunelab finetune` records in `meta` the task (`"task"`), the base as given and as resolved
+//! (`"base_name"`, `"base"`) and the base's architecture (`"base_config"`, from
+//! [`base_record`]). [`check_task`] and [`check_base`] compare them with a run's and refuse a
+//! mismatch naming both. Adapters written before these were recorded (and PEFT's) have no such
+//! record and load as before, unchecked.
 
 use super::{atomic_write, peft, safetensors};
 use crate::error::{Error, Result};
@@ -33,6 +52,9 @@ pub const WEIGHTS: &str = "adapter_model.safetensors";
 const META: &str = "meta";
 /// The config key recording that prefix tuning's MLP was folded into the saved table.
 const FOLDED: &str = "reparameterization_folded";
+/// The key, in the config and in the weights' safetensors metadata, that pairs the two files of
+/// one [`write`].
+const WRITE_ID: &str = "write_id";
 
 /// An adapter as read from its directory, in tunelab's terms whichever dialect wrote it.
 pub struct AdapterFiles<F: Float> {
@@ -76,13 +98,16 @@ fn parse_own(path: &Path, value: Value) -> Result<(MethodSpec, Value)> {
     };
     let meta = config.remove(META).unwrap_or(Value::Null);
     config.remove(FOLDED);
+    config.remove(WRITE_ID);
     let spec: MethodSpec = serde_json::from_value(Value::Object(config))
         .map_err(|e| data_err(path, format!("not a method spec: {e}")))?;
     Ok((spec, meta))
 }
 
 /// The float tensors of `adapter_model.safetensors`; any other tensor is an error naming it.
-fn load_tensors<F: Float>(path: &Path) -> Result<Vec<(String, ArrayD<F>)>> {
+/// `write_id`, when the config recorded one, must be the weights' own if they record one too
+/// (weights written by another tool, or by hand, record none and pass).
+fn load_tensors<F: Float>(path: &Path, write_id: Option<&str>) -> Result<Vec<(String, ArrayD<F>)>> {
     let file = safetensors::load::<F>(path)?;
     if let Some(name) = file.skipped.first() {
         return Err(data_err(
@@ -90,23 +115,52 @@ fn load_tensors<F: Float>(path: &Path) -> Result<Vec<(String, ArrayD<F>)>> {
             format!("tensor {name} is not a float tensor"),
         ));
     }
+    if let Some(id) = write_id {
+        if let Some(theirs) = file.metadata.get(WRITE_ID).and_then(Value::as_str) {
+            if theirs != id {
+                return Err(data_err(
+                    path,
+                    format!(
+                        "these weights were not written with the {CONFIG} beside them (its write_id is {id}, theirs {theirs}): the directory mixes two saves"
+                    ),
+                ));
+            }
+        }
+    }
     Ok(file.tensors)
+}
+
+/// The `write_id` an own-dialect config records.
+fn write_id_of(config: &Value) -> Option<String> {
+    config
+        .get(WRITE_ID)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// The directory to read for the adapter `dir`: itself, or its committed contents set aside by a
+/// replacement that was killed ([`super::committed_dir`]).
+fn committed(dir: &Path) -> std::path::PathBuf {
+    super::committed_dir(dir).unwrap_or_else(|| dir.to_path_buf())
 }
 
 /// Reads an adapter directory of either dialect: the config once, then the tensors.
 pub fn read<F: Float>(dir: &Path) -> Result<AdapterFiles<F>> {
+    let dir = &committed(dir);
     let (cpath, wpath) = (dir.join(CONFIG), dir.join(WEIGHTS));
     let config = read_json(&cpath)?;
     if peft::is_peft_config(&config) {
-        let (spec, meta, tensors) = peft::import(&cpath, &config, &wpath, || load_tensors(&wpath))?;
+        let (spec, meta, tensors) =
+            peft::import(&cpath, &config, &wpath, || load_tensors(&wpath, None))?;
         return Ok(AdapterFiles {
             spec,
             meta,
             tensors,
         });
     }
+    let id = write_id_of(&config);
     let (spec, meta) = parse_own(&cpath, config)?;
-    let tensors = load_tensors(&wpath)?;
+    let tensors = load_tensors(&wpath, id.as_deref())?;
     Ok(AdapterFiles {
         spec,
         meta,
@@ -117,20 +171,30 @@ pub fn read<F: Float>(dir: &Path) -> Result<AdapterFiles<F>> {
 /// Reads only the method spec and `meta` of an adapter directory (of a PEFT adapter, whose
 /// targets are known from its tensors' names, the tensors are read too).
 pub fn read_config(dir: &Path) -> Result<(MethodSpec, Value)> {
+    let dir = &committed(dir);
     let cpath = dir.join(CONFIG);
     let config = read_json(&cpath)?;
     if peft::is_peft_config(&config) {
         let wpath = dir.join(WEIGHTS);
         let (spec, meta, _) =
-            peft::import::<f32>(&cpath, &config, &wpath, || load_tensors(&wpath))?;
+            peft::import::<f32>(&cpath, &config, &wpath, || load_tensors(&wpath, None))?;
         return Ok((spec, meta));
     }
     parse_own(&cpath, config)
 }
 
-/// Writes an adapter into `dir` (created if needed), in tunelab's dialect: `adapter_config.json`
-/// with `spec`, `meta` (and the folded mark when `folded`), and `adapter_model.safetensors`
-/// with `tensors`. Both files are written atomically.
+/// A fresh id pairing the two files of one [`write`]: the process and the time.
+fn new_write_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// Writes an adapter as the directory `dir` (replacing any directory there as a whole; see the
+/// module's doc), in tunelab's dialect: `adapter_config.json` with `spec`, `meta` (and the folded
+/// mark when `folded`), and `adapter_model.safetensors` with `tensors`.
 pub fn write<F: Float>(
     dir: &Path,
     spec: &MethodSpec,
@@ -138,7 +202,8 @@ pub fn write<F: Float>(
     meta: Value,
     tensors: &[(&str, ArrayViewD<'_, F>)],
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let tmp = super::temp_dir_for(dir)?;
+    let id = new_write_id();
     let mut config = match serde_json::to_value(spec).expect("a method spec serialises") {
         Value::Object(m) => m,
         _ => unreachable!("an internally tagged enum serialises to an object"),
@@ -146,15 +211,93 @@ pub fn write<F: Float>(
     if folded {
         config.insert(FOLDED.into(), Value::Bool(true));
     }
+    config.insert(WRITE_ID.into(), Value::String(id.clone()));
     config.insert(META.into(), meta);
     let json = serde_json::to_string_pretty(&Value::Object(config)).expect("JSON serialises");
-    atomic_write(&dir.join(CONFIG), json.as_bytes())?;
-    safetensors::save(&dir.join(WEIGHTS), tensors, &[("format", "pt")])
+    atomic_write(&tmp.join(CONFIG), json.as_bytes())?;
+    super::crash_point("adapter:config_written");
+    safetensors::save(
+        &tmp.join(WEIGHTS),
+        tensors,
+        &[("format", "pt"), (WRITE_ID, &id)],
+    )?;
+    super::replace_dir(&tmp, dir)
+}
+
+/// What an adapter records of the base it was trained on: its architecture (`model_type`) and
+/// every size that fixes a tensor's shape.
+pub fn base_record(config: &Config) -> Value {
+    serde_json::json!({
+        "model_type": config.to_json().get("model_type").cloned().unwrap_or(Value::Null),
+        "vocab_size": config.vocab_size,
+        "d_model": config.d_model,
+        "n_heads": config.n_heads,
+        "n_layers": config.n_layers,
+        "d_ff": config.d_ff,
+        "max_len": config.max_len,
+    })
+}
+
+/// Refuses to use the adapter in `dir` (its config's `meta`) with the base `base_name` whose
+/// config is `config` when the adapter records another base architecture; names both. An adapter
+/// without the record passes.
+pub fn check_base(dir: &Path, meta: &Value, config: &Config, base_name: &str) -> Result<()> {
+    let Some(saved) = meta.get("base_config") else {
+        return Ok(());
+    };
+    let ours = base_record(config);
+    let differs: Vec<String> = ours
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| saved.get(k.as_str()) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "{k} {} (the base's: {v})",
+                saved.get(k.as_str()).unwrap_or(&Value::Null)
+            )
+        })
+        .collect();
+    if differs.is_empty() {
+        return Ok(());
+    }
+    let trained_on = meta
+        .get("base_name")
+        .or_else(|| meta.get("base"))
+        .and_then(Value::as_str)
+        .unwrap_or("another base");
+    Err(Error::Invalid {
+        op: "adapter",
+        detail: format!(
+            "{} was trained on {trained_on} ({}), not on {base_name}: it records {}",
+            dir.display(),
+            saved
+                .get("model_type")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            differs.join(", ")
+        ),
+    })
+}
+
+/// Refuses to use the adapter in `dir` (its config's `meta`) for `task` when it records another
+/// task; names both. An adapter without the record passes.
+pub fn check_task(dir: &Path, meta: &Value, task: &str, flag: &str) -> Result<()> {
+    match meta.get("task").and_then(Value::as_str) {
+        Some(saved) if saved != task => Err(Error::Invalid {
+            op: "adapter",
+            detail: format!(
+                "{} was trained for the task {saved}, not {task}: pass {flag} {saved}, or another adapter",
+                dir.display()
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Size in bytes of an adapter's tensor file, `adapter_model.safetensors`.
 pub fn file_size(dir: &Path) -> Result<u64> {
-    let path = dir.join(WEIGHTS);
+    let path = committed(dir).join(WEIGHTS);
     std::fs::metadata(&path)
         .map(|m| m.len())
         .map_err(|e| io_err(&path, e))
@@ -162,9 +305,14 @@ pub fn file_size(dir: &Path) -> Result<u64> {
 
 /// Writes the LoRA adapter in `adapter` (trained on the base whose config is `base`) as a PEFT
 /// adapter directory `out`, loadable with `PeftModel.from_pretrained`. `base_name` goes into
-/// `base_model_name_or_path`.
+/// `base_model_name_or_path`. An adapter that records another base architecture is refused
+/// ([`check_base`]). `out` is written as a whole ([`super::replace_dir`]); it may not be
+/// `adapter`, lie inside it or contain it. Whether an existing `out` may be replaced is the
+/// caller's decision (`tunelab export-peft --force`).
 pub fn export_peft(adapter: &Path, base: &Config, base_name: &str, out: &Path) -> Result<()> {
+    refuse_overlap(adapter, out)?;
     let files = read::<f32>(adapter)?;
+    check_base(adapter, &files.meta, base, base_name)?;
     let (cpath, wpath) = (adapter.join(CONFIG), adapter.join(WEIGHTS));
     let (config, keys) = peft::export(
         &files.spec,
@@ -175,10 +323,64 @@ pub fn export_peft(adapter: &Path, base: &Config, base_name: &str, out: &Path) -
         &cpath,
         &wpath,
     )?;
-    std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
+    let tmp = super::temp_dir_for(out)?;
     let text = serde_json::to_string_pretty(&config).expect("JSON serialises");
-    atomic_write(&out.join(CONFIG), text.as_bytes())?;
+    atomic_write(&tmp.join(CONFIG), text.as_bytes())?;
     let views: Vec<(&str, ArrayViewD<'_, f32>)> =
         keys.iter().map(|(k, v)| (k.as_str(), v.view())).collect();
-    safetensors::save(&out.join(WEIGHTS), &views, &[("format", "pt")])
+    safetensors::save(&tmp.join(WEIGHTS), &views, &[("format", "pt")])?;
+    super::replace_dir(&tmp, out)
+}
+
+/// `path` made absolute with every existing ancestor resolved (symlinks, `..`), for comparing
+/// two paths of which one may not exist yet.
+fn resolved(path: &Path) -> Result<std::path::PathBuf> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| io_err(path, e))?
+            .join(path)
+    };
+    let mut rest = Vec::new();
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(c) = cur.canonicalize() {
+            let mut out = c;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return Ok(out);
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(p), Some(name)) => {
+                rest.push(name.to_os_string());
+                cur = p;
+            }
+            _ => return Ok(abs),
+        }
+    }
+}
+
+/// Refuses an export whose `out` is the adapter directory, inside it or around it (replacing
+/// `out` would destroy the adapter being read).
+fn refuse_overlap(adapter: &Path, out: &Path) -> Result<()> {
+    let (a, o) = (resolved(adapter)?, resolved(out)?);
+    let what = if a == o {
+        "is the adapter directory"
+    } else if o.starts_with(&a) {
+        "is inside the adapter directory"
+    } else if a.starts_with(&o) {
+        "contains the adapter directory"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Invalid {
+        op: "export-peft",
+        detail: format!(
+            "--out {} {what} {}: writing it would destroy the adapter; choose another --out",
+            out.display(),
+            adapter.display()
+        ),
+    })
 }

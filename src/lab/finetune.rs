@@ -16,29 +16,92 @@ use crate::train::trainer::{self, Metrics, Split, TrainReport, TrainTask, Traini
 use crate::train::TrainingArgs;
 use std::path::{Path, PathBuf};
 
-/// Resolves a base model: a directory, or the name of a shipped one (`gpt-tiny`, `bert-tiny`)
-/// looked up in `./models` and then in the crate's own `models/`.
+/// Where the shipped base models are: the crate's own `models/`.
+pub fn shipped_models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+/// What `--base` / `--model` accept, for the commands' help.
+pub const BASE_HELP: &str = "A shipped base name (gpt-tiny, bert-tiny: always the model shipped in tunelab's own models/,      whatever the current directory holds) or the path of a model directory (anything else; write      ./gpt-tiny for a directory of that name)";
+
+/// Resolves a base model. The name of a shipped one (`gpt-tiny`, `bert-tiny`) always means the
+/// model shipped in the crate's own `models/` ([`shipped_models_dir`]), never a directory of that
+/// name in the current directory (`./gpt-tiny` or `./models/gpt-tiny` is such a path); anything
+/// else is the path of a model directory (with `config.json`).
 pub fn resolve_base(base: &str) -> Result<PathBuf> {
+    let not_found = |path: &Path, detail: String| Error::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, detail),
+    };
+    if crate::train::pretrain::Base::ALL
+        .iter()
+        .any(|b| b.name() == base)
+    {
+        let d = shipped_models_dir().join(base);
+        if d.join(checkpoint::CONFIG).exists() {
+            return Ok(d);
+        }
+        return Err(not_found(
+            &d,
+            format!("the shipped model {base} is not here (tunelab was built from another checkout); pass a model directory's path instead, e.g. ./models/{base}"),
+        ));
+    }
     let p = PathBuf::from(base);
     if p.join(checkpoint::CONFIG).exists() {
         return Ok(p);
     }
-    for root in [
-        PathBuf::from("models"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
-    ] {
-        let d = root.join(base);
-        if d.join(checkpoint::CONFIG).exists() {
-            return Ok(d);
-        }
-    }
-    Err(Error::Io {
-        path: base.to_string(),
-        source: std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no model directory (config.json) here or in models/",
+    Err(not_found(
+        &p,
+        format!(
+            "no model directory (config.json) here; the shipped models are {}",
+            crate::train::pretrain::Base::ALL
+                .map(|b| b.name())
+                .join(", ")
         ),
+    ))
+}
+
+/// What identifies a fine-tuning run in its checkpoints ([`Training::identity`]): a resume with
+/// another method, task, data, base or training subset is refused, naming it.
+pub fn run_identity(opts: &FinetuneOptions, adapter: Option<&Path>) -> serde_json::Value {
+    let data = match &opts.data {
+        None => serde_json::Value::Null,
+        Some(DataFiles::One(p)) => serde_json::json!({ "file": p.display().to_string() }),
+        Some(DataFiles::Splits {
+            train,
+            validation,
+            test,
+        }) => serde_json::json!({
+            "train": train.display().to_string(),
+            "validation": validation.display().to_string(),
+            "test": test.as_ref().map(|t| t.display().to_string()),
+        }),
+    };
+    serde_json::json!({
+        "method": serde_json::to_value(&opts.spec).unwrap_or(serde_json::Value::Null),
+        "task": opts.task.name(),
+        "data": data,
+        "train_limit": opts.train_limit,
+        "base": opts.base,
+        "continued_from": adapter.map(|a| a.display().to_string()),
     })
+}
+
+/// Refuses the adapter in `dir` for a run of `task` (when given) on the base `b` named
+/// `base_name`, when the adapter records another task or base ([`crate::io::adapter::check_task`],
+/// [`crate::io::adapter::check_base`]). Adapters without the record pass.
+pub fn check_adapter(
+    dir: &Path,
+    task: Option<Task>,
+    b: &Base,
+    base_name: &str,
+    task_flag: &str,
+) -> Result<()> {
+    let (_, meta) = crate::io::adapter::read_config(dir)?;
+    if let Some(t) = task {
+        crate::io::adapter::check_task(dir, &meta, t.name(), task_flag)?;
+    }
+    crate::io::adapter::check_base(dir, &meta, &b.model.config, base_name)
 }
 
 /// A loaded base: model, weights and tokenizer.
@@ -179,7 +242,14 @@ pub fn prepare_continued(
     spec: Option<&MethodSpec>,
     seed: u64,
 ) -> Result<(TaskModel, Box<dyn Method<f32>>, MethodSpec)> {
-    let (saved, _) = crate::io::adapter::read_config(adapter)?;
+    let (saved, meta) = crate::io::adapter::read_config(adapter)?;
+    crate::io::adapter::check_task(adapter, &meta, task.name(), "--task")?;
+    crate::io::adapter::check_base(
+        adapter,
+        &meta,
+        &base.model.config,
+        &base.dir.display().to_string(),
+    )?;
     if let Some(asked) = spec {
         if asked.name() != saved.name() {
             return invalid(
@@ -265,6 +335,7 @@ pub fn train_method_from(
             .hooks(method.as_ref())
             .optimizer(Box::new(opt))
             .resume(opts.resume)
+            .identity(run_identity(opts, adapter))
             .progress(progress),
     )?;
     Ok(Trained {
@@ -287,7 +358,11 @@ pub fn finetune(opts: &FinetuneOptions, progress: &mut dyn Progress) -> Result<F
 
 /// [`finetune`], or with `adapter` the adapter in that directory trained further (`finetune
 /// --adapter DIR`; see [`prepare_continued`]). The adapter saved at the end is the continued
-/// one, under `output_dir/adapter` (the input directory is never written).
+/// one, under `output_dir/adapter` (the input directory is never written). It records the task,
+/// the base (as given, resolved, and its architecture) for [`check_adapter`].
+///
+/// An interrupted run ([`TrainReport::interrupted`]: a signal, a stop request) ends at its
+/// checkpoint: nothing is scored on test (`test` is empty) and no adapter is written.
 pub fn finetune_from(
     opts: &FinetuneOptions,
     adapter: Option<&Path>,
@@ -302,6 +377,17 @@ pub fn finetune_from(
         trainable,
         total,
     } = train_method_from(opts, adapter, progress)?;
+    let adapter_dir = opts.args.output_dir.join("adapter");
+    if report.interrupted {
+        return Ok(FinetuneResult {
+            report,
+            test: Metrics::new(),
+            summary,
+            trainable,
+            total,
+            adapter_dir,
+        });
+    }
     let test = TrainTask::<f32>::evaluate(
         &tm,
         &base.store,
@@ -310,8 +396,13 @@ pub fn finetune_from(
         opts.args.max_eval_examples,
         opts.args.eval_batch_size,
     )?;
-    let adapter_dir = opts.args.output_dir.join("adapter");
-    let mut meta = serde_json::json!({ "task": opts.task.name(), "base": base.dir.display().to_string(), "test": test });
+    let mut meta = serde_json::json!({
+        "task": opts.task.name(),
+        "base": base.dir.display().to_string(),
+        "base_name": opts.base,
+        "base_config": crate::io::adapter::base_record(&base.model.config),
+        "test": test,
+    });
     if let Some(dir) = adapter {
         meta["continued_from"] = dir.display().to_string().into();
     }
@@ -345,6 +436,9 @@ pub fn evaluate(
     seed: u64,
 ) -> Result<Metrics> {
     let mut b = load_base(base)?;
+    if let Some(dir) = adapter {
+        check_adapter(dir, Some(task), &b, base, "--task")?;
+    }
     let (data, world) = task_data(task, None, None)?;
     let tm = TaskModel::builtin(
         task,
@@ -378,6 +472,9 @@ pub fn generate_text(
     seed: u64,
 ) -> Result<String> {
     let mut b = load_base(base)?;
+    if let Some(dir) = adapter {
+        check_adapter(dir, None, &b, base, "--task")?;
+    }
     let method: Box<dyn Method<f32>> = match adapter {
         Some(dir) => crate::peft::store::load_adapter(dir, &b.model, &mut b.store, seed)?.1,
         None => Box::new(crate::peft::full::Full { last_k: None }),

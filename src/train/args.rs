@@ -74,6 +74,9 @@ pub struct TrainingArgs {
     pub max_eval_examples: usize,
     /// Tokens per sequence at most.
     pub max_len: usize,
+    /// Delete the checkpoints an earlier run left in `output_dir` and start afresh (Hugging
+    /// Face's `overwrite_output_dir`); without it (or a resume) such a directory is refused.
+    pub overwrite_output_dir: bool,
 }
 
 impl Default for TrainingArgs {
@@ -104,6 +107,7 @@ impl Default for TrainingArgs {
             logging_steps: 10,
             max_eval_examples: 0,
             max_len: 128,
+            overwrite_output_dir: false,
         }
     }
 }

@@ -41,6 +41,9 @@ pub enum Base {
 }
 
 impl Base {
+    /// Every shipped base.
+    pub const ALL: [Base; 2] = [Base::GptTiny, Base::BertTiny];
+
     pub fn name(self) -> &'static str {
         match self {
             Base::GptTiny => "gpt-tiny",
@@ -273,7 +276,8 @@ impl<F: Float> TrainTask<F> for Pretraining<'_> {
 }
 
 /// Trains a base model from scratch and writes its checkpoint (config.json, model.safetensors,
-/// tokenizer.json, pretrain.json) into `out`. The loop is the Trainer's: AdamW with its
+/// tokenizer.json, pretrain.json) as the directory `out`, replacing any directory there as a
+/// whole (whether one may be replaced is the caller's decision: `tunelab pretrain --force`). The loop is the Trainer's: AdamW with its
 /// weight-decay exclusions, warmup then cosine decay, the gradient norm clipped at 1.
 pub fn pretrain(
     args: &PretrainArgs,
@@ -370,9 +374,13 @@ pub fn pretrain(
         val_perplexity: val_loss.exp(),
         history,
     };
-    checkpoint::save(out, &config, &store)?;
-    tok.save(out.join(checkpoint::TOKENIZER))?;
+    // The model directory is written whole, then renamed into place (replacing any directory
+    // there): its config, weights and tokenizer always belong together.
+    let tmp = crate::io::temp_dir_for(out)?;
+    checkpoint::save(&tmp, &config, &store)?;
+    tok.save(tmp.join(checkpoint::TOKENIZER))?;
     let json = serde_json::to_string_pretty(&report).expect("report serialises");
-    crate::io::atomic_write(&out.join("pretrain.json"), json.as_bytes())?;
+    crate::io::atomic_write(&tmp.join("pretrain.json"), json.as_bytes())?;
+    crate::io::replace_dir(&tmp, out)?;
     Ok(report)
 }

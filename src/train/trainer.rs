@@ -32,8 +32,27 @@
 //! `load_best_model_at_end`, `checkpoint-best/` holds the trainable parameters of the best
 //! evaluation so far (written when it improves if there is a save strategy, else beside a
 //! checkpoint taken on Ctrl-C), so a resumed run can still restore them. A NaN or infinite loss
-//! stops training with an error naming the step ([`is_divergence`]); the last good checkpoint
-//! stays.
+//! stops training with an error naming the step ([`is_divergence`]), and so do non-finite
+//! weights or optimizer state when a checkpoint is due or training ends: a checkpoint is never
+//! written with a non-finite value, and the error names the last good checkpoint.
+//!
+//! ## One output directory, one run
+//!
+//! Every checkpoint records the run that wrote it ([`TrainerState::run`]: the seed and what the
+//! caller identifies the run by, [`Training::identity`]: method, task, data, base). A new run
+//! refuses an output directory that holds checkpoints unless it resumes them
+//! ([`Training::resume`]) or `overwrite_output_dir` deletes them first; a resume refuses a
+//! checkpoint of another run, naming what differs; pruning (`save_total_limit`) only ever
+//! deletes this run's checkpoints. A resumed run rewrites `log.jsonl` to the checkpoint's step
+//! before appending, so no step is logged twice; a new run starts a new log. Checkpoints written
+//! before runs were recorded resume unchecked.
+//!
+//! ## Signals
+//!
+//! [`install_ctrl_c`] makes SIGINT and SIGTERM stop training at the next step boundary with a
+//! checkpoint ([`TrainReport::interrupted`]; [`interrupt_exit_code`] is the shell's code for the
+//! signal, 130 or 143). Outside the loop (loading data, the final evaluation), or on a second
+//! signal, the process exits at once with that code.
 
 pub use super::args::default_greater_is_better;
 use super::args::{ScheduleKind, Strategy, TrainingArgs};
@@ -53,7 +72,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Instant;
 
 /// Which split to evaluate.
@@ -140,6 +159,10 @@ pub struct TrainerState {
     /// Every training loss so far, one per optimizer step.
     pub losses: Vec<f64>,
     pub log: Vec<LogEntry>,
+    /// What identifies the run (seed, method, task, data, base): a resume must match it.
+    /// `None` in checkpoints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<serde_json::Value>,
 }
 
 /// What a run measured.
@@ -154,6 +177,9 @@ pub struct TrainReport {
     pub restored_best: Option<BestModel>,
     pub stopped_early: bool,
     pub interrupted: bool,
+    /// The step this process started from: the resumed checkpoint's, else 0. `state.step -
+    /// start_step` steps were trained by this process.
+    pub start_step: usize,
     pub seconds: f64,
     /// Median seconds per optimizer step.
     pub median_step_seconds: f64,
@@ -187,12 +213,86 @@ impl Memory {
     }
 }
 
-/// Set by Ctrl-C; the loop saves a checkpoint and stops at the next step.
+/// Set by SIGINT or SIGTERM; the loop saves a checkpoint and stops at the next step.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The signal that set [`INTERRUPTED`] (0: none).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Whether a training loop is running (a signal then stops it at a step boundary; otherwise the
+/// process exits at once).
+static TRAINING: AtomicBool = AtomicBool::new(false);
 
-/// Installs the Ctrl-C handler (once per process).
+/// Marks the training loop as running while it lives.
+struct TrainingPhase;
+
+impl TrainingPhase {
+    fn enter() -> Self {
+        TRAINING.store(true, Ordering::SeqCst);
+        TrainingPhase
+    }
+}
+
+impl Drop for TrainingPhase {
+    fn drop(&mut self) {
+        TRAINING.store(false, Ordering::SeqCst);
+    }
+}
+
+/// What a signal does: stop the running loop at its next step, or exit now (no loop running, or
+/// the second signal) with the shell's code for it, 128 + the signal. Only atomics and `_exit`:
+/// safe in a signal handler.
+fn on_signal(sig: i32) {
+    SIGNAL.store(sig, Ordering::SeqCst);
+    if !TRAINING.load(Ordering::SeqCst) || INTERRUPTED.swap(true, Ordering::SeqCst) {
+        exit_now(128 + sig);
+    }
+}
+
+#[cfg(unix)]
+fn exit_now(code: i32) {
+    // SAFETY: `_exit` is async-signal-safe; nothing is unwound or flushed, as after a kill.
+    unsafe { libc::_exit(code) }
+}
+
+#[cfg(not(unix))]
+fn exit_now(code: i32) {
+    std::process::exit(code)
+}
+
+/// Installs the handler of SIGINT (Ctrl-C) and SIGTERM (once per process): while [`train`] runs
+/// they stop it at the next step boundary with a checkpoint; at any other time, or on a second
+/// signal, the process exits at once with code 130 (SIGINT) or 143 (SIGTERM).
 pub fn install_ctrl_c() {
-    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    #[cfg(unix)]
+    {
+        extern "C" fn handler(sig: libc::c_int) {
+            on_signal(sig);
+        }
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: `handler` only touches atomics and calls `_exit` (async-signal-safe); the
+            // sigaction struct is zeroed, then filled.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = handler as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                action.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaction(sig, &action, std::ptr::null_mut());
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        // Elsewhere ctrlc tells no signal from another: every one counts as Ctrl-C.
+        let _ = ctrlc::set_handler(|| on_signal(2));
+    }
+}
+
+/// The exit code for an interrupted run: 128 + the signal that stopped it (130 for SIGINT, 143
+/// for SIGTERM), 130 when it was stopped otherwise.
+pub fn interrupt_exit_code() -> u8 {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => 130,
+        s => (128 + s).clamp(0, 255) as u8,
+    }
 }
 
 // ANCHOR: early_stopping
@@ -295,6 +395,7 @@ pub struct Training<'a, F: Float> {
     hooks: &'a dyn Hooks<F>,
     optimizer: Option<Box<dyn Optimizer<F> + 'a>>,
     resume: bool,
+    identity: serde_json::Value,
     log_file: bool,
     flush_denormals: Option<bool>,
     progress: Option<&'a mut dyn Progress>,
@@ -315,6 +416,7 @@ impl<'a, F: Float> Training<'a, F> {
             hooks: &NoHooks,
             optimizer: None,
             resume: false,
+            identity: serde_json::Value::Null,
             log_file: true,
             flush_denormals: None,
             progress: None,
@@ -337,6 +439,14 @@ impl<'a, F: Float> Training<'a, F> {
     /// With `true`, continues from the newest checkpoint in `args.output_dir` (if there is one).
     pub fn resume(mut self, resume: bool) -> Self {
         self.resume = resume;
+        self
+    }
+
+    /// What identifies the run beyond its seed (a JSON object: method, task, data, base...),
+    /// recorded in each checkpoint: a resume from a checkpoint recording another identity is
+    /// refused, naming the keys that differ, and pruning only deletes checkpoints of this one.
+    pub fn identity(mut self, identity: serde_json::Value) -> Self {
+        self.identity = identity;
         self
     }
 
@@ -364,7 +474,75 @@ impl<'a, F: Float> Training<'a, F> {
 /// Whether `e` is the Trainer's stop on a NaN or infinite loss (rather than a failure of the
 /// run's setup): experiments that provoke divergence keep what was measured before it.
 pub fn is_divergence(e: &Error) -> bool {
-    matches!(e, Error::Invalid { op: "train", detail } if detail.contains("the loss became"))
+    matches!(e, Error::Invalid { op: "train", detail }
+        if detail.contains("the loss became") || detail.contains("the weights became non-finite"))
+}
+
+/// The run's identity as checkpoints record it: the seed, then each key of `identity`.
+fn run_identity(args: &TrainingArgs, identity: &serde_json::Value) -> serde_json::Value {
+    let mut run = serde_json::Map::new();
+    run.insert("seed".into(), args.seed.into());
+    match identity {
+        serde_json::Value::Object(m) => run.extend(m.clone()),
+        serde_json::Value::Null => {}
+        other => {
+            run.insert("identity".into(), other.clone());
+        }
+    }
+    serde_json::Value::Object(run)
+}
+
+/// Refuses to resume from `dir`, which records the run `saved`, a run identified as `run`;
+/// names every key that differs.
+fn check_same_run(dir: &Path, saved: &serde_json::Value, run: &serde_json::Value) -> Result<()> {
+    let null = serde_json::Value::Null;
+    let keys: std::collections::BTreeSet<&String> = [saved, run]
+        .iter()
+        .filter_map(|v| v.as_object())
+        .flat_map(|m| m.keys())
+        .collect();
+    let differs: Vec<String> = keys
+        .into_iter()
+        .filter_map(|k| {
+            let (a, b) = (saved.get(k).unwrap_or(&null), run.get(k).unwrap_or(&null));
+            (a != b).then(|| format!("{k} {a} (this run: {b})"))
+        })
+        .collect();
+    if differs.is_empty() {
+        return Ok(());
+    }
+    invalid(
+        "resume",
+        format!(
+            "{} was written by a run with other arguments: {}; resume with the same arguments, or start afresh with --overwrite-output-dir",
+            dir.display(),
+            differs.join("; ")
+        ),
+    )
+}
+
+/// The end of a divergence message: where training can restart from.
+fn last_good(dir: &Option<std::path::PathBuf>) -> String {
+    match dir {
+        Some(d) => format!("the last good checkpoint is {}", d.display()),
+        None => "no checkpoint was saved".to_string(),
+    }
+}
+
+/// Writes `log.jsonl` anew with `entries` (a resumed run's log up to its checkpoint's step; none
+/// for a new run) and opens it for appending.
+fn open_log(path: &Path, entries: &[LogEntry]) -> Result<std::fs::File> {
+    let mut text = String::new();
+    for e in entries {
+        text.push_str(&serde_json::to_string(e).expect("entry serialises"));
+        text.push('\n');
+    }
+    crate::io::atomic_write(path, text.as_bytes())?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err(path))
 }
 
 /// The learning-rate schedule the arguments name, over `total` optimizer steps.
@@ -413,9 +591,7 @@ fn save_best<F: Float>(
     kept: &[(ParamId, ArrayD<F>)],
     state: &TrainerState,
 ) -> Result<()> {
-    let tmp = dir.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    let tmp = crate::io::temp_dir_for(dir)?;
     let views: Vec<(&str, ArrayViewD<'_, F>)> = kept
         .iter()
         .map(|(id, v)| (store.name(*id), v.view()))
@@ -423,8 +599,7 @@ fn save_best<F: Float>(
     safetensors::save(&tmp.join(checkpoint::TRAINABLE), &views, &[])?;
     let json = serde_json::json!({ "step": state.best_step, "metrics": state.best_metrics });
     crate::io::atomic_write(&tmp.join(BEST_STATE), json.to_string().as_bytes())?;
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&tmp, dir).map_err(io_err(dir))
+    crate::io::replace_dir(&tmp, dir)
 }
 
 /// Reads the parameters [`save_best`] wrote, checking they are the resumed state's best step
@@ -483,10 +658,12 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
         hooks,
         optimizer,
         resume,
+        identity,
         log_file,
         flush_denormals,
         progress,
     } = training;
+    let _phase = TrainingPhase::enter();
     let mut silent = ();
     let progress: &mut dyn Progress = match progress {
         Some(p) => p,
@@ -512,21 +689,53 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
         None => Box::new(adamw(args, store, &[])?),
     };
     let schedule = schedule(args, total);
+    let run = run_identity(args, &identity);
     let mut state = TrainerState::default();
+    let best_dir = args.output_dir.join(BEST_DIR);
+    let checkpoints = checkpoint::training_checkpoints(&args.output_dir);
+    // The newest checkpoint this run may restart from after a divergence.
+    let mut last_saved: Option<std::path::PathBuf> = None;
+    if resume && args.overwrite_output_dir {
+        return invalid(
+            "train",
+            "--resume continues the checkpoints that --overwrite-output-dir deletes: pass one of them",
+        );
+    }
     if resume {
-        if let Some(dir) = checkpoint::latest_training(&args.output_dir) {
-            state = checkpoint::load_training(&dir, store, opt.as_mut())?;
+        if let Some((_, dir)) = checkpoints.last() {
+            let saved: TrainerState = checkpoint::read_trainer_state(dir)?;
+            if let Some(saved_run) = &saved.run {
+                check_same_run(dir, saved_run, &run)?;
+            }
+            state = checkpoint::load_training(dir, store, opt.as_mut())?;
+            last_saved = Some(dir.clone());
+        }
+    } else if !checkpoints.is_empty() || best_dir.exists() {
+        if args.overwrite_output_dir {
+            checkpoint::clear_training(&args.output_dir)?;
+        } else {
+            let names: Vec<String> = checkpoints
+                .iter()
+                .map(|(s, _)| checkpoint::training_dir_name(*s))
+                .chain(best_dir.exists().then(|| BEST_DIR.to_string()))
+                .collect();
+            return invalid(
+                "train",
+                format!(
+                    "the output directory {} holds the checkpoints of an earlier run ({}): pass --resume to continue it, or --overwrite-output-dir to delete them and start afresh",
+                    args.output_dir.display(),
+                    names.join(", ")
+                ),
+            );
         }
     }
+    let start_step = state.step;
+    state.run = Some(run.clone());
     let log_path = args.output_dir.join("log.jsonl");
     let mut log = if log_file {
         std::fs::create_dir_all(&args.output_dir).map_err(io_err(&args.output_dir))?;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_err(&log_path))?;
-        Some(f)
+        // Resumed: the log up to the checkpoint's step and nothing after it; new: a new log.
+        Some(open_log(&log_path, &state.log)?)
     } else {
         None
     };
@@ -534,7 +743,6 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
     let mut step_times = Vec::new();
     let (mut final_eval, mut stopped_early, mut interrupted) = (None, false, false);
     let greater_is_better = args.resolved_greater_is_better();
-    let best_dir = args.output_dir.join(BEST_DIR);
     // The trainable parameters at the best evaluation so far (`load_best_model_at_end`).
     let mut best: Option<Vec<(ParamId, ArrayD<F>)>> = None;
     if args.load_best_model_at_end && state.best_step.is_some() && best_dir.exists() {
@@ -577,7 +785,14 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
             tape.release_unsaved(0, &[loss]);
             let value = tape.scalar(loss)?.as_f64();
             if !value.is_finite() {
-                return invalid("train", format!("the loss became {value} at step {} ; stopping (the last good checkpoint is kept)", step + 1));
+                return invalid(
+                    "train",
+                    format!(
+                        "the loss became {value} at step {} ; stopping ({})",
+                        step + 1,
+                        last_good(&last_saved)
+                    ),
+                );
             }
             // One micro-batch: its mean as it is. Several: each one's summed loss, divided by
             // the step's terms once they are all counted (below).
@@ -659,12 +874,10 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
         }
         if state.step % args.logging_steps.max(1) == 0 || do_eval || last {
             if let Some(log) = log.as_mut() {
-                writeln!(
-                    log,
-                    "{}",
-                    serde_json::to_string(&entry).expect("entry serialises")
-                )
-                .map_err(io_err(&log_path))?;
+                // One write per line, so a kill never leaves half an entry before a whole one.
+                let mut line = serde_json::to_string(&entry).expect("entry serialises");
+                line.push('\n');
+                log.write_all(line.as_bytes()).map_err(io_err(&log_path))?;
             }
             state.log.push(entry.clone());
         }
@@ -681,15 +894,24 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
             Strategy::Epoch => end_of_epoch,
         };
         if do_save || interrupted || (stopped_early && args.save_strategy != Strategy::No) {
-            checkpoint::save_training(
-                &args
-                    .output_dir
-                    .join(checkpoint::training_dir_name(state.step)),
-                store,
-                opt.as_ref(),
-                &state,
-            )?;
-            checkpoint::prune_training(&args.output_dir, args.save_total_limit);
+            // Never a checkpoint that cannot be resumed: stop on non-finite weights or state.
+            if let Some(bad) = checkpoint::non_finite_training(store, opt.as_ref()) {
+                return invalid(
+                    "train",
+                    format!(
+                        "the weights became non-finite at step {} ({bad}); stopping without saving checkpoint-{} ({})",
+                        state.step,
+                        state.step,
+                        last_good(&last_saved)
+                    ),
+                );
+            }
+            let dir = args
+                .output_dir
+                .join(checkpoint::training_dir_name(state.step));
+            checkpoint::save_training(&dir, store, opt.as_ref(), &state)?;
+            last_saved = Some(dir);
+            checkpoint::prune_training(&args.output_dir, args.save_total_limit, &run);
             // Without a save strategy the best weights were kept in memory only; a checkpoint
             // written on Ctrl-C gets them beside it, so the resumed run can still restore them.
             if args.save_strategy == Strategy::No {
@@ -701,6 +923,21 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
         if stopped_early || interrupted {
             break;
         }
+    }
+    // What the run hands back (and the caller saves as its adapter or model) is finite.
+    let trainable = store
+        .iter()
+        .filter(|(_, p)| p.trainable)
+        .map(|(_, p)| (p.name.as_str(), p.value.view()));
+    if let Some(bad) = checkpoint::first_non_finite(trainable) {
+        return invalid(
+            "train",
+            format!(
+                "the weights became non-finite at step {} (parameter {bad}); stopping ({})",
+                state.step,
+                last_good(&last_saved)
+            ),
+        );
     }
     // Hugging Face's `load_best_model_at_end`: the run ends with the best evaluation's weights,
     // and reports that evaluation. An interrupted run keeps its last weights (it will resume).
@@ -726,6 +963,7 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
         restored_best,
         stopped_early,
         interrupted,
+        start_step,
         seconds: started.elapsed().as_secs_f64(),
         median_step_seconds: median,
     })

@@ -12,6 +12,7 @@ mod book;
 mod checkpoint;
 mod common;
 mod compare;
+mod durability;
 mod estimate;
 mod frozen;
 mod generate;
