@@ -43,6 +43,7 @@ fn setup_task(
         train: s.train[..48].to_vec(),
         validation: s.validation[..16].to_vec(),
         test: s.test[..16].to_vec(),
+        ..TaskData::default()
     };
     let tm = TaskModel::builtin(task, model.clone(), &mut store, tok, world, data, 3).unwrap();
     let method = peft::apply(&MethodSpec::Lora(Default::default()), &model, &mut store, 3).unwrap();
