@@ -94,15 +94,16 @@ pub fn check_writable_dir(flag: &'static str, dir: &std::path::Path) -> tunelab:
 /// directory writable.
 pub fn check_writable_file(flag: &'static str, path: &std::path::Path) -> tunelab::Result<()> {
     if path.is_dir() {
-        return bad_option(flag, format!("{} is a directory, not a file", path.display()));
+        return bad_option(
+            flag,
+            format!("{} is a directory, not a file", path.display()),
+        );
     }
-    if path.exists()
-        && std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .is_err()
-    {
-        return bad_option(flag, format!("{} exists and cannot be written", path.display()));
+    if path.exists() && std::fs::OpenOptions::new().append(true).open(path).is_err() {
+        return bad_option(
+            flag,
+            format!("{} exists and cannot be written", path.display()),
+        );
     }
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

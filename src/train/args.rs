@@ -320,13 +320,19 @@ impl TrainingArgs {
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return bad(
                 LearningRate,
-                format!("must be a finite number above 0, got {}", self.learning_rate),
+                format!(
+                    "must be a finite number above 0, got {}",
+                    self.learning_rate
+                ),
             );
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad(
                 WeightDecay,
-                format!("must be a finite number, 0 or more, got {}", self.weight_decay),
+                format!(
+                    "must be a finite number, 0 or more, got {}",
+                    self.weight_decay
+                ),
             );
         }
         if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
@@ -356,7 +362,6 @@ impl TrainingArgs {
         }
         Ok(())
     }
-
 
     /// Whether a greater `metric_for_best_model` is better: `greater_is_better` if set, else
     /// Hugging Face's default ([`default_greater_is_better`]).

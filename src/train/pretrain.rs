@@ -159,7 +159,10 @@ impl PretrainArgs {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return invalid(
                 "weight_decay",
-                format!("must be a finite number, 0 or more, got {}", self.weight_decay),
+                format!(
+                    "must be a finite number, 0 or more, got {}",
+                    self.weight_decay
+                ),
             );
         }
         Ok(())

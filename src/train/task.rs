@@ -111,7 +111,7 @@ fn needs_decoder(task: &str, model: &Transformer, base: &str) -> Result<()> {
         "task",
         format!(
             "the {task} task generates text, which needs a decoder (a causal model such as \
-             gpt-tiny); {base} is an encoder (bidirectional, like bert-tiny)"
+             gpt-tiny); {base} is an encoder (a bidirectional model)"
         ),
     )
 }

@@ -18,6 +18,7 @@ mod generate;
 mod gradcheck;
 mod hand_worked;
 mod hf_parity;
+mod hostile_inputs;
 mod interview;
 mod kernels;
 mod layering;
