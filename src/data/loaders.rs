@@ -21,7 +21,11 @@
 //!
 //! **Errors.** A malformed file never panics: it gives [`Error::Data`] naming the file, the
 //! 1-based line (where the record starts; 0 for a problem with the whole file) and the field.
-//! A file that cannot be read gives [`Error::Io`].
+//! A file that cannot be read gives [`Error::Io`]. Refused as well: an empty `text` or
+//! `prompt`, a BIO tag `I-X` that does not follow `B-X` or `I-X`, bytes that are not UTF-8 (the
+//! line and byte are named) and a file over [`MAX_DATA_BYTES`]. [`load_lines`] keeps each
+//! example's line, so that an error found later, when the task encodes every split before
+//! training (a QA example over `max_len`, say), still names it.
 
 use std::path::Path;
 

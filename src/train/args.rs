@@ -290,8 +290,9 @@ impl TrainingArgs {
             self.gradient_accumulation_steps,
             MAX_GRADIENT_ACCUMULATION_STEPS,
         )?;
-        if let Some(s) = self.max_steps {
-            count(MaxSteps, s, MAX_STEPS)?;
+        // 0 steps is allowed: a run that only evaluates and saves (a continued adapter as it is).
+        if let Some(s) = self.max_steps.filter(|&s| s > MAX_STEPS) {
+            return bad(MaxSteps, format!("must be at most {MAX_STEPS}, got {s}"));
         }
         count(EvalSteps, self.eval_steps, MAX_STEPS)?;
         count(SaveSteps, self.save_steps, MAX_STEPS)?;

@@ -132,7 +132,7 @@ impl PretrainArgs {
         count("--eval-every", self.eval_every, 1, MAX_STEPS)?;
         count("vocab_size", self.vocab_size, 1, 1 << 20)?;
         count("n_heads", self.n_heads, 1, 1 << 10)?;
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return invalid(
                 "--d-model",
                 format!(

@@ -90,7 +90,7 @@ pub struct TaskModel {
 }
 
 /// The examples of a task's splits.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TaskData {
     pub train: Vec<Example>,
     pub validation: Vec<Example>,
