@@ -18,13 +18,98 @@ pub struct SpeedArgs {
     pub no_flush_denormals: bool,
 }
 
+/// The most kernel threads `--threads` may ask for.
+pub const MAX_THREADS: usize = 1024;
+
 impl SpeedArgs {
-    pub fn apply(&self) {
+    /// Sets the thread count and the float mode; `--threads` must be between 1 and
+    /// [`MAX_THREADS`].
+    pub fn apply(&self) -> tunelab::Result<()> {
         if let Some(n) = self.threads {
+            if n == 0 || n > MAX_THREADS {
+                return Err(tunelab::Error::Invalid {
+                    op: "--threads",
+                    detail: format!("must be between 1 and {MAX_THREADS}, got {n}"),
+                });
+            }
             tunelab::kernels::set_threads(n);
         }
         tunelab::kernels::denormal::set_flush_while_training(!self.no_flush_denormals);
+        Ok(())
     }
+}
+
+/// An invalid-option error naming `flag`.
+pub fn bad_option<T>(flag: &'static str, detail: impl Into<String>) -> tunelab::Result<T> {
+    Err(tunelab::Error::Invalid {
+        op: flag,
+        detail: detail.into(),
+    })
+}
+
+/// `v` is between `lo` and `hi`, or an error naming `flag`.
+pub fn in_range(flag: &'static str, v: usize, lo: usize, hi: usize) -> tunelab::Result<()> {
+    if v < lo || v > hi {
+        let range = if hi == usize::MAX {
+            format!("at least {lo}")
+        } else {
+            format!("between {lo} and {hi}")
+        };
+        return bad_option(flag, format!("must be {range}, got {v}"));
+    }
+    Ok(())
+}
+
+/// Checks before any work that the directory `dir` given by `flag` can be written: it is
+/// created if missing, and a file is created in it and removed. A run that would fail to write
+/// its results only after training fails here instead.
+pub fn check_writable_dir(flag: &'static str, dir: &std::path::Path) -> tunelab::Result<()> {
+    let fail = |e: std::io::Error| {
+        bad_option(
+            flag,
+            format!("{} is not a writable directory: {e}", dir.display()),
+        )
+    };
+    if dir.exists() && !dir.is_dir() {
+        return bad_option(
+            flag,
+            format!("{} exists and is not a directory", dir.display()),
+        );
+    }
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return fail(e);
+    }
+    let probe = dir.join(format!(".tunelab-write-check-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Checks before any work that the file `path` given by `flag` can be written (it is written
+/// atomically, beside itself, so its directory must be writable): not a directory, and its
+/// directory writable.
+pub fn check_writable_file(flag: &'static str, path: &std::path::Path) -> tunelab::Result<()> {
+    if path.is_dir() {
+        return bad_option(
+            flag,
+            format!("{} is a directory, not a file", path.display()),
+        );
+    }
+    if path.exists() && std::fs::OpenOptions::new().append(true).open(path).is_err() {
+        return bad_option(
+            flag,
+            format!("{} exists and cannot be written", path.display()),
+        );
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    check_writable_dir(flag, parent)
 }
 
 /// Training options, Hugging Face's `TrainingArguments` by name; each overrides the value from

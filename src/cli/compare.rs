@@ -1,6 +1,6 @@
 //! `tunelab compare`: every method on one task, same data, budget and seeds, measured.
 
-use super::args::SpeedArgs;
+use super::args::{check_writable_dir, check_writable_file, in_range, SpeedArgs};
 use super::progress::CompareBar;
 use super::Outcome;
 use clap::Args;
@@ -108,6 +108,15 @@ impl CompareArgs {
         }
         opts.baseline = self.baseline.clone().unwrap_or(opts.baseline);
         opts.timing_steps = self.timing_steps.unwrap_or(opts.timing_steps);
+        use tunelab::train::args::{MAX_BATCH_SIZE, MAX_STEPS};
+        in_range("--steps", opts.steps, 1, MAX_STEPS)?;
+        in_range("--batch-size", opts.batch_size, 1, MAX_BATCH_SIZE)?;
+        in_range("--low-data-steps", opts.low_data_steps, 1, MAX_STEPS)?;
+        in_range("--seeds", opts.seeds, 1, 1000)?;
+        in_range("--timing-steps", opts.timing_steps, 0, MAX_STEPS)?;
+        if let Some(n) = opts.train_limit {
+            in_range("--train-limit", n, 1, usize::MAX)?;
+        }
         opts.only = self.only.clone();
         opts.gradient_checkpointing = self.gradient_checkpointing;
         Ok(opts)
@@ -116,8 +125,18 @@ impl CompareArgs {
 
 /// Runs the comparison and prints the table (or JSON), plus the files asked for.
 pub fn run(a: CompareArgs) -> Outcome {
-    a.speed.apply();
+    a.speed.apply()?;
     let opts = a.options()?;
+    // Where the results go is checked before anything trains.
+    if let Some(path) = &a.json_out {
+        check_writable_file("--json-out", path)?;
+    }
+    if let Some(dir) = &a.plot {
+        check_writable_dir("--plot", dir)?;
+    }
+    if let Some(dir) = &a.report {
+        check_writable_dir("--report", dir)?;
+    }
     let b = finetune::load_base(&a.base)?;
     let init = compare::prompt_init(&b.tok)?;
     let started = std::time::Instant::now();

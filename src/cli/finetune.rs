@@ -64,7 +64,7 @@ pub struct FinetuneArgs {
 pub fn run(a: FinetuneArgs) -> Outcome {
     // First: a signal while the base and the data load exits at once (130 / 143).
     tunelab::train::trainer::install_ctrl_c();
-    a.speed.apply();
+    a.speed.apply()?;
     let task = a.task;
     let mut args = a.train.build()?;
     args.load_best_model_at_end = a.load_best_model_at_end;
@@ -75,7 +75,20 @@ pub fn run(a: FinetuneArgs) -> Outcome {
         args.greater_is_better = a.greater_is_better;
     }
     args.validate()?;
+    if a.train_limit == Some(0) {
+        return super::args::bad_option("--train-limit", "must be at least 1, got 0");
+    }
+    super::args::check_writable_dir("--output-dir", &args.output_dir)?;
     let loaded = finetune::load_base(&a.base).ok();
+    if let Some(b) = &loaded {
+        tunelab::train::task::check_fits(task, &b.model, &a.base).map_err(|e| match e {
+            tunelab::Error::Invalid { detail, .. } => tunelab::Error::Invalid {
+                op: "--task",
+                detail,
+            },
+            e => e,
+        })?;
+    }
     if let Some(n) = loaded.as_ref().and_then(|b| b.notes.as_ref()) {
         eprintln!("note: {n}");
     }

@@ -72,6 +72,19 @@ pub struct GenerateArgs {
 
 /// Prints the prompt and its continuation.
 pub fn generate(a: GenerateArgs) -> Outcome {
+    if !(a.temperature.is_finite() && a.temperature >= 0.0) {
+        return super::args::bad_option(
+            "--temperature",
+            format!(
+                "must be a finite number, 0 (greedy) or more, got {}",
+                a.temperature
+            ),
+        );
+    }
+    if let Some(k) = a.top_k {
+        super::args::in_range("--top-k", k, 1, usize::MAX)?;
+    }
+    super::args::in_range("--max-new-tokens", a.max_new_tokens, 1, 1 << 16)?;
     let opts = tunelab::nn::generate::GenerateOptions {
         max_new_tokens: a.max_new_tokens,
         temperature: a.temperature,

@@ -202,6 +202,9 @@ pub struct EstimateArgs {
 /// Prints the estimate as a table or JSON.
 pub fn estimate(a: EstimateArgs) -> Outcome {
     use tunelab::lab::estimate;
+    super::args::in_range("--batch", a.batch, 1, 1 << 20)?;
+    super::args::in_range("--seq", a.seq, 1, 1 << 24)?;
+    super::args::in_range("--r", a.r, 1, 1 << 20)?;
     let mut args = estimate::EstimateArgs::new(a.size);
     args.batch = a.batch;
     args.seq = a.seq;

@@ -58,7 +58,7 @@ pub struct PretrainCmd {
 
 /// Pre-trains and writes the model directory.
 pub fn run(a: PretrainCmd) -> Outcome {
-    a.speed.apply();
+    a.speed.apply()?;
     let base = a.preset;
     let mut args = PretrainArgs::new(base);
     args.steps = a.steps.unwrap_or(args.steps);

@@ -1,7 +1,7 @@
 //! `tunelab sweep`: one method over a grid of learning rates and options, with seeds, scored on
 //! validation only; optionally writes compare's settings file.
 
-use super::args::SpeedArgs;
+use super::args::{check_writable_dir, check_writable_file, in_range, SpeedArgs};
 use super::finetune::DataArgs;
 use super::Outcome;
 
@@ -233,8 +233,18 @@ impl SweepArgs {
         o.batch_size = self.batch_size.unwrap_or(o.batch_size);
         o.max_eval_examples = self.max_eval_examples.unwrap_or(o.max_eval_examples);
         o.train_limit = self.train_limit;
-        if self.seeds == 0 {
-            return invalid("sweep", "--seeds must be at least 1");
+        use tunelab::train::args::{MAX_BATCH_SIZE, MAX_STEPS};
+        in_range("--seeds", self.seeds, 1, 1000)?;
+        in_range("--steps", o.steps, 1, MAX_STEPS)?;
+        in_range("--batch-size", o.batch_size, 1, MAX_BATCH_SIZE)?;
+        if let Some(n) = o.train_limit {
+            in_range("--train-limit", n, 1, usize::MAX)?;
+        }
+        if let Some(lr) = self.lr.iter().find(|l| !(l.is_finite() && **l > 0.0)) {
+            return invalid(
+                "--lr",
+                &format!("every learning rate must be a finite number above 0, got {lr}"),
+            );
         }
         o.seeds = (0..self.seeds as u64).map(|i| self.seed + i).collect();
         o.out_dir = self.out_dir.clone();
@@ -350,8 +360,16 @@ fn plan(
 
 /// Runs the sweeps, prints a table per sweep and writes the files asked for.
 pub fn run(a: SweepArgs) -> Outcome {
-    a.speed.apply();
+    a.speed.apply()?;
     let opts = a.options()?;
+    // Where the results go is checked before anything trains.
+    check_writable_dir("--out-dir", &opts.out_dir)?;
+    if let Some(path) = &a.json_out {
+        check_writable_file("--json-out", path)?;
+    }
+    if let Some(path) = &a.write_settings {
+        check_writable_file("--write-settings", path)?;
+    }
     for w in opts.data.as_ref().map(|f| f.warnings()).unwrap_or_default() {
         eprintln!("warning: {w}");
     }

@@ -46,7 +46,8 @@ fn no_special(what: &str) -> Error {
 }
 
 /// Encodes one example; `tags` names the tag set for tagging examples. Sequences longer than
-/// `max_len` are an error for spans (the answer could be cut off) and truncated otherwise.
+/// `max_len` are an error for spans (the answer could be cut off) and for a prompt that leaves
+/// no room for its response, and truncated otherwise.
 pub fn encode(
     tok: &Tokenizer,
     example: &Example,
@@ -125,7 +126,7 @@ pub fn encode(
                 return invalid(
                     "encode",
                     format!(
-                        "question and context take {} tokens, more than max_len {max_len}",
+                        "fields \"question\" and \"context\": take {} tokens, more than max_len {max_len}",
                         ids.len()
                     ),
                 );
@@ -143,6 +144,19 @@ pub fn encode(
             let eos = tok.eos_id().ok_or_else(|| no_special("end"))?;
             let mut ids = tok.encode(prompt, false)?;
             let prompt_len = ids.len();
+            if prompt_len == 0 {
+                return invalid("encode", "field \"prompt\": encodes to no tokens");
+            }
+            // The response is truncated to fit, but a prompt must leave room for at least one
+            // token of it (what training learns and evaluation generates).
+            if prompt_len >= max_len {
+                return invalid(
+                    "encode",
+                    format!(
+                        "field \"prompt\": takes {prompt_len} tokens, max_len is {max_len}: no room is left for the response"
+                    ),
+                );
+            }
             ids.extend(tok.encode(&format!(" {response}"), false)?);
             ids.push(eos);
             let labels = ids

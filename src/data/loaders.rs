@@ -21,7 +21,11 @@
 //!
 //! **Errors.** A malformed file never panics: it gives [`Error::Data`] naming the file, the
 //! 1-based line (where the record starts; 0 for a problem with the whole file) and the field.
-//! A file that cannot be read gives [`Error::Io`].
+//! A file that cannot be read gives [`Error::Io`]. Refused as well: an empty `text` or
+//! `prompt`, a BIO tag `I-X` that does not follow `B-X` or `I-X`, bytes that are not UTF-8 (the
+//! line and byte are named) and a file over [`MAX_DATA_BYTES`]. [`load_lines`] keeps each
+//! example's line, so that an error found later, when the task encodes every split before
+//! training (a QA example over `max_len`, say), still names it.
 
 use std::path::Path;
 
@@ -32,20 +36,69 @@ use crate::error::{Error, Result};
 
 /// Reads every example of a JSONL or CSV file; see the module docs for the fields.
 pub fn load(path: &Path, shape: TaskShape) -> Result<Vec<Example>> {
+    Ok(load_lines(path, shape)?.0)
+}
+
+/// The largest data file read: 512 MiB, far more text than the tiny models train on; a larger
+/// "file" (or a device such as `/dev/zero`) is refused rather than read into memory.
+pub const MAX_DATA_BYTES: u64 = 512 << 20;
+
+/// [`load`], with the 1-based line each example starts on.
+pub fn load_lines(path: &Path, shape: TaskShape) -> Result<(Vec<Example>, Vec<usize>)> {
     let format = Format::of(path)?;
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = read_text(path)?;
     let records = match format {
         Format::Jsonl => jsonl_records(&text),
         Format::Csv => csv_records(&text, required_fields(shape)),
     }
     .map_err(|(line, detail)| data_err(path, line, detail))?;
-    records
+    let examples = records
         .iter()
         .map(|r| example(r, shape).map_err(|detail| data_err(path, r.line, detail)))
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((examples, records.iter().map(|r| r.line).collect()))
+}
+
+/// A data file's text: at most [`MAX_DATA_BYTES`], valid UTF-8 (an error names the line and
+/// the byte of the first invalid sequence).
+fn read_text(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if meta.is_dir() {
+        return Err(data_err(path, 0, "is a directory, not a data file".into()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_DATA_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_DATA_BYTES {
+        return Err(data_err(
+            path,
+            0,
+            format!(
+                "holds more than {} MiB; tunelab reads data files of at most that size",
+                MAX_DATA_BYTES >> 20
+            ),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..at];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = at - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+        data_err(
+            path,
+            line,
+            format!(
+                "invalid UTF-8 at byte {column} of the line (byte {at} of the file): data files must be UTF-8 text"
+            ),
+        )
+    })
 }
 
 /// Writes examples as JSON lines, labels as names where `shape` has them.
@@ -183,6 +236,23 @@ pub struct UserSplits {
     pub train: Vec<Example>,
     pub validation: Vec<Example>,
     pub test: Vec<Example>,
+    /// Where each example came from, so that an error found later (encoding) names its line.
+    pub sources: SplitSources,
+}
+
+/// The file and the 1-based line of each example of a split.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    pub path: std::path::PathBuf,
+    pub lines: Vec<usize>,
+}
+
+/// The [`Source`] of each split; `None` for built-in data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SplitSources {
+    pub train: Option<Source>,
+    pub validation: Option<Source>,
+    pub test: Option<Source>,
 }
 
 impl DataFiles {
@@ -191,7 +261,7 @@ impl DataFiles {
     pub fn load(&self, shape: TaskShape) -> Result<UserSplits> {
         match self {
             DataFiles::One(path) => {
-                let all = load(path, shape)?;
+                let (all, lines) = load_lines(path, shape)?;
                 let (train, validation, test) = split_in_order(all.len()).ok_or_else(|| {
                     data_err(
                         path,
@@ -203,7 +273,18 @@ impl DataFiles {
                         ),
                     )
                 })?;
+                let source = |r: std::ops::Range<usize>| {
+                    Some(Source {
+                        path: path.clone(),
+                        lines: lines[r].to_vec(),
+                    })
+                };
                 Ok(UserSplits {
+                    sources: SplitSources {
+                        train: source(train.clone()),
+                        validation: source(validation.clone()),
+                        test: source(test.clone()),
+                    },
                     train: all[train].to_vec(),
                     validation: all[validation].to_vec(),
                     test: all[test].to_vec(),
@@ -214,19 +295,33 @@ impl DataFiles {
                 validation,
                 test,
             } => {
-                let nonempty = |path: &Path| -> Result<Vec<Example>> {
-                    let ex = load(path, shape)?;
+                let nonempty = |path: &Path| -> Result<(Vec<Example>, Option<Source>)> {
+                    let (ex, lines) = load_lines(path, shape)?;
                     if ex.is_empty() {
                         return Err(data_err(path, 0, "holds no examples".into()));
                     }
-                    Ok(ex)
+                    Ok((
+                        ex,
+                        Some(Source {
+                            path: path.to_path_buf(),
+                            lines,
+                        }),
+                    ))
+                };
+                let (train, train_source) = nonempty(train)?;
+                let (validation, validation_source) = nonempty(validation)?;
+                let (test, test_source) = match test {
+                    Some(p) => nonempty(p)?,
+                    None => (vec![], None),
                 };
                 Ok(UserSplits {
-                    train: nonempty(train)?,
-                    validation: nonempty(validation)?,
-                    test: match test {
-                        Some(p) => nonempty(p)?,
-                        None => vec![],
+                    train,
+                    validation,
+                    test,
+                    sources: SplitSources {
+                        train: train_source,
+                        validation: validation_source,
+                        test: test_source,
                     },
                 })
             }
@@ -455,6 +550,9 @@ fn example(r: &Record, shape: TaskShape) -> Detail<Example> {
     match shape {
         TaskShape::Classification { labels } => {
             let text = r.string("text")?;
+            if text.trim().is_empty() {
+                return Err("field \"text\": empty".into());
+            }
             let given = match r.get("label")? {
                 Field::Text(s) => s.to_string(),
                 Field::Json(Value::String(s)) => s.clone(),
@@ -490,6 +588,7 @@ fn example(r: &Record, shape: TaskShape) -> Detail<Example> {
                     .map(|t| resolve("tags", t, names).map(|i| names[i].to_string()))
                     .collect::<Detail<_>>()?
             };
+            check_bio(&tags)?;
             Ok(Example::Tagging { tokens, tags })
         }
         TaskShape::Span => {
@@ -522,11 +621,44 @@ fn example(r: &Record, shape: TaskShape) -> Detail<Example> {
                 answer_start,
             })
         }
-        TaskShape::Generation => Ok(Example::Generation {
-            prompt: r.string("prompt")?,
-            response: r.string("response")?,
-        }),
+        TaskShape::Generation => {
+            let prompt = r.string("prompt")?;
+            if prompt.trim().is_empty() {
+                return Err("field \"prompt\": empty (generation continues a prompt)".into());
+            }
+            Ok(Example::Generation {
+                prompt,
+                response: r.string("response")?,
+            })
+        }
     }
+}
+
+/// BIO tags are well formed: an `I-X` continues an entity, so it follows a `B-X` or an `I-X`
+/// of the same type X. Tags outside the BIO scheme are not checked.
+fn check_bio(tags: &[String]) -> Detail<()> {
+    let mut prev: Option<&str> = None;
+    for (i, t) in tags.iter().enumerate() {
+        if let Some(kind) = t.strip_prefix("I-") {
+            let continues = prev.is_some_and(|p| {
+                p.strip_prefix("B-")
+                    .or_else(|| p.strip_prefix("I-"))
+                    .is_some_and(|k| k == kind)
+            });
+            if !continues {
+                let after = match prev {
+                    None => "at the start of the sentence".to_string(),
+                    Some(p) => format!("after {p:?}"),
+                };
+                return Err(format!(
+                    "field \"tags\": tag {} is {t:?} {after}: an I-{kind} must follow B-{kind} or I-{kind}",
+                    i + 1
+                ));
+            }
+        }
+        prev = Some(t);
+    }
+    Ok(())
 }
 
 /// One JSON object per non-blank line.

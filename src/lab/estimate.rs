@@ -523,7 +523,7 @@ pub fn derive_shape(n: f64, over: &ShapeOverrides) -> Result<Shape> {
                         format!(
                             "{n:.3e} parameters is too small for a transformer with V={vocab}: \
                              the embeddings of the smallest width (C=64) take {:.3e}; \
-                             pass a smaller --vocab",
+                             give a size of at least that many parameters",
                             count(0, 64)
                         ),
                     )

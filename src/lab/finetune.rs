@@ -154,6 +154,7 @@ pub fn task_data(
                 train: s.train,
                 validation: s.validation,
                 test: s.test,
+                ..TaskData::default()
             }
         }
         Some(files) => {
@@ -162,6 +163,8 @@ pub fn task_data(
                 train: s.train,
                 validation: s.validation,
                 test: s.test,
+                sources: s.sources,
+                max_len: None,
             }
         }
     };
@@ -303,7 +306,8 @@ pub fn train_method_from(
     progress: &mut dyn Progress,
 ) -> Result<Trained> {
     let mut base = load_base(&opts.base)?;
-    let (data, world) = task_data(opts.task, opts.data.as_ref(), opts.train_limit)?;
+    let (mut data, world) = task_data(opts.task, opts.data.as_ref(), opts.train_limit)?;
+    data.max_len = opts.args.max_len;
     let (tm, method) = match adapter {
         None => prepare(
             &mut base,

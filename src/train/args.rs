@@ -72,11 +72,14 @@ pub struct TrainingArgs {
     pub logging_steps: usize,
     /// Cap on the evaluation examples per split (0 = all), to keep evaluation cheap.
     pub max_eval_examples: usize,
-    /// Tokens per sequence at most.
-    pub max_len: usize,
     /// Delete the checkpoints an earlier run left in `output_dir` and start afresh (Hugging
     /// Face's `overwrite_output_dir`); without it (or a resume) such a directory is refused.
     pub overwrite_output_dir: bool,
+    /// Tokens per sequence at most: every example is encoded to at most this many (a question
+    /// and context that do not fit, or a prompt that leaves no room for its response, is an
+    /// error naming its file and line). `None`, the default: the model's own `max_len`; more
+    /// than the model's is an error.
+    pub max_len: Option<usize>,
 }
 
 impl Default for TrainingArgs {
@@ -106,8 +109,8 @@ impl Default for TrainingArgs {
             seed: 42,
             logging_steps: 10,
             max_eval_examples: 0,
-            max_len: 128,
             overwrite_output_dir: false,
+            max_len: None,
         }
     }
 }
@@ -117,6 +120,121 @@ impl Default for TrainingArgs {
 /// is maximised.
 pub fn default_greater_is_better(metric: &str) -> bool {
     !(metric.ends_with("loss") || metric.ends_with("perplexity"))
+}
+
+/// The most optimizer steps a run may take (`--max-steps`, or epochs times the steps of one):
+/// ten million, weeks of training at the speed of the tiny models; a larger budget is a typo.
+pub const MAX_STEPS: usize = 10_000_000;
+/// The most passes over the training data (`--epochs`).
+pub const MAX_EPOCHS: f64 = 1e6;
+/// The largest batch (`--batch-size`, `eval_batch_size`).
+pub const MAX_BATCH_SIZE: usize = 1 << 16;
+/// The most micro-batches per optimizer step (`--grad-accum`).
+pub const MAX_GRADIENT_ACCUMULATION_STEPS: usize = 1 << 16;
+/// The longest sequence `max_len` may ask for.
+pub const MAX_LEN: usize = 1 << 20;
+
+/// Every metric name an evaluation reports, over all tasks (what `metric_for_best_model` may
+/// name; which ones a task reports is [`crate::train::task::TaskModel::metric_names`]).
+pub const METRIC_NAMES: [&str; 10] = [
+    "loss",
+    "score",
+    "accuracy",
+    "macro_f1",
+    "entity_f1",
+    "exact_match",
+    "f1",
+    "perplexity",
+    "rouge_l",
+    "execution_accuracy",
+];
+
+/// A field of [`TrainingArgs`] that [`TrainingArgs::validate`] can refuse.
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    BatchSize,
+    EvalBatchSize,
+    GradAccum,
+    MaxSteps,
+    EvalSteps,
+    SaveSteps,
+    LoggingSteps,
+    WarmupSteps,
+    Patience,
+    MaxLen,
+    Epochs,
+    LearningRate,
+    WeightDecay,
+    MaxGradNorm,
+    MetricForBest,
+    LoadBest,
+}
+
+impl Key {
+    /// The TOML key.
+    fn name(self) -> &'static str {
+        match self {
+            Key::BatchSize => "batch_size",
+            Key::EvalBatchSize => "eval_batch_size",
+            Key::GradAccum => "gradient_accumulation_steps",
+            Key::MaxSteps => "max_steps",
+            Key::EvalSteps => "eval_steps",
+            Key::SaveSteps => "save_steps",
+            Key::LoggingSteps => "logging_steps",
+            Key::WarmupSteps => "warmup_steps",
+            Key::Patience => "early_stopping_patience",
+            Key::MaxLen => "max_len",
+            Key::Epochs => "epochs",
+            Key::LearningRate => "learning_rate",
+            Key::WeightDecay => "weight_decay",
+            Key::MaxGradNorm => "max_grad_norm",
+            Key::MetricForBest => "metric_for_best_model",
+            Key::LoadBest => "load_best_model_at_end",
+        }
+    }
+
+    /// The command-line flag that sets it, if one does.
+    fn flag(self) -> Option<&'static str> {
+        Some(match self {
+            Key::BatchSize => "--batch-size",
+            Key::GradAccum => "--grad-accum",
+            Key::MaxSteps => "--max-steps",
+            Key::EvalSteps => "--eval-steps",
+            Key::SaveSteps => "--save-steps",
+            Key::WarmupSteps => "--warmup-steps",
+            Key::Patience => "--early-stopping-patience",
+            Key::Epochs => "--epochs",
+            Key::LearningRate => "--lr",
+            Key::WeightDecay => "--weight-decay",
+            Key::MaxGradNorm => "--max-grad-norm",
+            Key::MetricForBest => "--metric-for-best-model",
+            Key::LoadBest => "--load-best-model-at-end",
+            Key::EvalBatchSize | Key::LoggingSteps | Key::MaxLen => return None,
+        })
+    }
+}
+
+/// A refused value: its key and what is wrong with it.
+struct Bad {
+    key: Key,
+    detail: String,
+}
+
+/// The 1-based line of a TOML file that sets `key` (or its old name), 0 if none does.
+fn key_line(text: &str, key: Key) -> usize {
+    let names: &[&str] = match key {
+        Key::MetricForBest => &["metric_for_best_model", "metric_for_best"],
+        k => &[k.name()],
+    };
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            names.iter().any(|n| {
+                l.strip_prefix(n)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+        })
+        .map_or(0, |i| i + 1)
 }
 
 impl TrainingArgs {
@@ -141,39 +259,110 @@ impl TrainingArgs {
                 detail: e.message().to_string(),
             }
         })?;
-        args.validate()?;
+        args.check().map_err(|bad| Error::Data {
+            path: path.to_string(),
+            line: key_line(text, bad.key),
+            detail: format!("{} {}", bad.key.name(), bad.detail),
+        })?;
         Ok(args)
     }
 
+    /// Checks every value is finite and within its range; the error names the option as a
+    /// command-line flag (`--batch-size`), or the TOML key for one without a flag.
     pub fn validate(&self) -> Result<()> {
-        if self.batch_size == 0
-            || self.gradient_accumulation_steps == 0
-            || self.eval_batch_size == 0
-        {
-            return invalid(
-                "training args",
-                "batch sizes and gradient_accumulation_steps must be at least 1",
+        self.check().map_err(|bad| Error::Invalid {
+            op: bad.key.flag().unwrap_or("training args"),
+            detail: format!("{} {}", bad.key.name(), bad.detail),
+        })
+    }
+
+    /// The first value out of its range: which key, and what is wrong.
+    fn check(&self) -> std::result::Result<(), Bad> {
+        use Key::*;
+        let bad = |key, detail: String| Err(Bad { key, detail });
+        let count = |key, v: usize, max: usize| {
+            if v == 0 || v > max {
+                bad(key, format!("must be between 1 and {max}, got {v}"))
+            } else {
+                Ok(())
+            }
+        };
+        count(BatchSize, self.batch_size, MAX_BATCH_SIZE)?;
+        count(EvalBatchSize, self.eval_batch_size, MAX_BATCH_SIZE)?;
+        count(
+            GradAccum,
+            self.gradient_accumulation_steps,
+            MAX_GRADIENT_ACCUMULATION_STEPS,
+        )?;
+        // 0 steps is allowed: a run that only evaluates and saves (a continued adapter as it is).
+        if let Some(s) = self.max_steps.filter(|&s| s > MAX_STEPS) {
+            return bad(MaxSteps, format!("must be at most {MAX_STEPS}, got {s}"));
+        }
+        count(EvalSteps, self.eval_steps, MAX_STEPS)?;
+        count(SaveSteps, self.save_steps, MAX_STEPS)?;
+        count(LoggingSteps, self.logging_steps, MAX_STEPS)?;
+        if self.warmup_steps > MAX_STEPS {
+            return bad(
+                WarmupSteps,
+                format!("must be at most {MAX_STEPS}, got {}", self.warmup_steps),
             );
         }
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return invalid(
-                "training args",
-                format!("learning_rate {} must be positive", self.learning_rate),
+        if let Some(p) = self.early_stopping_patience {
+            count(Patience, p, MAX_STEPS)?;
+        }
+        if let Some(m) = self.max_len {
+            count(MaxLen, m, MAX_LEN)?;
+        }
+        if !(self.epochs.is_finite() && self.epochs > 0.0 && self.epochs <= MAX_EPOCHS) {
+            return bad(
+                Epochs,
+                format!(
+                    "must be a number above 0 and at most {MAX_EPOCHS}, got {}",
+                    self.epochs
+                ),
             );
         }
-        if self.max_steps.is_none() && self.epochs <= 0.0 {
-            return invalid("training args", "set epochs > 0 or max_steps");
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return bad(
+                LearningRate,
+                format!(
+                    "must be a finite number above 0, got {}",
+                    self.learning_rate
+                ),
+            );
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(
+                WeightDecay,
+                format!(
+                    "must be a finite number, 0 or more, got {}",
+                    self.weight_decay
+                ),
+            );
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
+            return bad(
+                MaxGradNorm,
+                format!(
+                    "must be a finite number, 0 (no clipping) or more, got {}",
+                    self.max_grad_norm
+                ),
+            );
+        }
+        if !METRIC_NAMES.contains(&self.metric_for_best_model.as_str()) {
+            return bad(
+                MetricForBest,
+                format!(
+                    "{:?} is not a metric tunelab reports (expected one of {})",
+                    self.metric_for_best_model,
+                    METRIC_NAMES.join(", ")
+                ),
+            );
         }
         if self.load_best_model_at_end && self.eval_strategy == Strategy::No {
-            return invalid(
-                "training args",
-                "load_best_model_at_end needs an eval_strategy (steps or epoch) to find the best model",
-            );
-        }
-        if self.max_grad_norm < 0.0 || self.weight_decay < 0.0 {
-            return invalid(
-                "training args",
-                "max_grad_norm and weight_decay cannot be negative",
+            return bad(
+                LoadBest,
+                "needs an eval_strategy (steps or epoch) to find the best model".into(),
             );
         }
         Ok(())
@@ -186,18 +375,37 @@ impl TrainingArgs {
             .unwrap_or_else(|| default_greater_is_better(&self.metric_for_best_model))
     }
 
-    /// The number of optimizer steps for a training set of `n` examples.
+    /// The number of optimizer steps for a training set of `n` examples (saturating: see
+    /// [`TrainingArgs::checked_total_steps`] for the budget check).
     pub fn total_steps(&self, n: usize) -> usize {
-        let per_epoch = n
-            .div_ceil(self.batch_size * self.gradient_accumulation_steps)
-            .max(1);
+        let per_epoch = self.steps_per_epoch(n);
         self.max_steps
             .unwrap_or_else(|| ((per_epoch as f64) * self.epochs).ceil() as usize)
     }
 
+    /// [`TrainingArgs::total_steps`], or an error naming `--epochs` when it exceeds
+    /// [`MAX_STEPS`] (a run that would not end).
+    pub fn checked_total_steps(&self, n: usize) -> Result<usize> {
+        let total = self.total_steps(n);
+        if total > MAX_STEPS {
+            return invalid(
+                "--epochs",
+                format!(
+                    "epochs {} over {n} examples is {total} optimizer steps, more than the most a \
+                     run may take ({MAX_STEPS}); lower --epochs or set --max-steps",
+                    self.epochs
+                ),
+            );
+        }
+        Ok(total)
+    }
+
     /// Optimizer steps per epoch for `n` training examples.
     pub fn steps_per_epoch(&self, n: usize) -> usize {
-        n.div_ceil(self.batch_size * self.gradient_accumulation_steps)
-            .max(1)
+        n.div_ceil(
+            self.batch_size
+                .saturating_mul(self.gradient_accumulation_steps),
+        )
+        .max(1)
     }
 }

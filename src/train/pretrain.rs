@@ -114,6 +114,63 @@ impl PretrainArgs {
         }
     }
 
+    /// Checks every option is within its range, before anything is generated or allocated; the
+    /// error names the `tunelab pretrain` flag.
+    pub fn validate(&self) -> Result<()> {
+        use super::args::{MAX_BATCH_SIZE, MAX_STEPS};
+        let count = |flag: &'static str, v: usize, lo: usize, hi: usize| {
+            if v < lo || v > hi {
+                invalid(flag, format!("must be between {lo} and {hi}, got {v}"))
+            } else {
+                Ok(())
+            }
+        };
+        count("--steps", self.steps, 1, MAX_STEPS)?;
+        count("--batch-size", self.batch_size, 1, MAX_BATCH_SIZE)?;
+        count("--docs", self.docs, 1, 10_000_000)?;
+        count("--seq-len", self.seq_len, 2, 1 << 16)?;
+        count("--d-model", self.d_model, 1, 1 << 14)?;
+        count("--layers", self.n_layers, 1, 1024)?;
+        count("--warmup", self.warmup, 0, MAX_STEPS)?;
+        count("--eval-every", self.eval_every, 1, MAX_STEPS)?;
+        count("vocab_size", self.vocab_size, 1, 1 << 20)?;
+        count("n_heads", self.n_heads, 1, 1 << 10)?;
+        if !self.d_model.is_multiple_of(self.n_heads) {
+            return invalid(
+                "--d-model",
+                format!(
+                    "{} is not a multiple of the {} attention heads",
+                    self.d_model, self.n_heads
+                ),
+            );
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return invalid(
+                "--lr",
+                format!("must be a finite number above 0, got {}", self.lr),
+            );
+        }
+        if !(self.mask_prob > 0.0 && self.mask_prob < 1.0) {
+            return invalid(
+                "--mask-prob",
+                format!(
+                    "must be a share of the tokens, above 0 and below 1, got {}",
+                    self.mask_prob
+                ),
+            );
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return invalid(
+                "weight_decay",
+                format!(
+                    "must be a finite number, 0 or more, got {}",
+                    self.weight_decay
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// The model configuration these options describe (dropout 0.1, max_len = seq_len).
     pub fn config(&self, vocab_size: usize) -> Config {
         let (v, c, nh, l, t) = (
@@ -273,6 +330,10 @@ impl<F: Float> TrainTask<F> for Pretraining<'_> {
         let loss = validation_loss(self.model, store, hooks, self.validation)?;
         Ok(BTreeMap::from([("loss".to_string(), loss)]))
     }
+
+    fn metric_names(&self) -> Option<Vec<&'static str>> {
+        Some(vec!["loss"])
+    }
 }
 
 /// Trains a base model from scratch and writes its checkpoint (config.json, model.safetensors,
@@ -286,6 +347,7 @@ pub fn pretrain(
 ) -> Result<PretrainReport> {
     // Flush subnormal floats for the whole run, the final validation included, as the Trainer
     // does while it trains (see kernels::denormal).
+    args.validate()?;
     let _float_mode = crate::kernels::FlushDenormals::for_training();
     let started = Instant::now();
     progress.line("generating the world and its corpus");

@@ -11,6 +11,7 @@ use super::trainer::{Metrics, MicroBatch, Split, TrainTask};
 use crate::autodiff::{ParamId, ParamStore, Tape, Var, IGNORE_INDEX};
 use crate::data::batch::{pad, pad_with_labels, Batch, PadSide};
 use crate::data::encode::{encode, Encoded, Target};
+use crate::data::loaders::{Source, SplitSources};
 use crate::data::tasks::{Example, Task};
 use crate::data::tokenizer::Tokenizer;
 use crate::data::world::World;
@@ -89,25 +90,77 @@ pub struct TaskModel {
 }
 
 /// The examples of a task's splits.
+#[derive(Clone, Default)]
 pub struct TaskData {
     pub train: Vec<Example>,
     pub validation: Vec<Example>,
     pub test: Vec<Example>,
+    /// The file and line of each example (a user's data), so that an example that cannot be
+    /// encoded is reported at its line; empty for built-in data.
+    pub sources: SplitSources,
+    /// Tokens per sequence at most (`TrainingArgs::max_len`); `None`: the model's max_len.
+    pub max_len: Option<usize>,
 }
 
+/// A generation task on an encoder is refused: it needs a decoder (a causal model).
+fn needs_decoder(task: &str, model: &Transformer, base: &str) -> Result<()> {
+    if model.config.causal {
+        return Ok(());
+    }
+    invalid(
+        "task",
+        format!(
+            "the {task} task generates text, which needs a decoder (a causal model such as \
+             gpt-tiny); {base} is an encoder (a bidirectional model)"
+        ),
+    )
+}
+
+/// Whether `task` can be trained on `model` (named `base` in the error), checked before any
+/// data is loaded: a generation task needs a decoder.
+pub fn check_fits(task: Task, model: &Transformer, base: &str) -> Result<()> {
+    match task.shape() {
+        crate::data::tasks::TaskShape::Generation => needs_decoder(task.name(), model, base),
+        _ => Ok(()),
+    }
+}
+
+/// Encodes every example of one split (`split` names it in errors, with the example's file and
+/// line when `source` has them).
 fn encode_all(
     tok: &Tokenizer,
     examples: &[Example],
     labels: &[&str],
     max_len: usize,
+    split: &str,
+    source: Option<&Source>,
 ) -> Result<Vec<Item>> {
     examples
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let encoded = encode(tok, e, labels, max_len).map_err(|err| Error::Invalid {
-                op: "encode",
-                detail: format!("example {i}: {err}"),
+            let encoded = encode(tok, e, labels, max_len).and_then(|enc| {
+                if enc.ids.is_empty() {
+                    return invalid("encode", "the text encodes to no tokens");
+                }
+                Ok(enc)
+            });
+            let encoded = encoded.map_err(|err| {
+                let detail = match err {
+                    Error::Invalid { detail, .. } | Error::Shape { detail, .. } => detail,
+                    other => other.to_string(),
+                };
+                match source.and_then(|s| Some((s, *s.lines.get(i)?))) {
+                    Some((s, line)) => Error::Data {
+                        path: s.path.display().to_string(),
+                        line,
+                        detail,
+                    },
+                    None => Error::Invalid {
+                        op: "encode",
+                        detail: format!("{split} example {} (1-based): {detail}", i + 1),
+                    },
+                }
             })?;
             Ok(Item {
                 example: e.clone(),
@@ -134,7 +187,22 @@ impl TaskModel {
         let Some(first) = data.train.first() else {
             return invalid("task", "no training examples");
         };
-        let max_len = model.config.max_len;
+        if matches!(first, Example::Generation { .. }) {
+            needs_decoder(name, &model, "this base")?;
+        }
+        let max_len = match data.max_len {
+            None => model.config.max_len,
+            Some(m) if m <= model.config.max_len && m > 0 => m,
+            Some(m) => {
+                return invalid(
+                    "max_len",
+                    format!(
+                        "{m} tokens asked for, the model takes at most {} (its config's max_len) and at least 1",
+                        model.config.max_len
+                    ),
+                )
+            }
+        };
         let head = match first {
             Example::Classification { .. } => Head::Sequence(SequenceHead::new(
                 store,
@@ -152,9 +220,30 @@ impl TaskModel {
         let names: Vec<&str> = labels.iter().map(String::as_str).collect();
         Ok(Self {
             name: name.to_string(),
-            train: encode_all(&tok, &data.train, &names, max_len)?,
-            validation: encode_all(&tok, &data.validation, &names, max_len)?,
-            test: encode_all(&tok, &data.test, &names, max_len)?,
+            train: encode_all(
+                &tok,
+                &data.train,
+                &names,
+                max_len,
+                "train",
+                data.sources.train.as_ref(),
+            )?,
+            validation: encode_all(
+                &tok,
+                &data.validation,
+                &names,
+                max_len,
+                "validation",
+                data.sources.validation.as_ref(),
+            )?,
+            test: encode_all(
+                &tok,
+                &data.test,
+                &names,
+                max_len,
+                "test",
+                data.sources.test.as_ref(),
+            )?,
             model,
             head,
             tok,
@@ -199,6 +288,21 @@ impl TaskModel {
 
     fn pad_id(&self) -> u32 {
         self.tok.pad_id().unwrap_or(0)
+    }
+
+    /// The names of the metrics an evaluation of this task reports (see [`TaskModel::evaluate_items`]).
+    pub fn metric_names(&self) -> Vec<&'static str> {
+        let mut names = vec!["loss", "score"];
+        names.extend(match &self.head {
+            Head::Sequence(_) => &["accuracy", "macro_f1"][..],
+            Head::Token(_) => &["entity_f1"][..],
+            Head::Span(_) => &["exact_match", "f1"][..],
+            Head::Lm => &["perplexity", "exact_match", "rouge_l"][..],
+        });
+        if matches!(self.head, Head::Lm) && self.gen_metric == GenMetric::Execution {
+            names.push("execution_accuracy");
+        }
+        names
     }
 
     /// Pads items into one right-padded batch (labels for token-level targets).
@@ -566,6 +670,10 @@ impl<F: Float> TrainTask<F> for TaskModel {
         Some(&self.model)
     }
 
+    fn metric_names(&self) -> Option<Vec<&'static str>> {
+        Some(TaskModel::metric_names(self))
+    }
+
     fn loss(
         &self,
         tape: &mut Tape<'_, F>,
@@ -595,6 +703,20 @@ impl<F: Float> TrainTask<F> for TaskModel {
         } else {
             items
         };
-        self.evaluate_items(store, hooks, items, batch_size)
+        let m = self.evaluate_items(store, hooks, items, batch_size)?;
+        // A NaN score is not a result. (During training the Trainer checks the validation
+        // split itself, naming the step.)
+        if split == Split::Test {
+            if let Some((k, v)) = m.iter().find(|(_, v)| !v.is_finite()) {
+                return invalid(
+                    "evaluate",
+                    format!(
+                        "the test {k} is {v}: the model's outputs are not finite (a diverged \
+                         run, or a model or adapter whose weights overflow)"
+                    ),
+                );
+            }
+        }
+        Ok(m)
     }
 }

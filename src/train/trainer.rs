@@ -134,6 +134,12 @@ pub trait TrainTask<F: Float> {
     fn model(&self) -> Option<&Transformer> {
         None
     }
+    /// The names of the metrics [`TrainTask::evaluate`] reports, so that a
+    /// `metric_for_best_model` it never reports is refused before the first step. `None`, the
+    /// default: not known in advance (not checked).
+    fn metric_names(&self) -> Option<Vec<&'static str>> {
+        None
+    }
     /// Loss and task metrics on a split, in evaluation mode (at most `limit` examples, 0 = all).
     fn evaluate(
         &self,
@@ -681,8 +687,20 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
     if n == 0 {
         return invalid("train", "the training set is empty");
     }
+    if let Some(names) = task.metric_names() {
+        if !names.contains(&args.metric_for_best_model.as_str()) {
+            return invalid(
+                "--metric-for-best-model",
+                format!(
+                    "this task does not report {:?}; its metrics are {}",
+                    args.metric_for_best_model,
+                    names.join(", ")
+                ),
+            );
+        }
+    }
     let started = Instant::now();
-    let total = args.total_steps(n);
+    let total = args.checked_total_steps(n)?;
     let per_epoch = args.steps_per_epoch(n);
     let mut opt = match optimizer {
         Some(o) => o,
@@ -856,6 +874,10 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
                 args.max_eval_examples,
                 args.eval_batch_size,
             )?;
+            // A NaN validation metric is not a result: stop, naming it and the step.
+            if let Some((k, v)) = m.iter().find(|(_, v)| !v.is_finite()) {
+                return invalid("train", format!("the validation {k} became {v} at step {}; stopping (the model's outputs are not finite)", state.step));
+            }
             progress.eval(state.step, &m);
             if let Some(&v) = m.get(&args.metric_for_best_model) {
                 if state.record_eval_as(greater_is_better, v) {

@@ -19,6 +19,7 @@ mod generate;
 mod gradcheck;
 mod hand_worked;
 mod hf_parity;
+mod hostile_inputs;
 mod interview;
 mod kernels;
 mod layering;
