@@ -163,7 +163,7 @@ fn check_lora_floats(c: &LoraConfig) -> Result<(), SpecLimit> {
         return Err(limit("alpha", format!("alpha = {} is not finite", c.alpha)));
     }
     let s = c.scaling();
-    if !(s.abs() <= limits::MAX_LORA_SCALING) {
+    if s.is_nan() || s.abs() > limits::MAX_LORA_SCALING {
         return Err(limit(
             "alpha",
             format!(

@@ -172,7 +172,7 @@ fn weights_edited(name: &str, field: &str, value: Value) -> Vec<u8> {
     let mut header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     header[name][field] = value;
     let mut h = serde_json::to_vec(&header).unwrap();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
