@@ -214,11 +214,27 @@ impl Tokenizer {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Tokenizer> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: shown.clone(),
             source,
         })?;
-        let parsed = guard(|| serde_json::from_str::<hf::Tokenizer>(&text))
+        Tokenizer::from_bytes(&bytes, &shown)
+    }
+
+    /// [`Tokenizer::from_file`] from the file's bytes (`shown` names it in errors).
+    pub fn from_bytes(bytes: &[u8], shown: &str) -> Result<Tokenizer> {
+        let shown = shown.to_string();
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            data_err(
+                &shown,
+                1 + bytes[..e.valid_up_to()]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count(),
+                format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+            )
+        })?;
+        let parsed = guard(|| serde_json::from_str::<hf::Tokenizer>(text))
             .map_err(|e| data_err(&shown, 0, e))?;
         let inner = parsed.map_err(|e| {
             data_err(

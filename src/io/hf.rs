@@ -20,7 +20,7 @@
 //! Those keep their random initialisation and [`Loaded::initialised`] lists them, so a use that
 //! needs them (`tunelab logits` needs the MLM head) can refuse.
 
-use super::{checkpoint, read, safetensors};
+use super::{checkpoint, limits, read, safetensors};
 use crate::autodiff::ParamStore;
 use crate::data::tokenizer::Tokenizer;
 use crate::error::{Error, Result};
@@ -117,9 +117,15 @@ fn optional(name: &str) -> bool {
 /// Reads config.json, checking the architecture and the options tunelab does not implement.
 pub fn load_config(dir: &Path) -> Result<(Config, String)> {
     let path = dir.join(checkpoint::CONFIG);
-    let shown = path.display().to_string();
     let bytes = read(&path)?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| Error::Data {
+    parse_config(&bytes, &path.display().to_string())
+}
+
+/// [`load_config`] from the file's bytes (`shown` names it in errors): every dimension is
+/// checked against [`super::limits`] and every float for its range, naming the key.
+pub fn parse_config(bytes: &[u8], shown: &str) -> Result<(Config, String)> {
+    let shown = shown.to_string();
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::Data {
         path: shown.clone(),
         line: e.line(),
         detail: e.to_string(),
@@ -169,16 +175,91 @@ pub fn load_config(dir: &Path) -> Result<(Config, String)> {
 /// Loads a Hugging Face (or tunelab) model directory into a fresh store, as f-precision.
 pub fn load<F: Float>(dir: &Path) -> Result<Loaded<F>> {
     let (config, architecture) = load_config(dir)?;
-    let mut store = ParamStore::new();
-    let model = Transformer::new(config.clone(), &mut store, 0)?;
     let file = dir.join(checkpoint::WEIGHTS);
     let shown = file.display().to_string();
+    // The size check needs only the file's length: a config.json implying terabytes is refused
+    // before the file is read or anything allocated.
+    let len = std::fs::metadata(&file)
+        .map_err(|source| Error::Io {
+            path: shown.clone(),
+            source,
+        })?
+        .len();
+    check_size(&config, &dir.join(checkpoint::CONFIG), len, &shown)?;
+    let bytes = read(&file)?;
+    build(dir, config, architecture, &bytes, &shown)
+}
+
+/// [`load`] from the bytes of `config.json` and `model.safetensors` (`dir` names the files in
+/// errors).
+pub fn load_bytes<F: Float>(dir: &Path, config: &[u8], weights: &[u8]) -> Result<Loaded<F>> {
+    let cpath = dir.join(checkpoint::CONFIG);
+    let (config, architecture) = parse_config(config, &cpath.display().to_string())?;
+    let shown = dir.join(checkpoint::WEIGHTS).display().to_string();
+    check_size(&config, &cpath, weights.len() as u64, &shown)?;
+    build(dir, config, architecture, weights, &shown)
+}
+
+/// Every parameter the checkpoint must hold takes at least 2 bytes (F16 or BF16), and the whole
+/// model (with the BERT heads a file may leave out) may not be larger than 1 byte per parameter
+/// of the file: a config.json whose dimensions do not belong to its weights is refused before
+/// the model is built.
+fn check_size(config: &Config, cpath: &Path, len: u64, weights: &str) -> Result<()> {
+    let (required, optional) = config.param_counts().ok_or_else(|| Error::Data {
+        path: cpath.display().to_string(),
+        line: 0,
+        detail: "the dimensions multiply past 2^64 parameters".into(),
+    })?;
+    let total = required.saturating_add(optional);
+    let need = required.saturating_mul(2).max(total);
+    if len < need {
+        return Err(Error::Data {
+            path: cpath.display().to_string(),
+            line: 0,
+            detail: format!(
+                "the dimensions imply a model of {} parameters ({} of them stored, at least {} \
+                 bytes at 16 bits), but {weights} has {} bytes: a dimension of config.json is \
+                 wrong",
+                limits::grouped(total),
+                limits::grouped(required),
+                limits::grouped(need),
+                limits::grouped(len)
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn build<F: Float>(
+    dir: &Path,
+    config: Config,
+    architecture: String,
+    weights: &[u8],
+    shown: &str,
+) -> Result<Loaded<F>> {
+    let mut store = ParamStore::new();
+    let model = Transformer::new(config.clone(), &mut store, 0)?;
     let err = |detail: String| Error::Data {
-        path: shown.clone(),
+        path: shown.to_string(),
         line: 0,
         detail,
     };
-    let tensors = safetensors::load::<F>(&file)?;
+    let tensors = safetensors::parse::<F>(weights, shown)?;
+    // A tensor the model needs, stored in a dtype tunelab does not read, is named with its
+    // dtype (not reported missing).
+    for (name, dtype) in &tensors.skipped_dtypes {
+        if let Some(n) = map_name(name, &config).filter(|n| store.id(n).is_ok()) {
+            let as_model = if n == *name {
+                String::new()
+            } else {
+                format!(" (the model's {n})")
+            };
+            return Err(err(format!(
+                "tensor {name}{as_model} has dtype {dtype}, which tunelab does not read ({})",
+                safetensors::FLOAT_DTYPES
+            )));
+        }
+    }
     let mut ignored = tensors.skipped;
     let mut by_name = HashMap::new();
     for (name, t) in tensors.tensors {
@@ -233,26 +314,50 @@ pub fn load<F: Float>(dir: &Path) -> Result<Loaded<F>> {
 }
 
 /// The directory's tokenizer: `tokenizer.json` if present, else BERT's `vocab.txt` (lower-cased
-/// unless `tokenizer_config.json` says `"do_lower_case": false`).
+/// unless `tokenizer_config.json` says `"do_lower_case": false`). When the directory has a
+/// `config.json`, every id of the tokenizer must be a row of the model's embedding table: a
+/// larger vocabulary is an error naming the tokenizer file, here, not at the first unlucky input.
 pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
     let json = dir.join(checkpoint::TOKENIZER);
-    if json.exists() {
-        return Tokenizer::from_file(json);
-    }
     let vocab = dir.join(VOCAB_TXT);
-    if vocab.exists() {
+    let (tok, path) = if json.exists() {
+        (Tokenizer::from_file(&json)?, json)
+    } else if vocab.exists() {
         let lowercase = std::fs::read(dir.join("tokenizer_config.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
             .and_then(|v| v.get("do_lower_case").and_then(Value::as_bool))
             .unwrap_or(true);
-        return Tokenizer::from_vocab_txt(vocab, lowercase);
+        (Tokenizer::from_vocab_txt(&vocab, lowercase)?, vocab)
+    } else {
+        return Err(Error::Io {
+            path: dir.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no tokenizer.json or vocab.txt in the model directory",
+            ),
+        });
+    };
+    if dir.join(checkpoint::CONFIG).exists() {
+        let (config, _) = load_config(dir)?;
+        check_tokenizer(&tok, &config, &path)?;
     }
-    Err(Error::Io {
-        path: dir.display().to_string(),
-        source: std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no tokenizer.json or vocab.txt in the model directory",
-        ),
-    })
+    Ok(tok)
+}
+
+/// Every id of `tok` (read from `path`) is a row of the embedding table of `config`.
+pub fn check_tokenizer(tok: &Tokenizer, config: &Config, path: &Path) -> Result<()> {
+    if tok.vocab_size() > config.vocab_size {
+        return Err(Error::Data {
+            path: path.display().to_string(),
+            line: 0,
+            detail: format!(
+                "token ids reach {}, beyond the model's vocabulary of {} (config.json vocab_size): \
+                 the tokenizer does not belong to this model",
+                tok.vocab_size() - 1,
+                config.vocab_size
+            ),
+        });
+    }
+    Ok(())
 }

@@ -18,6 +18,7 @@
 pub mod adapter;
 pub mod checkpoint;
 pub mod hf;
+pub mod limits;
 pub mod peft;
 pub mod safetensors;
 

@@ -112,28 +112,7 @@ pub fn import<F: Float>(
             format!("peft_type {peft_type:?} is not supported (LORA)"),
         ));
     }
-    // Options that change the computation beyond one rank and alpha for all targets.
-    let refuse = |key: &str, fine: &dyn Fn(&Value) -> bool| -> Result<()> {
-        match config.get(key) {
-            Some(v) if !fine(v) => Err(data_err(
-                &cpath,
-                format!("{key} = {v} is not supported by tunelab's LoRA"),
-            )),
-            _ => Ok(()),
-        }
-    };
-    let empty = |v: &Value| v.is_null() || v.as_object().is_some_and(|m| m.is_empty());
-    let falsy = |v: &Value| v.is_null() || *v == Value::Bool(false);
-    refuse("use_dora", &falsy)?;
-    refuse("lora_bias", &falsy)?;
-    refuse("use_qalora", &falsy)?;
-    refuse("bias", &|v| v.is_null() || v == "none")?;
-    refuse("rank_pattern", &empty)?;
-    refuse("alpha_pattern", &empty)?;
-    refuse("layers_to_transform", &Value::is_null)?;
-    refuse("layer_replication", &Value::is_null)?;
-    refuse("target_parameters", &Value::is_null)?;
-    refuse("trainable_token_indices", &Value::is_null)?;
+    check_keys(&cpath, config)?;
     let num = |key: &str| {
         config
             .get(key)
@@ -141,15 +120,46 @@ pub fn import<F: Float>(
             .ok_or_else(|| data_err(&cpath, format!("field {key:?} is missing or not a number")))
     };
     let r = num("r")?;
-    if r < 1.0 || r.fract() != 0.0 {
+    if !(r >= 1.0 && r.fract() == 0.0 && r <= u32::MAX as f64) {
         return Err(data_err(
             &cpath,
-            format!("r = {r} is not a positive integer"),
+            format!("r = {r} is not a positive integer (at most 2^32 - 1)"),
         ));
     }
+    let alpha = num("lora_alpha")?;
+    if !alpha.is_finite() {
+        return Err(data_err(
+            &cpath,
+            format!("lora_alpha = {alpha} is not finite"),
+        ));
+    }
+    let dropout = match config.get("lora_dropout") {
+        None | Some(Value::Null) => 0.0,
+        Some(v) => match v.as_f64() {
+            Some(p) if (0.0..1.0).contains(&p) => p,
+            _ => {
+                return Err(data_err(
+                    &cpath,
+                    format!("lora_dropout = {v} is not a probability in [0, 1)"),
+                ))
+            }
+        },
+    };
+    let rslora = match config.get("use_rslora") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => {
+            return Err(data_err(
+                &cpath,
+                format!("use_rslora = {v} is not true or false"),
+            ))
+        }
+    };
 
     let file = load()?;
     let mut targets: Vec<&str> = Vec::new();
+    // The module paths (tunelab's, e.g. `h.0.attn.c_attn`) that hold LoRA tensors.
+    let mut modules: Vec<String> = Vec::new();
     let mut tensors = Vec::with_capacity(file.len());
     for (key, value) in file {
         let name = strip_key(&key).to_string();
@@ -169,6 +179,9 @@ pub fn import<F: Float>(
             if !targets.contains(&role) {
                 targets.push(role);
             }
+            if !modules.iter().any(|m| m == module) {
+                modules.push(module.to_string());
+            }
         } else if name.contains(".lora_") {
             return Err(data_err(
                 wpath,
@@ -185,18 +198,13 @@ pub fn import<F: Float>(
             .iter()
             .position(|x| x == t)
     });
+    check_targets(&cpath, config, &modules, &targets)?;
     let lora = LoraConfig {
         r: r as usize,
-        alpha: num("lora_alpha")?,
-        dropout: config
-            .get("lora_dropout")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0),
+        alpha,
+        dropout,
         targets: targets.iter().map(|t| t.to_string()).collect(),
-        rslora: config
-            .get("use_rslora")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        rslora,
         lr_ratio_b: 1.0,
     };
     let meta = json!({
@@ -206,6 +214,194 @@ pub fn import<F: Float>(
         },
     });
     Ok((MethodSpec::Lora(lora), meta, tensors))
+}
+
+/// The `adapter_config.json` keys tunelab honours: what they mean is what tunelab computes.
+pub const HONOURED: &[&str] = &[
+    "peft_type",
+    "r",
+    "lora_alpha",
+    "lora_dropout",
+    "use_rslora",
+    "target_modules",
+    "modules_to_save",
+    "fan_in_fan_out",
+    "task_type",
+    "base_model_name_or_path",
+];
+
+/// Keys that do not change what a loaded adapter computes (bookkeeping, training-time or
+/// runtime settings): any value is accepted. `init_lora_weights` is here only for the values
+/// that initialise the adapter alone (true, false, "gaussian"); the others change the base
+/// weights and are refused in [`check_keys`].
+const NO_EFFECT: &[&str] = &[
+    "revision",
+    "inference_mode",
+    "auto_mapping",
+    "peft_version",
+    "megatron_core",
+    "qalora_group_size",
+    "runtime_config",
+    "init_lora_weights",
+];
+
+/// Keys tunelab does not implement, with the value that means "off" (null also does).
+fn off_value(key: &str) -> Option<Value> {
+    Some(match key {
+        "use_dora" | "lora_bias" | "use_qalora" | "ensure_weight_tying" => Value::Bool(false),
+        "bias" => Value::from("none"),
+        "rank_pattern" | "alpha_pattern" | "loftq_config" => json!({}),
+        "layers_to_transform"
+        | "layers_pattern"
+        | "layer_replication"
+        | "target_parameters"
+        | "trainable_token_indices"
+        | "exclude_modules"
+        | "megatron_config"
+        | "eva_config"
+        | "corda_config"
+        | "alora_invocation_tokens"
+        | "arrow_config" => Value::Null,
+        _ => return None,
+    })
+}
+
+/// Does `v` mean "nothing" (null, false, an empty list, object or string)?
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+/// Refuses, by name, every key whose value tunelab would silently ignore: a key it does not
+/// implement set to anything but its "off" value, and a key it does not know set to anything
+/// but an empty value (later PEFT versions add keys, off by default).
+fn check_keys(cpath: &Path, config: &Value) -> Result<()> {
+    let Some(map) = config.as_object() else {
+        return Err(data_err(cpath, "the adapter config is not a JSON object"));
+    };
+    for (key, v) in map {
+        let key = key.as_str();
+        if HONOURED.contains(&key) {
+            continue;
+        }
+        if key == "init_lora_weights" && !(v.is_null() || v.is_boolean() || v == "gaussian") {
+            return Err(data_err(
+                cpath,
+                format!(
+                    "init_lora_weights = {v} is not supported: that initialisation changes the \
+                     base weights, which tunelab's LoRA keeps frozen as loaded"
+                ),
+            ));
+        }
+        if NO_EFFECT.contains(&key) {
+            continue;
+        }
+        let refused = match off_value(key) {
+            Some(off) => !v.is_null() && *v != off && !(is_empty(v) && is_empty(&off)),
+            None => !is_empty(v),
+        };
+        if refused {
+            let what = if off_value(key).is_some() {
+                "is not supported by tunelab's LoRA"
+            } else {
+                "is not a PEFT LoRA option tunelab knows"
+            };
+            return Err(data_err(
+                cpath,
+                format!(
+                    "{key} = {v} {what} (it honours {}; other options must be off)",
+                    HONOURED.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `target_modules` must name exactly the modules whose LoRA tensors the file holds (as PEFT
+/// matches them: a module path equal to an entry or ending in `.entry`; or the regular
+/// expression tunelab's export writes for those targets), and `fan_in_fan_out` must match their
+/// layer type (true for GPT-2's Conv1D, false for BERT's nn.Linear).
+fn check_targets(cpath: &Path, config: &Value, modules: &[String], roles: &[&str]) -> Result<()> {
+    let gpt = modules.iter().any(|m| m.starts_with("h."));
+    match config.get("fan_in_fan_out") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(f)) if *f == gpt => {}
+        Some(v) => {
+            return Err(data_err(
+                cpath,
+                format!(
+                    "fan_in_fan_out = {v} does not fit the adapter's {} layers (PEFT uses true \
+                     only for GPT-2's Conv1D, whose weights are stored (in, out))",
+                    if gpt {
+                        "GPT-2 Conv1D"
+                    } else {
+                        "BERT nn.Linear"
+                    }
+                ),
+            ))
+        }
+    }
+    let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+    let arch = if gpt { Arch::Gpt } else { Arch::Bert };
+    let entries: Vec<&str> = match config.get("target_modules") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::String(s)) => {
+            if *s == target_modules(arch, &roles) {
+                return Ok(());
+            }
+            return Err(data_err(
+                cpath,
+                format!(
+                    "target_modules = {s:?}: tunelab matches a list of module names, or the \
+                     pattern it writes itself ({}), not other regular expressions",
+                    target_modules(arch, &roles)
+                ),
+            ));
+        }
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|e| {
+                e.as_str().ok_or_else(|| {
+                    data_err(cpath, format!("target_modules entry {e} is not a string"))
+                })
+            })
+            .collect::<Result<_>>()?,
+        Some(v) => {
+            return Err(data_err(
+                cpath,
+                format!("target_modules = {v} is not a list of module names"),
+            ))
+        }
+    };
+    let matches = |m: &str, e: &str| m == e || m.ends_with(&format!(".{e}"));
+    for e in &entries {
+        if !modules.iter().any(|m| matches(m, e)) {
+            return Err(data_err(
+                cpath,
+                format!(
+                    "target_modules entry {e:?} names no module with LoRA tensors in the \
+                     adapter (it has them on {})",
+                    modules.join(", ")
+                ),
+            ));
+        }
+    }
+    if let Some(m) = modules
+        .iter()
+        .find(|m| !entries.iter().any(|e| matches(m, e)))
+    {
+        return Err(data_err(
+            cpath,
+            format!("the adapter has LoRA tensors on {m}, which no target_modules entry names"),
+        ));
+    }
+    Ok(())
 }
 
 /// PEFT's `task_type` for a tunelab adapter's `meta`: from its task, else from the task type

@@ -30,6 +30,7 @@ pub mod bitfit;
 pub mod dora;
 pub mod full;
 pub mod ia3;
+pub mod limits;
 pub mod lora;
 pub mod method;
 pub mod options;

@@ -53,12 +53,21 @@ pub fn find(name: &str) -> Option<&'static MethodEntry> {
 
 /// Applies `spec` to `model`: freezes every parameter in the store, then lets the method set
 /// what trains and add its own parameters (initialised from `seed`).
+///
+/// The spec is first checked against the model ([`super::limits::check`]); an error names the
+/// command-line option of the field out of range (`--r`, `--n-virtual`, ...), since specs
+/// read from an adapter config are checked, naming the file, before they get here
+/// ([`super::store`]).
 pub fn apply<F: Float>(
     spec: &MethodSpec,
     model: &Transformer,
     store: &mut ParamStore<F>,
     seed: u64,
 ) -> Result<Box<dyn Method<F>>> {
+    super::limits::check(spec, model).map_err(|l| Error::Invalid {
+        op: l.flag(),
+        detail: l.detail,
+    })?;
     store.set_all_trainable(false);
     Ok(match spec {
         MethodSpec::Full { last_k } => Box::new(full::Full::apply(model, store, *last_k)?),

@@ -127,7 +127,9 @@ pub fn save_adapter<F: Float>(
     adapter::write(dir, &saved, folded, meta, &tensors)
 }
 
-/// `apply`, with a clearer error when the store already holds this method's parameters.
+/// `apply`, with a clearer error when the store already holds this method's parameters. The
+/// spec is checked against the model first ([`super::limits::check`]), naming the adapter
+/// config and its field, before anything is allocated.
 fn apply_spec<F: Float>(
     dir: &Path,
     spec: &MethodSpec,
@@ -135,6 +137,7 @@ fn apply_spec<F: Float>(
     store: &mut ParamStore<F>,
     seed: u64,
 ) -> Result<Box<dyn Method<F>>> {
+    check_spec(dir, spec, model)?;
     apply(spec, model, store, seed).map_err(|e| match e {
         Error::Param(name, "already exists") => Error::Invalid {
             op: "load_adapter",
@@ -147,6 +150,11 @@ fn apply_spec<F: Float>(
         },
         other => other,
     })
+}
+
+/// [`super::limits::check`], naming `dir`'s adapter config and the field.
+pub fn check_spec(dir: &Path, spec: &MethodSpec, model: &Transformer) -> Result<()> {
+    super::limits::check(spec, model).map_err(|l| data_err(&dir.join(adapter::CONFIG), l.detail))
 }
 
 /// Matches the file's tensors to `store` (after the method was applied): every tensor must name a
