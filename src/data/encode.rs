@@ -12,6 +12,8 @@ use super::tasks::Example;
 use super::tokenizer::{Preset, Tokenizer};
 use crate::autodiff::IGNORE_INDEX;
 use crate::error::{invalid, Error, Result};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// What the loss compares the model's output with.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +30,42 @@ pub enum Target {
     /// [`IGNORE_INDEX`] for the prompt. The causal LM loss shifts them by one.
     Lm(Vec<i64>),
 }
+
+/// [`encode`], remembered: the encoding of an example is a function of the tokenizer, the
+/// example, the tags and max_len, and tokenizing is slow (a whole task's splits took about a
+/// second, and `compare` binds the task anew for every run: 30 runs at `--quick`). Errors are
+/// not remembered (they are computed again, for the caller to place). The memory holds at most
+/// [`MEMO_EXAMPLES`] encodings and is emptied when full.
+pub fn encode_memo(
+    tok: &Tokenizer,
+    example: &Example,
+    tags: &[&str],
+    max_len: usize,
+) -> Result<Encoded> {
+    type Key = (u64, usize, Vec<String>, Example);
+    static MEMO: Mutex<Option<HashMap<Key, Encoded>>> = Mutex::new(None);
+    let key: Key = (
+        tok.fingerprint(),
+        max_len,
+        tags.iter().map(|t| t.to_string()).collect(),
+        example.clone(),
+    );
+    let lock = || MEMO.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = lock().as_ref().and_then(|m| m.get(&key)) {
+        return Ok(e.clone());
+    }
+    let encoded = encode(tok, example, tags, max_len)?;
+    let mut memo = lock();
+    let memo = memo.get_or_insert_with(HashMap::new);
+    if memo.len() >= MEMO_EXAMPLES {
+        memo.clear();
+    }
+    memo.insert(key, encoded.clone());
+    Ok(encoded)
+}
+
+/// How many encodings [`encode_memo`] keeps: every split of a few tasks.
+pub const MEMO_EXAMPLES: usize = 100_000;
 
 /// One encoded example.
 #[derive(Debug, Clone, PartialEq)]

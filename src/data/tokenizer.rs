@@ -103,6 +103,10 @@ pub struct Tokenizer {
     special: SpecialIds,
     /// 1 + the largest id: the number of rows an embedding table needs.
     vocab_size: usize,
+    /// A hash of the whole tokenizer (its JSON and preset): two tokenizers with the same
+    /// fingerprint encode alike, so encodings may be shared between them
+    /// ([`crate::data::encode::encode_memo`]).
+    fingerprint: u64,
 }
 
 impl Tokenizer {
@@ -133,12 +137,30 @@ impl Tokenizer {
             .values()
             .max()
             .map_or(0, |&m| m as usize + 1);
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            // A tokenizer that cannot be written out gets a fingerprint of its own (its address
+            // is as good as any: it is never equal to a real hash by more than chance).
+            match inner.to_string(false) {
+                Ok(json) => json.hash(&mut h),
+                Err(_) => (&inner as *const hf::Tokenizer as usize).hash(&mut h),
+            }
+            (preset == Preset::Bert).hash(&mut h);
+            h.finish()
+        };
         Tokenizer {
             inner,
             preset,
             special,
             vocab_size,
+            fingerprint,
         }
+    }
+
+    /// See the field: equal for tokenizers that encode alike.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// Trains a byte-level BPE tokenizer on `corpus` (one string per document or line) with at

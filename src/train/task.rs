@@ -10,7 +10,7 @@
 use super::trainer::{Metrics, MicroBatch, Split, TrainTask};
 use crate::autodiff::{ParamId, ParamStore, Tape, Var, IGNORE_INDEX};
 use crate::data::batch::{pad, pad_with_labels, Batch, PadSide};
-use crate::data::encode::{encode, Encoded, Target};
+use crate::data::encode::{encode_memo, Encoded, Target};
 use crate::data::loaders::{Source, SplitSources};
 use crate::data::tasks::{Example, Task};
 use crate::data::tokenizer::Tokenizer;
@@ -139,7 +139,7 @@ fn encode_all(
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let encoded = encode(tok, e, labels, max_len).and_then(|enc| {
+            let encoded = encode_memo(tok, e, labels, max_len).and_then(|enc| {
                 if enc.ids.is_empty() {
                     return invalid("encode", "the text encodes to no tokens");
                 }

@@ -105,7 +105,7 @@ pub enum TaskShape<'a> {
     Generation,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Example {
     Classification {
         text: String,
