@@ -574,3 +574,41 @@ fn tokenizer_bad_arguments_are_errors() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `encode_memo` gives exactly what `encode` gives, for each tokenizer its own: two tokenizers
+/// that encode differently never share a remembered encoding, and a tokenizer written out and
+/// read back (another value, the same fingerprint) gets the same ids.
+#[test]
+fn remembered_encodings_are_each_tokenizers_own() {
+    use tunelab::data::encode::{encode, encode_memo};
+    use tunelab::data::tasks::Example;
+    let small = Tokenizer::train_bpe(&corpus(), 300, Preset::Gpt).unwrap();
+    let large = Tokenizer::train_bpe(&corpus(), 400, Preset::Gpt).unwrap();
+    assert_ne!(small.fingerprint(), large.fingerprint());
+    let ex = Example::Classification {
+        text: corpus()[0].clone(),
+        label: 1,
+    };
+    let (a, b) = (
+        encode(&small, &ex, &[], 64).unwrap(),
+        encode(&large, &ex, &[], 64).unwrap(),
+    );
+    assert_ne!(
+        a.ids, b.ids,
+        "the test needs tokenizers that differ on this text"
+    );
+    for _ in 0..2 {
+        assert_eq!(encode_memo(&small, &ex, &[], 64).unwrap(), a);
+        assert_eq!(encode_memo(&large, &ex, &[], 64).unwrap(), b);
+    }
+    let dir = empty_dir("memo-tokenizer");
+    small.save(&dir.join("tokenizer.json")).unwrap();
+    let again = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    assert_eq!(again.fingerprint(), small.fingerprint());
+    assert_eq!(encode_memo(&again, &ex, &[], 64).unwrap(), a);
+    // A shorter max_len is another key: its own truncation, not the longer one's.
+    assert_eq!(
+        encode_memo(&small, &ex, &[], 3).unwrap(),
+        encode(&small, &ex, &[], 3).unwrap()
+    );
+}
