@@ -635,7 +635,14 @@ fn measure(
         t.method.as_mut(),
         &mut t.base.store,
         &t.tm.head.params(),
-        serde_json::json!({ "task": opts.task.name(), "seed": seed, "test": test }),
+        serde_json::json!({
+            "task": opts.task.name(),
+            "base": t.base.dir.display().to_string(),
+            "base_name": opts.base,
+            "base_config": crate::io::adapter::base_record(&t.base.model.config),
+            "seed": seed,
+            "test": test,
+        }),
     )?;
     let mut train_seconds = t.report.seconds;
     let low_data_test_score = match opts.low_data {
