@@ -45,11 +45,24 @@ pub const MAX_DATA_BYTES: u64 = 512 << 20;
 
 /// [`load`], with the 1-based line each example starts on.
 pub fn load_lines(path: &Path, shape: TaskShape) -> Result<(Vec<Example>, Vec<usize>)> {
+    Format::of(path)?;
+    let bytes = read_bytes(path)?;
+    parse_lines(&bytes, path, shape)
+}
+
+/// The examples of a data file's bytes, with the line each starts on: what [`load_lines`] does
+/// once it read `path`, which still names the file in errors and picks the format by its
+/// extension (the file itself is not touched).
+pub fn parse_lines(
+    bytes: &[u8],
+    path: &Path,
+    shape: TaskShape,
+) -> Result<(Vec<Example>, Vec<usize>)> {
     let format = Format::of(path)?;
-    let text = read_text(path)?;
+    let text = text_of(bytes, path)?;
     let records = match format {
-        Format::Jsonl => jsonl_records(&text),
-        Format::Csv => csv_records(&text, required_fields(shape)),
+        Format::Jsonl => jsonl_records(text),
+        Format::Csv => csv_records(text, required_fields(shape)),
     }
     .map_err(|(line, detail)| data_err(path, line, detail))?;
     let examples = records
@@ -59,9 +72,9 @@ pub fn load_lines(path: &Path, shape: TaskShape) -> Result<(Vec<Example>, Vec<us
     Ok((examples, records.iter().map(|r| r.line).collect()))
 }
 
-/// A data file's text: at most [`MAX_DATA_BYTES`], valid UTF-8 (an error names the line and
-/// the byte of the first invalid sequence).
-fn read_text(path: &Path) -> Result<String> {
+/// A data file's bytes, at most one more than [`MAX_DATA_BYTES`] (so [`text_of`] can refuse a
+/// larger file without reading it whole).
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let io = |source| Error::Io {
         path: path.display().to_string(),
@@ -76,6 +89,12 @@ fn read_text(path: &Path) -> Result<String> {
     file.take(MAX_DATA_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(io)?;
+    Ok(bytes)
+}
+
+/// A data file's text: at most [`MAX_DATA_BYTES`], valid UTF-8 (an error names the line and
+/// the byte of the first invalid sequence).
+fn text_of<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str> {
     if bytes.len() as u64 > MAX_DATA_BYTES {
         return Err(data_err(
             path,
@@ -86,9 +105,9 @@ fn read_text(path: &Path) -> Result<String> {
             ),
         ));
     }
-    String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let before = &e.as_bytes()[..at];
+    std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let before = &bytes[..at];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
         let column = at - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
         data_err(

@@ -81,10 +81,9 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
-/// `adapter_config.json` as JSON.
-fn read_json(path: &Path) -> Result<Value> {
-    let bytes = super::read(path)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Data {
+/// `adapter_config.json`'s bytes as JSON (`path` names it in errors).
+fn parse_json(path: &Path, bytes: &[u8]) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Data {
         path: path.display().to_string(),
         line: e.line(),
         detail: e.to_string(),
@@ -104,11 +103,15 @@ fn parse_own(path: &Path, value: Value) -> Result<(MethodSpec, Value)> {
     Ok((spec, meta))
 }
 
-/// The float tensors of `adapter_model.safetensors`; any other tensor is an error naming it.
+/// The float tensors of `adapter_model.safetensors` (its `bytes`; `path` names it); any other tensor is an error naming it.
 /// `write_id`, when the config recorded one, must be the weights' own if they record one too
 /// (weights written by another tool, or by hand, record none and pass).
-fn load_tensors<F: Float>(path: &Path, write_id: Option<&str>) -> Result<Vec<(String, ArrayD<F>)>> {
-    let file = safetensors::load::<F>(path)?;
+fn tensors_of<F: Float>(
+    path: &Path,
+    bytes: &[u8],
+    write_id: Option<&str>,
+) -> Result<Vec<(String, ArrayD<F>)>> {
+    let file = safetensors::parse::<F>(bytes, &path.display().to_string())?;
     if let Some(name) = file.skipped.first() {
         return Err(data_err(
             path,
@@ -147,11 +150,24 @@ fn committed(dir: &Path) -> std::path::PathBuf {
 /// Reads an adapter directory of either dialect: the config once, then the tensors.
 pub fn read<F: Float>(dir: &Path) -> Result<AdapterFiles<F>> {
     let dir = &committed(dir);
+    let config = super::read(&dir.join(CONFIG))?;
+    parse(dir, &config, || super::read(&dir.join(WEIGHTS)))
+}
+
+/// What [`read`] does once it read the config of the adapter in `dir`: `config` is that file's
+/// bytes, `weights` gives the bytes of its weights and is called only once the config checked.
+/// Nothing is read from `dir`, which names the files in errors.
+pub fn parse<F: Float>(
+    dir: &Path,
+    config: &[u8],
+    weights: impl FnOnce() -> Result<Vec<u8>>,
+) -> Result<AdapterFiles<F>> {
     let (cpath, wpath) = (dir.join(CONFIG), dir.join(WEIGHTS));
-    let config = read_json(&cpath)?;
+    let config = parse_json(&cpath, config)?;
     if peft::is_peft_config(&config) {
-        let (spec, meta, tensors) =
-            peft::import(&cpath, &config, &wpath, || load_tensors(&wpath, None))?;
+        let (spec, meta, tensors) = peft::import(&cpath, &config, &wpath, || {
+            tensors_of(&wpath, &weights()?, None)
+        })?;
         return Ok(AdapterFiles {
             spec,
             meta,
@@ -160,7 +176,7 @@ pub fn read<F: Float>(dir: &Path) -> Result<AdapterFiles<F>> {
     }
     let id = write_id_of(&config);
     let (spec, meta) = parse_own(&cpath, config)?;
-    let tensors = load_tensors(&wpath, id.as_deref())?;
+    let tensors = tensors_of(&wpath, &weights()?, id.as_deref())?;
     Ok(AdapterFiles {
         spec,
         meta,
@@ -173,11 +189,12 @@ pub fn read<F: Float>(dir: &Path) -> Result<AdapterFiles<F>> {
 pub fn read_config(dir: &Path) -> Result<(MethodSpec, Value)> {
     let dir = &committed(dir);
     let cpath = dir.join(CONFIG);
-    let config = read_json(&cpath)?;
+    let config = parse_json(&cpath, &super::read(&cpath)?)?;
     if peft::is_peft_config(&config) {
         let wpath = dir.join(WEIGHTS);
-        let (spec, meta, _) =
-            peft::import::<f32>(&cpath, &config, &wpath, || load_tensors(&wpath, None))?;
+        let (spec, meta, _) = peft::import::<f32>(&cpath, &config, &wpath, || {
+            tensors_of(&wpath, &super::read(&wpath)?, None)
+        })?;
         return Ok((spec, meta));
     }
     parse_own(&cpath, config)

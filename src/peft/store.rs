@@ -231,7 +231,19 @@ pub fn load_adapter<F: Float>(
     store: &mut ParamStore<F>,
     seed: u64,
 ) -> Result<(MethodSpec, Box<dyn Method<F>>, Value)> {
-    let files = adapter::read::<F>(dir)?;
+    load_adapter_files(dir, adapter::read::<F>(dir)?, model, store, seed)
+}
+
+/// What [`load_adapter`] does once it read the adapter in `dir`: applies `files` (from
+/// [`adapter::read`] or, without touching the disk, [`adapter::parse`]) to `model`'s base in
+/// `store`, with the same checks; errors name `dir`'s files.
+pub fn load_adapter_files<F: Float>(
+    dir: &Path,
+    files: AdapterFiles<F>,
+    model: &Transformer,
+    store: &mut ParamStore<F>,
+    seed: u64,
+) -> Result<(MethodSpec, Box<dyn Method<F>>, Value)> {
     let path = dir.join(WEIGHTS);
     // Base tensors (the head, full / BitFit weights) can be checked before anything changes.
     for (name, value) in &files.tensors {

@@ -17,19 +17,19 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tunelab::data::loaders;
 use tunelab::data::tasks::{Task, TaskShape};
 use tunelab::data::tokenizer::{Preset, Tokenizer};
-use tunelab::io::adapter::{export_peft, CONFIG, WEIGHTS};
+use tunelab::io::adapter::{self, export_peft, CONFIG, WEIGHTS};
 use tunelab::io::{checkpoint, hf, safetensors};
 use tunelab::nn::{Config, Transformer};
 use tunelab::peft::lora::LoraConfig;
 use tunelab::peft::registry;
-use tunelab::peft::store::{load_adapter, save_adapter};
+use tunelab::peft::store::{load_adapter, load_adapter_files, save_adapter};
 use tunelab::peft::{apply, MethodSpec};
 use tunelab::ParamStore;
 
@@ -71,8 +71,9 @@ fn in_child(test: &str) -> bool {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for line in stdout.lines().filter(|l| l.starts_with("fuzz ")) {
-        println!("{line}");
+    // The child's summary may follow its "test ... " on the same line.
+    for line in stdout.lines().filter(|l| l.contains(" cases in ")) {
+        println!("{}", &line[line.find("fuzz ").unwrap_or(0)..]);
     }
     assert!(
         out.status.success() && stdout.contains("1 passed"),
@@ -200,16 +201,16 @@ fn fuzz(
 ) {
     let n = cases();
     let dir = fuzz_dir();
-    let mut current = std::fs::File::create(dir.join(format!("{name}.current"))).unwrap();
+    // Rewritten in place before every case (one write and one truncation, no reopening).
+    let current = std::fs::File::create(dir.join(format!("{name}.current"))).unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut ok, mut panics) = (0usize, Vec::new());
     let mut slowest = Duration::ZERO;
     let start = Instant::now();
     for case in 0..n {
         let (which, input) = mutate(&mut rng, seeds, safetensors);
-        current.set_len(0).unwrap();
-        current.seek(SeekFrom::Start(0)).unwrap();
-        current.write_all(&input).unwrap();
+        current.write_all_at(&input, 0).unwrap();
+        current.set_len(input.len() as u64).unwrap();
         let t = Instant::now();
         match catch_unwind(AssertUnwindSafe(|| run(which, &input))) {
             Ok(true) => ok += 1,
@@ -305,27 +306,33 @@ fn config_json() {
 }
 
 /// Fuzzes adapter configs: `seeds` are adapter directories (config and weights); each case
-/// writes the mutated config into a copy of its seed's directory and loads it onto a fresh
-/// tiny GPT.
+/// parses the mutated config with its seed's weights, in memory, as `load_adapter` does after
+/// reading the files, and loads the result onto a fresh tiny GPT.
 fn fuzz_adapters(name: &str, seed: u64, dirs: &[PathBuf]) {
     let (model, base) = tiny_gpt();
     let seeds: Vec<Vec<u8>> = dirs
         .iter()
         .map(|d| std::fs::read(d.join(CONFIG)).unwrap())
         .collect();
-    let work: Vec<PathBuf> = dirs
+    let weights: Vec<Vec<u8>> = dirs
         .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let w = scratch(&format!("{name}-work{i}"));
-            std::fs::copy(d.join(WEIGHTS), w.join(WEIGHTS)).unwrap();
-            w
-        })
+        .map(|d| std::fs::read(d.join(WEIGHTS)).unwrap())
         .collect();
-    fuzz(name, seed, &seeds, false, |which, b| {
-        std::fs::write(work[which].join(CONFIG), b).unwrap();
+    // The seeds load from their files and from their bytes alike.
+    for (i, dir) in dirs.iter().enumerate() {
         let mut store = base.clone();
-        load_adapter(&work[which], &model, &mut store, 0).is_ok()
+        load_adapter(dir, &model, &mut store, 0).unwrap();
+        let files = adapter::parse::<f32>(dir, &seeds[i], || Ok(weights[i].clone())).unwrap();
+        let mut store = base.clone();
+        load_adapter_files(dir, files, &model, &mut store, 0).unwrap();
+    }
+    fuzz(name, seed, &seeds, false, |which, b| {
+        let dir = &dirs[which];
+        let Ok(files) = adapter::parse::<f32>(dir, b, || Ok(weights[which].clone())) else {
+            return false;
+        };
+        let mut store = base.clone();
+        load_adapter_files(dir, files, &model, &mut store, 0).is_ok()
     });
 }
 
@@ -462,10 +469,9 @@ fn fuzz_loader(name: &str, seed: u64, format: &str) {
     }
     let shapes: Vec<TaskShape<'static>> = seeds.iter().map(|s| s.0).collect();
     let bytes: Vec<Vec<u8>> = seeds.into_iter().map(|s| s.1).collect();
-    let path = scratch(name).join(format!("data.{format}"));
+    let path = PathBuf::from(format!("fuzz/data.{format}"));
     fuzz(name, seed, &bytes, false, |which, b| {
-        std::fs::write(&path, b).unwrap();
-        loaders::load(&path, shapes[which]).is_ok()
+        loaders::parse_lines(b, &path, shapes[which]).is_ok()
     });
 }
 
