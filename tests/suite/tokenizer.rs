@@ -602,7 +602,7 @@ fn remembered_encodings_are_each_tokenizers_own() {
         assert_eq!(encode_memo(&large, &ex, &[], 64).unwrap(), b);
     }
     let dir = empty_dir("memo-tokenizer");
-    small.save(&dir.join("tokenizer.json")).unwrap();
+    small.save(dir.join("tokenizer.json")).unwrap();
     let again = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
     assert_eq!(again.fingerprint(), small.fingerprint());
     assert_eq!(encode_memo(&again, &ex, &[], 64).unwrap(), a);
