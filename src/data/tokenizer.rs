@@ -105,8 +105,9 @@ pub struct Tokenizer {
     vocab_size: usize,
     /// A hash of the whole tokenizer (its JSON and preset): two tokenizers with the same
     /// fingerprint encode alike, so encodings may be shared between them
-    /// ([`crate::data::encode::encode_memo`]).
-    fingerprint: u64,
+    /// ([`crate::data::encode::encode_memo`]). Computed on first use: writing out a large
+    /// vocabulary costs more than most loads need.
+    fingerprint: std::sync::OnceLock<u64>,
 }
 
 impl Tokenizer {
@@ -137,30 +138,29 @@ impl Tokenizer {
             .values()
             .max()
             .map_or(0, |&m| m as usize + 1);
-        let fingerprint = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            // A tokenizer that cannot be written out gets a fingerprint of its own (its address
-            // is as good as any: it is never equal to a real hash by more than chance).
-            match inner.to_string(false) {
-                Ok(json) => json.hash(&mut h),
-                Err(_) => (&inner as *const hf::Tokenizer as usize).hash(&mut h),
-            }
-            (preset == Preset::Bert).hash(&mut h);
-            h.finish()
-        };
         Tokenizer {
             inner,
             preset,
             special,
             vocab_size,
-            fingerprint,
+            fingerprint: std::sync::OnceLock::new(),
         }
     }
 
     /// See the field: equal for tokenizers that encode alike.
     pub fn fingerprint(&self) -> u64 {
-        self.fingerprint
+        *self.fingerprint.get_or_init(|| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            // A tokenizer that cannot be written out gets a fingerprint of its own (its address
+            // is as good as any: it is never equal to a real hash by more than chance).
+            match self.inner.to_string(false) {
+                Ok(json) => json.hash(&mut h),
+                Err(_) => (&self.inner as *const hf::Tokenizer as usize).hash(&mut h),
+            }
+            (self.preset == Preset::Bert).hash(&mut h);
+            h.finish()
+        })
     }
 
     /// Trains a byte-level BPE tokenizer on `corpus` (one string per document or line) with at

@@ -4,10 +4,11 @@
 //! block extends it and attends to it in place ([`super::transformer::Transformer::block_cached`]); this file knows nothing
 //! of the model, so the block can use it without a cycle.
 
+use crate::autodiff::ops::attention::view4;
 use crate::autodiff::{AttnMask, Tape, Var};
 use crate::error::{shape_err, Result};
 use crate::tensor::{fmt_shape, Float};
-use ndarray::{concatenate, s, Array2, Array4, ArrayView4, ArrayViewD, Axis, Ix4};
+use ndarray::{concatenate, s, Array2, Array4, ArrayView4, Axis};
 
 /// The key mask (B, S) for keys (B, NH, S, HS) of which the last T are the tokens of `mask`
 /// (B, T): the S − T keys a [`Hooks::key_value`] hook prepended come first and are always real.
@@ -67,10 +68,6 @@ impl<F: Float> Default for LayerCache<F> {
     fn default() -> Self {
         Self { entry: None }
     }
-}
-
-fn view4<F: Float>(x: ArrayViewD<'_, F>) -> ArrayView4<'_, F> {
-    x.into_dimensionality::<Ix4>().expect("checked 4-D")
 }
 
 impl<F: Float> LayerCache<F> {

@@ -58,7 +58,8 @@ struct Attention<F: Float> {
     scale: F,
 }
 
-fn view4<'a, F: Float>(x: ArrayViewD<'a, F>) -> ArrayView4<'a, F> {
+/// A (B, NH, rows, cols) value as a 4-D view (checked 4-D by the caller).
+pub(crate) fn view4<'a, F: Float>(x: ArrayViewD<'a, F>) -> ArrayView4<'a, F> {
     x.into_dimensionality::<Ix4>().expect("checked in forward")
 }
 
