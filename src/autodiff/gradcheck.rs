@@ -252,6 +252,7 @@ pub fn cases() -> Vec<Case> {
         unary_case(Unary::Relu, &[3, 5], Nz),
         unary_case(Unary::Tanh, &[3, 5], N),
         unary_case(Unary::Sigmoid, &[3, 5], N),
+        unary_case(Unary::LogSigmoid, &[3, 5], N),
         unary_case(Unary::Square, &[3, 5], N),
         unary_case(Unary::Sqrt, &[3, 5], P),
         unary_case(Unary::Exp, &[3, 5], N),

@@ -22,6 +22,7 @@ pub mod corpus;
 pub mod encode;
 pub mod lm;
 pub mod loaders;
+pub mod preference;
 pub mod tasks;
 mod text;
 pub mod tokenizer;

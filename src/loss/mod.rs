@@ -9,6 +9,7 @@
 //! | causal LM, L = −Σₜ log P(yₜ \| y<ₜ, X), prompt masked | (B, T, V) | (B, T) ids | [`causal_lm`] |
 //! | token classification (NER) | (B, T, K) | (B, T) tags | [`token_classification`] |
 //! | extractive QA, (CE(start) + CE(end)) / 2 | (B, T) twice | B starts, B ends | [`span`] |
+//! | response log-probabilities log π(y \| x), for preference tuning and RL | (B, T, V) | (B, T) ids | [`logprobs`] |
 //!
 //! Every loss is built from tape ops, so no loss has a hand-written backward of its own: the plain
 //! cases use the fused [`Tape::cross_entropy`](crate::Tape::cross_entropy) (softmax and
@@ -24,6 +25,7 @@
 
 pub mod causal_lm;
 pub mod classification;
+pub mod logprobs;
 pub mod span;
 pub mod token_classification;
 
@@ -31,5 +33,6 @@ pub use causal_lm::{
     causal_lm_loss, causal_lm_loss_sum, instruction_labels, instruction_loss, lm_labels,
 };
 pub use classification::{classification_loss, ClassificationLoss};
+pub use logprobs::{completion_mask, sequence_logps, token_logps};
 pub use span::{span_loss, MASK_OFFSET};
 pub use token_classification::{token_classification_loss, token_classification_loss_with};

@@ -32,6 +32,9 @@ pub enum Unary {
     Sqrt,
     Exp,
     Log,
+    /// log σ(x) = −softplus(−x), computed as min(x, 0) − ln(1 + e^(−|x|)) so that it neither
+    /// overflows nor loses precision for large |x| (the preference losses' −log σ(β·margin)).
+    LogSigmoid,
 }
 
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
@@ -51,6 +54,7 @@ impl Unary {
             Unary::Sqrt => "sqrt",
             Unary::Exp => "exp",
             Unary::Log => "log",
+            Unary::LogSigmoid => "log_sigmoid",
         }
     }
 
@@ -73,6 +77,7 @@ impl Unary {
             Unary::Sqrt => x.sqrt(),
             Unary::Exp => x.exp_fast(),
             Unary::Log => x.ln(),
+            Unary::LogSigmoid => x.min(F::zero()) - (-x.abs()).exp().ln_1p(),
         }
     }
 
@@ -80,9 +85,12 @@ impl Unary {
     pub fn reads(self) -> (bool, bool) {
         match self {
             Unary::Scale(_) => (false, false),
-            Unary::GeluTanh | Unary::GeluErf | Unary::Relu | Unary::Square | Unary::Log => {
-                (true, false)
-            }
+            Unary::GeluTanh
+            | Unary::GeluErf
+            | Unary::Relu
+            | Unary::Square
+            | Unary::Log
+            | Unary::LogSigmoid => (true, false),
             Unary::Tanh | Unary::Sigmoid | Unary::Sqrt | Unary::Exp => (false, true),
         }
     }
@@ -118,6 +126,8 @@ impl Unary {
             Unary::Sqrt => half / y,
             Unary::Exp => y,
             Unary::Log => F::one() / x,
+            // d/dx log σ(x) = 1 − σ(x) = σ(−x).
+            Unary::LogSigmoid => F::one() / (F::one() + x.exp()),
         }
     }
 }
@@ -172,6 +182,10 @@ macro_rules! specialised {
             }
             Unary::Log => {
                 let $u = Unary::Log;
+                $body
+            }
+            Unary::LogSigmoid => {
+                let $u = Unary::LogSigmoid;
                 $body
             }
         }
@@ -303,6 +317,11 @@ impl<F: Float> Tape<'_, F> {
 
     pub fn sigmoid(&mut self, x: Var) -> Result<Var> {
         self.unary(Unary::Sigmoid, x)
+    }
+
+    /// log σ(x), stable for any x.
+    pub fn log_sigmoid(&mut self, x: Var) -> Result<Var> {
+        self.unary(Unary::LogSigmoid, x)
     }
 
     pub fn square(&mut self, x: Var) -> Result<Var> {
