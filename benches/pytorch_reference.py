@@ -192,8 +192,10 @@ def side_by_side(out, peak):
     cols = "".join(f" {n + ' ms':>13} {'ratio ' + n:>12}" for n in names)
     print(f"{'case':<22} {'torch ms':>9} {'flushed':>9}{cols} {'GFLOP/s':>8} {'activ MB':>9} {'peak MB':>8}")
     rows = []
-    cases = [(256, m, ()) for m in ("full", "lora_r8_qv", "bitfit", "ia3", "prefix_10", "prompt_10")]
-    cases += [(256, "full", ("--gradient-checkpointing",))]
+    methods = ("full", "lora_r8_qv", "houlsby_16", "bitfit", "ia3", "prefix_10", "prompt_10")
+    cases = [(256, m, ()) for m in methods]
+    # The memory table: every method again with its blocks recomputed in backward.
+    cases += [(256, m, ("--gradient-checkpointing",)) for m in methods]
     cases += [(512, m, ()) for m in ("full", "lora_r8_qv")]
     for c, method, extra in cases:
         label = f"d{c}_{method}" + ("_ckpt" if extra else "")
