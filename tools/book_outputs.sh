@@ -47,7 +47,8 @@ run_example() {
     { printf "$ cargo run --release --example %s\n" "$1"; cargo run --release --quiet --example "$1" 2>&1; } >"$out/example-$1.txt"
 }
 run_example lora_lm_step
-for n in 1 2 3 4 5; do
+# Every question `tunelab interview` lists.
+for n in $("$bin" interview | sed -n 's/^ *\([0-9][0-9]*\)\. .*/\1/p'); do
     run "interview-$n.txt" interview "$n"
 done
 for p in overfit lr padding checkpoint explode; do

@@ -14,7 +14,9 @@
 //! starts from what the base knows, not from a random perturbation of it. A is random so that B
 //! gets a non-zero gradient (∂L/∂B involves x Aᵀ); if both were zero, neither would ever move.
 //!
-//! s = α / r keeps the update's size comparable when you change r, so α need not be retuned.
+//! s = α / r is the paper's scale. It does not keep the update's size constant across ranks:
+//! under Adam, B·A grows like √r, so s·B·A shrinks like α / √r (`tunelab interview 7` measures the
+//! update at r 32 at about 0.29× the one at r 2). rsLoRA's s = α / √r is the fix.
 //!
 //! Graded against the LoRA hook of `tunelab::peft::lora` on a Linear of a small model, and by
 //! the zero-init property: your init gives exactly x W.

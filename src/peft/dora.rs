@@ -10,7 +10,8 @@
 //! DoRA wraps LoRA: [`Lora::build`] adds the pairs, and right after each pair its magnitude
 //! `…lora_magnitude_vector[.q]` over the pair's columns (so the store holds A, B, m per pair, as
 //! PEFT names them). The hook computes LoRA's update of each pair and rescales with it. A DoRA
-//! adapter is served unmerged (the rescaling depends on the norm of the merged weight).
+//! adapter is served unmerged: after training W' = m ⊙ V / ‖V‖ is a fixed matrix and could be
+//! folded into the weight as PEFT's merge does, but that fold is not implemented yet.
 
 use super::lora::{self, Lora, LoraConfig, LoraPair};
 use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
