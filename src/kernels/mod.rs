@@ -13,7 +13,8 @@
 //! [`threads`] sets how many threads the kernels and the heavy ops use (`--threads`,
 //! `TUNELAB_THREADS`); results do not depend on it. [`denormal`] flushes subnormal floats to
 //! zero while training. [`malloc`] keeps freed memory for reuse instead of returning it to the
-//! kernel after every step. [`fastmath`] holds an `exp` that loops vectorise.
+//! kernel after every step. [`fastmath`] holds an `exp` that loops vectorise. [`nf4`] quantises
+//! frozen weights to QLoRA's 4-bit NormalFloat exactly as bitsandbytes stores them.
 //!
 //! A per-thread counter of kernel calls and floating-point operations lets tests prove that work
 //! was skipped (a frozen weight's gradient is never computed), not merely thrown away.
@@ -22,6 +23,7 @@ pub mod denormal;
 pub mod fastmath;
 pub mod malloc;
 mod matmul;
+pub mod nf4;
 mod stats;
 pub mod threads;
 

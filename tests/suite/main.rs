@@ -29,6 +29,7 @@ mod loss;
 mod memory_ledger;
 mod metrics;
 mod model;
+mod nf4;
 mod optim;
 mod peft;
 mod pitfall;
