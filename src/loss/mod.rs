@@ -26,6 +26,7 @@
 pub mod causal_lm;
 pub mod classification;
 pub mod logprobs;
+pub mod preference;
 pub mod span;
 pub mod token_classification;
 
