@@ -32,6 +32,7 @@ mod model;
 mod optim;
 mod peft;
 mod pitfall;
+mod preference;
 mod prefix_prompt;
 mod retention;
 mod sweep;
