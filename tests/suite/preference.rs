@@ -1339,3 +1339,72 @@ fn every_objective_trains_through_the_task() {
         assert!(moved, "{}: no LoRA weight moved", entry.name);
     }
 }
+
+/// Full fine-tuning changes the base weights, so the reference is a frozen copy: after a few DPO
+/// steps the policy's log-probabilities moved and the reference's did not.
+#[test]
+fn full_fine_tuning_keeps_a_frozen_reference() {
+    use tunelab::lab::finetune::load_base;
+    use tunelab::peft::MethodSpec;
+    use tunelab::train::preference::{
+        PreferenceData, PreferenceTask, PreferenceTrainOptions, ReferenceKind,
+    };
+    use tunelab::train::trainer::{train, Split, TrainTask, Training};
+    use tunelab::train::TrainingArgs;
+
+    let mut base = load_base("gpt-tiny").unwrap();
+    let spec = MethodSpec::Full { last_k: None };
+    let method = tunelab::peft::apply(&spec, &base.model, &mut base.store, 7).unwrap();
+    let pairs: Vec<_> = first_eight_pairs();
+    let task = PreferenceTask::new(
+        base.model.clone(),
+        &base.store,
+        method.params(),
+        base.tok.clone(),
+        PreferenceData {
+            train: pairs.clone(),
+            validation: pairs,
+            ..Default::default()
+        },
+        PreferenceTrainOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(task.reference_kind(), Some(ReferenceKind::FrozenCopy));
+    assert_eq!(
+        task.reference_bytes(),
+        base.store.bytes(),
+        "one more copy of the weights"
+    );
+    let evaluate = |store: &ParamStore<f32>| {
+        TrainTask::<f32>::evaluate(&task, store, method.as_ref(), Split::Validation, 0, 8).unwrap()
+    };
+    let start = evaluate(&base.store);
+    let dir = crate::common::temp_dir("dpo-full");
+    let args = TrainingArgs {
+        output_dir: dir.clone(),
+        max_steps: Some(5),
+        batch_size: 8,
+        learning_rate: 1e-4,
+        eval_strategy: tunelab::train::args::Strategy::No,
+        ..TrainingArgs::default()
+    };
+    train(
+        Training::new(&args, &task, &mut base.store)
+            .hooks(method.as_ref())
+            .log_file(false),
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    let end = evaluate(&base.store);
+    assert_eq!(start["ref_logps_chosen"], end["ref_logps_chosen"]);
+    assert_eq!(start["ref_logps_rejected"], end["ref_logps_rejected"]);
+    assert!(
+        (end["logps_chosen"] - start["logps_chosen"]).abs() > 1e-3,
+        "the policy did not move: {start:?} {end:?}"
+    );
+    assert!(end["margin"] > start["margin"], "{start:?} {end:?}");
+}
+
+fn first_eight_pairs() -> Vec<tunelab::data::preference::PreferencePair> {
+    fact_pairs().into_iter().take(8).collect()
+}
