@@ -321,13 +321,15 @@ impl<F: Float> PreferenceTask<F> {
         let max_len = match options.max_length {
             None => model.config.max_len,
             Some(m) if (2..=model.config.max_len).contains(&m) => m,
-            Some(m) => return invalid(
-                "--max-length",
-                format!(
-                    "{m} tokens asked for; the model takes at most {} and a pair needs at least 2",
-                    model.config.max_len
-                ),
-            ),
+            Some(m) => {
+                let most = model.config.max_len;
+                return invalid(
+                    "--max-length",
+                    format!(
+                        "{m} tokens asked for; the model takes at most {most}, a pair 2 or more"
+                    ),
+                );
+            }
         };
         let unpaired = objective.unpaired();
         let train_unpaired = if unpaired {
