@@ -42,6 +42,7 @@ gradcheck_tests! {
     gradcheck_relu => "relu",
     gradcheck_tanh => "tanh",
     gradcheck_sigmoid => "sigmoid",
+    gradcheck_log_sigmoid => "log_sigmoid",
     gradcheck_square => "square",
     gradcheck_sqrt => "sqrt",
     gradcheck_exp => "exp",

@@ -33,6 +33,7 @@ mod nf4;
 mod optim;
 mod peft;
 mod pitfall;
+mod preference;
 mod prefix_prompt;
 mod retention;
 mod sweep;
