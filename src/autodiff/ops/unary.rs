@@ -353,7 +353,7 @@ impl<F: Float> Tape<'_, F> {
 mod tests {
     use super::*;
 
-    const ALL: [Unary; 10] = [
+    const ALL: [Unary; 11] = [
         Unary::Scale(-1.5),
         Unary::GeluTanh,
         Unary::GeluErf,
@@ -364,6 +364,7 @@ mod tests {
         Unary::Sqrt,
         Unary::Exp,
         Unary::Log,
+        Unary::LogSigmoid,
     ];
 
     /// The vectorised slice loops give exactly `f` and `df` element by element (f32, over
