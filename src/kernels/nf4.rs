@@ -156,7 +156,7 @@ pub fn quantize_nf4(values: &[f32], blocksize: usize) -> (Vec<u8>, Vec<f32>) {
 #[inline]
 pub fn nf4_index(packed: &[u8], i: usize) -> u8 {
     let byte = packed[i / 2];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         byte >> 4
     } else {
         byte & 0xF
