@@ -46,6 +46,7 @@ gradcheck_tests! {
     gradcheck_sqrt => "sqrt",
     gradcheck_exp => "exp",
     gradcheck_log => "log",
+    gradcheck_log_sigmoid => "log_sigmoid",
     gradcheck_sum => "sum",
     gradcheck_mean => "mean",
     gradcheck_reshape => "reshape",
