@@ -34,6 +34,7 @@ mod peft;
 mod pitfall;
 mod prefix_prompt;
 mod retention;
+mod reward;
 mod sweep;
 mod tape;
 mod tokenizer;
