@@ -26,11 +26,29 @@
 //! line and byte are named) and a file over [`MAX_DATA_BYTES`]. [`load_lines`] keeps each
 //! example's line, so that an error found later, when the task encodes every split before
 //! training (a QA example over `max_len`, say), still names it.
+//!
+//! **Preference files.** [`load_preference`] reads TRL's preference format and [`load_kto`] its
+//! unpaired one, in JSONL or CSV, into [`PreferencePair`]s and [`KtoExample`]s:
+//!
+//! | reader | fields | JSONL example |
+//! |---|---|---|
+//! | [`load_preference`] | `prompt`, `chosen`, `rejected` | `{"prompt": "Question: Where does Anna live?\nAnswer:", "chosen": "In Lima.", "rejected": "I don't know."}` |
+//! | [`load_kto`] | `prompt`, `completion`, `label` (a JSON boolean; `true`/`false` in CSV) | `{"prompt": "...", "completion": "In Lima.", "label": true}` |
+//!
+//! In JSONL, TRL's conversational form is read too: `chosen` and `rejected` (or `completion`)
+//! as lists of `{"role", "content"}` messages whose last message is the assistant's response,
+//! with an optional `prompt` list of messages before them (TRL's explicit prompt; without it
+//! the messages before each response are the prompt, and must be the same in `chosen` and
+//! `rejected`). The prompt is then written in the dialogue task's format, one `User: ...` /
+//! `Assistant: ...` / `System: ...` line per message and `Assistant:` last, so a conversation
+//! reads as the built-in dialogue does. (A chat template of a tokenizer is not applied: the
+//! tiny models have none.) The same errors apply, and empty prompts and responses are refused.
 
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
+pub use super::preference::{KtoExample, PreferencePair};
 pub use super::tasks::{Example, TaskShape};
 use crate::error::{Error, Result};
 
@@ -58,18 +76,71 @@ pub fn parse_lines(
     path: &Path,
     shape: TaskShape,
 ) -> Result<(Vec<Example>, Vec<usize>)> {
+    parse_records(bytes, path, required_fields(shape), |r| example(r, shape))
+}
+
+/// What every reader does with a data file's bytes: checks the size and the UTF-8, splits the
+/// records by the format of `path`'s extension (a CSV header must name every `required`
+/// column), and builds one item from each record, naming the file and the record's line in
+/// any error. Returns the items and the line each starts on.
+fn parse_records<T>(
+    bytes: &[u8],
+    path: &Path,
+    required: &[&str],
+    item: impl Fn(&Record) -> Detail<T>,
+) -> Result<(Vec<T>, Vec<usize>)> {
     let format = Format::of(path)?;
     let text = text_of(bytes, path)?;
     let records = match format {
         Format::Jsonl => jsonl_records(text),
-        Format::Csv => csv_records(text, required_fields(shape)),
+        Format::Csv => csv_records(text, required),
     }
     .map_err(|(line, detail)| data_err(path, line, detail))?;
-    let examples = records
+    let items = records
         .iter()
-        .map(|r| example(r, shape).map_err(|detail| data_err(path, r.line, detail)))
+        .map(|r| item(r).map_err(|detail| data_err(path, r.line, detail)))
         .collect::<Result<_>>()?;
-    Ok((examples, records.iter().map(|r| r.line).collect()))
+    Ok((items, records.iter().map(|r| r.line).collect()))
+}
+
+/// Reads every preference pair of a JSONL or CSV file (see the module's doc, "Preference
+/// files").
+pub fn load_preference(path: &Path) -> Result<Vec<PreferencePair>> {
+    Ok(load_preference_lines(path)?.0)
+}
+
+/// [`load_preference`], with the 1-based line each pair starts on.
+pub fn load_preference_lines(path: &Path) -> Result<(Vec<PreferencePair>, Vec<usize>)> {
+    Format::of(path)?;
+    let bytes = read_bytes(path)?;
+    parse_preference(&bytes, path)
+}
+
+/// The preference pairs of a data file's bytes, as [`parse_lines`] reads task examples.
+pub fn parse_preference(bytes: &[u8], path: &Path) -> Result<(Vec<PreferencePair>, Vec<usize>)> {
+    parse_records(
+        bytes,
+        path,
+        &["prompt", "chosen", "rejected"],
+        preference_pair,
+    )
+}
+
+/// Reads every KTO example (`{prompt, completion, label}`) of a JSONL or CSV file.
+pub fn load_kto(path: &Path) -> Result<Vec<KtoExample>> {
+    Ok(load_kto_lines(path)?.0)
+}
+
+/// [`load_kto`], with the 1-based line each example starts on.
+pub fn load_kto_lines(path: &Path) -> Result<(Vec<KtoExample>, Vec<usize>)> {
+    Format::of(path)?;
+    let bytes = read_bytes(path)?;
+    parse_kto(&bytes, path)
+}
+
+/// The KTO examples of a data file's bytes, as [`parse_lines`] reads task examples.
+pub fn parse_kto(bytes: &[u8], path: &Path) -> Result<(Vec<KtoExample>, Vec<usize>)> {
+    parse_records(bytes, path, &["prompt", "completion", "label"], kto_example)
 }
 
 /// A data file's bytes, at most one more than [`MAX_DATA_BYTES`] (so [`text_of`] can refuse a
@@ -651,6 +722,182 @@ fn example(r: &Record, shape: TaskShape) -> Detail<Example> {
             })
         }
     }
+}
+
+/// A string field that holds something besides whitespace; `why` says what it is for.
+fn nonempty(r: &Record, name: &str, why: &str) -> Detail<String> {
+    let s = r.string(name)?;
+    if s.trim().is_empty() {
+        return Err(format!("field {name:?}: empty ({why})"));
+    }
+    Ok(s)
+}
+
+/// One message of a conversation: its role and its text.
+type Message = (String, String);
+
+/// The messages of a conversational field: a JSON list of `{"role", "content"}` objects, the
+/// roles `system`, `user` or `assistant`, the contents strings.
+fn messages(r: &Record, name: &str) -> Detail<Vec<Message>> {
+    let Field::Json(Value::Array(items)) = r.get(name)? else {
+        return Err(format!(
+            "field {name:?}: expected a list of {{\"role\", \"content\"}} messages"
+        ));
+    };
+    if items.is_empty() {
+        return Err(format!("field {name:?}: no messages"));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let at = format!("field {name:?}: message {}", i + 1);
+            let Value::Object(m) = m else {
+                return Err(format!(
+                    "{at}: expected an object with \"role\" and \"content\", got {}",
+                    kind(m)
+                ));
+            };
+            let role = match m.get("role") {
+                Some(Value::String(s)) if ["system", "user", "assistant"].contains(&s.as_str()) => {
+                    s.clone()
+                }
+                Some(Value::String(s)) => {
+                    return Err(format!(
+                        "{at}: unknown role {s:?} (expected system, user or assistant)"
+                    ))
+                }
+                Some(v) => {
+                    return Err(format!(
+                        "{at}: \"role\" should be a string, got {}",
+                        kind(v)
+                    ))
+                }
+                None => return Err(format!("{at}: \"role\" missing")),
+            };
+            match m.get("content") {
+                Some(Value::String(s)) => Ok((role, s.clone())),
+                Some(v) => Err(format!(
+                    "{at}: \"content\" should be a string, got {}",
+                    kind(v)
+                )),
+                None => Err(format!("{at}: \"content\" missing")),
+            }
+        })
+        .collect()
+}
+
+/// A conversation as a prompt in the dialogue task's format: one `Role: content` line per
+/// message, then `Assistant:` for the response to follow.
+fn render_prompt(messages: &[Message]) -> String {
+    let mut out = String::new();
+    for (role, content) in messages {
+        let mut label = role.clone();
+        label[..1].make_ascii_uppercase();
+        out.push_str(&format!("{label}: {content}\n"));
+    }
+    out.push_str("Assistant:");
+    out
+}
+
+/// The prompt and the response of a conversational record: the response is the last message
+/// of `field` (the assistant's), the prompt the messages of `prompt` (if the record has them:
+/// TRL's explicit prompt) followed by those of `field` before the response (its implicit one).
+fn conversation(r: &Record, field: &str) -> Detail<(Vec<Message>, String)> {
+    let mut msgs = messages(r, field)?;
+    let Some((role, response)) = msgs.pop() else {
+        return Err(format!("field {field:?}: no messages"));
+    };
+    if role != "assistant" {
+        return Err(format!(
+            "field {field:?}: the last message must be the assistant's response, got role {role:?}"
+        ));
+    }
+    if response.trim().is_empty() {
+        return Err(format!("field {field:?}: the response is empty"));
+    }
+    let mut prompt = match r.get("prompt") {
+        Err(_) | Ok(Field::Json(Value::Null)) => vec![],
+        Ok(Field::Json(Value::Array(_))) => messages(r, "prompt")?,
+        Ok(_) => {
+            return Err(format!(
+                "field \"prompt\": expected a list of messages, as {field:?} is"
+            ))
+        }
+    };
+    prompt.extend(msgs);
+    Ok((prompt, response))
+}
+
+/// A preference pair: `prompt`, `chosen` and `rejected` strings, or TRL's conversational form.
+fn preference_pair(r: &Record) -> Detail<PreferencePair> {
+    if let Ok(Field::Json(Value::Array(_))) = r.get("chosen") {
+        let (prompt, chosen) = conversation(r, "chosen")?;
+        let (other, rejected) = conversation(r, "rejected")?;
+        if other != prompt {
+            return Err("field \"rejected\": its messages before the response differ from those of \"chosen\" (both must answer the same prompt)".into());
+        }
+        if prompt.is_empty() {
+            return Err(
+                "field \"prompt\": no messages before the response (a response answers a prompt)"
+                    .into(),
+            );
+        }
+        return Ok(PreferencePair {
+            prompt: render_prompt(&prompt),
+            chosen,
+            rejected,
+        });
+    }
+    Ok(PreferencePair {
+        prompt: nonempty(r, "prompt", "a response answers a prompt")?,
+        chosen: nonempty(r, "chosen", "a preference ranks two responses")?,
+        rejected: nonempty(r, "rejected", "a preference ranks two responses")?,
+    })
+}
+
+/// A KTO example: `prompt` and `completion` strings (or TRL's conversational form) and a
+/// boolean `label`, true for a desirable completion (`true`/`false` in CSV).
+fn kto_example(r: &Record) -> Detail<KtoExample> {
+    let label = match r.get("label")? {
+        Field::Json(Value::Bool(b)) => *b,
+        Field::Text(s) if s.trim().eq_ignore_ascii_case("true") => true,
+        Field::Text(s) if s.trim().eq_ignore_ascii_case("false") => false,
+        Field::Text(s) => {
+            return Err(format!(
+                "field \"label\": expected true or false, got {s:?}"
+            ))
+        }
+        Field::Json(v) => {
+            return Err(format!(
+                "field \"label\": expected a boolean (true: the completion is desirable), got {}",
+                kind(v)
+            ))
+        }
+    };
+    if let Ok(Field::Json(Value::Array(_))) = r.get("completion") {
+        let (prompt, completion) = conversation(r, "completion")?;
+        if prompt.is_empty() {
+            return Err(
+                "field \"prompt\": no messages before the response (a response answers a prompt)"
+                    .into(),
+            );
+        }
+        return Ok(KtoExample {
+            prompt: render_prompt(&prompt),
+            completion,
+            label,
+        });
+    }
+    Ok(KtoExample {
+        prompt: nonempty(r, "prompt", "a completion answers a prompt")?,
+        completion: nonempty(
+            r,
+            "completion",
+            "an empty completion is neither good nor bad",
+        )?,
+        label,
+    })
 }
 
 /// BIO tags are well formed: an `I-X` continues an entity, so it follows a `B-X` or an `I-X`

@@ -11,7 +11,8 @@
 //! extractive QA, summarization, dialogue, code-like generation), with a hold-out that makes
 //! memorisation useless: validation and test speak about entities that neither the corpus nor the
 //! training split ever mention. [`loaders`] reads the same example shapes from JSONL or CSV files a
-//! user brings.
+//! user brings; [`preference`] draws preference pairs (a chosen and a rejected response) from the
+//! same world with the same hold-out, for the reward model and preference tuning.
 //!
 //! Data flows one way: [`world`] (entities) ← `text` (sentences both sides share) ← [`tasks`] (one
 //! generator per task) ← [`corpus`] (pre-training text, some of it written by the task generators).

@@ -11,6 +11,7 @@
 //! | extractive QA, (CE(start) + CE(end)) / 2 | (B, T) twice | B starts, B ends | [`span`] |
 //! | response log-probabilities log π(y \| x), for preference tuning and RL | (B, T, V) | (B, T) ids | [`logprobs`] |
 //! | preference objectives (DPO, cDPO, IPO, SimPO, ORPO, KTO) on those log-probabilities | (B,) per response | pairs or labels | [`preference`] |
+//! | reward model (Bradley–Terry), L = −mean log σ(r_c − r_r) | (N,) twice | — | [`reward`] |
 //!
 //! Every loss is built from tape ops, so no loss has a hand-written backward of its own: the plain
 //! cases use the fused [`Tape::cross_entropy`](crate::Tape::cross_entropy) (softmax and
@@ -28,6 +29,7 @@ pub mod causal_lm;
 pub mod classification;
 pub mod logprobs;
 pub mod preference;
+pub mod reward;
 pub mod span;
 pub mod token_classification;
 
@@ -36,5 +38,6 @@ pub use causal_lm::{
 };
 pub use classification::{classification_loss, ClassificationLoss};
 pub use logprobs::{completion_mask, sequence_logps, token_logps};
+pub use reward::{reward_loss, RewardLoss};
 pub use span::{span_loss, MASK_OFFSET};
 pub use token_classification::{token_classification_loss, token_classification_loss_with};

@@ -1,6 +1,6 @@
 //! Task heads on top of the hidden states (B, T, C), named as Hugging Face names them:
 //! sequence classification (`score` for GPT-2, `classifier` for BERT), token classification
-//! (`classifier`) and extractive QA (`qa_outputs`).
+//! (`classifier`), extractive QA (`qa_outputs`) and the reward model's scalar score (`score`).
 
 use super::config::Arch;
 use super::hooks::{Hooks, Role};
@@ -213,5 +213,50 @@ impl SpanHead {
         let start = tape.slice(logits, 2, 0, 1)?;
         let end = tape.slice(logits, 2, 1, 2)?;
         Ok((tape.reshape(start, &s[..2])?, tape.reshape(end, &s[..2])?))
+    }
+}
+
+/// The reward model's head: a Bradley–Terry scalar score r(x, y) of a whole sequence, read
+/// from the hidden state of its last real (non-pad) token through a Linear C → 1, as Hugging
+/// Face's `AutoModelForSequenceClassification` with `num_labels=1` (what TRL's `RewardTrainer`
+/// trains) scores a decoder's sequence: GPT-2's `score`, without a bias. A causal decoder's
+/// last token has attended to the whole prompt and response, so its state can judge both.
+#[derive(Debug, Clone)]
+pub struct RewardHead {
+    pub out: Linear,
+}
+
+impl RewardHead {
+    pub fn new<F: Float>(
+        store: &mut ParamStore<F>,
+        model: &Transformer,
+        seed: u64,
+    ) -> Result<Self> {
+        Ok(Self {
+            out: head_linear(store, model, "score", 1, seed)?,
+        })
+    }
+
+    /// The head's own parameters (trained with every method).
+    pub fn params(&self) -> Vec<crate::autodiff::ParamId> {
+        std::iter::once(self.out.weight)
+            .chain(self.out.bias)
+            .collect()
+    }
+
+    /// (B, T, C) hidden states and the (B, T) padding mask → rewards (B,): one scalar per
+    /// sequence, from its last real token.
+    pub fn forward<F: Float>(
+        &self,
+        tape: &mut Tape<'_, F>,
+        hooks: &dyn Hooks<F>,
+        model: &Transformer,
+        hidden: Var,
+        mask: Option<ArrayView2<'_, bool>>,
+    ) -> Result<Var> {
+        let pooled = pool(tape, hooks, model, Pooling::LastToken, hidden, mask)?;
+        let score = self.out.forward(tape, hooks, pooled)?; // (B, 1)
+        let b = tape.shape(score)[0];
+        tape.reshape(score, &[b])
     }
 }

@@ -14,7 +14,7 @@ pub mod layers;
 pub mod transformer;
 
 pub use config::{Activation, Arch, Config};
-pub use heads::{Pooling, SequenceHead, SpanHead, TokenHead};
+pub use heads::{Pooling, RewardHead, SequenceHead, SpanHead, TokenHead};
 pub use hooks::{Hooks, NoHooks, Role, Site};
 pub use kv_cache::{KvCache, LayerCache};
 pub use layers::{LayerNorm, Layout, Linear};

@@ -1,10 +1,12 @@
 //! Training: the Trainer (the one training loop), its arguments, the task binding that fine-tunes
-//! on a task, pre-training the base models as a Trainer task, and the progress reports.
+//! on a task, pre-training the base models as a Trainer task, the reward model, and the progress
+//! reports.
 
 pub mod args;
 pub mod preference;
 pub mod pretrain;
 pub mod progress;
+pub mod reward;
 pub mod task;
 pub mod trainer;
 

@@ -1,6 +1,6 @@
 //! A small mutation fuzzer on stable Rust, over the readers of every file a user hands tunelab:
 //! the safetensors reader, config.json, adapter configs of both dialects, tokenizer.json and the
-//! JSONL and CSV task loaders.
+//! JSONL and CSV task loaders, and the preference and KTO readers.
 //!
 //! Each target starts from valid seed inputs and mutates them with a seeded [`StdRng`]: bit
 //! flips, byte inserts and deletes, truncation, splicing two seeds, duplicated chunks, a JSON
@@ -489,6 +489,69 @@ fn csv_loader() {
         return;
     }
     fuzz_loader("csv_loader", 7, "csv");
+}
+
+/// Seeds for the preference and KTO readers: TRL's string and conversational forms, in JSONL and
+/// CSV, each with whether it is a KTO file.
+const PREFERENCE_SEEDS: [(bool, &str, &str); 6] = [
+    (
+        false,
+        "jsonl",
+        "{\"prompt\": \"Q: where?\\nAnswer:\", \"chosen\": \"In Lima.\", \"rejected\": \"I don't know.\"}\n",
+    ),
+    (
+        false,
+        "jsonl",
+        "{\"chosen\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Hello!\"}], \"rejected\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Go.\"}]}\n",
+    ),
+    (
+        false,
+        "jsonl",
+        "{\"prompt\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"2+2?\"}], \"chosen\": [{\"role\": \"assistant\", \"content\": \"4\"}], \"rejected\": [{\"role\": \"assistant\", \"content\": \"5\"}]}\n",
+    ),
+    (
+        false,
+        "csv",
+        "prompt,chosen,rejected\n\"Q: where?\nAnswer:\",\"In Lima, Peru.\",No.\n",
+    ),
+    (
+        true,
+        "jsonl",
+        "{\"prompt\": \"Q?\", \"completion\": \"Yes.\", \"label\": true}\n{\"prompt\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"completion\": [{\"role\": \"assistant\", \"content\": \"Go.\"}], \"label\": false}\n",
+    ),
+    (true, "csv", "prompt,completion,label\nQ?,Yes.,true\nQ?,No.,false\n"),
+];
+
+#[test]
+fn preference_loader() {
+    if in_child("preference_loader") {
+        return;
+    }
+    let dir = scratch("preference_loader-check");
+    for (i, (kto, ext, text)) in PREFERENCE_SEEDS.iter().enumerate() {
+        let path = dir.join(format!("seed{i}.{ext}"));
+        std::fs::write(&path, text).unwrap();
+        if *kto {
+            loaders::load_kto(&path).unwrap();
+        } else {
+            loaders::load_preference(&path).unwrap();
+        }
+    }
+    let bytes: Vec<Vec<u8>> = PREFERENCE_SEEDS
+        .iter()
+        .map(|s| s.2.as_bytes().to_vec())
+        .collect();
+    let paths: Vec<PathBuf> = PREFERENCE_SEEDS
+        .iter()
+        .map(|s| PathBuf::from(format!("fuzz/data.{}", s.1)))
+        .collect();
+    fuzz("preference_loader", 8, &bytes, false, |which, b| {
+        if PREFERENCE_SEEDS[which].0 {
+            loaders::parse_kto(b, &paths[which]).is_ok()
+        } else {
+            loaders::parse_preference(b, &paths[which]).is_ok()
+        }
+    });
 }
 
 /// The mutator itself: deterministic for a seed, and it really changes its input.

@@ -36,6 +36,7 @@ mod pitfall;
 mod preference;
 mod prefix_prompt;
 mod retention;
+mod reward;
 mod sweep;
 mod tape;
 mod tokenizer;

@@ -91,7 +91,7 @@ fn arithmetic(pick: &Picker, rng: &mut StdRng) -> (String, String) {
 
 /// The `a op b` steps of an arithmetic code string as written, parentheses ignored:
 /// `2 * (3 + 4)` has the steps `2 * 3` and `3 + 4`.
-pub(super) fn triples(code: &str) -> Vec<(i64, char, i64)> {
+pub(crate) fn triples(code: &str) -> Vec<(i64, char, i64)> {
     let tokens: Vec<&str> = code
         .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
         .filter(|t| !t.is_empty())
