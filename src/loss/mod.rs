@@ -10,6 +10,7 @@
 //! | token classification (NER) | (B, T, K) | (B, T) tags | [`token_classification`] |
 //! | extractive QA, (CE(start) + CE(end)) / 2 | (B, T) twice | B starts, B ends | [`span`] |
 //! | response log-probabilities log π(y \| x), for preference tuning and RL | (B, T, V) | (B, T) ids | [`logprobs`] |
+//! | GRPO, the clipped ratio objective with group-normalised advantages and a k3 KL penalty | (B, T − 1) log-probs | advantages (B,) | [`grpo`] |
 //!
 //! Every loss is built from tape ops, so no loss has a hand-written backward of its own: the plain
 //! cases use the fused [`Tape::cross_entropy`](crate::Tape::cross_entropy) (softmax and
@@ -25,6 +26,7 @@
 
 pub mod causal_lm;
 pub mod classification;
+pub mod grpo;
 pub mod logprobs;
 pub mod span;
 pub mod token_classification;
