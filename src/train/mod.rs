@@ -2,6 +2,7 @@
 //! on a task, pre-training the base models as a Trainer task, and the progress reports.
 
 pub mod args;
+pub mod grpo;
 pub mod pretrain;
 pub mod progress;
 pub mod task;
