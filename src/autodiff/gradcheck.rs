@@ -245,6 +245,19 @@ pub fn cases() -> Vec<Case> {
         Case::new("div", &[(&[2, 3], N), (&[3], P)], "broadcast", |t, x| {
             t.div(x[0], x[1])
         }),
+        // Piecewise-linear ops (random inputs: no element sits at a kink).
+        Case::new("minimum", &[(&[3, 4], N), (&[3, 4], N)], "", |t, x| {
+            t.minimum(x[0], x[1])
+        }),
+        Case::new(
+            "minimum",
+            &[(&[2, 3, 4], N), (&[3, 1], N)],
+            "broadcast",
+            |t, x| t.minimum(x[0], x[1]),
+        ),
+        Case::new("clamp", &[(&[4, 5], N)], "to [-0.5, 0.7]", |t, x| {
+            t.clamp(x[0], -0.5, 0.7)
+        }),
         // Elementwise functions.
         unary_case(Unary::Scale(-1.7), &[3, 4], N),
         unary_case(Unary::GeluTanh, &[3, 5], N),

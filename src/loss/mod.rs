@@ -12,6 +12,7 @@
 //! | response log-probabilities log π(y \| x), for preference tuning and RL | (B, T, V) | (B, T) ids | [`logprobs`] |
 //! | preference objectives (DPO, cDPO, IPO, SimPO, ORPO, KTO) on those log-probabilities | (B,) per response | pairs or labels | [`preference`] |
 //! | reward model (Bradley–Terry), L = −mean log σ(r_c − r_r) | (N,) twice | — | [`reward`] |
+//! | GRPO, the clipped ratio objective with group-normalised advantages and a k3 KL penalty | (B, T − 1) log-probs | advantages (B,) | [`grpo`] |
 //!
 //! Every loss is built from tape ops, so no loss has a hand-written backward of its own: the plain
 //! cases use the fused [`Tape::cross_entropy`](crate::Tape::cross_entropy) (softmax and
@@ -27,6 +28,7 @@
 
 pub mod causal_lm;
 pub mod classification;
+pub mod grpo;
 pub mod logprobs;
 pub mod preference;
 pub mod reward;

@@ -3,6 +3,7 @@
 //! reports.
 
 pub mod args;
+pub mod grpo;
 pub mod preference;
 pub mod pretrain;
 pub mod progress;

@@ -36,6 +36,8 @@ gradcheck_tests! {
     gradcheck_sub => "sub",
     gradcheck_mul => "mul",
     gradcheck_div => "div",
+    gradcheck_minimum => "minimum",
+    gradcheck_clamp => "clamp",
     gradcheck_scale => "scale",
     gradcheck_gelu_tanh => "gelu_tanh",
     gradcheck_gelu_erf => "gelu_erf",

@@ -18,6 +18,7 @@ mod frozen;
 mod fuzz;
 mod generate;
 mod gradcheck;
+mod grpo;
 mod hand_worked;
 mod hf_parity;
 mod hostile_inputs;

@@ -8,6 +8,7 @@ pub mod dropout;
 pub mod embedding;
 pub mod layernorm;
 pub mod matmul;
+pub mod minmax;
 pub mod reduce;
 pub mod shape;
 pub mod softmax;
