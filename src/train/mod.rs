@@ -1,7 +1,6 @@
 //! Training: the Trainer (the one training loop), its arguments, the task binding that fine-tunes
-//! on a task, pre-training the base models as a Trainer task, the reward model, preference tuning (DPO and its
-//! family), GRPO, and the progress
-//! reports.
+//! on a task, pre-training the base models as a Trainer task, the reward model, preference tuning
+//! (DPO and its family), GRPO, and the progress reports.
 
 pub mod args;
 pub mod grpo;
