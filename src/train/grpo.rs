@@ -42,7 +42,7 @@
 //! reference (β ≠ 0), the completion length and the GRPO loss (`loss`).
 
 use super::task::{Head, Item, TaskModel};
-use super::trainer::{Metrics, MicroBatch, Split, TrainTask};
+use super::trainer::{eval_subset, Metrics, MicroBatch, Split, TrainTask};
 use crate::autodiff::{ParamId, ParamStore, Tape, Var, IGNORE_INDEX};
 use crate::data::batch::{pad_with_labels, Batch, PadSide};
 use crate::data::tasks::{same_answer, Example};
@@ -644,12 +644,7 @@ impl<F: Float> TrainTask<F> for GrpoTask<'_, F> {
         limit: usize,
         batch_size: usize,
     ) -> Result<Metrics> {
-        let items = self.split(split);
-        let items = if limit > 0 && limit < items.len() {
-            &items[..limit]
-        } else {
-            items
-        };
+        let items = eval_subset(self.split(split), limit);
         let mut m = Metrics::new();
         if items.is_empty() {
             return Ok(m);

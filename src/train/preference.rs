@@ -47,7 +47,7 @@
 //! objectives (SimPO, ORPO) the rewards are theirs (β · mean token log-probability), while the
 //! log-probability changes and `kl` are still measured against the model as built.
 
-use super::trainer::{Metrics, MicroBatch, Split, TrainTask};
+use super::trainer::{eval_subset, Metrics, MicroBatch, Split, TrainTask};
 use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::data::batch::{pad_with_labels, PadSide};
 use crate::data::encode::{encode_memo, Target};
@@ -765,11 +765,7 @@ impl<F: Float> TrainTask<F> for PreferenceTask<F> {
         limit: usize,
         batch_size: usize,
     ) -> Result<Metrics> {
-        let all = self.split(split);
-        let items: Vec<&PairItem> = all
-            .iter()
-            .take(if limit == 0 { all.len() } else { limit })
-            .collect();
+        let items: Vec<&PairItem> = eval_subset(self.split(split), limit).iter().collect();
         let mut m = Metrics::new();
         if items.is_empty() {
             return Ok(m);

@@ -22,7 +22,7 @@
 //! as `lab::finetune::prepare` does for the other tasks: LoRA and the other frozen-base methods
 //! train their parameters and the head, full fine-tuning trains everything.
 
-use super::trainer::{Metrics, MicroBatch, Split, TrainTask};
+use super::trainer::{eval_subset, Metrics, MicroBatch, Split, TrainTask};
 use crate::autodiff::{ParamStore, Tape, Var};
 use crate::data::batch::{pad, PadSide};
 use crate::data::encode::encode_memo;
@@ -449,12 +449,7 @@ impl<F: Float> TrainTask<F> for RewardTask {
         limit: usize,
         batch_size: usize,
     ) -> Result<Metrics> {
-        let pairs = self.split(split);
-        let pairs = if limit > 0 && limit < pairs.len() {
-            &pairs[..limit]
-        } else {
-            pairs
-        };
+        let pairs = eval_subset(self.split(split), limit);
         if pairs.is_empty() {
             return Ok(Metrics::new());
         }

@@ -7,7 +7,7 @@
 //! | span (QA) | start/end head | (CE start + CE end) / 2 | exact match, token F1 |
 //! | generation | LM head | causal LM loss on the response | ROUGE-L, exact match or execution accuracy |
 
-use super::trainer::{Metrics, MicroBatch, Split, TrainTask};
+use super::trainer::{eval_subset, Metrics, MicroBatch, Split, TrainTask};
 use crate::autodiff::{ParamId, ParamStore, Tape, Var, IGNORE_INDEX};
 use crate::data::batch::{pad, pad_with_labels, Batch, PadSide};
 use crate::data::encode::{encode_memo, Encoded, Target};
@@ -697,12 +697,7 @@ impl<F: Float> TrainTask<F> for TaskModel {
         limit: usize,
         batch_size: usize,
     ) -> Result<Metrics> {
-        let items = self.split(split);
-        let items = if limit > 0 && limit < items.len() {
-            &items[..limit]
-        } else {
-            items
-        };
+        let items = eval_subset(self.split(split), limit);
         let m = self.evaluate_items(store, hooks, items, batch_size)?;
         // A NaN score is not a result. (During training the Trainer checks the validation
         // split itself, naming the step.)

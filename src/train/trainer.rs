@@ -151,6 +151,15 @@ pub trait TrainTask<F: Float> {
     ) -> Result<Metrics>;
 }
 
+/// The examples [`TrainTask::evaluate`] scores of a split: the first `limit`, or all of them when
+/// `limit` is 0 or at least the split's size.
+pub fn eval_subset<T>(items: &[T], limit: usize) -> &[T] {
+    match limit {
+        0 => items,
+        n => &items[..n.min(items.len())],
+    }
+}
+
 /// The state that makes a run resumable.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct TrainerState {

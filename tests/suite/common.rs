@@ -1,10 +1,13 @@
 //! Helpers that several modules of the suite share: temporary directories, the head of a
-//! classification model made trainable, and the tolerance of the hand-worked checks.
+//! classification model made trainable, the tolerance of the hand-worked checks, and the loss
+//! tests' evaluation of a loss with its gradients and its finite-difference check.
 
+use ndarray::ArrayD;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tunelab::autodiff::gradcheck::STEP;
 use tunelab::nn::SequenceHead;
-use tunelab::ParamStore;
+use tunelab::{Grads, ParamStore, Result, Tape, Var};
 
 /// Agreement asked of values worked out by hand: absolute, 1e-12, what f64 keeps through the
 /// few operations of a formula on paper.
@@ -81,4 +84,67 @@ pub fn holds_in<E: tunelab::lab::evidence::Evidence>(
         v.runs,
         tunelab::lab::evidence::report(j)
     );
+}
+
+/// Inputs as trainable parameters; `build` returns the loss. Gives its value and gradients.
+pub fn eval(
+    inputs: &[ArrayD<f64>],
+    build: impl Fn(&mut Tape<'_, f64>, &[Var]) -> Result<Var>,
+) -> (f64, Vec<ArrayD<f64>>) {
+    let mut store = ParamStore::<f64>::new();
+    let ids: Vec<_> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, x)| store.add(format!("x{i}"), x.clone(), true).unwrap())
+        .collect();
+    let mut tape = Tape::new(&store);
+    let vars: Vec<Var> = ids.iter().map(|&id| tape.param(id)).collect();
+    let loss = build(&mut tape, &vars).unwrap();
+    let mut grads = Grads::new(&store);
+    tape.backward(loss, &mut grads).unwrap();
+    let g = ids
+        .iter()
+        .zip(inputs)
+        .map(|(&id, x)| {
+            grads
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| ArrayD::zeros(x.raw_dim()))
+        })
+        .collect();
+    (tape.scalar(loss).unwrap(), g)
+}
+
+/// The tape's gradient of a scalar against central differences, in the manner of
+/// `tunelab::autodiff::gradcheck`: the largest |analytic − numeric| / max(|a|, |n|, 1e-3).
+pub fn gradcheck(
+    inputs: &[ArrayD<f64>],
+    build: impl Fn(&mut Tape<'_, f64>, &[Var]) -> Result<Var>,
+) -> f64 {
+    let value = |xs: &[ArrayD<f64>]| {
+        let mut store = ParamStore::<f64>::new();
+        for (i, x) in xs.iter().enumerate() {
+            store.add(format!("x{i}"), x.clone(), true).unwrap();
+        }
+        let mut tape = Tape::inference(&store);
+        let vars: Vec<Var> = store.ids().map(|id| tape.param(id)).collect();
+        let loss = build(&mut tape, &vars).unwrap();
+        tape.scalar(loss).unwrap()
+    };
+    let (_, analytic) = eval(inputs, &build);
+    let mut worst = 0.0f64;
+    let mut probe = inputs.to_vec();
+    for (k, g) in analytic.iter().enumerate() {
+        for (i, &a) in g.iter().enumerate() {
+            let x0 = inputs[k].as_slice().unwrap()[i];
+            probe[k].as_slice_mut().unwrap()[i] = x0 + STEP;
+            let up = value(&probe);
+            probe[k].as_slice_mut().unwrap()[i] = x0 - STEP;
+            let down = value(&probe);
+            probe[k].as_slice_mut().unwrap()[i] = x0;
+            let n = (up - down) / (2.0 * STEP);
+            worst = worst.max((a - n).abs() / a.abs().max(n.abs()).max(1e-3));
+        }
+    }
+    worst
 }

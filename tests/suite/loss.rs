@@ -4,21 +4,21 @@
 //! Most hand cases use two rows whose softmax is easy:
 //!   z = [0, ln 3] → p = [1/4, 3/4]        z = [ln 2, 0] → p = [2/3, 1/3]
 
-use crate::common::HAND_TOL;
+use crate::common::{eval, gradcheck, HAND_TOL};
 use approx::assert_abs_diff_eq;
 use ndarray::{array, s, Array, Array2, ArrayD, IxDyn};
 use ndarray_rand::rand_distr::StandardNormal;
 use ndarray_rand::RandomExt;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tunelab::autodiff::gradcheck::{STEP, TOLERANCE};
+use tunelab::autodiff::gradcheck::TOLERANCE;
 use tunelab::autodiff::IGNORE_INDEX;
 use tunelab::loss::{
     causal_lm_loss, causal_lm_loss_sum, classification_loss, instruction_labels, instruction_loss,
     lm_labels, span_loss, token_classification_loss, token_classification_loss_with,
     ClassificationLoss,
 };
-use tunelab::{Grads, ParamStore, Result, Tape, Var};
+use tunelab::{Grads, ParamStore, Tape};
 
 const LN2: f64 = std::f64::consts::LN_2;
 
@@ -29,69 +29,6 @@ fn ln(x: f64) -> f64 {
 /// The two easy rows above, as a (2, 2) array.
 fn two_rows() -> ArrayD<f64> {
     array![[0.0, ln(3.0)], [LN2, 0.0]].into_dyn()
-}
-
-/// Evaluates a loss of the given inputs (all trainable) and returns its value and gradients.
-fn eval(
-    inputs: &[ArrayD<f64>],
-    build: impl Fn(&mut Tape<'_, f64>, &[Var]) -> Result<Var>,
-) -> (f64, Vec<ArrayD<f64>>) {
-    let mut store = ParamStore::<f64>::new();
-    let ids: Vec<_> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, x)| store.add(format!("x{i}"), x.clone(), true).unwrap())
-        .collect();
-    let mut tape = Tape::new(&store);
-    let vars: Vec<Var> = ids.iter().map(|&id| tape.param(id)).collect();
-    let loss = build(&mut tape, &vars).unwrap();
-    let mut grads = Grads::new(&store);
-    tape.backward(loss, &mut grads).unwrap();
-    let g = ids
-        .iter()
-        .map(|&id| {
-            grads
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| ArrayD::zeros(inputs[0].raw_dim()))
-        })
-        .collect();
-    (tape.scalar(loss).unwrap(), g)
-}
-
-/// Finite-difference check in the manner of `tunelab::autodiff::gradcheck`: the tape's gradient
-/// of the (scalar) loss against central differences (L(x + h) − L(x − h)) / 2h for every input
-/// element; the error is |analytic − numeric| / max(|analytic|, |numeric|, 1e-3).
-fn gradcheck(
-    inputs: &[ArrayD<f64>],
-    build: impl Fn(&mut Tape<'_, f64>, &[Var]) -> Result<Var>,
-) -> f64 {
-    let value = |xs: &[ArrayD<f64>]| {
-        let mut store = ParamStore::<f64>::new();
-        for (i, x) in xs.iter().enumerate() {
-            store.add(format!("x{i}"), x.clone(), true).unwrap();
-        }
-        let mut tape = Tape::inference(&store);
-        let vars: Vec<Var> = store.ids().map(|id| tape.param(id)).collect();
-        let loss = build(&mut tape, &vars).unwrap();
-        tape.scalar(loss).unwrap()
-    };
-    let (_, analytic) = eval(inputs, &build);
-    let mut worst = 0.0f64;
-    let mut probe = inputs.to_vec();
-    for (k, g) in analytic.iter().enumerate() {
-        for (i, &a) in g.iter().enumerate() {
-            let x0 = inputs[k].as_slice().unwrap()[i];
-            probe[k].as_slice_mut().unwrap()[i] = x0 + STEP;
-            let up = value(&probe);
-            probe[k].as_slice_mut().unwrap()[i] = x0 - STEP;
-            let down = value(&probe);
-            probe[k].as_slice_mut().unwrap()[i] = x0;
-            let n = (up - down) / (2.0 * STEP);
-            worst = worst.max((a - n).abs() / a.abs().max(n.abs()).max(1e-3));
-        }
-    }
-    worst
 }
 
 fn random(shape: &[usize], seed: u64) -> ArrayD<f64> {

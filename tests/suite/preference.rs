@@ -4,7 +4,7 @@
 //! log-probabilities they train on (`tunelab::loss::logprobs`); the options and the registry; and
 //! one small DPO run with LoRA on the shipped gpt-tiny.
 
-use crate::common::HAND_TOL;
+use crate::common::{eval, gradcheck, HAND_TOL};
 use approx::assert_abs_diff_eq;
 use ndarray::{array, Array, Array2, ArrayD, IxDyn};
 use ndarray_rand::rand_distr::StandardNormal;
@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Deserialize;
 use std::collections::HashMap;
-use tunelab::autodiff::gradcheck::{STEP, TOLERANCE};
+use tunelab::autodiff::gradcheck::TOLERANCE;
 use tunelab::autodiff::IGNORE_INDEX;
 use tunelab::loss::preference::{
     find, KtoInputs, Objective, PairInputs, PreferenceLoss, PreferenceOptions, OBJECTIVES,
@@ -28,69 +28,6 @@ fn sigmoid(x: f64) -> f64 {
 fn random(shape: &[usize], seed: u64) -> ArrayD<f64> {
     let mut rng = StdRng::seed_from_u64(seed);
     Array::random_using(IxDyn(shape), StandardNormal, &mut rng)
-}
-
-/// Inputs as trainable parameters; `build` returns the loss. Gives its value and gradients.
-fn eval(
-    inputs: &[ArrayD<f64>],
-    build: impl Fn(&mut Tape<'_, f64>, &[Var]) -> Result<Var>,
-) -> (f64, Vec<ArrayD<f64>>) {
-    let mut store = ParamStore::<f64>::new();
-    let ids: Vec<_> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, x)| store.add(format!("x{i}"), x.clone(), true).unwrap())
-        .collect();
-    let mut tape = Tape::new(&store);
-    let vars: Vec<Var> = ids.iter().map(|&id| tape.param(id)).collect();
-    let loss = build(&mut tape, &vars).unwrap();
-    let mut grads = Grads::new(&store);
-    tape.backward(loss, &mut grads).unwrap();
-    let g = ids
-        .iter()
-        .zip(inputs)
-        .map(|(&id, x)| {
-            grads
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| ArrayD::zeros(x.raw_dim()))
-        })
-        .collect();
-    (tape.scalar(loss).unwrap(), g)
-}
-
-/// The tape's gradient of a scalar against central differences, in the manner of
-/// `tunelab::autodiff::gradcheck`: the largest |analytic − numeric| / max(|a|, |n|, 1e-3).
-fn gradcheck(
-    inputs: &[ArrayD<f64>],
-    build: impl Fn(&mut Tape<'_, f64>, &[Var]) -> Result<Var>,
-) -> f64 {
-    let value = |xs: &[ArrayD<f64>]| {
-        let mut store = ParamStore::<f64>::new();
-        for (i, x) in xs.iter().enumerate() {
-            store.add(format!("x{i}"), x.clone(), true).unwrap();
-        }
-        let mut tape = Tape::inference(&store);
-        let vars: Vec<Var> = store.ids().map(|id| tape.param(id)).collect();
-        let loss = build(&mut tape, &vars).unwrap();
-        tape.scalar(loss).unwrap()
-    };
-    let (_, analytic) = eval(inputs, &build);
-    let mut worst = 0.0f64;
-    let mut probe = inputs.to_vec();
-    for (k, g) in analytic.iter().enumerate() {
-        for (i, &a) in g.iter().enumerate() {
-            let x0 = inputs[k].as_slice().unwrap()[i];
-            probe[k].as_slice_mut().unwrap()[i] = x0 + STEP;
-            let up = value(&probe);
-            probe[k].as_slice_mut().unwrap()[i] = x0 - STEP;
-            let down = value(&probe);
-            probe[k].as_slice_mut().unwrap()[i] = x0;
-            let n = (up - down) / (2.0 * STEP);
-            worst = worst.max((a - n).abs() / a.abs().max(n.abs()).max(1e-3));
-        }
-    }
-    worst
 }
 
 /// A batch of pairs as plain numbers: the policy's summed log-probabilities are inputs 0 and 1,
