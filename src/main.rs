@@ -29,6 +29,9 @@ enum Command {
     /// Fine-tune a base model on a task with one method, then evaluate it on the test split.
     #[command(long_about = cli::finetune::about())]
     Finetune(cli::finetune::FinetuneArgs),
+    /// After supervised fine-tuning: preference tuning (DPO, IPO, SimPO, ORPO, KTO), a reward
+    /// model, GRPO with verifiable rewards, and their comparison over seeds.
+    Align(cli::align::AlignArgs),
     /// Evaluate a base model, or a base plus an adapter saved by `finetune`, on a task's test split.
     Eval(cli::infer::EvalArgs),
     /// Continue a prompt with a decoder model (and optionally an adapter).
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => cli::compare::run(a),
         Command::Sweep(a) => cli::sweep::run(*a),
         Command::Finetune(a) => cli::finetune::run(a),
+        Command::Align(a) => cli::align::run(a),
         Command::Eval(a) => cli::infer::eval(a),
         Command::Generate(a) => cli::infer::generate(a),
         Command::Pretrain(a) => cli::pretrain::run(a),

@@ -4,6 +4,7 @@
 //! Each command module holds its clap `Args` struct and a `run` that calls the library and
 //! prints; nothing here computes a number the library does not.
 
+pub mod align;
 pub mod args;
 pub mod compare;
 pub mod finetune;

@@ -91,8 +91,13 @@ pub struct CompareBar {
 
 impl CompareBar {
     pub fn new(opts: &CompareOptions, entries: &[Entry]) -> Self {
+        Self::steps(total_steps(opts, entries))
+    }
+
+    /// A bar over `total` optimizer steps of any line-up (`align compare`'s).
+    pub fn steps(total: usize) -> Self {
         Self {
-            bar: styled(total_steps(opts, entries) as u64, " steps"),
+            bar: styled(total as u64, " steps"),
         }
     }
 }

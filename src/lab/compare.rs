@@ -341,13 +341,13 @@ impl Row {
 }
 
 /// The reporter of a whole comparison, shared by the runs training side by side.
-type Shared<'a, 'p> = &'a Mutex<&'p mut (dyn Progress + Send)>;
+pub(crate) type Shared<'a, 'p> = &'a Mutex<&'p mut (dyn Progress + Send)>;
 
 /// The Trainer's progress for one training run: each step goes to the shared reporter, labelled.
 /// The run's own start and finish are not forwarded: the shared reporter spans every run.
-struct Lane<'a, 'p> {
-    shared: Shared<'a, 'p>,
-    label: String,
+pub(crate) struct Lane<'a, 'p> {
+    pub(crate) shared: Shared<'a, 'p>,
+    pub(crate) label: String,
 }
 
 impl Progress for Lane<'_, '_> {

@@ -54,7 +54,7 @@ impl HeldOut {
 }
 
 /// LM loss before and after fine-tuning; forgetting is their difference.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Forgetting {
     pub before: f64,
     pub after: f64,

@@ -1,6 +1,7 @@
 //! Experiments a user runs from the command line. Each returns its measurements as data so the
 //! CLI can print a table or JSON and tests can assert the claims it prints.
 
+pub mod align;
 pub mod bench;
 pub mod compare;
 pub mod embed;

@@ -116,10 +116,11 @@ impl Default for TrainingArgs {
 }
 
 /// Hugging Face's default for `greater_is_better`: a metric whose name ends in `loss` is
-/// minimised, and so (tunelab's addition) is a perplexity; every other metric (accuracy, F1, ...)
+/// minimised, and so (tunelab's additions) are a perplexity and the KL from the reference
+/// policy (preference tuning and GRPO report `kl`); every other metric (accuracy, F1, ...)
 /// is maximised.
 pub fn default_greater_is_better(metric: &str) -> bool {
-    !(metric.ends_with("loss") || metric.ends_with("perplexity"))
+    !(metric.ends_with("loss") || metric.ends_with("perplexity") || metric == "kl")
 }
 
 /// The most optimizer steps a run may take (`--max-steps`, or epochs times the steps of one):
@@ -136,7 +137,7 @@ pub const MAX_LEN: usize = 1 << 20;
 
 /// Every metric name an evaluation reports, over all tasks (what `metric_for_best_model` may
 /// name; which ones a task reports is [`crate::train::task::TaskModel::metric_names`]).
-pub const METRIC_NAMES: [&str; 10] = [
+pub const METRIC_NAMES: [&str; 13] = [
     "loss",
     "score",
     "accuracy",
@@ -147,6 +148,9 @@ pub const METRIC_NAMES: [&str; 10] = [
     "perplexity",
     "rouge_l",
     "execution_accuracy",
+    "margin",
+    "reward",
+    "kl",
 ];
 
 /// A field of [`TrainingArgs`] that [`TrainingArgs::validate`] can refuse.

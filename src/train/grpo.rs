@@ -591,6 +591,10 @@ impl<F: Float> TrainTask<F> for GrpoTask<'_, F> {
         Some(&self.tm.model)
     }
 
+    fn reference_bytes(&self) -> usize {
+        GrpoTask::reference_bytes(self)
+    }
+
     fn metric_names(&self) -> Option<Vec<&'static str>> {
         let mut names = vec![
             "loss",

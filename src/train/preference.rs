@@ -430,21 +430,37 @@ impl<F: Float> PreferenceTask<F> {
         }
     }
 
+    /// Whether training reads the reference: the objective needs it (SimPO and ORPO read it
+    /// only in evaluation, so their training sequences need no reference log-probability).
+    fn train_reads_reference(&self) -> bool {
+        self.objective.needs_reference()
+    }
+
+    /// Every sequence whose reference log-probability is read: the evaluation splits', and the
+    /// training ones' when training reads the reference.
     fn all_seqs(&self) -> Vec<&Seq> {
         let mut out = Vec::new();
-        for p in self.train.iter().chain(&self.validation).chain(&self.test) {
+        let train: &[PairItem] = if self.train_reads_reference() {
+            &self.train
+        } else {
+            &[]
+        };
+        for p in train.iter().chain(&self.validation).chain(&self.test) {
             out.push(&p.chosen);
             out.push(&p.rejected);
             out.extend(p.kl.as_ref());
         }
-        for u in &self.train_unpaired {
-            out.push(&u.seq);
-            out.push(&u.kl);
+        if self.train_reads_reference() {
+            for u in &self.train_unpaired {
+                out.push(&u.seq);
+                out.push(&u.kl);
+            }
         }
         out
     }
 
-    /// Fills every sequence's `ref_logp` with the store's log-probability, without hooks.
+    /// Fills the `ref_logp` of every sequence [`Self::all_seqs`] lists with the store's
+    /// log-probability, without hooks.
     fn precompute(&mut self, store: &ParamStore<F>) -> Result<()> {
         const CHUNK: usize = 16;
         let values = {
@@ -457,8 +473,9 @@ impl<F: Float> PreferenceTask<F> {
         };
         let mut it = values.into_iter();
         let mut set = |s: &mut Seq| s.ref_logp = it.next();
-        for p in self
-            .train
+        let train_too = self.train_reads_reference();
+        let train: &mut [PairItem] = if train_too { &mut self.train } else { &mut [] };
+        for p in train
             .iter_mut()
             .chain(self.validation.iter_mut())
             .chain(self.test.iter_mut())
@@ -469,9 +486,11 @@ impl<F: Float> PreferenceTask<F> {
                 set(k);
             }
         }
-        for u in self.train_unpaired.iter_mut() {
-            set(&mut u.seq);
-            set(&mut u.kl);
+        if train_too {
+            for u in self.train_unpaired.iter_mut() {
+                set(&mut u.seq);
+                set(&mut u.kl);
+            }
         }
         Ok(())
     }
@@ -755,6 +774,10 @@ impl<F: Float> TrainTask<F> for PreferenceTask<F> {
 
     fn metric_names(&self) -> Option<Vec<&'static str>> {
         Some(METRICS.to_vec())
+    }
+
+    fn reference_bytes(&self) -> usize {
+        PreferenceTask::reference_bytes(self)
     }
 
     fn evaluate(

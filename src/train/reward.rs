@@ -216,6 +216,38 @@ impl RewardTask {
         })
     }
 
+    /// A reward model without data, for scoring ([`RewardTask::reward`]): the head is created in
+    /// `store` (seeded) for a saved reward model's weights to fill
+    /// ([`crate::lab::align::load_reward_model`]). Dropout is off, as in training.
+    pub fn scorer<F: Float>(
+        model: &Transformer,
+        store: &mut ParamStore<F>,
+        tok: &Tokenizer,
+        seed: u64,
+    ) -> Result<Self> {
+        if !model.config.causal {
+            return invalid(
+                "reward",
+                "a reward model scores a sequence on its last token, which needs a decoder",
+            );
+        }
+        let mut model = model.clone();
+        model.config.dropout = 0.0;
+        let head = RewardHead::new(store, &model, seed)?;
+        Ok(Self {
+            max_len: model.config.max_len,
+            model,
+            head,
+            tok: tok.clone(),
+            loss: RewardLoss {
+                center_rewards_coefficient: None,
+            },
+            train: Vec::new(),
+            validation: Vec::new(),
+            test: Vec::new(),
+        })
+    }
+
     fn pad_id(&self) -> u32 {
         self.tok.pad_id().unwrap_or(0)
     }

@@ -140,6 +140,12 @@ pub trait TrainTask<F: Float> {
     fn metric_names(&self) -> Option<Vec<&'static str>> {
         None
     }
+    /// Bytes the task holds beyond the policy's store to compute a reference policy (a frozen
+    /// copy of the weights, precomputed log-probabilities), for the memory ledger's `reference`
+    /// line. 0, the default: no reference, or the base run without the method's hooks.
+    fn reference_bytes(&self) -> usize {
+        0
+    }
     /// Loss and task metrics on a split, in evaluation mode (at most `limit` examples, 0 = all).
     fn evaluate(
         &self,
@@ -213,18 +219,22 @@ pub struct BestModel {
 /// Bytes held at the peak step, by kind: what full fine-tuning and PEFT spend differently.
 /// Weights are every parameter (frozen ones too); gradients exist only for trainable ones;
 /// the optimizer keeps state only for trainable ones; activations are what the step's tape
-/// held for the backward pass.
+/// held for the backward pass; the reference is what a preference or RL task holds beyond the
+/// policy to compute the reference policy's log-probabilities ([`TrainTask::reference_bytes`]:
+/// 0 when the reference is the base run without the method's hooks).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Memory {
     pub weights: usize,
     pub gradients: usize,
     pub optimizer: usize,
     pub activations: usize,
+    #[serde(default)]
+    pub reference: usize,
 }
 
 impl Memory {
     pub fn total(&self) -> usize {
-        self.weights + self.gradients + self.optimizer + self.activations
+        self.weights + self.gradients + self.optimizer + self.activations + self.reference
     }
 }
 
@@ -834,6 +844,7 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
                 gradients: grads.bytes(),
                 optimizer: opt.state_bytes(),
                 activations: tape.activation_bytes(),
+                reference: task.reference_bytes(),
             };
             if held.total() > peak.total() {
                 peak = held;

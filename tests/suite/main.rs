@@ -3,6 +3,7 @@
 //! One binary links the crate once; 25 binaries linked it 25 times.
 
 mod adapter_io;
+mod align;
 mod autograd_oracle;
 // The shipped base models' fine-tuning runs are the suite's longest tests; libtest starts tests
 // in name order, so this module's name sorts early and they do not hold up the end of the run.
