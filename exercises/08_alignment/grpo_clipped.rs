@@ -14,7 +14,7 @@
 //! that made a good token less likely is always corrected. TRL's `epsilon` is ε (0.2).
 //!
 //! The loss is minus the objective, averaged over the completion tokens (the mask, (B, T), is
-//! true on them and false on prompt padding and after the end), in one of two ways (TRL's
+//! true on them, false on prompt tokens and padding), in one of two ways (TRL's
 //! `loss_type`):
 //!
 //! - [`LossType::Grpo`], the paper's: each completion's mean over its own tokens, then the mean
