@@ -142,5 +142,33 @@ pub mod memory_estimate;
 #[path = "../solutions/07_training/memory_estimate.rs"]
 pub mod memory_estimate;
 
+#[cfg(not(feature = "solutions"))]
+#[path = "08_alignment/bradley_terry.rs"]
+pub mod bradley_terry;
+#[cfg(feature = "solutions")]
+#[path = "../solutions/08_alignment/bradley_terry.rs"]
+pub mod bradley_terry;
+
+#[cfg(not(feature = "solutions"))]
+#[path = "08_alignment/dpo_loss.rs"]
+pub mod dpo_loss;
+#[cfg(feature = "solutions")]
+#[path = "../solutions/08_alignment/dpo_loss.rs"]
+pub mod dpo_loss;
+
+#[cfg(not(feature = "solutions"))]
+#[path = "08_alignment/grpo_advantages.rs"]
+pub mod grpo_advantages;
+#[cfg(feature = "solutions")]
+#[path = "../solutions/08_alignment/grpo_advantages.rs"]
+pub mod grpo_advantages;
+
+#[cfg(not(feature = "solutions"))]
+#[path = "08_alignment/grpo_clipped.rs"]
+pub mod grpo_clipped;
+#[cfg(feature = "solutions")]
+#[path = "../solutions/08_alignment/grpo_clipped.rs"]
+pub mod grpo_clipped;
+
 #[cfg(test)]
 mod graders;

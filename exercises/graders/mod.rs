@@ -6,11 +6,15 @@
 mod adamw;
 mod bitfit;
 mod bottleneck_adapter;
+mod bradley_terry;
 mod causal_attention;
 mod causal_lm_loss;
 mod clip_grad_norm;
 mod cross_entropy;
+mod dpo_loss;
 mod early_stopping;
+mod grpo_advantages;
+mod grpo_clipped;
 mod instruction_labels;
 mod layer_norm_backward;
 mod lora_forward;
@@ -60,6 +64,24 @@ pub fn assert_close<D: Dimension>(what: &str, got: &Array<f64, D>, want: &Array<
         panic!(
             "{what}: off by {err:.2e} (tolerance {tol:.0e})\n  yours: {got:.5}\n  tunelab: {want:.5}"
         );
+    }
+}
+
+/// Fails if the code of an exercise (its comments aside) names tunelab or the graders: an
+/// exercise graded against tunelab's implementation must compute the answer itself, not call
+/// that implementation. `source` is the file's text, `include_str!`'d by its grader.
+pub fn assert_written_without_tunelab(exercise: &str, source: &str) {
+    for (i, line) in source.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        for name in ["tunelab", "graders"] {
+            assert!(
+                !code.contains(name),
+                "{exercise}, line {}: the exercise uses `{name}`; write it with std and ndarray \
+                 only\n  {}",
+                i + 1,
+                line.trim()
+            );
+        }
     }
 }
 
@@ -137,4 +159,30 @@ pub fn tiny_bert() -> (Transformer, ParamStore<f64>) {
     let mut store = ParamStore::new();
     let model = Transformer::new(Config::bert(32, 8, 2, 2, 16), &mut store, 7).expect("valid");
     (model, store)
+}
+
+/// The source check itself (its tests name no exercise, so `verify` scores none with them).
+mod source_check {
+    use super::assert_written_without_tunelab;
+
+    #[test]
+    #[should_panic(expected = "line 2: the exercise uses `tunelab`")]
+    fn an_exercise_that_calls_tunelab_fails() {
+        let source = "pub fn group_advantages(rewards: &[f64], g: usize) -> Vec<f64> {\n    \
+                      ::tunelab::loss::grpo::group_advantages(rewards, g, Default::default())\n}\n";
+        assert_written_without_tunelab("grpo_advantages", source);
+    }
+
+    #[test]
+    #[should_panic(expected = "the exercise uses `graders`")]
+    fn an_exercise_that_borrows_the_graders_tape_fails() {
+        assert_written_without_tunelab("dpo_loss", "use crate::graders::on_tape;\n");
+    }
+
+    #[test]
+    fn comments_may_name_tunelab() {
+        let source = "//! Graded against tunelab's DPO loss.\n/// Like `tunelab::loss`.\n\
+                      pub fn f() -> f64 {\n    1.0 // not tunelab's\n}\n";
+        assert_written_without_tunelab("dpo_loss", source);
+    }
 }
