@@ -227,7 +227,7 @@ pub struct GrpoArgs {
     /// The loss normalisation: grpo (per sequence, the paper), bnpo, dapo (per token over the
     /// batch), dr_grpo (a constant, Dr. GRPO).
     #[arg(long, default_value = "dapo")]
-    pub grpo_loss_type: String,
+    pub loss_type: String,
     /// How rewards become advantages: group (the paper's), batch, none (Dr. GRPO).
     #[arg(long, default_value = "group")]
     pub scale_rewards: String,
@@ -408,7 +408,7 @@ fn grpo(a: GrpoArgs) -> Outcome {
             beta: a.beta,
             epsilon: a.epsilon,
             epsilon_high: a.epsilon_high,
-            loss_type: LossType::parse(&a.grpo_loss_type)?,
+            loss_type: LossType::parse(&a.loss_type)?,
             scale_rewards: ScaleRewards::parse(&a.scale_rewards)?,
             ..GrpoOptions::default()
         },

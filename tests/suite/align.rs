@@ -230,3 +230,56 @@ fn align_compare_measures_every_row_and_both_arms() {
         assert!((0.0..=1.0).contains(&v));
     }
 }
+
+/// GRPO rewarded by a reward model saved to disk: the rollouts are scored by it (continuous
+/// rewards, not execution's 0 or 1), and the run records every step and saves its adapter.
+#[test]
+fn grpo_rewarded_by_a_saved_reward_model_trains_and_records_each_step() {
+    use tunelab::lab::align::grpo::{train_grpo, GrpoRun, RewardSource};
+    use tunelab::train::grpo::GrpoOptions;
+    let dir = temp_dir("align-grpo-rm");
+    let data = align::pair_data(&small_pairs(), None).unwrap();
+    let mut r = run(MethodSpec::Lora(Default::default()), &dir, 2, 5e-3);
+    r.args.save_strategy = Strategy::No;
+    let rm = align::train_reward(&r, &data, RewardOptions::default(), &mut ()).unwrap();
+    let mut g = GrpoRun {
+        run: run(
+            MethodSpec::Lora(Default::default()),
+            &dir.join("grpo"),
+            2,
+            5e-3,
+        ),
+        options: GrpoOptions {
+            num_generations: 4,
+            max_completion_length: 8,
+            beta: 0.1,
+            ..GrpoOptions::default()
+        },
+        warmup: Warmup {
+            steps: 2,
+            ..Warmup::default()
+        },
+        prompts: Some(4),
+        reward: RewardSource::Model(rm.model_dir.clone()),
+    };
+    g.run.args.batch_size = 2;
+    g.run.args.max_eval_examples = 4;
+    g.run.args.save_strategy = Strategy::No;
+    let out = train_grpo(&g, &mut ()).unwrap();
+    assert_eq!(out.steps.len(), 2);
+    for s in &out.steps {
+        assert!(s.reward_mean.is_finite() && s.kl.is_some_and(f64::is_finite));
+    }
+    let fractional = out
+        .steps
+        .iter()
+        .any(|s| s.reward_mean.fract() != 0.0 && s.reward_std > 0.0);
+    assert!(
+        fractional,
+        "reward-model rewards are continuous: {:?}",
+        out.steps
+    );
+    assert!(out.after["execution_accuracy"].is_finite());
+    assert!(out.adapter_dir.join("adapter_config.json").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
