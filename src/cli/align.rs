@@ -247,7 +247,7 @@ pub struct AlignCompareArgs {
     /// A demo-sized run (10 steps, 48 test pairs; GRPO 4 steps): about a minute.
     #[arg(long)]
     pub quick: bool,
-    /// Optimizer steps of every preference run (default 60; 10 with --quick).
+    /// Optimizer steps of every preference run (default 40; 10 with --quick).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Pairs per step (default 8: 16 sequences).

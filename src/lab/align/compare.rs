@@ -114,11 +114,11 @@ impl AlignCompareOptions {
             },
             objectives,
             methods: default_methods(),
-            steps: pick(10, 60),
+            steps: pick(10, 40),
             batch_pairs: 8,
             seeds: 3,
             eval_examples: pick(48, 200),
-            gen_examples: pick(24, 100),
+            gen_examples: pick(24, 60),
             max_new_tokens: 32,
             grpo: Some(GrpoVsSftOptions {
                 base: "gpt-tiny".into(),
