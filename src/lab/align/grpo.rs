@@ -200,24 +200,20 @@ pub fn train_grpo(g: &GrpoRun, progress: &mut dyn Progress) -> Result<GrpoResult
     let reference_bytes = task.reference_bytes();
     drop(task);
     if !report.interrupted {
-        let meta = serde_json::json!({
-            "stage": "grpo",
-            "task": Task::Codegen.name(),
-            "base": base.dir.display().to_string(),
-            "base_name": run.base,
-            "base_config": crate::io::adapter::base_record(&base.model.config),
-            "warmup_steps": g.warmup.steps,
-            "test": after,
-        });
         // The warm-up changed every base weight: the adapter alone does not reproduce the
-        // policy, which the config says.
-        peft::store::save_adapter(
+        // policy, which the config says (`warmup_steps`).
+        super::save_stage(
             &adapter_dir,
-            &run.spec,
+            "grpo",
+            run,
+            &mut base,
             method.as_mut(),
-            &mut base.store,
             &[],
-            meta,
+            serde_json::json!({
+                "task": Task::Codegen.name(),
+                "warmup_steps": g.warmup.steps,
+                "test": after,
+            }),
         )?;
     }
     Ok(GrpoResult {

@@ -135,6 +135,30 @@ pub struct AlignRun {
     pub resume: bool,
 }
 
+/// Saves a stage's adapter into `dir` (`extra`: base parameters it also holds, such as the
+/// reward head); the config records the stage, the base (as given, resolved, and its
+/// architecture, for `check_base`) and the stage's own `fields`.
+pub(crate) fn save_stage(
+    dir: &Path,
+    stage: &str,
+    run: &AlignRun,
+    base: &mut Base,
+    method: &mut dyn Method<f32>,
+    extra: &[crate::autodiff::ParamId],
+    fields: serde_json::Value,
+) -> Result<()> {
+    let mut meta = serde_json::json!({
+        "stage": stage,
+        "base": base.dir.display().to_string(),
+        "base_name": run.base,
+        "base_config": crate::io::adapter::base_record(&base.model.config),
+    });
+    if let (Some(m), serde_json::Value::Object(f)) = (meta.as_object_mut(), fields) {
+        m.extend(f);
+    }
+    peft::store::save_adapter(dir, &run.spec, method, &mut base.store, extra, meta)
+}
+
 /// What a preference-tuning run measured.
 pub struct PreferenceResult {
     pub report: TrainReport,
@@ -243,21 +267,14 @@ pub fn train_preference(
         )
     };
     if !report.interrupted {
-        let meta = serde_json::json!({
-            "stage": "preference",
-            "objective": objective_record(options),
-            "base": base.dir.display().to_string(),
-            "base_name": run.base,
-            "base_config": crate::io::adapter::base_record(&base.model.config),
-            "test": test,
-        });
-        peft::store::save_adapter(
+        save_stage(
             &adapter_dir,
-            &run.spec,
+            "preference",
+            run,
+            &mut base,
             method.as_mut(),
-            &mut base.store,
             &[],
-            meta,
+            serde_json::json!({ "objective": objective_record(options), "test": test }),
         )?;
     }
     Ok(PreferenceResult {
@@ -342,20 +359,14 @@ pub fn train_reward(
         Metrics::new()
     } else {
         let test = task.evaluate(&base.store, method.as_ref(), Split::Test, limit, bs)?;
-        let meta = serde_json::json!({
-            "stage": "reward",
-            "base": base.dir.display().to_string(),
-            "base_name": run.base,
-            "base_config": crate::io::adapter::base_record(&base.model.config),
-            "test": test,
-        });
-        peft::store::save_adapter(
+        save_stage(
             &model_dir,
-            &run.spec,
+            "reward",
+            run,
+            &mut base,
             method.as_mut(),
-            &mut base.store,
             &task.head.params(),
-            meta,
+            serde_json::json!({ "test": test }),
         )?;
         test
     };
