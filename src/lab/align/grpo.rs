@@ -151,13 +151,18 @@ pub fn train_grpo(g: &GrpoRun, progress: &mut dyn Progress) -> Result<GrpoResult
     let run = &g.run;
     g.options.validate()?;
     let seed = run.args.seed;
+    // A reward model is read before anything trains: a wrong directory fails at once.
+    let model_reward = match &g.reward {
+        RewardSource::Execution => None,
+        RewardSource::Model(dir) => Some(load_reward_model(dir, &run.base)?),
+    };
     let (mut base, tm, warmup_seconds) =
         warm_base(&run.base, g.prompts, &g.warmup, seed, &run.args.output_dir)?;
     let mut method = peft::apply(&run.spec, &base.model, &mut base.store, seed)?;
     let summary = base.store.trainable_summary();
-    let reward: Box<dyn Reward + '_> = match &g.reward {
-        RewardSource::Execution => Box::new(ExecutionReward { world: &tm.world }),
-        RewardSource::Model(dir) => Box::new(load_reward_model(dir, &run.base)?),
+    let reward: Box<dyn Reward + '_> = match model_reward {
+        None => Box::new(ExecutionReward { world: &tm.world }),
+        Some(m) => Box::new(m),
     };
     let task = GrpoTask::new(
         &tm,

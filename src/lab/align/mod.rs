@@ -398,6 +398,15 @@ impl RewardModel {
 /// trained on: a different base is refused, naming both).
 pub fn load_reward_model(dir: &Path, base: &str) -> Result<RewardModel> {
     let mut b = load_base(base)?;
+    if !dir.join(crate::io::adapter::CONFIG).is_file() {
+        return invalid(
+            "--reward-model",
+            format!(
+                "{} holds no adapter_config.json: pass the reward-model directory `tunelab align reward` wrote (OUTPUT_DIR/reward-model)",
+                dir.display()
+            ),
+        );
+    }
     let (_, meta) = crate::io::adapter::read_config(dir)?;
     if meta.get("stage").and_then(|s| s.as_str()) != Some("reward") {
         return invalid(
