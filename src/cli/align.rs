@@ -244,10 +244,11 @@ pub struct GrpoArgs {
 
 #[derive(Args, Debug)]
 pub struct AlignCompareArgs {
-    /// A demo-sized run (10 steps, 48 test pairs; GRPO 4 steps): about a minute.
+    /// A demo-sized run (10 steps, 48 test pairs, 24 answered prompts; GRPO 4 steps): a few
+    /// minutes instead of a quarter of an hour.
     #[arg(long)]
     pub quick: bool,
-    /// Optimizer steps of every preference run (default 40; 10 with --quick).
+    /// Optimizer steps of every preference run (default 60; 10 with --quick).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Pairs per step (default 8: 16 sequences).

@@ -114,11 +114,11 @@ impl AlignCompareOptions {
             },
             objectives,
             methods: default_methods(),
-            steps: pick(10, 40),
+            steps: pick(10, 60),
             batch_pairs: 8,
             seeds: 3,
             eval_examples: pick(48, 200),
-            gen_examples: pick(24, 60),
+            gen_examples: pick(24, 100),
             max_new_tokens: 32,
             grpo: Some(GrpoVsSftOptions {
                 base: "gpt-tiny".into(),
