@@ -47,6 +47,8 @@ align_outputs() {
     run align-preference-help.txt align preference --help
     run align-dpo.txt align preference --loss-type sigmoid --max-steps 20 --batch-size 8 \
         --train-pairs 400 --eval-pairs 100 --output-dir "$runs/align-dpo" --overwrite-output-dir
+    run align-simpo.txt align preference --loss-type simpo --max-steps 20 --batch-size 8 \
+        --train-pairs 400 --eval-pairs 100 --output-dir "$runs/align-simpo" --overwrite-output-dir
     run align-reward.txt align reward --max-steps 120 --batch-size 8 --eval-pairs 200 \
         --output-dir "$runs/align-reward" --overwrite-output-dir
     run align-grpo.txt align grpo --warmup-sft-steps 150 --max-steps 16 --batch-size 4 --prompts 16 \
