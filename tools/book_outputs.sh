@@ -7,7 +7,8 @@
 # trains every method twice: on the full data and in the low-data setting).
 #
 #   tools/book_outputs.sh            everything
-#   tools/book_outputs.sh quick      skip the slow ones (compare)
+#   tools/book_outputs.sh quick      skip the slow ones (compare, the full align compare)
+#   tools/book_outputs.sh align      only the `tunelab align` outputs (its quick compare included)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=book/src/generated
@@ -30,11 +31,49 @@ run() {
     fi
     echo "run   tunelab $*"
     # stdout only (progress bars go to stderr); stderr too if the command fails.
-    local err
+    local err started
     err=$(mktemp)
+    started=$SECONDS
     { printf '$ tunelab %s\n' "$*"; "$bin" "$@" 2>"$err" || cat "$err"; } >"$out/$file"
     rm -f "$err"
+    echo "      $((SECONDS - started)) s"
 }
+
+# The stage after supervised fine-tuning (the book's "Beyond supervised fine-tuning" part). Each
+# run is small enough for a minute or two on 2 cores; training runs write their checkpoints under
+# target/book-runs, not into the book.
+align_outputs() {
+    local runs=target/book-runs
+    run align-preference-help.txt align preference --help
+    run align-dpo.txt align preference --loss-type sigmoid --max-steps 20 --batch-size 8 \
+        --train-pairs 400 --eval-pairs 100 --output-dir "$runs/align-dpo" --overwrite-output-dir
+    run align-simpo.txt align preference --loss-type simpo --max-steps 20 --batch-size 8 \
+        --train-pairs 400 --eval-pairs 100 --output-dir "$runs/align-simpo" --overwrite-output-dir
+    run align-reward.txt align reward --max-steps 120 --batch-size 8 --eval-pairs 200 \
+        --output-dir "$runs/align-reward" --overwrite-output-dir
+    run align-grpo.txt align grpo --warmup-sft-steps 150 --max-steps 16 --batch-size 4 --prompts 16 \
+        --max-eval-examples 50 --output-dir "$runs/align-grpo" --overwrite-output-dir
+    run align-compare-quick.txt align compare --quick --json-out "$out/align-compare-quick.json"
+    if [ -f "$out/align-compare-quick.json" ]; then
+        { echo '$ tunelab align compare --quick --json'; cat "$out/align-compare-quick.json"; } \
+            >"$out/align-compare-json.txt"
+        rm "$out/align-compare-quick.json"
+    fi
+}
+
+summary() {
+    if [ ${#skipped[@]} -gt 0 ]; then
+        echo
+        echo "Not available in this build (placeholders written):"
+        printf '  %s\n' "${skipped[@]}"
+    fi
+}
+
+if [ "${1:-}" = align ]; then
+    align_outputs
+    summary
+    exit 0
+fi
 
 run help.txt --help
 run gradcheck.txt gradcheck
@@ -51,9 +90,11 @@ run_example lora_lm_step
 for n in $("$bin" interview | sed -n 's/^ *\([0-9][0-9]*\)\. .*/\1/p'); do
     run "interview-$n.txt" interview "$n"
 done
-for p in overfit lr padding checkpoint explode; do
+# Every pitfall `tunelab pitfall` lists.
+for p in $("$bin" pitfall | sed -n 's/^  \([a-z][a-z0-9-]*\) .*/\1/p'); do
     run "pitfall-$p.txt" pitfall "$p"
 done
+align_outputs
 if [ "${1:-}" != quick ]; then
     if "$bin" compare --help 2>/dev/null | grep -q -- '--quick'; then
         run compare-quick.txt compare --quick --json-out "$out/compare-quick.json"
@@ -66,10 +107,7 @@ if [ "${1:-}" != quick ]; then
         printf '(not generated: `tunelab compare --quick` is not in this build yet; re-run tools/book_outputs.sh)\n' >"$out/compare-quick.txt"
     fi
     run compare.txt compare
+    run align-compare.txt align compare
 fi
 
-if [ ${#skipped[@]} -gt 0 ]; then
-    echo
-    echo "Not available in this build (placeholders written):"
-    printf '  %s\n' "${skipped[@]}"
-fi
+summary

@@ -198,6 +198,7 @@ impl LossType {
 /// consecutive completions of each prompt), as TRL computes them: r − the group's mean, divided
 /// by (std + [`ADVANTAGE_EPS`]) of the group or the batch unless `scale` is `None`. The std has
 /// Bessel's correction; a batch std over one reward is 0, as in TRL.
+// ANCHOR: advantages
 pub fn group_advantages(
     rewards: &[f64],
     num_generations: usize,
@@ -242,6 +243,7 @@ pub fn group_advantages(
     }
     Ok(out)
 }
+// ANCHOR_END: advantages
 
 /// The objective's settings, TRL's names.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -394,6 +396,7 @@ pub fn grpo_loss<F: Float>(
     let mask_f: Array2<F> = inputs.mask.mapv(|m| if m { F::one() } else { F::zero() });
     let tokens = inputs.mask.iter().filter(|&&m| m).count();
 
+    // ANCHOR: clipped
     // ρ = exp(logπ − logπ_old), old a constant (the policy's own values when not given).
     let old = match inputs.old_logps {
         Some(o) => o.to_owned().into_dyn(),
@@ -409,6 +412,7 @@ pub fn grpo_loss<F: Float>(
     let loss_2 = tape.mul(coef_2, adv)?;
     let taken = tape.minimum(loss_1, loss_2)?;
     let mut per_token = tape.scale(taken, -1.0)?;
+    // ANCHOR_END: clipped
 
     // The clipped fractions, from the ratio's values (TRL's logging).
     let clip_ratio = {
@@ -436,6 +440,7 @@ pub fn grpo_loss<F: Float>(
     // β·k3 with k3 = exp(ref − logπ) − (ref − logπ) − 1.
     let mut mean_kl = None;
     if beta != 0.0 {
+        // ANCHOR: k3
         let r = inputs.ref_logps.expect("checked above").to_owned();
         let r = tape.constant(r.into_dyn());
         let d = tape.sub(r, logps)?;
@@ -446,6 +451,7 @@ pub fn grpo_loss<F: Float>(
         if use_bias_correction_kl {
             k3 = tape.mul(k3, coef_1)?;
         }
+        // ANCHOR_END: k3
         let kv = tape.value(k3);
         let sum: f64 = inputs
             .mask
@@ -460,6 +466,7 @@ pub fn grpo_loss<F: Float>(
 
     let m = tape.constant(mask_f.into_dyn());
     let masked = tape.mul(per_token, m)?;
+    // ANCHOR: normalisation
     let loss = match loss_type {
         LossType::Grpo => {
             // Each row's mean over its own tokens (a row with none counts 1), then the mean.
@@ -483,6 +490,7 @@ pub fn grpo_loss<F: Float>(
             tape.scale(total, 1.0 / (b * max_completion_length) as f64)?
         }
     };
+    // ANCHOR_END: normalisation
     Ok(GrpoLoss {
         loss,
         mean_kl,

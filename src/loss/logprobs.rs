@@ -59,11 +59,13 @@ pub fn token_logps<F: Float>(
         }
         onehot[[i, j - 1, y as usize]] = F::one();
     }
+    // ANCHOR: token_logps
     let head = tape.slice(logits, 1, 0, t - 1)?; // (B, T−1, V): position t predicts t + 1
     let logp = tape.log_softmax(head)?;
     let mask = tape.constant(onehot);
     let picked = tape.mul(logp, mask)?;
     tape.sum(picked, &[2], false)
+    // ANCHOR_END: token_logps
 }
 
 /// Each row's log-probability of its counted tokens (B,): the sum of [`token_logps`] over the

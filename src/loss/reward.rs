@@ -99,6 +99,7 @@ impl RewardLoss {
                 );
             }
         }
+        // ANCHOR: bradley_terry
         let mut d = tape.sub(chosen, rejected)?;
         if let Some(m) = margin {
             if m.len() != n || m.iter().any(|x| !x.is_finite()) {
@@ -118,6 +119,7 @@ impl RewardLoss {
         let log_p = tape.log_sigmoid(d)?;
         let mean = tape.mean_all(log_p)?;
         let mut loss = tape.scale(mean, -1.0)?;
+        // ANCHOR_END: bradley_terry
         if let Some(eta) = self.center_rewards_coefficient {
             let sum = tape.add(chosen, rejected)?;
             let sq = tape.square(sum)?;

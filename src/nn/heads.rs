@@ -254,9 +254,11 @@ impl RewardHead {
         hidden: Var,
         mask: Option<ArrayView2<'_, bool>>,
     ) -> Result<Var> {
+        // ANCHOR: reward_head
         let pooled = pool(tape, hooks, model, Pooling::LastToken, hidden, mask)?;
         let score = self.out.forward(tape, hooks, pooled)?; // (B, 1)
         let b = tape.shape(score)[0];
         tape.reshape(score, &[b])
+        // ANCHOR_END: reward_head
     }
 }

@@ -397,6 +397,7 @@ impl<'a, F: Float> GrpoTask<'a, F> {
         let eos = tok.eos_id().map(|e| e as usize);
         let pad = tok.pad_id().unwrap_or(0) as usize;
         let max_len = self.tm.model.config.max_len;
+        // ANCHOR: rollout
         let prompts: Vec<Vec<usize>> = items
             .iter()
             .flat_map(|it| std::iter::repeat_n(Self::prompt_ids(it), g))
@@ -411,6 +412,7 @@ impl<'a, F: Float> GrpoTask<'a, F> {
             max_length: Some(max_len),
         };
         let out = generate(&self.tm.model, store, hooks, &prompts, &opts)?;
+        // ANCHOR_END: rollout
         let (mut seqs, mut labels, mut rewards, mut lengths) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (row, (prompt, new)) in prompts.iter().zip(&out).enumerate() {

@@ -361,6 +361,7 @@ impl<F: Float> PreferenceTask<F> {
             .filter(|&id| store.is_trainable(id) && !added.contains(&id))
             .map(|id| store.name(id))
             .collect();
+        // ANCHOR: reference_kind
         let kind = match options.reference {
             Some(k) => k,
             None if base_trained.is_empty() => ReferenceKind::BaseWithoutHooks,
@@ -369,6 +370,7 @@ impl<F: Float> PreferenceTask<F> {
             None if !objective.needs_reference() => ReferenceKind::Precomputed,
             None => ReferenceKind::FrozenCopy,
         };
+        // ANCHOR_END: reference_kind
         if kind == ReferenceKind::BaseWithoutHooks && !base_trained.is_empty() {
             return invalid(
                 "--reference",
@@ -539,6 +541,7 @@ impl<F: Float> PreferenceTask<F> {
 
     /// The reference's log-probabilities of `seqs`; `store` is the policy's (the base without
     /// hooks runs on it).
+    // ANCHOR: reference_logps
     fn reference_logps(&self, store: &ParamStore<F>, seqs: &[&Seq]) -> Result<Vec<f64>> {
         match &self.reference {
             Reference::None => invalid("preference", "no reference policy"),
@@ -555,6 +558,7 @@ impl<F: Float> PreferenceTask<F> {
                 .collect(),
         }
     }
+    // ANCHOR_END: reference_logps
 
     /// The objective on a batch of pairs, on `tape` (recording or not). Without `all_reference`
     /// the reference runs only if the objective reads it (training a reference-free objective

@@ -346,6 +346,7 @@ pub(crate) fn inverse(counts: &[usize]) -> Vec<f64> {
 /// −(1 − ε) log σ(z) − ε log σ(−z), elementwise: the Bradley–Terry negative log-likelihood of a
 /// preference whose label is flipped with probability ε (just −log σ(z) for ε = 0, computed
 /// without the second term so that it is TRL's sigmoid loss to the last bit).
+// ANCHOR: smoothed_nll
 pub(crate) fn smoothed_nll_sigmoid<F: Float>(
     tape: &mut Tape<'_, F>,
     z: Var,
@@ -361,3 +362,4 @@ pub(crate) fn smoothed_nll_sigmoid<F: Float>(
     let flipped = tape.scale(ls_neg, -eps)?;
     tape.add(clean, flipped)
 }
+// ANCHOR_END: smoothed_nll

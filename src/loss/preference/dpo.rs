@@ -85,6 +85,7 @@ pub fn dpo_loss<F: Float>(
         x.ref_chosen.expect("checked"),
         x.ref_rejected.expect("checked"),
     );
+    // ANCHOR: dpo
     // h = (log π_c − log π_ref,c) − (log π_r − log π_ref,r), in TRL's order of operations.
     let ref_c = column(tape, rc);
     let ref_r = column(tape, rr);
@@ -94,6 +95,7 @@ pub fn dpo_loss<F: Float>(
     let z = tape.scale(h, beta)?;
     let per_pair = smoothed_nll_sigmoid(tape, z, label_smoothing)?;
     let loss = tape.mean_all(per_pair)?;
+    // ANCHOR_END: dpo
     let stats = PreferenceStats {
         rewards_chosen: values(tape, lr_c).iter().map(|v| beta * v).collect(),
         rewards_rejected: values(tape, lr_r).iter().map(|v| beta * v).collect(),

@@ -67,6 +67,7 @@ pub fn ipo_loss<F: Float>(
         x.ref_chosen.expect("checked"),
         x.ref_rejected.expect("checked"),
     );
+    // ANCHOR: ipo
     let ref_c = column(tape, rc);
     let ref_r = column(tape, rr);
     let lr_c = tape.sub(x.chosen, ref_c)?;
@@ -81,6 +82,7 @@ pub fn ipo_loss<F: Float>(
     let off = tape.sub(delta, target)?;
     let per_pair = tape.square(off)?;
     let loss = tape.mean_all(per_pair)?;
+    // ANCHOR_END: ipo
     let stats = PreferenceStats {
         rewards_chosen: values(tape, lr_c).iter().map(|v| beta * v).collect(),
         rewards_rejected: values(tape, lr_r).iter().map(|v| beta * v).collect(),

@@ -77,6 +77,7 @@ fn build(o: &PreferenceOptions) -> Result<Objective> {
 }
 
 /// The KL reference point z0: the mean of `kl_logps − ref_kl_logps`, clamped at 0 (0 for none).
+// ANCHOR: reference_point
 pub fn reference_point(kl_logps: &[f64], ref_kl_logps: &[f64]) -> f64 {
     if kl_logps.is_empty() {
         return 0.0;
@@ -88,6 +89,7 @@ pub fn reference_point(kl_logps: &[f64], ref_kl_logps: &[f64]) -> f64 {
         .collect();
     mean(&diffs).max(0.0)
 }
+// ANCHOR_END: reference_point
 
 /// The KTO loss of a batch of unpaired examples; the rewards β (log π − log π_ref) of its
 /// desirable rows (`rewards_chosen`) and undesirable rows (`rewards_rejected`), and z0.
@@ -131,6 +133,7 @@ pub fn kto_loss<F: Float>(
     if let Some(v) = all.find(|v| !v.is_finite()) {
         return invalid(OP, format!("a reference or KL log-probability is {v}"));
     }
+    // ANCHOR: kto
     let z0 = reference_point(x.kl_logps, x.ref_kl_logps);
     let ref_v = column(tape, x.ref_logps);
     let lr = tape.sub(x.logps, ref_v)?;
@@ -159,6 +162,7 @@ pub fn kto_loss<F: Float>(
     let wv = column(tape, &w);
     let per = tape.mul(sig, wv)?;
     let loss = tape.mean_all(per)?;
+    // ANCHOR_END: kto
     let lrv = values(tape, lr);
     let (mut rc, mut rr) = (Vec::new(), Vec::new());
     for (&d, v) in x.labels.iter().zip(lrv) {

@@ -120,6 +120,7 @@ pub fn orpo_loss<F: Float>(
     let Some(nll) = x.chosen_nll else {
         return invalid("orpo_loss", "ORPO needs the NLL of the chosen responses");
     };
+    // ANCHOR: orpo
     let inv_c = column(tape, &inverse(x.chosen_tokens));
     let inv_r = column(tape, &inverse(x.rejected_tokens));
     let avg_c = tape.mul(x.chosen, inv_c)?;
@@ -134,6 +135,7 @@ pub fn orpo_loss<F: Float>(
     let mean_ratio = tape.mean_all(ratio)?;
     let or_term = tape.scale(mean_ratio, -lambda)?;
     let loss = tape.add(nll, or_term)?;
+    // ANCHOR_END: orpo
     let stats = PreferenceStats {
         rewards_chosen: values(tape, avg_c).iter().map(|v| lambda * v).collect(),
         rewards_rejected: values(tape, avg_r).iter().map(|v| lambda * v).collect(),

@@ -89,6 +89,7 @@ pub fn simpo_loss<F: Float>(
     label_smoothing: f64,
 ) -> Result<PreferenceLoss> {
     let b = check_pairs("simpo_loss", tape, x, false, true)?;
+    // ANCHOR: simpo
     let inv_c = column(tape, &inverse(x.chosen_tokens));
     let inv_r = column(tape, &inverse(x.rejected_tokens));
     let avg_c = tape.mul(x.chosen, inv_c)?;
@@ -99,6 +100,7 @@ pub fn simpo_loss<F: Float>(
     let u = tape.scale(logits, beta)?;
     let per_pair = smoothed_nll_sigmoid(tape, u, label_smoothing)?;
     let mut loss = tape.mean_all(per_pair)?;
+    // ANCHOR_END: simpo
     if cpo_alpha != 0.0 {
         let Some(nll) = x.chosen_nll else {
             return invalid(
