@@ -6,7 +6,7 @@
 //! runs and checks; here they are only checked to be wired to those experiments.
 
 use tunelab::lab::evidence::{over_seeds, report, Evidence, Judged, Mode};
-use tunelab::lab::interview::{self, basics, lora, training, QUESTIONS};
+use tunelab::lab::interview::{self, alignment, basics, lora, training, QUESTIONS};
 
 use crate::common::{holds_in, judged, SEEDS};
 
@@ -21,7 +21,7 @@ fn all_claims_hold<E: Evidence>(j: &Judged<E>) {
 
 #[test]
 fn questions_are_numbered_and_a_bad_number_is_an_error() {
-    assert!(QUESTIONS.len() >= 15);
+    assert_eq!(QUESTIONS.len(), 22);
     for (i, q) in QUESTIONS.iter().enumerate() {
         assert_eq!(q.number, i + 1);
         assert!(q.question.ends_with('?') || q.question.ends_with('.'));
@@ -203,4 +203,56 @@ fn q16_qlora_memory_and_nf4() {
 #[test]
 fn q17_accumulation_equals_a_big_batch_only_when_weighted() {
     all_claims_hold(&Judged::once(training::accumulation().unwrap()));
+}
+
+#[test]
+fn q18_gradient_ascent_reaches_the_closed_form_and_dpo_has_its_gradient() {
+    let r = alignment::dpo_derivation().unwrap();
+    println!("{}", report(&Judged::once(r.clone())));
+    all_claims_hold(&Judged::once(r.clone()));
+    assert_eq!(r.solves.len(), 3);
+    for s in &r.solves {
+        assert!(s.max_error < 1e-6, "β {}: {:?} vs {:?}", s.beta, s.policy, s.closed_form);
+        assert!((s.objective - s.beta_log_z).abs() < 1e-6);
+        // r − r̂ is the same number, β log Z, for every response.
+        for o in &s.offsets {
+            assert!((o - s.beta_log_z).abs() < 1e-5, "{:?} vs {}", s.offsets, s.beta_log_z);
+        }
+        // The policy moved from the reference toward the high rewards.
+        assert!(s.policy[0] > r.reference[0] && s.policy[5] < r.reference[5]);
+    }
+    // Smaller β puts more mass on the best response.
+    assert!(r.solves[0].policy[0] > r.solves[2].policy[0]);
+    assert_eq!(r.checks.len(), 2);
+    assert!(r.checks[0].max_diff < 1e-12 && r.checks[0].h.abs() > 0.1);
+    let lora = &r.checks[1];
+    assert!(lora.h != 0.0 && lora.max_grad > 0.0);
+    assert!(lora.max_diff < 1e-5 * lora.max_grad.max(1e-3), "{lora:?}");
+}
+
+#[test]
+fn q19_beta_sweep_and_the_reference_cost_on_every_seed() {
+    let j = judged(|s, p| alignment::beta(Mode::Quick, s, p));
+    println!("{}", report(&j));
+}
+
+#[test]
+fn q20_dpo_ppo_grpo_costs() {
+    let j = over_seeds(SEEDS, false, &mut (), |s, p| {
+        alignment::rl_costs(Mode::Quick, s, p)
+    })
+    .unwrap();
+    println!("{}", report(&j));
+}
+
+#[test]
+fn q21_reward_hacking_on_every_seed() {
+    let j = judged(|s, p| alignment::reward_hacking(Mode::Quick, s, p));
+    println!("{}", report(&j));
+}
+
+#[test]
+fn q22_reward_model_on_every_seed() {
+    let j = judged(|s, p| alignment::reward_model(Mode::Quick, s, p));
+    println!("{}", report(&j));
 }

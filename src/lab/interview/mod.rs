@@ -5,6 +5,7 @@
 //!
 //! The answers are prose; every number printed below them comes from the experiment's run.
 
+pub mod alignment;
 pub mod basics;
 pub mod lora;
 pub mod training;
@@ -90,6 +91,21 @@ pub const QUESTIONS: &[Question] = &[
     q(17, "Is gradient accumulation the same as a bigger batch?",
       "Summing the gradients of k micro-batches, each scaled by 1/k, equals the gradient of one k-times larger batch only when every micro-batch's loss is a mean over equally many terms, as a classification loss over equal micro-batches is. For a per-token LM loss the micro-batches hold different numbers of target tokens, so averaging their means weights tokens unequally. Exact accumulation sums the per-token losses and divides by the target count of the whole accumulated batch; tunelab's Trainer does exactly that, as Hugging Face's does with num_items_in_batch, so k micro-batches of b give the loss and gradient of one batch of k·b, for every loss.",
       "gradients of one batch of 16 versus 4 micro-batches of 4, for classification and for the causal LM loss: each micro-batch scaled by 1/k (the naive way) and by its share of the target tokens (what the Trainer does)"),
+    q(18, "Derive DPO from the KL-constrained RLHF objective.",
+      "RLHF maximises E_{y∼π}[r(x, y)] − β KL(π ‖ π_ref) for each prompt x. Rewritten as −β KL(π ‖ π_ref·exp(r/β)/Z) + β log Z, with Z(x) = Σ_y π_ref(y|x) exp(r(x, y)/β), its maximiser is π*(y|x) = π_ref(y|x) exp(r(x, y)/β) / Z(x), and the optimum's value is β log Z. Solved for the reward: r(x, y) = β log π*(y|x)/π_ref(y|x) + β log Z(x). Z is intractable, but it depends on the prompt only, so it cancels in the Bradley–Terry probability of a preference: P(y_c ≻ y_r) = σ(r(y_c) − r(y_r)) = σ(β log π*/π_ref(y_c) − β log π*/π_ref(y_r)). Maximum likelihood on preference pairs with π in place of π* is DPO: L = −log σ(β h), h = log π/π_ref(y_c) − log π/π_ref(y_r). Its gradient is −β σ(−β h)(∇log π(y_c) − ∇log π(y_r)): raise the chosen response, lower the rejected one, weighted by how wrongly the implicit reward model orders the pair. No reward model and no sampling: the policy is its own reward model.",
+      "one prompt with 6 responses and a reward vector: E[r] − β KL maximised by gradient ascent on the tape for three β against the closed form, the implicit rewards against the true reward differences, and DPO's gradient against the formula on the discrete policy (f64) and on gpt-tiny with LoRA (f32)"),
+    q(19, "Why a reference model in DPO, and what does β do?",
+      "ANSWER19",
+      "DPO with LoRA on gpt-tiny at β 0.01, 0.1 and 1 (same steps and learning rate) on the world's preference pairs: held-out preference accuracy, reward margin, the change of log π from the reference; and what the reference costs with LoRA and with full fine-tuning"),
+    q(20, "Compare DPO, PPO and GRPO.",
+      "ANSWER20",
+      "what each method holds in memory for gpt-tiny and a 7B model (PPO's critic by arithmetic: tunelab does not implement PPO), the measured step time of DPO and GRPO with LoRA on gpt-tiny over as many sequences, sampling's share of a GRPO step, and the data each trained on"),
+    q(21, "What does reward hacking look like?",
+      "ANSWER21",
+      "GRPO with LoRA on the code task after a short SFT warm-up, optimising a length proxy, and with the same budget on the true reward (the program computes the right value): both rewards of the samples at every step, and the completion length"),
+    q(22, "What is a reward model, and what is the Bradley–Terry model?",
+      "ANSWER22",
+      "a reward model (gpt-tiny + LoRA + a scalar head) trained on the world's pairs: held-out pairwise accuracy overall and per kind during training, and σ(r_c − r_r) against the observed accuracy in bins"),
 ];
 
 /// The question numbers, for error messages.
@@ -162,6 +178,20 @@ pub fn run(
         })?),
         16 => Box::new(Judged::once(training::qlora(mode)?)),
         17 => Box::new(Judged::once(training::accumulation()?)),
+        18 => Box::new(Judged::once(alignment::dpo_derivation()?)),
+        19 => Box::new(over_seeds(seeds, true, p, |s, p| {
+            alignment::beta(mode, s, p)
+        })?),
+        // Step times: one seed at a time, so the two runs timed are not side by side.
+        20 => Box::new(over_seeds(seeds, false, p, |s, p| {
+            alignment::rl_costs(mode, s, p)
+        })?),
+        21 => Box::new(over_seeds(seeds, true, p, |s, p| {
+            alignment::reward_hacking(mode, s, p)
+        })?),
+        22 => Box::new(over_seeds(seeds, true, p, |s, p| {
+            alignment::reward_model(mode, s, p)
+        })?),
         _ => unreachable!("question() accepted {n}"),
     })
 }
