@@ -30,7 +30,7 @@ use crate::train::args::{ScheduleKind, Strategy};
 use crate::train::grpo::{GrpoOptions, GrpoTask, Reward};
 use crate::train::preference::{PreferenceData, PreferenceTask, PreferenceTrainOptions};
 use crate::train::progress::Progress;
-use crate::train::reward::{self as reward_task, RewardOptions, KIND_ACCURACY};
+use crate::train::reward::{self as reward_task, RewardOptions, RewardTask, KIND_ACCURACY};
 use crate::train::task::TaskModel;
 use crate::train::trainer::{self, Split, TrainReport, TrainTask, Training};
 use crate::train::TrainingArgs;
@@ -420,8 +420,10 @@ pub fn dpo_derivation() -> Result<DpoDerivation> {
                 let shape = base.store.value(id).shape().to_vec();
                 let n: usize = shape.iter().product();
                 let v: Vec<f32> = (0..n).map(|_| rng.random_range(-0.02f32..0.02)).collect();
-                base.store
-                    .set_value(id, ArrayD::from_shape_vec(IxDyn(&shape), v).expect("its shape"))?;
+                base.store.set_value(
+                    id,
+                    ArrayD::from_shape_vec(IxDyn(&shape), v).expect("its shape"),
+                )?;
             }
         }
         let (splits, _) = world_pairs(4, 4, 4);
@@ -556,9 +558,7 @@ impl Evidence for DpoDerivation {
     }
 
     fn claims(&self) -> Vec<Claim> {
-        let worst = |f: fn(&DiscreteSolve) -> f64| {
-            self.solves.iter().map(f).fold(0.0f64, f64::max)
-        };
+        let worst = |f: fn(&DiscreteSolve) -> f64| self.solves.iter().map(f).fold(0.0f64, f64::max);
         let err = worst(|x| x.max_error);
         let obj = worst(|x| (x.objective - x.beta_log_z).abs());
         let diff = worst(|x| x.difference_error);
@@ -582,7 +582,11 @@ impl Evidence for DpoDerivation {
             ),
         ];
         for c in &self.checks {
-            let tol = if c.setting.contains("f64") { 1e-12 } else { 1e-5 * c.max_grad.max(1e-3) };
+            let tol = if c.setting.contains("f64") {
+                1e-12
+            } else {
+                1e-5 * c.max_grad.max(1e-3)
+            };
             claims.push(Claim::new(
                 format!(
                     "DPO's gradient is β σ(−β h)(∇log π_c − ∇log π_r) on the tape, {} (max difference {:.1e})",
@@ -679,8 +683,8 @@ fn dpo_setup(
 }
 
 pub fn beta(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<BetaSweep> {
-    let (steps, batch, lr) = (mode.pick(12, 60), 8, 5e-3);
-    let (train_pairs, heldout) = (mode.pick(96, 480), mode.pick(48, 200));
+    let (steps, batch, lr) = (mode.pick(8, 60), mode.pick(6, 8), 5e-3);
+    let (train_pairs, heldout) = (mode.pick(48, 480), mode.pick(32, 200));
     let data = dpo_data(train_pairs, heldout);
     let lora = MethodSpec::Lora(crate::peft::lora::compare_config());
     let mut rows = Vec::new();
@@ -696,30 +700,19 @@ pub fn beta(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<BetaSw
         let a = args(steps, batch, lr, seed, "dpo-beta");
         let mut record = Recorder::default();
         run_trainer(&a, &task, &mut base.store, method.as_ref(), &mut record)?;
-        let m = TrainTask::<f32>::evaluate(
-            &task,
-            &base.store,
-            method.as_ref(),
-            Split::Validation,
-            0,
-            16,
-        )?;
+        // One pass over the held-out pairs: (margin, log π_c, log π_r, log π_ref,c, log π_ref,r).
         let pairs = task.pair_rows(&base.store, method.as_ref(), Split::Validation, 16)?;
-        let drift = mean(
-            &pairs
-                .iter()
-                .map(|p| 0.5 * ((p[1] - p[3]).abs() + (p[2] - p[4]).abs()))
-                .collect::<Vec<_>>(),
-        );
+        let col = |f: &dyn Fn(&[f64; 5]) -> f64| mean(&pairs.iter().map(f).collect::<Vec<_>>());
+        let margin = col(&|p| p[0]);
         let tail = &record.losses[record.losses.len().saturating_sub(3)..];
         rows.push(BetaRow {
             beta,
-            accuracy: m["accuracy"],
-            margin: m["margin"],
-            log_ratio_margin: m["margin"] / beta,
-            chosen_change: m["logps_chosen_change"],
-            rejected_change: m["logps_rejected_change"],
-            drift,
+            accuracy: col(&|p| f64::from(u8::from(p[0] > 0.0))),
+            margin,
+            log_ratio_margin: margin / beta,
+            chosen_change: col(&|p| p[1] - p[3]),
+            rejected_change: col(&|p| p[2] - p[4]),
+            drift: col(&|p| 0.5 * ((p[1] - p[3]).abs() + (p[2] - p[4]).abs())),
             final_loss: mean(tail),
         });
     }
@@ -793,12 +786,21 @@ impl Evidence for BetaSweep {
         let (small, mid, large) = (self.row(0.01), self.row(0.1), self.row(1.0));
         vec![
             Claim::new(
-                "the smaller β, the further the policy moves from the reference (mean |Δlog π| at β 0.01 > 0.1 > 1)",
-                small.drift > mid.drift && mid.drift > large.drift,
+                "the smaller β, the further the policy moves from the reference (mean |Δlog π| at β 0.01 > at β 1)",
+                small.drift > large.drift,
             )
             .measured(
                 "mean |Δlog π|, β 0.01 − β 1",
                 small.drift - large.drift,
+                Fmt::Signed(2),
+            ),
+            Claim::new(
+                "... and step by step (β 0.01 > 0.1 > 1)",
+                small.drift > mid.drift && mid.drift > large.drift,
+            )
+            .measured(
+                "mean |Δlog π|, β 0.01 − β 0.1",
+                small.drift - mid.drift,
                 Fmt::Signed(2),
             ),
             Claim::new(
@@ -965,6 +967,9 @@ pub struct RlCosts {
     /// mean completion length of the GRPO steps.
     pub generate_seconds: f64,
     pub completion_length: f64,
+    /// Mean tokens per sequence: DPO's prompt + response, GRPO's prompt + completion.
+    pub dpo_tokens: f64,
+    pub grpo_tokens: f64,
     /// What each trained on: DPO's pairs, GRPO's prompts and its samples.
     pub dpo_train_pairs: usize,
     pub grpo_samples: usize,
@@ -1005,12 +1010,39 @@ pub fn rl_costs(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<Rl
     let tiny = held(params as f64, head_params as f64, 16.0, 4.0);
     let big = held(params_7b, shape7.hidden as f64, 16.0, 2.0);
 
-    // DPO with LoRA: `dpo_pairs` pairs (2 × as many sequences) per step.
+    // DPO with LoRA: `dpo_pairs` pairs (2 × as many sequences) per step, on the world's code
+    // pairs: a request and a program, as long as GRPO's prompts and completions.
     progress.line(&format!(
-        "timing DPO with LoRA: {steps} steps of {dpo_pairs} pairs"
+        "timing DPO with LoRA: {steps} steps of {dpo_pairs} code pairs"
     ));
-    let data = dpo_data(4 * dpo_pairs, 8);
+    let (splits, kinds) = world_pairs(16 * dpo_pairs, 8, 4);
+    let code: Vec<PreferencePair> = splits
+        .train
+        .iter()
+        .zip(&kinds.train)
+        .filter(|(_, k)| **k == "code")
+        .map(|(p, _)| p.clone())
+        .collect();
+    let data = PreferenceData {
+        train: code,
+        validation: splits.validation,
+        ..Default::default()
+    };
     let dpo_train_pairs = data.train.len();
+    let dpo_tokens = {
+        let max_len = plain.model.config.max_len;
+        let mut n = Vec::new();
+        for p in &data.train {
+            for r in [&p.chosen, &p.rejected] {
+                let ex = Example::Generation {
+                    prompt: p.prompt.clone(),
+                    response: r.clone(),
+                };
+                n.push(encode_memo(&plain.tok, &ex, &[], max_len)?.ids.len() as f64);
+            }
+        }
+        mean(&n)
+    };
     let example = &data.train[0];
     let example_pair = (
         example.prompt.clone(),
@@ -1077,7 +1109,10 @@ pub fn rl_costs(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<Rl
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
+    let prompt_tokens = mean(&prompts.iter().map(|p| p.len() as f64).collect::<Vec<_>>());
     Ok(RlCosts {
+        dpo_tokens,
+        grpo_tokens: prompt_tokens + completion_length,
         params,
         head_params,
         params_7b,
@@ -1161,14 +1196,16 @@ impl Evidence for RlCosts {
             &[
                 "method",
                 "sequences per step",
+                "mean tokens per sequence",
                 "s per step",
                 "memory ledger (bytes)",
                 "reference beyond it (bytes)",
             ],
             &[
                 vec![
-                    format!("DPO, β 0.1, {} pairs", self.dpo_pairs),
+                    format!("DPO, β 0.1, {} code pairs", self.dpo_pairs),
                     (2 * self.dpo_pairs).to_string(),
+                    format!("{:.1}", self.dpo_tokens),
                     format!("{:.3}", self.dpo_step_seconds),
                     self.dpo_memory.to_string(),
                     self.dpo_reference_bytes.to_string(),
@@ -1179,6 +1216,7 @@ impl Evidence for RlCosts {
                         self.grpo_prompts
                     ),
                     (self.grpo_prompts * NUM_GENERATIONS).to_string(),
+                    format!("{:.1}", self.grpo_tokens),
                     format!("{:.3}", self.grpo_step_seconds),
                     self.grpo_memory.to_string(),
                     self.grpo_reference_bytes.to_string(),
@@ -1194,7 +1232,7 @@ impl Evidence for RlCosts {
         ));
         let (p, c, r) = &self.example_pair;
         s.push_str(&format!(
-            "\nwhat each needs: DPO {} preference pairs such as\n  prompt {:?}\n  chosen {:?}  rejected {:?}\nGRPO prompts and a verifier: {} prompts such as {:?}, {} completions sampled and executed; PPO the prompts and a reward model trained on pairs\n",
+            "\nwhat each needs: DPO {} preference pairs (here the code pairs) such as\n  prompt {:?}\n  chosen {:?}  rejected {:?}\nGRPO prompts and a verifier: {} prompts such as {:?}, {} completions sampled and executed; PPO the prompts and a reward model trained on pairs\n",
             self.dpo_train_pairs,
             short(p, 70),
             short(c, 40),
@@ -1228,7 +1266,7 @@ impl Evidence for RlCosts {
                 self.dpo_reference_bytes == 0 && self.grpo_reference_bytes == 0,
             ),
             Claim::new(
-                "a GRPO step takes longer than a DPO step over as many sequences",
+                "a GRPO step takes longer than a DPO step over as many sequences of about the same length",
                 self.grpo_step_seconds > self.dpo_step_seconds,
             )
             .measured(
@@ -1365,11 +1403,7 @@ fn hack_run(
     })
 }
 
-pub fn reward_hacking(
-    mode: Mode,
-    seed: u64,
-    progress: &mut dyn Progress,
-) -> Result<RewardHacking> {
+pub fn reward_hacking(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<RewardHacking> {
     let (steps, lr) = (mode.pick(12, 30), 5e-3);
     progress.line(&format!(
         "SFT warm-up on {GRPO_PROMPTS} code prompts ({SFT_STEPS} steps), then GRPO with LoRA, {steps} steps of {GRPO_PROMPTS} prompts × {NUM_GENERATIONS}, on a length proxy and on execution"
@@ -1425,10 +1459,7 @@ impl Evidence for RewardHacking {
                 ]
             })
             .collect();
-        s.push_str(&table(
-            &["step", "proxy", "true", "tokens"],
-            &body,
-        ));
+        s.push_str(&table(&["step", "proxy", "true", "tokens"], &body));
         s
     }
 
@@ -1438,8 +1469,11 @@ impl Evidence for RewardHacking {
         let (l0, l1) = self.proxy_run.length_thirds();
         let (c0, c1) = self.true_run.truth_thirds();
         vec![
-            Claim::new("optimising the proxy raises the proxy reward", p1 > p0)
-                .measured("proxy reward, last − first third", p1 - p0, Fmt::Signed(3)),
+            Claim::new("optimising the proxy raises the proxy reward", p1 > p0).measured(
+                "proxy reward, last − first third",
+                p1 - p0,
+                Fmt::Signed(3),
+            ),
             Claim::new(
                 "... while the true reward does not rise with it (reward hacking)",
                 t1 <= t0,
@@ -1449,7 +1483,11 @@ impl Evidence for RewardHacking {
                 "the proxy is exploited by writing longer completions",
                 l1 > l0,
             )
-            .measured("completion tokens, last − first third", l1 - l0, Fmt::Signed(1)),
+            .measured(
+                "completion tokens, last − first third",
+                l1 - l0,
+                Fmt::Signed(1),
+            ),
             Claim::new(
                 "the same budget spent on the true reward raises it",
                 c1 > c0,
@@ -1515,8 +1553,8 @@ fn binomial_tail(n: usize, k: usize) -> f64 {
 }
 
 pub fn reward_model(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<RewardModel> {
-    let (steps, batch, lr) = (mode.pick(24, 100), 8, 3e-3);
-    let (train, val, test) = (mode.pick(192, 800), mode.pick(64, 200), mode.pick(96, 200));
+    let (steps, batch, lr) = (mode.pick(20, 100), 8, 3e-3);
+    let (train, val, test) = (mode.pick(160, 800), mode.pick(48, 200), mode.pick(80, 200));
     let evals = 4;
     progress.line(&format!(
         "reward model: gpt-tiny + LoRA r=8 q,v and a scalar head, {steps} steps of {batch} pairs at lr {lr:.0e}"
@@ -1554,8 +1592,8 @@ pub fn reward_model(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Resul
         .iter()
         .map(|(s, m)| (*s, per_kind(m)))
         .collect();
-    let m = TrainTask::<f32>::evaluate(&task, &base.store, method.as_ref(), Split::Test, 0, 32)?;
     let scores = task.score_pairs(&base.store, method.as_ref(), &task.test, 32)?;
+    let m = RewardTask::metrics(&task.test, &scores);
     let margins: Vec<f64> = scores
         .chosen
         .iter()
@@ -1602,7 +1640,13 @@ pub fn reward_model(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Resul
     }
     judged.sort_by(|a, b| b.0.total_cmp(&a.0));
     let half = judged.len() / 2;
-    let acc = |x: &[(f64, bool)]| mean(&x.iter().map(|p| f64::from(u8::from(p.1))).collect::<Vec<_>>());
+    let acc = |x: &[(f64, bool)]| {
+        mean(
+            &x.iter()
+                .map(|p| f64::from(u8::from(p.1)))
+                .collect::<Vec<_>>(),
+        )
+    };
     let n = margins.len();
     let right = margins.iter().filter(|d| **d > 0.0).count();
     Ok(RewardModel {
@@ -1660,10 +1704,23 @@ impl Evidence for RewardModel {
             .iter()
             .map(|b| {
                 vec![
-                    format!("[{:.1}, {:.1}{}", b.lo, b.hi, if b.hi >= 1.0 { "]" } else { ")" }),
+                    format!(
+                        "[{:.1}, {:.1}{}",
+                        b.lo,
+                        b.hi,
+                        if b.hi >= 1.0 { "]" } else { ")" }
+                    ),
                     b.pairs.to_string(),
-                    if b.pairs > 0 { num(b.confidence, 3) } else { "-".into() },
-                    if b.pairs > 0 { num(b.accuracy, 3) } else { "-".into() },
+                    if b.pairs > 0 {
+                        num(b.confidence, 3)
+                    } else {
+                        "-".into()
+                    },
+                    if b.pairs > 0 {
+                        num(b.accuracy, 3)
+                    } else {
+                        "-".into()
+                    },
                 ]
             })
             .collect();
