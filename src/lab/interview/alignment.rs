@@ -662,13 +662,11 @@ fn dpo_options(beta: f64) -> PreferenceTrainOptions {
     }
 }
 
+/// The base with a method applied, and the DPO task bound to it.
+type DpoSetup = (Base, Box<dyn Method<f32>>, PreferenceTask<f32>);
+
 /// A DPO task on gpt-tiny with `spec` applied (seeded), and the base with the method.
-fn dpo_setup(
-    spec: &MethodSpec,
-    data: PreferenceData,
-    beta: f64,
-    seed: u64,
-) -> Result<(Base, Box<dyn Method<f32>>, PreferenceTask<f32>)> {
+fn dpo_setup(spec: &MethodSpec, data: PreferenceData, beta: f64, seed: u64) -> Result<DpoSetup> {
     let mut base = load_base(BASE)?;
     let method = peft::apply(spec, &base.model, &mut base.store, seed)?;
     let task = PreferenceTask::new(
