@@ -242,7 +242,7 @@ fn q18_gradient_ascent_reaches_the_closed_form_and_dpo_has_its_gradient() {
 }
 
 /// β: the log-ratio margin the loss asks for grows as β shrinks, the policy moves further from
-/// the reference, and with LoRA the reference is the base without hooks (no bytes) while full
+/// the reference (at β 0.01 the chosen responses fall too), and with LoRA the reference is the base without hooks (no bytes) while full
 /// fine-tuning's is a copy of every weight.
 #[test]
 fn q19_small_beta_moves_the_policy_further_and_lora_needs_no_reference_copy() {
@@ -250,6 +250,7 @@ fn q19_small_beta_moves_the_policy_further_and_lora_needs_no_reference_copy() {
     println!("{}", report(&j));
     holds_in(&j, "the smaller β, the larger the log-ratio margin", SEEDS);
     holds_in(&j, "the smaller β, the further the policy moves", SEEDS);
+    holds_in(&j, "at β 0.01 DPO lowers the chosen responses too", SEEDS);
     holds_in(&j, "with LoRA the reference costs no memory", SEEDS);
     let weights = tunelab::lab::finetune::load_base("gpt-tiny")
         .unwrap()
@@ -306,7 +307,7 @@ fn q20_ppo_holds_four_models_and_both_steps_are_timed() {
     }
 }
 
-/// Reward hacking on the code task: GRPO on a length proxy raises the proxy, lengthens the
+/// Reward hacking on the code task: GRPO on a length proxy (with a KL penalty) raises the proxy, lengthens the
 /// completions and lowers the true (execution) reward; the same budget on the true reward raises
 /// it.
 #[test]

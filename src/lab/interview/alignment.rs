@@ -490,7 +490,7 @@ impl Evidence for DpoDerivation {
         s.push_str(&table(
             &[
                 "β",
-                "steps",
+                "steps to |∇| < 1e-12",
                 "π reached",
                 "max |π − π*|",
                 "E[r] − β KL",
@@ -808,6 +808,15 @@ impl Evidence for BetaSweep {
             .measured(
                 "h at β 0.01 − h at β 1",
                 small.log_ratio_margin - large.log_ratio_margin,
+                Fmt::Signed(2),
+            ),
+            Claim::new(
+                "at β 0.01 DPO lowers the chosen responses too, not only the rejected ones (likelihood displacement)",
+                small.chosen_change < 0.0 && small.rejected_change < 0.0,
+            )
+            .measured(
+                "Δlog π of the chosen responses at β 0.01",
+                small.chosen_change,
                 Fmt::Signed(2),
             ),
             Claim::new(
@@ -1319,6 +1328,9 @@ impl Reward for Logged<'_> {
     }
 }
 
+/// The KL weight of question 21's runs.
+const HACK_BETA: f64 = 0.04;
+
 /// One GRPO run's curve: per step, the mean proxy and true rewards of its samples and their mean
 /// completion length.
 #[derive(Debug, Clone, Serialize)]
@@ -1372,8 +1384,16 @@ fn hack_run(
         log: &log,
         optimise_proxy,
     });
-    // β = 0, TRL's default: no reference and no KL penalty.
-    let task = GrpoTask::new(tm, &store, method.as_ref(), reward, grpo_options(0.0), seed)?;
+    // With a KL penalty to the warmed-up model (TRL's former default β): the proxy is hacked
+    // even so, and the run on the true reward stays stable over the full budget.
+    let task = GrpoTask::new(
+        tm,
+        &store,
+        method.as_ref(),
+        reward,
+        grpo_options(HACK_BETA),
+        seed,
+    )?;
     let a = args(steps, GRPO_PROMPTS, lr, seed, "grpo-hack");
     run_trainer(
         &a,
@@ -1420,7 +1440,7 @@ pub fn reward_hacking(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Res
 impl Evidence for RewardHacking {
     fn render(&self) -> String {
         let mut s = format!(
-            "gpt-tiny after {SFT_STEPS} steps of SFT on {GRPO_PROMPTS} code prompts; GRPO with LoRA r=8 q,v, β 0 (no KL penalty, TRL's default), lr {:.0e}, {} steps of {GRPO_PROMPTS} prompts × {NUM_GENERATIONS} completions of at most {MAX_COMPLETION} tokens\n\
+            "gpt-tiny after {SFT_STEPS} steps of SFT on {GRPO_PROMPTS} code prompts; GRPO with LoRA r=8 q,v, KL penalty β {HACK_BETA}, lr {:.0e}, {} steps of {GRPO_PROMPTS} prompts × {NUM_GENERATIONS} completions of at most {MAX_COMPLETION} tokens\n\
              proxy reward: characters / 20 (a grader that likes longer answers); true reward: the program computes the right value\n\n",
             self.lr, self.steps
         );
