@@ -1,7 +1,9 @@
 //! `tunelab interview N`: interview questions on fine-tuning, each with a concise answer and an
 //! experiment that backs it, run on the spot. Questions 1–5 are the notes' own (section 9); the
 //! others are what interviewers ask next. Some answers run a pitfall's experiment
-//! ([`crate::lab::pitfall`]): the evidence is the same.
+//! ([`crate::lab::pitfall`]): the evidence is the same. Questions 18–22 ([`alignment`]) are on
+//! what follows supervised fine-tuning: DPO, the reference and β, PPO and GRPO, reward hacking
+//! and the Bradley–Terry reward model.
 //!
 //! The answers are prose; every number printed below them comes from the experiment's run.
 
