@@ -6,7 +6,7 @@
 //! runs and checks; here they are only checked to be wired to those experiments.
 
 use tunelab::lab::evidence::{over_seeds, report, Evidence, Judged, Mode};
-use tunelab::lab::interview::{self, basics, lora, training, QUESTIONS};
+use tunelab::lab::interview::{self, alignment, basics, lora, training, QUESTIONS};
 
 use crate::common::{holds_in, judged, SEEDS};
 
@@ -21,7 +21,7 @@ fn all_claims_hold<E: Evidence>(j: &Judged<E>) {
 
 #[test]
 fn questions_are_numbered_and_a_bad_number_is_an_error() {
-    assert!(QUESTIONS.len() >= 15);
+    assert_eq!(QUESTIONS.len(), 22);
     for (i, q) in QUESTIONS.iter().enumerate() {
         assert_eq!(q.number, i + 1);
         assert!(q.question.ends_with('?') || q.question.ends_with('.'));
@@ -203,4 +203,157 @@ fn q16_qlora_memory_and_nf4() {
 #[test]
 fn q17_accumulation_equals_a_big_batch_only_when_weighted() {
     all_claims_hold(&Judged::once(training::accumulation().unwrap()));
+}
+
+#[test]
+fn q18_gradient_ascent_reaches_the_closed_form_and_dpo_has_its_gradient() {
+    let r = alignment::dpo_derivation().unwrap();
+    println!("{}", report(&Judged::once(r.clone())));
+    all_claims_hold(&Judged::once(r.clone()));
+    assert_eq!(r.solves.len(), 3);
+    for s in &r.solves {
+        assert!(
+            s.max_error < 1e-6,
+            "β {}: {:?} vs {:?}",
+            s.beta,
+            s.policy,
+            s.closed_form
+        );
+        assert!((s.objective - s.beta_log_z).abs() < 1e-6);
+        // r − r̂ is the same number, β log Z, for every response.
+        for o in &s.offsets {
+            assert!(
+                (o - s.beta_log_z).abs() < 1e-5,
+                "{:?} vs {}",
+                s.offsets,
+                s.beta_log_z
+            );
+        }
+        // The policy moved from the reference toward the high rewards.
+        assert!(s.policy[0] > r.reference[0] && s.policy[5] < r.reference[5]);
+    }
+    // Smaller β puts more mass on the best response.
+    assert!(r.solves[0].policy[0] > r.solves[2].policy[0]);
+    assert_eq!(r.checks.len(), 2);
+    assert!(r.checks[0].max_diff < 1e-12 && r.checks[0].h.abs() > 0.1);
+    let lora = &r.checks[1];
+    assert!(lora.h != 0.0 && lora.max_grad > 0.0);
+    assert!(lora.max_diff < 1e-5 * lora.max_grad.max(1e-3), "{lora:?}");
+}
+
+/// β: the log-ratio margin the loss asks for grows as β shrinks, the policy moves further from
+/// the reference (at β 0.01 the chosen responses fall too), and with LoRA the reference is the base without hooks (no bytes) while full
+/// fine-tuning's is a copy of every weight.
+#[test]
+fn q19_small_beta_moves_the_policy_further_and_lora_needs_no_reference_copy() {
+    let j = judged(|s, p| alignment::beta(Mode::Quick, s, p));
+    println!("{}", report(&j));
+    holds_in(&j, "the smaller β, the larger the log-ratio margin", SEEDS);
+    holds_in(&j, "the smaller β, the further the policy moves", SEEDS);
+    holds_in(&j, "at β 0.01 DPO lowers the chosen responses too", SEEDS);
+    holds_in(&j, "with LoRA the reference costs no memory", SEEDS);
+    let weights = tunelab::lab::finetune::load_base("gpt-tiny")
+        .unwrap()
+        .store
+        .bytes();
+    for r in &j.runs {
+        assert_eq!(r.lora_reference_bytes, 0);
+        assert_eq!(
+            r.full_reference_bytes, weights,
+            "a copy of every base weight"
+        );
+        assert_eq!(r.rows.len(), 3);
+        for row in &r.rows {
+            assert!(row.drift.is_finite() && row.margin.is_finite(), "{row:?}");
+            // DPO lowers the rejected responses' likelihood at every β.
+            assert!(row.rejected_change < 0.0, "{row:?}");
+            assert!((row.log_ratio_margin * row.beta - row.margin).abs() < 1e-9);
+        }
+    }
+}
+
+/// What each method holds: PPO's four models by arithmetic (policy and value model trained,
+/// reference and reward model frozen), DPO's and GRPO's two, and with LoRA no reference copy;
+/// both steps timed.
+#[test]
+fn q20_ppo_holds_four_models_and_both_steps_are_timed() {
+    let j = over_seeds(SEEDS, false, &mut (), |s, p| {
+        alignment::rl_costs(Mode::Quick, s, p)
+    })
+    .unwrap();
+    println!("{}", report(&j));
+    holds_in(&j, "PPO holds four models", SEEDS);
+    holds_in(&j, "with LoRA neither DPO's nor GRPO's reference", SEEDS);
+    for r in &j.runs {
+        let (p, h) = (r.params as f64, r.head_params as f64);
+        assert_eq!(
+            r.head_params, 128,
+            "gpt-tiny's hidden size: one weight per channel"
+        );
+        let ppo = r.tiny.iter().find(|x| x.method.starts_with("PPO")).unwrap();
+        assert_eq!(
+            ppo.total(),
+            16.0 * p + 4.0 * p + 4.0 * (p + h) + 16.0 * (p + h)
+        );
+        let dpo = r.tiny.iter().find(|x| x.method == "DPO").unwrap();
+        assert_eq!(dpo.total(), 20.0 * p);
+        assert!(r.dpo_step_seconds > 0.0 && r.grpo_step_seconds > 0.0);
+        assert!(
+            r.generation_share() > 0.0 && r.generation_share() < 1.0,
+            "{}",
+            report(&j)
+        );
+        assert!(r.dpo_train_pairs > 0 && r.grpo_samples == 3 * 2 * 8);
+    }
+}
+
+/// Reward hacking on the code task: GRPO on a length proxy (with a KL penalty) raises the proxy, lengthens the
+/// completions and lowers the true (execution) reward; the same budget on the true reward raises
+/// it.
+#[test]
+fn q21_grpo_on_a_length_proxy_raises_it_while_the_true_reward_falls() {
+    let j = judged(|s, p| alignment::reward_hacking(Mode::Quick, s, p));
+    println!("{}", report(&j));
+    for prefix in [
+        "optimising the proxy raises the proxy reward",
+        "... while the true reward does not rise",
+        "the proxy is exploited by writing longer",
+        "the same budget spent on the true reward raises it",
+    ] {
+        holds_in(&j, prefix, SEEDS);
+    }
+    for r in &j.runs {
+        for run in [&r.proxy_run, &r.true_run] {
+            assert_eq!(run.proxy.len(), r.steps);
+            assert_eq!(run.truth.len(), r.steps);
+            assert!(run.truth.iter().all(|t| (0.0..=1.0).contains(t)));
+        }
+    }
+}
+
+/// The Bradley–Terry reward model: held-out pairs ranked above chance, the surface kinds ahead
+/// of the kinds that need the facts checked by the end, a larger reward gap more often right.
+#[test]
+fn q22_reward_model_ranks_held_out_pairs_and_the_surface_kinds_best() {
+    let j = judged(|s, p| alignment::reward_model(Mode::Quick, s, p));
+    println!("{}", report(&j));
+    holds_in(
+        &j,
+        "the reward model ranks held-out pairs above chance",
+        SEEDS,
+    );
+    // Which kinds lead at the first evaluation (a dozen validation pairs per kind) varies with
+    // the seed; at the end the surface kinds lead on every seed.
+    let early = j
+        .verdict("surface kinds (evasion, style) are learned before")
+        .unwrap();
+    assert_eq!(early.runs, SEEDS);
+    holds_in(&j, "... and still ahead at the end", SEEDS);
+    holds_in(&j, "pairs with a larger reward gap", SEEDS);
+    for r in &j.runs {
+        assert_eq!(r.bins.iter().map(|b| b.pairs).sum::<usize>(), r.test_pairs);
+        assert_eq!(r.kind_accuracy.len(), 4);
+        assert!(r.curve.len() >= 2, "evaluated during training");
+        assert!(r.bt_loss < std::f64::consts::LN_2, "{}", report(&j));
+    }
 }

@@ -1,10 +1,13 @@
 //! `tunelab interview N`: interview questions on fine-tuning, each with a concise answer and an
 //! experiment that backs it, run on the spot. Questions 1–5 are the notes' own (section 9); the
 //! others are what interviewers ask next. Some answers run a pitfall's experiment
-//! ([`crate::lab::pitfall`]): the evidence is the same.
+//! ([`crate::lab::pitfall`]): the evidence is the same. Questions 18–22 ([`alignment`]) are on
+//! what follows supervised fine-tuning: DPO, the reference and β, PPO and GRPO, reward hacking
+//! and the Bradley–Terry reward model.
 //!
 //! The answers are prose; every number printed below them comes from the experiment's run.
 
+pub mod alignment;
 pub mod basics;
 pub mod lora;
 pub mod training;
@@ -90,6 +93,21 @@ pub const QUESTIONS: &[Question] = &[
     q(17, "Is gradient accumulation the same as a bigger batch?",
       "Summing the gradients of k micro-batches, each scaled by 1/k, equals the gradient of one k-times larger batch only when every micro-batch's loss is a mean over equally many terms, as a classification loss over equal micro-batches is. For a per-token LM loss the micro-batches hold different numbers of target tokens, so averaging their means weights tokens unequally. Exact accumulation sums the per-token losses and divides by the target count of the whole accumulated batch; tunelab's Trainer does exactly that, as Hugging Face's does with num_items_in_batch, so k micro-batches of b give the loss and gradient of one batch of k·b, for every loss.",
       "gradients of one batch of 16 versus 4 micro-batches of 4, for classification and for the causal LM loss: each micro-batch scaled by 1/k (the naive way) and by its share of the target tokens (what the Trainer does)"),
+    q(18, "Derive DPO from the KL-constrained RLHF objective.",
+      "RLHF maximises E_{y∼π}[r(x, y)] − β KL(π ‖ π_ref) for each prompt x. Rewritten as −β KL(π ‖ π_ref·exp(r/β)/Z) + β log Z, with Z(x) = Σ_y π_ref(y|x) exp(r(x, y)/β), its maximiser is π*(y|x) = π_ref(y|x) exp(r(x, y)/β) / Z(x), and the optimum's value is β log Z. Solved for the reward: r(x, y) = β log π*(y|x)/π_ref(y|x) + β log Z(x). Z is intractable, but it depends on the prompt only, so it cancels in the Bradley–Terry probability of a preference: P(y_c ≻ y_r) = σ(r(y_c) − r(y_r)) = σ(β log π*/π_ref(y_c) − β log π*/π_ref(y_r)). Maximum likelihood on preference pairs with π in place of π* is DPO: L = −log σ(β h), h = log π/π_ref(y_c) − log π/π_ref(y_r). Its gradient is −β σ(−β h)(∇log π(y_c) − ∇log π(y_r)): raise the chosen response, lower the rejected one, weighted by how wrongly the implicit reward model orders the pair. No reward model and no sampling: the policy is its own reward model.",
+      "one prompt with 6 responses and a reward vector: E[r] − β KL maximised by gradient ascent on the tape for three β against the closed form, the implicit rewards against the true reward differences, and DPO's gradient against the formula on the discrete policy (f64) and on gpt-tiny with LoRA (f32)"),
+    q(19, "Why a reference model in DPO, and what does β do?",
+      "DPO is the KL-constrained RLHF objective solved in closed form: its implicit reward is β log π/π_ref, so the reference is what every response is measured against. It anchors the policy to the fluent SFT model; without it (or with β near 0) nothing stops the policy from pushing log-probabilities anywhere to widen the chosen-rejected gap, and both usually fall (likelihood displacement) while the text degrades. β is the KL weight: the loss −log σ(β h) saturates once β h is a few units, so it asks for a log-ratio margin h of order 1/β: a small β lets the policy move far from the reference, a large one keeps it close and learns less (TRL's default is 0.1). Here the smaller β asked for a larger h and moved the policy's log-probabilities further from the reference on every seed, and DPO lowered the rejected responses at every β and, at β 0.01, the chosen ones too (likelihood displacement). That a too-small β ranks held-out pairs worse does not show at this budget: a few dozen steps cannot drift far enough to hurt, and β 0.01 ranks about as well as 0.1; the cost of small β is the drift, which the pitfall shows over longer runs. The reference also costs memory: with LoRA or another frozen-base method it is the same weights run without the adapters (no bytes); full fine-tuning needs a frozen copy of every weight, or reference log-probabilities precomputed once.",
+      "DPO with LoRA on gpt-tiny at β 0.01, 0.1 and 1 (same steps and learning rate) on the world's preference pairs: held-out preference accuracy, reward margin, the change of log π from the reference; and what the reference costs with LoRA and with full fine-tuning"),
+    q(20, "Compare DPO, PPO and GRPO.",
+      "PPO (the InstructGPT recipe) samples responses, scores them with a learned reward model, and uses a learned value model (the critic) as the baseline for its advantages, with a KL penalty to a frozen reference: four models, two of them trained. GRPO drops the critic: it samples G completions per prompt and takes each one's reward minus the group's mean, divided by the group's std, as its advantage; with a verifiable reward (the program runs, the answer checks) there is no reward model either, so it holds the policy and the reference. DPO needs neither sampling nor a reward model: it trains offline on fixed preference pairs with the policy and the reference, as cheap as supervised fine-tuning per step, but it can only learn from the pairs it is given, while PPO and GRPO learn from the policy's own samples. Data: DPO needs (prompt, chosen, rejected) pairs; GRPO prompts and a reward function, ideally verifiable; PPO prompts and a reward model trained on pairs. By the arithmetic below PPO needs about twice DPO's memory for full fine-tuning (tunelab does not implement PPO: its critic is counted, not run). At scale sampling dominates an RL step (long completions, memory-bound decoding); on gpt-tiny with 16-token programs and a KV cache sampling is cheap: a GRPO step takes longer than a DPO step over as many sequences of the same length (with the quick budget not on every seed), but sampling is only a minority of it, so the claim that it dominates does not hold at this scale.",
+      "what each method holds in memory for gpt-tiny and a 7B model (PPO's critic by arithmetic: tunelab does not implement PPO), the measured step time of DPO and GRPO with LoRA on gpt-tiny over as many sequences, sampling's share of a GRPO step, and the data each trained on"),
+    q(21, "What does reward hacking look like?",
+      "The policy learns what the reward measures rather than what it was meant to measure: the reward curve climbs while the true objective stalls or falls. Common forms: length (learned reward models favour longer answers), format tricks, sycophancy, and exploiting a buggy verifier or test harness. Signs: reward rising faster than held-out quality, completion length or the KL to the reference growing, samples that look odd. Defences: a verifiable reward where possible, a KL penalty to the reference, length normalisation or penalties, reward-model ensembles, and watching samples and held-out metrics rather than the reward curve. Here GRPO on a proxy that likes longer answers, even with a KL penalty, raised the proxy on every seed by making the programs longer until they hit the length limit, and the share of programs that compute the right value fell to about nothing; the same steps spent on the execution reward raised it.",
+      "GRPO with LoRA on the code task after a short SFT warm-up, optimising a length proxy, and with the same budget on the true reward (the program computes the right value): both rewards of the samples at every step, and the completion length"),
+    q(22, "What is a reward model, and what is the Bradley–Terry model?",
+      "A reward model maps a prompt and a response to one number: usually the SFT model with its LM head replaced by a linear head on the last token, trained on comparisons. Bradley–Terry models a comparison as P(y_c ≻ y_r | x) = σ(r(x, y_c) − r(x, y_r)), so training minimises −log σ(r_c − r_r) over the pairs. Only differences are identified, so rewards are defined up to a constant per prompt (TRL's center_rewards_coefficient pins their mean to 0). Judge it on held-out pairs: pairwise accuracy overall and per category, and calibration, whether σ(r_c − r_r) matches how often the preferred response is the chosen one. It learns first whatever separates the pairs most easily. Here evasions and style (rambling, rude) are ranked right by the first evaluation, a quarter of the way in, while wrong facts and wrong programs stay near chance to the end: ranking them means checking the response against the prompt, which this small model does not learn in a hundred steps (in the quick test's twenty steps, which kinds lead at the first evaluation varies with the seed). Confidence means something (pairs with a larger reward gap are right more often), and calibration is roughly right, within 0.1 on most seeds. A policy optimised against such a model can exploit the same shortcuts: reward hacking (question 21).",
+      "a reward model (gpt-tiny + LoRA + a scalar head) trained on the world's pairs: held-out pairwise accuracy overall and per kind during training, and σ(r_c − r_r) against the observed accuracy in bins"),
 ];
 
 /// The question numbers, for error messages.
@@ -162,6 +180,20 @@ pub fn run(
         })?),
         16 => Box::new(Judged::once(training::qlora(mode)?)),
         17 => Box::new(Judged::once(training::accumulation()?)),
+        18 => Box::new(Judged::once(alignment::dpo_derivation()?)),
+        19 => Box::new(over_seeds(seeds, true, p, |s, p| {
+            alignment::beta(mode, s, p)
+        })?),
+        // Step times: one seed at a time, so the two runs timed are not side by side.
+        20 => Box::new(over_seeds(seeds, false, p, |s, p| {
+            alignment::rl_costs(mode, s, p)
+        })?),
+        21 => Box::new(over_seeds(seeds, true, p, |s, p| {
+            alignment::reward_hacking(mode, s, p)
+        })?),
+        22 => Box::new(over_seeds(seeds, true, p, |s, p| {
+            alignment::reward_model(mode, s, p)
+        })?),
         _ => unreachable!("question() accepted {n}"),
     })
 }
