@@ -9,6 +9,8 @@
 #   tools/book_outputs.sh            everything
 #   tools/book_outputs.sh quick      skip the slow ones (compare, the full align compare)
 #   tools/book_outputs.sh align      only the `tunelab align` outputs (its quick compare included)
+#   tools/book_outputs.sh interview N...   only these interview answers
+#   tools/book_outputs.sh pitfall NAME...  only these pitfalls
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=book/src/generated
@@ -71,6 +73,15 @@ summary() {
 
 if [ "${1:-}" = align ]; then
     align_outputs
+    summary
+    exit 0
+fi
+if [ "${1:-}" = interview ] || [ "${1:-}" = pitfall ]; then
+    kind=$1
+    shift
+    for x in "$@"; do
+        run "$kind-$x.txt" "$kind" "$x"
+    done
     summary
     exit 0
 fi
