@@ -8,10 +8,13 @@
 //! Every preference run starts from the shipped gpt-tiny with LoRA (r 8, α 32 on q and v,
 //! `compare`'s), so the reference policy is the base without LoRA's hooks: no copy, and the
 //! policy starts *exactly* at the reference (B = 0), so every change measured is the run's. On
-//! the held-out validation pairs it reports the [`PreferenceTask`]'s metrics, the mean
-//! |log π − log π_ref| over both responses of every pair (how far the policy moved, whatever the
-//! sign: the `kl` metric is a signed mean that a fall on one pair and a rise on another cancel),
-//! and forgetting: the LM loss on held-out pre-training text ([`crate::lab::forgetting`]).
+//! the held-out validation pairs it reports, from [`PreferenceTask::pair_rows`], the means the
+//! task's evaluation reports (preference accuracy, reward margin, the change of log π of the
+//! chosen and of the rejected responses) and the *drift*: the mean |log π − log π_ref| over both
+//! responses of every pair, how far the policy moved whatever the sign (the task's `kl` is the
+//! signed mean over the chosen responses, in which a fall on one pair and a rise on another
+//! cancel); and forgetting, the LM loss on held-out pre-training text
+//! ([`crate::lab::forgetting`]).
 //!
 //! A run may add an SFT term on the chosen responses, as TRL's `DPOConfig(loss_type=["sigmoid",
 //! "sft"], loss_weights=[1.0, α])` (RPO, Pang et al. 2024; TRL 0.x called α `rpo_alpha`):
