@@ -53,8 +53,9 @@ enum Command {
     Interview(cli::lab::InterviewArgs),
     /// Run one of the notes' common pitfalls, then its fix, and print what was measured.
     ///
-    /// Without a name, lists them: overfit, lr, padding, checkpoint, explode. Every number
-    /// printed is measured in this run; each claim is marked as holding or not.
+    /// Without a name, lists them: overfit, lr, padding, checkpoint, explode, and preference
+    /// tuning's and RL's dpo-beta, displacement, grpo-collapse, length. Every number printed is
+    /// measured in this run; each claim is marked as holding or not.
     Pitfall(cli::lab::PitfallArgs),
     /// The graded exercises: progress (which pass), `verify` (grade all, print a score), `hint N`.
     ///

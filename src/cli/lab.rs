@@ -81,7 +81,7 @@ pub fn pitfall(a: PitfallArgs) -> Outcome {
             "pitfalls (run one with `tunelab pitfall <name>`, add --quick for small budgets):"
         );
         for p in pitfall::PITFALLS {
-            println!("  {:<11} {}", p.name, p.summary);
+            println!("  {:<14} {}", p.name, p.summary);
         }
         return Ok(ExitCode::SUCCESS);
     };

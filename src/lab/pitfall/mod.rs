@@ -1,8 +1,15 @@
 //! `tunelab pitfall <name>`: the notes' common pitfalls (section 6), each reproduced on the
-//! shipped model and then fixed, with every number measured in the run.
+//! shipped model and then fixed, with every number measured in the run; then the known failures
+//! of preference tuning and RL (β too small, likelihood displacement, GRPO's collapse, length
+//! bias), which share their setups in [`align`].
 
+pub mod align;
 pub mod checkpoint;
+pub mod displacement;
+pub mod dpo_beta;
 pub mod explode;
+pub mod grpo_collapse;
+pub mod length;
 pub mod lr;
 pub mod overfit;
 pub mod padding;
@@ -18,7 +25,7 @@ pub struct Pitfall {
     pub summary: &'static str,
 }
 
-/// Every pitfall, in the notes' order.
+/// Every pitfall: the notes' in their order, then preference tuning's and RL's.
 pub const PITFALLS: &[Pitfall] = &[
     Pitfall {
         name: "overfit",
@@ -39,6 +46,22 @@ pub const PITFALLS: &[Pitfall] = &[
     Pitfall {
         name: "explode",
         summary: "a deep post-LN model without clipping versus with clipping or pre-LN; gradient norms per layer",
+    },
+    Pitfall {
+        name: "dpo-beta",
+        summary: "DPO with β too small drifts from the reference and forgets for no better preference accuracy; a larger β",
+    },
+    Pitfall {
+        name: "displacement",
+        summary: "DPO's margin rises while the chosen and the rejected log-probabilities both fall; an NLL term on the chosen",
+    },
+    Pitfall {
+        name: "grpo-collapse",
+        summary: "GRPO without a KL term at a too-high lr collapses (reward, length, accuracy, drift); a KL term and a sane lr",
+    },
+    Pitfall {
+        name: "length",
+        summary: "GRPO's per-sequence normalisation lets wrong completions grow long; Dr. GRPO's constant normaliser",
     },
 ];
 
@@ -68,6 +91,16 @@ pub fn run(
             checkpoint::run(mode, s, p)
         })?),
         "explode" => Box::new(over_seeds(seeds, true, p, |s, p| explode::run(mode, s, p))?),
+        "dpo-beta" => Box::new(over_seeds(seeds, true, p, |s, p| {
+            dpo_beta::run(mode, s, p)
+        })?),
+        "displacement" => Box::new(over_seeds(seeds, true, p, |s, p| {
+            displacement::run(mode, s, p)
+        })?),
+        "grpo-collapse" => Box::new(over_seeds(seeds, true, p, |s, p| {
+            grpo_collapse::run(mode, s, p)
+        })?),
+        "length" => Box::new(over_seeds(seeds, true, p, |s, p| length::run(mode, s, p))?),
         other => {
             return Err(Error::Invalid {
                 op: "pitfall",
