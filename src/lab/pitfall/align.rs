@@ -204,6 +204,10 @@ impl TrainTask<f32> for WithSft<'_> {
         self.pref.metric_names()
     }
 
+    fn reference_bytes(&self) -> usize {
+        self.pref.reference_bytes()
+    }
+
     fn evaluate(
         &self,
         store: &ParamStore<f32>,
@@ -513,6 +517,9 @@ impl TrainTask<f32> for Probed<'_, '_> {
     }
     fn metric_names(&self) -> Option<Vec<&'static str>> {
         self.probe.metric_names()
+    }
+    fn reference_bytes(&self) -> usize {
+        self.train.reference_bytes()
     }
     fn evaluate(
         &self,
