@@ -56,6 +56,16 @@ pub struct KtoExample {
 }
 
 impl PreferencePair {
+    /// The pair's chosen response as a supervised generation example: what SFT on the chosen
+    /// responses trains on (the baseline of the preference line-up, and the NLL term that keeps
+    /// the chosen responses likely).
+    pub fn chosen_example(&self) -> super::tasks::Example {
+        super::tasks::Example::Generation {
+            prompt: self.prompt.clone(),
+            response: self.chosen.clone(),
+        }
+    }
+
     /// The pair as KTO's two unpaired examples, as TRL's `unpair_preference_dataset` does: the
     /// chosen response desirable, the rejected one not.
     pub fn unpaired(&self) -> [KtoExample; 2] {

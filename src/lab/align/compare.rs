@@ -29,7 +29,7 @@ use crate::data::world::World;
 use crate::error::Result;
 use crate::lab::compare::Lane;
 use crate::lab::evidence::{seed_list, table};
-use crate::lab::finetune::load_base;
+use crate::lab::finetune::{load_base, Base};
 use crate::lab::forgetting::HeldOut;
 use crate::lab::lanes::{lanes, side_by_side};
 use crate::lab::stats::{t_interval, Estimate, IntervalKind};
@@ -216,8 +216,7 @@ pub struct AlignComparison {
 /// The evaluator every row is scored by (see the module's doc): DPO with β 0.1 against the base
 /// as loaded, its log-probabilities precomputed (it needs no second copy of the weights while
 /// the runs train). It trains on nothing: one pair stands in for its train split.
-fn evaluator(base_name: &str, data: &PairData) -> Result<PreferenceTask<f32>> {
-    let base = load_base(base_name)?;
+fn evaluator(base: &Base, data: &PairData) -> Result<PreferenceTask<f32>> {
     let mut d = data.preference();
     d.train.truncate(1);
     d.train_unpaired.clear();
@@ -237,13 +236,7 @@ fn evaluator(base_name: &str, data: &PairData) -> Result<PreferenceTask<f32>> {
 /// SFT's task: the chosen responses as generation examples.
 fn sft_data(data: &PairData) -> TaskData {
     let gen = |pairs: &[crate::data::preference::PreferencePair]| -> Vec<Example> {
-        pairs
-            .iter()
-            .map(|p| Example::Generation {
-                prompt: p.prompt.clone(),
-                response: p.chosen.clone(),
-            })
-            .collect()
+        pairs.iter().map(|p| p.chosen_example()).collect()
     };
     TaskData {
         train: gen(&data.splits.train),
@@ -440,8 +433,8 @@ pub fn run(
         options_text: describe(opts),
     };
     if !opts.skip_preference {
-        let eval = evaluator(&opts.base, &data)?;
         let base = load_base(&opts.base)?;
+        let eval = evaluator(&base, &data)?;
         let held = HeldOut::of(&base, HELDOUT_BATCHES)?;
         let none = peft::full::Full { last_k: None };
         let b = eval.evaluate(&base.store, &none, Split::Test, opts.eval_examples, 32)?;

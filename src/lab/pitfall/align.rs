@@ -222,13 +222,7 @@ impl TrainTask<f32> for WithSft<'_> {
 
 /// The chosen responses of `pairs` as generation examples: the SFT data of [`WithSft`].
 fn chosen_task(base: &mut Base, pairs: &[PreferencePair], seed: u64) -> Result<TaskModel> {
-    let train = pairs
-        .iter()
-        .map(|p| Example::Generation {
-            prompt: p.prompt.clone(),
-            response: p.chosen.clone(),
-        })
-        .collect();
+    let train = pairs.iter().map(PreferencePair::chosen_example).collect();
     TaskModel::new(
         "chosen responses",
         base.model.clone(),
