@@ -6,9 +6,12 @@
 //! costs no gradient memory. An optimizer is one loop over `store.iter_mut()` and `grads`.
 
 use crate::error::{Error, Result};
+use crate::kernels::quant::QuantWeight;
 use crate::tensor::{fmt_shape, Float};
-use ndarray::{ArrayD, Zip};
+use ndarray::{ArrayD, IxDyn, Zip};
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Index of a parameter in its [`ParamStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,10 +33,15 @@ pub struct Param<F: Float> {
 }
 
 /// All parameters of a model (and of any fine-tuning method applied to it), by name.
+///
+/// A frozen weight may be stored quantised ([`ParamStore::quantize`], `--base-dtype bf16|nf4`):
+/// its `value` is then empty and [`ParamStore::quantized`] holds it; only a Linear's forward
+/// reads it, through `Tape::matmul_quantized`, a tile of rows at a time.
 #[derive(Debug, Clone, Default)]
 pub struct ParamStore<F: Float> {
     params: Vec<Param<F>>,
     by_name: HashMap<String, ParamId>,
+    quantized: HashMap<ParamId, Arc<QuantWeight>>,
 }
 
 impl<F: Float> ParamStore<F> {
@@ -41,6 +49,61 @@ impl<F: Float> ParamStore<F> {
         Self {
             params: Vec::new(),
             by_name: HashMap::new(),
+            quantized: HashMap::new(),
+        }
+    }
+
+    /// Replaces the frozen 2-D weight `id` by its quantised form `q` (which must hold as many
+    /// values); the f32 tensor is dropped. A quantised weight cannot train.
+    pub fn quantize(&mut self, id: ParamId, q: QuantWeight) -> Result<()> {
+        let p = &mut self.params[id.0];
+        if p.value.ndim() != 2 || p.value.len() != q.len() {
+            return Err(Error::Shape {
+                op: "quantize",
+                detail: format!(
+                    "{} has shape {}, the quantised weight {} × {}",
+                    p.name,
+                    fmt_shape(p.value.shape()),
+                    q.rows,
+                    q.cols
+                ),
+            });
+        }
+        p.value = ArrayD::zeros(IxDyn(&[0]));
+        p.trainable = false;
+        self.quantized.insert(id, Arc::new(q));
+        Ok(())
+    }
+
+    /// The quantised form of `id`, if it is stored quantised.
+    pub fn quantized(&self, id: ParamId) -> Option<&Arc<QuantWeight>> {
+        self.quantized.get(&id)
+    }
+
+    /// Whether any parameter is stored quantised.
+    pub fn has_quantized(&self) -> bool {
+        !self.quantized.is_empty()
+    }
+
+    /// The value of `id` in full precision: its own tensor, or a quantised weight dequantised
+    /// in the parameter's layout (a copy, for readers outside the forward such as DoRA's
+    /// initial magnitudes and merging).
+    pub fn dense_value(&self, id: ParamId) -> Cow<'_, ArrayD<F>> {
+        match self.quantized.get(&id) {
+            Some(q) => Cow::Owned(
+                q.dequantize_as_stored()
+                    .mapv(|x| F::of(x as f64))
+                    .into_dyn(),
+            ),
+            None => Cow::Borrowed(&self.params[id.0].value),
+        }
+    }
+
+    /// Number of values of `id` (a quantised weight's too).
+    pub fn numel(&self, id: ParamId) -> usize {
+        match self.quantized.get(&id) {
+            Some(q) => q.len(),
+            None => self.params[id.0].value.len(),
         }
     }
 
@@ -93,15 +156,15 @@ impl<F: Float> ParamStore<F> {
         self.params[id.0].trainable
     }
 
-    /// Freezes or unfreezes one parameter.
+    /// Freezes or unfreezes one parameter (a quantised one stays frozen).
     pub fn set_trainable(&mut self, id: ParamId, trainable: bool) {
-        self.params[id.0].trainable = trainable;
+        self.params[id.0].trainable = trainable && !self.quantized.contains_key(&id);
     }
 
-    /// Freezes or unfreezes every parameter.
+    /// Freezes or unfreezes every parameter (quantised ones stay frozen).
     pub fn set_all_trainable(&mut self, trainable: bool) {
-        for p in &mut self.params {
-            p.trainable = trainable;
+        for (i, p) in self.params.iter_mut().enumerate() {
+            p.trainable = trainable && !self.quantized.contains_key(&ParamId(i));
         }
     }
 
@@ -146,14 +209,21 @@ impl<F: Float> ParamStore<F> {
             .map(|(i, p)| (ParamId(i), p))
     }
 
-    /// Number of scalar parameters in total.
+    /// Number of scalar parameters in total (quantised ones included).
     pub fn num_params(&self) -> usize {
-        self.params.iter().map(|p| p.value.len()).sum()
+        self.params.iter().map(|p| p.value.len()).sum::<usize>()
+            + self.quantized.values().map(|q| q.len()).sum::<usize>()
     }
 
-    /// Bytes of all parameter values, frozen or not.
+    /// Bytes of all parameter values, frozen or not; a quantised weight at its stored size.
     pub fn bytes(&self) -> usize {
-        self.num_params() * std::mem::size_of::<F>()
+        let dense: usize = self.params.iter().map(|p| p.value.len()).sum();
+        dense * std::mem::size_of::<F>() + self.quantized_bytes()
+    }
+
+    /// Bytes of the quantised weights (codes and constants).
+    pub fn quantized_bytes(&self) -> usize {
+        self.quantized.values().map(|q| q.bytes()).sum()
     }
 
     /// Number of scalar parameters that are trainable.
@@ -190,6 +260,7 @@ impl<F: Float> ParamStore<F> {
         ParamStore {
             params,
             by_name: self.by_name.clone(),
+            quantized: self.quantized.clone(),
         }
     }
 }

@@ -216,3 +216,47 @@ impl TrainArgs {
         Ok(a)
     }
 }
+
+/// How the frozen base is stored: `--base-dtype` and `--double-quant`, on every command that
+/// loads a base.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BaseDtypeArgs {
+    /// Store the base's block Linears (attention and MLP projections) in f32, bf16 or nf4
+    /// (QLoRA's 4-bit NormalFloat, blocks of 64, bitsandbytes' layout); embeddings, LayerNorms,
+    /// biases and heads stay f32. A quantised weight is dequantised a tile at a time inside its
+    /// matmul and never trains: LoRA on an nf4 base is QLoRA; full fine-tuning is refused
+    /// [default: f32].
+    #[arg(long, value_enum)]
+    pub base_dtype: Option<DtypeArg>,
+    /// With --base-dtype nf4: quantise the block constants themselves to 8 bits in blocks of
+    /// 256 (QLoRA's double quantisation, bitsandbytes' compress_statistics): about 4.127 bits
+    /// per value instead of 4.5.
+    #[arg(long)]
+    pub double_quant: bool,
+}
+
+/// `--base-dtype`'s values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtypeArg {
+    F32,
+    Bf16,
+    Nf4,
+}
+
+impl BaseDtypeArgs {
+    /// The dtype; `--double-quant` without nf4 is refused.
+    pub fn dtype(&self) -> tunelab::Result<tunelab::nn::BaseDtype> {
+        use tunelab::nn::BaseDtype;
+        Ok(match (self.base_dtype, self.double_quant) {
+            (Some(DtypeArg::Nf4), double_quant) => BaseDtype::Nf4 { double_quant },
+            (_, true) => {
+                return bad_option(
+                    "--double-quant",
+                    "quantises NF4's block constants: use it with --base-dtype nf4",
+                )
+            }
+            (Some(DtypeArg::Bf16), false) => BaseDtype::Bf16,
+            (None | Some(DtypeArg::F32), false) => BaseDtype::F32,
+        })
+    }
+}

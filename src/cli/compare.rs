@@ -1,6 +1,6 @@
 //! `tunelab compare`: every method on one task, same data, budget and seeds, measured.
 
-use super::args::{check_writable_dir, check_writable_file, in_range, SpeedArgs};
+use super::args::{check_writable_dir, check_writable_file, in_range, BaseDtypeArgs, SpeedArgs};
 use super::progress::CompareBar;
 use super::Outcome;
 use clap::Args;
@@ -78,6 +78,12 @@ pub struct CompareArgs {
     /// directory as compare.html.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// With --base-dtype bf16 or nf4, every row whose method leaves the base frozen runs on
+    /// that base (LoRA on nf4 is QLoRA); the full fine-tuning rows, which train the base, are
+    /// left out. Without it each row runs on the base its line-up entry names (f32, nf4 for
+    /// the qlora row).
+    #[command(flatten)]
+    pub dtype: BaseDtypeArgs,
     #[command(flatten)]
     pub speed: SpeedArgs,
 }
@@ -140,7 +146,20 @@ pub fn run(a: CompareArgs) -> Outcome {
     let b = finetune::load_base(&a.base)?;
     let init = compare::prompt_init(&b.tok)?;
     let started = std::time::Instant::now();
-    let entries = compare::default_entries(opts.task, init)?;
+    let mut entries = compare::default_entries(opts.task, init)?;
+    let dtype = a.dtype.dtype()?;
+    if dtype != tunelab::nn::BaseDtype::F32 {
+        let before = entries.len();
+        entries.retain(|e| !matches!(e.spec, tunelab::peft::MethodSpec::Full { .. }));
+        for e in &mut entries {
+            e.base_dtype = dtype;
+        }
+        eprintln!(
+            "note: --base-dtype {}: every row on that base; {} full fine-tuning row(s) left out (they train the base)",
+            dtype.name(),
+            before - entries.len()
+        );
+    }
     let selected = compare::selected(&opts, &entries);
     if selected.is_empty() {
         return Err(tunelab::Error::Invalid {

@@ -1,6 +1,6 @@
 //! `tunelab finetune`: one method on one task, then the test score; saves the adapter.
 
-use super::args::{SpeedArgs, TrainArgs};
+use super::args::{BaseDtypeArgs, SpeedArgs, TrainArgs};
 use super::progress::TrainBar;
 use super::{fmt_metrics, Outcome};
 use clap::Args;
@@ -29,6 +29,8 @@ pub struct FinetuneArgs {
     /// ./gpt-tiny for a directory of that name).
     #[arg(long, default_value = "gpt-tiny")]
     pub base: String,
+    #[command(flatten)]
+    pub dtype: BaseDtypeArgs,
     #[command(flatten)]
     pub data: DataArgs,
     /// Use only the first N training examples.
@@ -110,6 +112,7 @@ pub fn run(a: FinetuneArgs) -> Outcome {
         args,
         train_limit: a.train_limit,
         resume: a.train.resume,
+        base_dtype: a.dtype.dtype()?,
     };
     let r = finetune::finetune_from(&opts, a.adapter.as_deref(), &mut TrainBar::new())?;
     let steps = trained_steps(&r.report);
@@ -138,6 +141,17 @@ pub fn run(a: FinetuneArgs) -> Outcome {
         );
     }
     println!("{}", r.summary);
+    if let Some(q) = &r.quant {
+        println!("{}", q.summary());
+    }
+    let m = &r.report.memory;
+    println!(
+        "memory at the peak step: weights {:.2} MB, gradients {:.2} MB, optimizer {:.2} MB, activations {:.2} MB",
+        m.weights as f64 / 1e6,
+        m.gradients as f64 / 1e6,
+        m.optimizer as f64 / 1e6,
+        m.activations as f64 / 1e6
+    );
     if r.report.stopped_early {
         println!(
             "stopped early at step {} (best {} at step {:?})",

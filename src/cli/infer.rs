@@ -1,5 +1,6 @@
 //! The commands that use a trained model: `eval`, `generate`, `embed`, `logits`, `export-peft`.
 
+use super::args::BaseDtypeArgs;
 use super::{fmt_metrics, Outcome};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,8 @@ pub struct EvalArgs {
     /// path of a model directory (anything else; ./gpt-tiny for a directory of that name).
     #[arg(long, default_value = "gpt-tiny")]
     pub model: String,
+    #[command(flatten)]
+    pub dtype: BaseDtypeArgs,
     /// An adapter directory written by `finetune` (adapter_config.json + adapter_model.safetensors).
     /// One that records another task or base than this run's is refused (adapters from before
     /// the record was kept load unchecked).
@@ -39,6 +42,7 @@ pub fn eval(a: EvalArgs) -> Outcome {
         task,
         a.max_eval_examples,
         a.seed,
+        a.dtype.dtype()?,
     )?;
     println!("test: {}", fmt_metrics(&m));
     Ok(ExitCode::SUCCESS)
@@ -50,6 +54,8 @@ pub struct GenerateArgs {
     /// directory.
     #[arg(long, default_value = "gpt-tiny")]
     pub model: String,
+    #[command(flatten)]
+    pub dtype: BaseDtypeArgs,
     /// An adapter directory applied to the model.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
@@ -92,7 +98,14 @@ pub fn generate(a: GenerateArgs) -> Outcome {
         seed: a.seed,
         ..Default::default()
     };
-    let text = finetune::generate_text(&a.model, a.adapter.as_deref(), &a.prompt, &opts, a.seed)?;
+    let text = finetune::generate_text(
+        &a.model,
+        a.adapter.as_deref(),
+        &a.prompt,
+        &opts,
+        a.seed,
+        a.dtype.dtype()?,
+    )?;
     println!("{}{text}", a.prompt);
     Ok(ExitCode::SUCCESS)
 }
@@ -103,6 +116,8 @@ pub struct EmbedArgs {
     /// shipped model name.
     #[arg(long)]
     pub model: String,
+    #[command(flatten)]
+    pub dtype: BaseDtypeArgs,
     /// An adapter directory (tunelab's or PEFT's LoRA) applied to the model.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
@@ -121,8 +136,10 @@ pub struct EmbedArgs {
 fn load_with_adapter(
     model: &str,
     adapter: Option<&Path>,
+    dtype: tunelab::nn::BaseDtype,
 ) -> tunelab::Result<(finetune::Base, Box<dyn Method<f32>>)> {
     let mut b = finetune::load_base(model)?;
+    b.quantize(dtype)?;
     if let Some(n) = &b.notes {
         eprintln!("note: {n}");
     }
@@ -147,7 +164,7 @@ fn adapter_or_none(
 
 /// Prints the embeddings as a JSON array of arrays.
 pub fn embed(a: EmbedArgs) -> Outcome {
-    let (b, method) = load_with_adapter(&a.model, a.adapter.as_deref())?;
+    let (b, method) = load_with_adapter(&a.model, a.adapter.as_deref(), a.dtype.dtype()?)?;
     let out = embed::embed(
         &b.model,
         &b.store,
@@ -166,6 +183,8 @@ pub struct LogitsArgs {
     /// A model directory (config.json and model.safetensors) or a shipped model name.
     #[arg(long)]
     pub model: String,
+    #[command(flatten)]
+    pub dtype: BaseDtypeArgs,
     /// An adapter directory (tunelab's or PEFT's LoRA) applied to the model.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
@@ -193,6 +212,7 @@ pub fn logits(a: LogitsArgs) -> Outcome {
         let (_, meta) = tunelab::io::adapter::read_config(dir)?;
         tunelab::io::adapter::check_base(dir, &meta, &b.model.config, &a.model)?;
     }
+    tunelab::nn::quantize::quantize_base(&b.model, &mut b.store, a.dtype.dtype()?)?;
     let method = adapter_or_none(a.adapter.as_deref(), &b.model, &mut b.store)?;
     let out = embed::last_logits(&b.model, &b.store, method.as_ref(), &a.ids)?;
     println!("{}", serde_json::to_string(&out).expect("floats serialise"));

@@ -351,6 +351,7 @@ fn plan(
                     lr,
                     options: Default::default(),
                     spec: e.spec.clone(),
+                    base_dtype: e.base_dtype,
                 })
                 .collect();
             (e.label.clone(), points)

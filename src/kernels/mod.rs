@@ -24,6 +24,7 @@ pub mod fastmath;
 pub mod malloc;
 mod matmul;
 pub mod nf4;
+pub mod quant;
 mod stats;
 pub mod threads;
 

@@ -44,6 +44,8 @@ pub struct Entry {
     pub lr: f64,
     /// Where `lr` came from.
     pub lr_source: LrSource,
+    /// How the base is stored for this entry (nf4 for QLoRA).
+    pub base_dtype: crate::nn::BaseDtype,
 }
 
 /// Where an entry's learning rate came from.
@@ -89,6 +91,7 @@ pub fn entries_with(task: Task, prompt_init: Vec<usize>, settings: &Settings) ->
             Entry {
                 label: c.label.to_string(),
                 spec: c.spec,
+                base_dtype: c.base_dtype,
                 lr: swept.unwrap_or(c.lr),
                 lr_source: if swept.is_some() {
                     LrSource::Sweep
@@ -434,6 +437,7 @@ fn run(
         args,
         train_limit,
         resume: false,
+        base_dtype: entry.base_dtype,
     };
     train_method(&run, progress)
 }

@@ -9,6 +9,7 @@ use crate::data::tokenizer::Tokenizer;
 use crate::data::world::World;
 use crate::error::{invalid, Error, Result};
 use crate::io::{checkpoint, hf};
+use crate::nn::quantize::{quantize_base, BaseDtype, QuantReport};
 use crate::peft::{self, Method, MethodSpec};
 use crate::train::progress::Progress;
 use crate::train::task::{TaskData, TaskModel};
@@ -105,6 +106,7 @@ pub fn check_adapter(
 }
 
 /// A loaded base: model, weights and tokenizer.
+#[derive(Clone)]
 pub struct Base {
     pub dir: PathBuf,
     pub model: crate::nn::Transformer,
@@ -114,6 +116,19 @@ pub struct Base {
     pub notes: Option<String>,
     /// The parameters the checkpoint did not have, left at their initialisation.
     pub initialised: Vec<String>,
+    /// How the block Linears were quantised ([`Base::quantize`]), if they were.
+    pub quant: Option<QuantReport>,
+}
+
+impl Base {
+    /// Stores the block Linears as `dtype` (`--base-dtype`; nothing for f32), keeping what was
+    /// measured in [`Base::quant`].
+    pub fn quantize(&mut self, dtype: BaseDtype) -> Result<()> {
+        if let Some(r) = quantize_base(&self.model, &mut self.store, dtype)? {
+            self.quant = Some(r);
+        }
+        Ok(())
+    }
 }
 
 /// Loads a base: a shipped model or any Hugging Face GPT-2 / BERT directory
@@ -125,6 +140,7 @@ pub fn load_base(base: &str) -> Result<Base> {
     Ok(Base {
         notes: loaded.notes(),
         initialised: loaded.initialised,
+        quant: None,
         dir,
         model: loaded.model,
         store: loaded.store,
@@ -186,6 +202,9 @@ pub struct FinetuneOptions {
     pub args: TrainingArgs,
     pub train_limit: Option<usize>,
     pub resume: bool,
+    /// How the base's block Linears are stored while training (`--base-dtype`; nf4 with LoRA
+    /// is QLoRA).
+    pub base_dtype: BaseDtype,
 }
 
 /// What a fine-tuning run measured.
@@ -196,6 +215,8 @@ pub struct FinetuneResult {
     pub trainable: usize,
     pub total: usize,
     pub adapter_dir: PathBuf,
+    /// How the base was quantised (`--base-dtype`), measured.
+    pub quant: Option<QuantReport>,
 }
 
 /// Binds a task to a loaded base and applies a method; returns the task model and the method.
@@ -306,6 +327,7 @@ pub fn train_method_from(
     progress: &mut dyn Progress,
 ) -> Result<Trained> {
     let mut base = load_base(&opts.base)?;
+    base.quantize(opts.base_dtype)?;
     let (mut data, world) = task_data(opts.task, opts.data.as_ref(), opts.train_limit)?;
     data.max_len = opts.args.max_len;
     let (tm, method) = match adapter {
@@ -390,6 +412,7 @@ pub fn finetune_from(
             trainable,
             total,
             adapter_dir,
+            quant: base.quant.clone(),
         });
     }
     let test = TrainTask::<f32>::evaluate(
@@ -428,6 +451,7 @@ pub fn finetune_from(
         trainable,
         total,
         adapter_dir,
+        quant: base.quant.clone(),
     })
 }
 
@@ -438,8 +462,10 @@ pub fn evaluate(
     task: Task,
     max_eval_examples: usize,
     seed: u64,
+    dtype: BaseDtype,
 ) -> Result<Metrics> {
     let mut b = load_base(base)?;
+    b.quantize(dtype)?;
     if let Some(dir) = adapter {
         check_adapter(dir, Some(task), &b, base, "--task")?;
     }
@@ -474,8 +500,10 @@ pub fn generate_text(
     prompt: &str,
     opts: &crate::nn::generate::GenerateOptions,
     seed: u64,
+    dtype: BaseDtype,
 ) -> Result<String> {
     let mut b = load_base(base)?;
+    b.quantize(dtype)?;
     if let Some(dir) = adapter {
         check_adapter(dir, None, &b, base, "--task")?;
     }

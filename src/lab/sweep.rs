@@ -59,6 +59,9 @@ pub struct Point {
     pub options: BTreeMap<String, String>,
     #[serde(skip)]
     pub spec: MethodSpec,
+    /// How the base is stored (a compare row's: nf4 for QLoRA's).
+    #[serde(skip)]
+    pub base_dtype: crate::nn::BaseDtype,
 }
 
 impl Point {
@@ -143,6 +146,7 @@ pub fn grid(
                 lr,
                 options: combo.iter().cloned().collect(),
                 spec: cli.method.spec(tok)?,
+                base_dtype: Default::default(),
             });
         }
     }
@@ -373,6 +377,7 @@ fn run(
         args,
         train_limit: opts.train_limit,
         resume: false,
+        base_dtype: point.base_dtype,
     };
     let t = train_method(&run, progress)?;
     let m = TrainTask::<f32>::evaluate(

@@ -96,8 +96,15 @@ impl Linear {
         hooks: &dyn Hooks<F>,
         x: Var,
     ) -> Result<Var> {
-        let w = tape.param(self.weight);
-        let mut y = tape.matmul_t(x, w, false, self.layout == Layout::OutIn)?;
+        // A base loaded with `--base-dtype bf16|nf4` keeps this weight quantised: the product
+        // dequantises it tile by tile (`autodiff::ops::quant_matmul`).
+        let mut y = match tape.store().quantized(self.weight) {
+            Some(q) => tape.matmul_quantized(x, q.clone())?,
+            None => {
+                let w = tape.param(self.weight);
+                tape.matmul_t(x, w, false, self.layout == Layout::OutIn)?
+            }
+        };
         if let Some(b) = self.bias {
             let b = tape.param(b);
             y = tape.add(y, b)?;

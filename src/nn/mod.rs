@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod kv_cache;
 pub mod layer_cache;
 pub mod layers;
+pub mod quantize;
 pub mod transformer;
 
 pub use config::{Activation, Arch, Config};
@@ -18,4 +19,5 @@ pub use heads::{Pooling, RewardHead, SequenceHead, SpanHead, TokenHead};
 pub use hooks::{Hooks, NoHooks, Role, Site};
 pub use kv_cache::{KvCache, LayerCache};
 pub use layers::{LayerNorm, Layout, Linear};
+pub use quantize::{BaseDtype, QuantReport};
 pub use transformer::{BlockRecompute, Input, Transformer};

@@ -341,6 +341,20 @@ impl Transformer {
         tape.permute(x, &[0, 2, 1, 3])
     }
 
+    /// Every Linear of the blocks (q, k, v or the fused c_attn, the attention output, the MLP's
+    /// two), in block order: what LoRA targets and what `--base-dtype nf4` quantises.
+    pub fn block_linears(&self) -> Vec<&Linear> {
+        let mut out = Vec::new();
+        for b in &self.blocks {
+            match &b.qkv {
+                Qkv::Fused(l) => out.push(l),
+                Qkv::Split { q, k, v } => out.extend([q, k, v]),
+            }
+            out.extend([&b.attn_out, &b.fc, &b.proj]);
+        }
+        out
+    }
+
     /// Token + position (+ segment) embeddings, (B, T, C): what the blocks (and the
     /// [`Hooks::embeddings`] hook) receive.
     pub fn embed<F: Float>(&self, tape: &mut Tape<'_, F>, input: &Input<'_>) -> Result<Var> {

@@ -42,6 +42,7 @@ use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntr
 use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::{invalid, Result};
+use crate::nn::BaseDtype;
 use crate::nn::{Hooks, Role, Site, Transformer};
 use crate::tensor::Float;
 use ndarray::{Array2, ArrayD, IxDyn};
@@ -86,6 +87,7 @@ fn houlsby_examples(_: &ExampleContext) -> Examples {
             label: "houlsby",
             spec: spec(16),
             lr: 1e-2,
+            base_dtype: BaseDtype::F32,
         }],
         bench: vec![("houlsby_16", spec(16))],
         tests: vec![("houlsby", spec(2)), ("houlsby_b3", spec(3))],
@@ -99,6 +101,7 @@ fn pfeiffer_examples(_: &ExampleContext) -> Examples {
             label: "pfeiffer",
             spec: spec(16),
             lr: 1e-2,
+            base_dtype: BaseDtype::F32,
         }],
         bench: vec![],
         tests: vec![("pfeiffer", spec(2)), ("pfeiffer_b3", spec(3))],

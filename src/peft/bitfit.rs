@@ -4,6 +4,7 @@
 use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
 use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore};
+use crate::nn::BaseDtype;
 use crate::nn::Hooks;
 use crate::tensor::Float;
 
@@ -22,6 +23,7 @@ fn examples(_: &ExampleContext) -> Examples {
             label: "bitfit",
             spec: MethodSpec::Bitfit,
             lr: 5e-3,
+            base_dtype: BaseDtype::F32,
         }],
         bench: vec![("bitfit", MethodSpec::Bitfit)],
         tests: vec![("bitfit", MethodSpec::Bitfit)],

@@ -18,6 +18,7 @@ use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntr
 use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::Result;
+use crate::nn::BaseDtype;
 use crate::nn::{Hooks, Layout, Linear, Site, Transformer};
 use crate::tensor::Float;
 use ndarray::{ArrayD, Axis, Ix2};
@@ -38,6 +39,7 @@ fn examples(_: &ExampleContext) -> Examples {
             label: "dora r=8 q,v",
             spec: MethodSpec::Dora(lora::compare_config()),
             lr: 3e-3,
+            base_dtype: BaseDtype::F32,
         }],
         bench: vec![],
         tests: vec![
@@ -66,7 +68,7 @@ impl Dora {
         let mut magnitudes: HashMap<String, Vec<ParamId>> = HashMap::new();
         let mut params = Vec::new();
         let lora = Lora::build(model, store, config, seed, |store, lin, pair, tag| {
-            let m = column_norms(store.value(lin.weight), lin.layout, pair.cols);
+            let m = column_norms(&store.dense_value(lin.weight), lin.layout, pair.cols);
             let id = store.add(
                 format!("{}.lora_magnitude_vector{tag}", lin.module),
                 m,
@@ -144,7 +146,17 @@ pub fn apply_pair<F: Float>(
     let (c0, c1) = pair.cols;
     let width = linear.d_out;
     // V = W[cols] + s·B A, as (cols, in).
-    let w = tape.param(linear.weight);
+    // A quantised base weight (QDoRA) enters as a constant, dequantised: it is frozen anyway.
+    let w = match tape.store().quantized(linear.weight) {
+        Some(q) => {
+            let dense = q
+                .dequantize_as_stored()
+                .mapv(|x| F::of(x as f64))
+                .into_dyn();
+            tape.constant(dense)
+        }
+        None => tape.param(linear.weight),
+    };
     let w_oi = match linear.layout {
         Layout::OutIn => tape.slice(w, 0, c0, c1)?,
         Layout::InOut => {

@@ -5,6 +5,7 @@ use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntr
 use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore};
 use crate::error::{invalid, Result};
+use crate::nn::BaseDtype;
 use crate::nn::{Hooks, Transformer};
 use crate::tensor::Float;
 
@@ -25,11 +26,13 @@ fn examples(_: &ExampleContext) -> Examples {
                 label: "full",
                 spec: full.clone(),
                 lr: 5e-4,
+                base_dtype: BaseDtype::F32,
             },
             CompareExample {
                 label: "last-2 blocks",
                 spec: MethodSpec::Full { last_k: Some(2) },
                 lr: 1e-3,
+                base_dtype: BaseDtype::F32,
             },
         ],
         bench: vec![("full", full.clone())],

@@ -32,6 +32,7 @@ use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::{invalid, Result};
 use crate::nn::transformer::Qkv;
+use crate::nn::BaseDtype;
 use crate::nn::{Hooks, Site, Transformer};
 use crate::tensor::Float;
 use ndarray::{ArrayD, IxDyn};
@@ -52,6 +53,7 @@ fn examples(_: &ExampleContext) -> Examples {
             label: "ia3",
             spec: MethodSpec::Ia3,
             lr: 3e-2,
+            base_dtype: BaseDtype::F32,
         }],
         bench: vec![("ia3", MethodSpec::Ia3)],
         tests: vec![("ia3", MethodSpec::Ia3)],

@@ -21,7 +21,7 @@ pub use super::spec::LoraConfig;
 use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::{invalid, Result};
-use crate::nn::transformer::Qkv;
+use crate::nn::BaseDtype;
 use crate::nn::{Hooks, Layout, Linear, Role, Site, Transformer};
 use crate::tensor::Float;
 use ndarray::{Array2, ArrayD, Ix2};
@@ -86,11 +86,22 @@ fn examples(_: &ExampleContext) -> Examples {
         ..test_config(false)
     };
     Examples {
-        compare: vec![CompareExample {
-            label: "lora r=8 q,v",
-            spec: MethodSpec::Lora(compare_config()),
-            lr: 3e-3,
-        }],
+        compare: vec![
+            CompareExample {
+                label: "lora r=8 q,v",
+                spec: MethodSpec::Lora(compare_config()),
+                lr: 3e-3,
+                base_dtype: BaseDtype::F32,
+            },
+            CompareExample {
+                // QLoRA (Dettmers et al., 2023): the same LoRA on the base stored in NF4 with
+                // double-quantised constants.
+                label: "qlora r=8 q,v",
+                spec: MethodSpec::Lora(compare_config()),
+                lr: 3e-3,
+                base_dtype: BaseDtype::Nf4 { double_quant: true },
+            },
+        ],
         bench: vec![("lora_r8_qv", MethodSpec::Lora(LoraConfig::default()))],
         tests: vec![
             ("lora", MethodSpec::Lora(test_config(false))),
@@ -247,17 +258,9 @@ pub struct Lora {
     merged: bool,
 }
 
-/// Every Linear of the blocks, with the role it plays.
+/// Every Linear of the blocks, with the role it plays ([`Transformer::block_linears`]).
 pub fn block_linears(model: &Transformer) -> Vec<&Linear> {
-    let mut out = Vec::new();
-    for b in &model.blocks {
-        match &b.qkv {
-            Qkv::Fused(l) => out.push(l),
-            Qkv::Split { q, k, v } => out.extend([q, k, v]),
-        }
-        out.extend([&b.attn_out, &b.fc, &b.proj]);
-    }
-    out
+    model.block_linears()
 }
 
 impl Lora {
@@ -370,6 +373,20 @@ impl Lora {
     /// W += sign · s · (B A) on each target's columns, in the weight's own layout.
     fn fold<F: Float>(&self, store: &mut ParamStore<F>, sign: f64) -> Result<()> {
         let s = F::of(sign * self.config.scaling());
+        if let Some(t) = self
+            .targets
+            .values()
+            .find(|t| store.quantized(t.linear.weight).is_some())
+        {
+            return invalid(
+                "merge",
+                format!(
+                    "{}.weight is stored quantised (--base-dtype); merging into it would round the \
+                     update away: load the base in f32 to merge",
+                    t.linear.module
+                ),
+            );
+        }
         for t in self.targets.values() {
             for u in &t.pairs {
                 let a = store

@@ -62,6 +62,8 @@ pub struct CompareExample {
     pub spec: MethodSpec,
     /// The learning rate the method is compared at (see `crate::lab::compare::Entry`).
     pub lr: f64,
+    /// How the base's block Linears are stored for this row (f32; nf4 for QLoRA's row).
+    pub base_dtype: crate::nn::BaseDtype,
 }
 
 /// A method's example configurations, each list in the order it is run.

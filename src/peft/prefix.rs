@@ -32,6 +32,7 @@ use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
 use crate::nn::layers::normal;
+use crate::nn::BaseDtype;
 use crate::nn::{Hooks, Transformer};
 use crate::tensor::{fmt_shape, Float};
 use ndarray::{ArrayD, IxDyn};
@@ -66,6 +67,7 @@ fn examples(_: &ExampleContext) -> Examples {
             label: "prefix P=10",
             spec: spec(10, false, 128),
             lr: 3e-2,
+            base_dtype: BaseDtype::F32,
         }],
         bench: vec![("prefix_10", spec(10, true, 128))],
         tests: vec![

@@ -36,6 +36,7 @@ use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::data::tokenizer::Tokenizer;
 use crate::error::{invalid, shape_err, Result};
 use crate::nn::layers::normal;
+use crate::nn::BaseDtype;
 use crate::nn::{Hooks, Input, Transformer};
 use crate::tensor::{fmt_shape, Float};
 use ndarray::{Array2, Ix2};
@@ -87,6 +88,7 @@ fn examples(ctx: &ExampleContext) -> Examples {
                 },
             ),
             lr: 1e-2,
+            base_dtype: BaseDtype::F32,
         }],
         bench: vec![("prompt_10", spec(10, PromptInit::Random))],
         tests: vec![

@@ -68,6 +68,15 @@ pub fn apply<F: Float>(
         op: l.flag(),
         detail: l.detail,
     })?;
+    if matches!(spec, MethodSpec::Full { .. }) && store.has_quantized() {
+        return Err(Error::Invalid {
+            op: "--base-dtype",
+            detail: "full fine-tuning trains the base's weights, which a quantised base \
+                     (bf16, nf4) keeps frozen; use f32, or a method that leaves them frozen \
+                     (lora is QLoRA on an nf4 base)"
+                .into(),
+        });
+    }
     store.set_all_trainable(false);
     Ok(match spec {
         MethodSpec::Full { last_k } => Box::new(full::Full::apply(model, store, *last_k)?),

@@ -37,6 +37,7 @@ mod peft;
 mod pitfall;
 mod preference;
 mod prefix_prompt;
+mod qlora;
 mod retention;
 mod reward;
 mod sweep;

@@ -9,6 +9,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use tunelab::data::tasks::Task;
 use tunelab::lab::finetune::{load_base, prepare, task_data};
+use tunelab::nn::BaseDtype;
 use tunelab::peft::lora::LoraConfig;
 use tunelab::peft::MethodSpec;
 use tunelab::train::args::Strategy;
@@ -94,9 +95,33 @@ fn ledger_against_allocator() {
         ..Default::default()
     });
     let mut rows = Vec::new();
-    for spec in [MethodSpec::Full { last_k: None }, lora] {
+    let nf4 = BaseDtype::Nf4 { double_quant: true };
+    for (spec, dtype) in [
+        (MethodSpec::Full { last_k: None }, BaseDtype::F32),
+        (lora.clone(), BaseDtype::F32),
+        (lora, nf4),
+    ] {
         // Weights: what loading the base allocates, against the ledger's weight bytes.
-        let (mut base, loaded) = peak_during(|| load_base("gpt-tiny").unwrap());
+        let (mut base, mut loaded) = peak_during(|| load_base("gpt-tiny").unwrap());
+        if dtype != BaseDtype::F32 {
+            // What stays allocated once the block Linears are quantised (the f32 copies freed).
+            let live = CURRENT.load(SeqCst);
+            base.quantize(dtype).unwrap();
+            let freed = live - CURRENT.load(SeqCst);
+            let q = base.quant.clone().unwrap();
+            eprintln!(
+                "{}: quantising freed {freed} bytes (the f32 weights {} minus their {} stored bytes: {})",
+                dtype.name(),
+                q.bytes_f32,
+                q.bytes,
+                q.bytes_f32 - q.bytes
+            );
+            assert!(
+                freed + 64 * 1024 >= q.bytes_f32 - q.bytes,
+                "quantising freed {freed} bytes, less than the f32 weights it replaced"
+            );
+            loaded -= freed.min(loaded);
+        }
         let (data, world) = task_data(Task::Sentiment, None, Some(64)).unwrap();
         let (tm, method) = prepare(&mut base, Task::Sentiment, data, world, &spec, 0).unwrap();
         let dir = crate::common::temp_dir(&format!("ledger-{}", spec.name()));
@@ -115,8 +140,9 @@ fn ledger_against_allocator() {
         let m = report.memory;
         let ledger = m.gradients + m.optimizer + m.activations;
         eprintln!(
-            "{}: weights ledger {} / loading allocated {}; step ledger {} (grads {}, optimizer {}, activations {}) / training allocated at peak {} ({:.2}x)",
+            "{} {}: weights ledger {} / loading allocated {}; step ledger {} (grads {}, optimizer {}, activations {}) / training allocated at peak {} ({:.2}x)",
             spec.name(),
+            dtype.name(),
             m.weights,
             loaded,
             ledger,
@@ -148,7 +174,18 @@ fn ledger_against_allocator() {
         rows.push((m, step_peak));
     }
     // What the ledger says LoRA saves is real: less allocated in training than full fine-tuning.
-    let (full, lora) = (&rows[0], &rows[1]);
+    let (full, lora, qlora) = (&rows[0], &rows[1], &rows[2]);
     assert!(lora.0.gradients * 10 < full.0.gradients);
     assert!(lora.0.optimizer * 10 < full.0.optimizer);
+    // QLoRA: the base's weights at about a quarter of bf16's (4.13 of 16 bits), and no
+    // full-precision copy of them at any time: training allocates no more at its peak than LoRA
+    // on the f32 base, give or take the dequantised tiles (64 rows of a weight at a time).
+    assert!(qlora.0.weights * 3 < lora.0.weights, "{:?}", qlora.0);
+    let tiles = 2 * 64 * 512 * 4;
+    assert!(
+        qlora.1 <= lora.1 + tiles,
+        "QLoRA's training peak {} exceeds LoRA's {} by more than two tiles",
+        qlora.1,
+        lora.1
+    );
 }

@@ -147,6 +147,7 @@ fn a_sweep_scores_each_run_on_validation_and_picks_the_best_mean() {
             args,
             train_limit: None,
             resume: false,
+            base_dtype: Default::default(),
         },
         &mut (),
     )

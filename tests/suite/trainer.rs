@@ -464,6 +464,7 @@ fn finetune_opts(task: Task, dir: &std::path::Path, steps: usize) -> FinetuneOpt
         },
         train_limit: Some(64),
         resume: false,
+        base_dtype: Default::default(),
     }
 }
 

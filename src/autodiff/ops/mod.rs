@@ -9,6 +9,7 @@ pub mod embedding;
 pub mod layernorm;
 pub mod matmul;
 pub mod minmax;
+pub mod quant_matmul;
 pub mod reduce;
 pub mod shape;
 pub mod softmax;

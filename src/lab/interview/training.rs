@@ -407,6 +407,7 @@ pub fn qlora(_mode: Mode) -> Result<Qlora> {
             tok: base.tok.clone(),
             notes: base.notes.clone(),
             initialised: base.initialised.clone(),
+            quant: None,
         };
         let (mut err_sq, mut w_sq) = (0.0, 0.0);
         for &id in &ids {

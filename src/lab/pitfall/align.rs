@@ -159,6 +159,7 @@ pub fn copy_base(base: &Base) -> Base {
         tok: base.tok.clone(),
         notes: None,
         initialised: Vec::new(),
+        quant: base.quant.clone(),
     }
 }
 
