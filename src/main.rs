@@ -77,6 +77,16 @@ enum Command {
     /// (adapter_config.json + adapter_model.safetensors under PEFT's key names), loadable with
     /// `PeftModel.from_pretrained`.
     ExportPeft(cli::infer::ExportPeftArgs),
+    /// Merge adapters into one (task arithmetic, TIES, DARE, as PEFT's add_weighted_adapter),
+    /// fold one into its base (--into-base), or compare merged with separate adapters (--compare).
+    #[command(long_about = cli::merge::MERGE_ABOUT)]
+    Merge(Box<cli::merge::MergeArgs>),
+    /// Serving N LoRA adapters: one base plus an AdapterSet switched per request against N merged
+    /// copies of the model; memory held and requests per second, measured now.
+    ServeBench(cli::merge::ServeBenchArgs),
+    /// LoRA with and without NEFTune (noisy token embeddings while training) on one task over
+    /// seeds: test scores with intervals and the paired difference.
+    Neftune(cli::merge::NeftuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +107,9 @@ fn main() -> ExitCode {
         Command::Embed(a) => cli::infer::embed(a),
         Command::Logits(a) => cli::infer::logits(a),
         Command::ExportPeft(a) => cli::infer::export_peft(a),
+        Command::Merge(a) => cli::merge::run(*a),
+        Command::ServeBench(a) => cli::merge::serve_bench(a),
+        Command::Neftune(a) => cli::merge::neftune(a),
     };
     outcome.unwrap_or_else(cli::fail)
 }

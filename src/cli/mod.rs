@@ -10,6 +10,7 @@ pub mod compare;
 pub mod finetune;
 pub mod infer;
 pub mod lab;
+pub mod merge;
 pub mod pretrain;
 pub mod progress;
 pub mod sweep;

@@ -10,6 +10,7 @@
 //! | [`Hooks::linear`] | a Linear's input and output, and which Linear | LoRA, DoRA, IA3 (k, v), adapters (after attention/MLP output) |
 //! | [`Hooks::mlp_hidden`] | the MLP's activations (B, T, d_ff) | IA3 |
 //! | [`Hooks::key_value`] | one layer's keys and values (B, NH, S, HS) | prefix tuning (prepends), IA3 |
+//! | [`Hooks::token_embeddings`] | the token embeddings (B, T, C), before positions are added | NEFTune's noise (a training option, [`crate::train::neftune`]) |
 //! | [`Hooks::embeddings`] | the embedded input (B, T, C) | prompt tuning (prepends soft prompts) |
 
 use crate::autodiff::{Tape, Var};
@@ -84,6 +85,12 @@ pub trait Hooks<F: Float> {
         v: Var,
     ) -> Result<(Var, Var)> {
         Ok((k, v))
+    }
+
+    /// Called on the token embeddings (B, T, C), before the position (and segment) embeddings
+    /// are added: Hugging Face's forward hooks on `get_input_embeddings()` see this tensor.
+    fn token_embeddings(&self, _tape: &mut Tape<'_, F>, x: Var) -> Result<Var> {
+        Ok(x)
     }
 
     /// Called on the embedded input (B, T, C). May prepend P virtual tokens, returning

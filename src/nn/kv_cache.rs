@@ -166,7 +166,7 @@ impl Transformer {
             positions: Some(positions.view()),
             ..*input
         };
-        let x = self.embed(tape, &embedded)?;
+        let x = self.embed_with(tape, hooks, &embedded)?;
         let x = hooks.embeddings(tape, x)?;
         let total = tape.shape(x)[1];
         let virtual_tokens = total.checked_sub(t).ok_or_else(|| crate::Error::Shape {

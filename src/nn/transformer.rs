@@ -6,7 +6,7 @@
 //! (B, NH, T, HS) → (B, T, C) → MLP (B, T, d_ff) → (B, T, C) → hidden (B, T, C) → logits (B, T, V).
 
 use super::config::{Activation, Arch, Config};
-use super::hooks::{Hooks, Role};
+use super::hooks::{Hooks, NoHooks, Role};
 use super::layer_cache::{key_padding, LayerCache};
 use super::layers::{normal, LayerNorm, Layout, Linear, LinearSpec};
 use crate::autodiff::{AttnMask, ParamId, ParamStore, Recompute, Segment, Tape, Var};
@@ -356,8 +356,19 @@ impl Transformer {
     }
 
     /// Token + position (+ segment) embeddings, (B, T, C): what the blocks (and the
-    /// [`Hooks::embeddings`] hook) receive.
+    /// [`Hooks::embeddings`] hook) receive. No hooks: [`Transformer::embed_with`] with none.
     pub fn embed<F: Float>(&self, tape: &mut Tape<'_, F>, input: &Input<'_>) -> Result<Var> {
+        self.embed_with(tape, &NoHooks, input)
+    }
+
+    /// [`Transformer::embed`], with the token embeddings (B, T, C) passed through
+    /// [`Hooks::token_embeddings`] before the positions are added (where NEFTune adds noise).
+    pub fn embed_with<F: Float>(
+        &self,
+        tape: &mut Tape<'_, F>,
+        hooks: &dyn Hooks<F>,
+        input: &Input<'_>,
+    ) -> Result<Var> {
         let (b, t) = input.ids.dim();
         if t > self.config.max_len {
             return invalid(
@@ -381,6 +392,7 @@ impl Transformer {
         let wte = tape.param(self.tok_emb);
         let wpe = tape.param(self.pos_emb);
         let tok = tape.embedding(wte, input.ids)?;
+        let tok = hooks.token_embeddings(tape, tok)?;
         let pos = tape.embedding(wpe, positions.view())?;
         let mut x = tape.add(tok, pos)?;
         if let Some(type_emb) = self.type_emb {
@@ -415,7 +427,7 @@ impl Transformer {
             }
         }
         let cfg = &self.config;
-        let x = self.embed(tape, input)?;
+        let x = self.embed_with(tape, hooks, input)?;
         // A method may prepend P virtual tokens (prompt tuning); they are real for attention.
         let x = hooks.embeddings(tape, x)?;
         let total = tape.shape(x)[1];

@@ -4,6 +4,7 @@
 use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
 use super::spec::MethodSpec;
 use crate::autodiff::{ParamId, ParamStore};
+use crate::error::Result;
 use crate::nn::BaseDtype;
 use crate::nn::Hooks;
 use crate::tensor::Float;
@@ -55,5 +56,10 @@ impl<F: Float> Method<F> for BitFit {
 
     fn params(&self) -> &[ParamId] {
         &[]
+    }
+
+    /// The trained values are the base weights already: nothing to fold.
+    fn merge_into_base(self: Box<Self>, _store: &mut ParamStore<F>) -> Result<()> {
+        Ok(())
     }
 }

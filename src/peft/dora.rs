@@ -9,9 +9,9 @@
 //!
 //! DoRA wraps LoRA: [`Lora::build`] adds the pairs, and right after each pair its magnitude
 //! `…lora_magnitude_vector[.q]` over the pair's columns (so the store holds A, B, m per pair, as
-//! PEFT names them). The hook computes LoRA's update of each pair and rescales with it. A DoRA
-//! adapter is served unmerged: after training W' = m ⊙ V / ‖V‖ is a fixed matrix and could be
-//! folded into the weight as PEFT's merge does, but that fold is not implemented yet.
+//! PEFT names them). The hook computes LoRA's update of each pair and rescales with it. After
+//! training W' = m ⊙ V / ‖V‖ is a fixed matrix: [`Method::merge_into_base`] writes it into the
+//! weight as PEFT's merge does ([`fold`]), the bias unchanged.
 
 use super::lora::{self, Lora, LoraConfig, LoraPair};
 use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
@@ -113,7 +113,54 @@ impl<F: Float> Method<F> for Dora {
     fn lr_multipliers(&self) -> Vec<(ParamId, f64)> {
         Method::<F>::lr_multipliers(&self.lora)
     }
+
+    fn merge_into_base(self: Box<Self>, store: &mut ParamStore<F>) -> Result<()> {
+        fold(&self, store)
+    }
 }
+
+// ANCHOR: fold
+/// W[cols] ← m ⊙ V / ‖V‖ with V = W[cols] + s·B A, per output column (PEFT's DoRA merge), in
+/// the weight's own layout; the bias stays as it is (the forward rescales the output without it).
+pub fn fold<F: Float>(dora: &Dora, store: &mut ParamStore<F>) -> Result<()> {
+    let s = dora.lora.config.scaling();
+    for (module, target) in &dora.lora.targets {
+        for (pair, &m) in target.pairs.iter().zip(&dora.magnitudes[module]) {
+            let two_d = |id| {
+                store
+                    .value(id)
+                    .mapv(|x: F| x.as_f64())
+                    .into_dimensionality::<Ix2>()
+                    .expect("2-D")
+            };
+            let (a, b) = (two_d(pair.a), two_d(pair.b));
+            let mag: Vec<f64> = store.value(m).iter().map(|x| x.as_f64()).collect();
+            let (c0, c1) = pair.cols;
+            let w = two_d(target.linear.weight);
+            let w_oi = match target.linear.layout {
+                Layout::OutIn => w.slice(ndarray::s![c0..c1, ..]).to_owned(),
+                Layout::InOut => w.slice(ndarray::s![.., c0..c1]).t().to_owned(),
+            };
+            let mut v = w_oi + b.dot(&a) * s; // (cols, in)
+            for (mut row, &mj) in v.axis_iter_mut(Axis(0)).zip(&mag) {
+                let norm = row.dot(&row).sqrt();
+                row *= mj / norm;
+            }
+            let value = &mut store.get_mut(target.linear.weight).value;
+            let mut w2 = value
+                .view_mut()
+                .into_dimensionality::<Ix2>()
+                .expect("W is 2-D");
+            let v = v.mapv(F::of);
+            match target.linear.layout {
+                Layout::OutIn => w2.slice_mut(ndarray::s![c0..c1, ..]).assign(&v),
+                Layout::InOut => w2.slice_mut(ndarray::s![.., c0..c1]).assign(&v.t()),
+            }
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: fold
 
 /// ‖W‖ per output column in `cols`, (cols.1 − cols.0): DoRA's initial magnitude.
 pub fn column_norms<F: Float>(w: &ArrayD<F>, layout: Layout, cols: (usize, usize)) -> ArrayD<F> {

@@ -98,4 +98,9 @@ impl<F: Float> Method<F> for Full {
     fn params(&self) -> &[ParamId] {
         &[]
     }
+
+    /// The trained values are the base weights already: nothing to fold.
+    fn merge_into_base(self: Box<Self>, _store: &mut ParamStore<F>) -> Result<()> {
+        Ok(())
+    }
 }

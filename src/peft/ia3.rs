@@ -26,6 +26,11 @@
 //! | l_k | (C) | `h.{i}.attn.c_attn.ia3_l_k` | `encoder.layer.{i}.attention.self.key.ia3_l_k` |
 //! | l_v | (C) | `h.{i}.attn.c_attn.ia3_l_v` | `encoder.layer.{i}.attention.self.value.ia3_l_v` |
 //! | l_ff | (d_ff) | `h.{i}.mlp.ia3_l_ff` | `encoder.layer.{i}.intermediate.ia3_l_ff` |
+//!
+//! Folding into the base ([`Method::merge_into_base`], [`fold`]): l_k and l_v scale the key and
+//! value projections' output columns and their biases (their output is rescaled bias included);
+//! l_ff scales the *input* rows of the MLP's second Linear (W_proj: (l_ff ⊙ h) W = h (diag(l_ff) W)),
+//! whose bias stays.
 
 use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
 use super::spec::MethodSpec;
@@ -33,9 +38,9 @@ use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::{invalid, Result};
 use crate::nn::transformer::Qkv;
 use crate::nn::BaseDtype;
-use crate::nn::{Hooks, Site, Transformer};
+use crate::nn::{Hooks, Layout, Linear, Site, Transformer};
 use crate::tensor::Float;
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array1, ArrayD, Axis, Ix2, IxDyn};
 use std::collections::HashMap;
 
 /// IA3's line in the registry.
@@ -79,12 +84,16 @@ pub struct Ia3Block {
     pub l_k: ParamId,
     pub l_v: ParamId,
     pub l_ff: ParamId,
+    /// The MLP's second Linear, whose input l_ff rescales (for [`fold`]).
+    pub proj: Linear,
 }
 
 /// IA3 applied to a model.
 pub struct Ia3 {
     /// The attention Linears that are rescaled, by module path.
     pub scales: HashMap<String, Scale>,
+    /// Those Linears themselves, in block order (for [`fold`]).
+    pub linears: Vec<Linear>,
     /// The vectors of each block, by block index.
     pub blocks: Vec<Ia3Block>,
     params: Vec<ParamId>,
@@ -103,6 +112,7 @@ impl Ia3 {
         let c = model.config.d_model;
         let ones = |n: usize| ArrayD::<F>::ones(IxDyn(&[n]));
         let mut scales = HashMap::new();
+        let mut linears = Vec::new();
         let mut blocks = Vec::with_capacity(model.blocks.len());
         let mut params = Vec::new();
         for block in &model.blocks {
@@ -111,6 +121,7 @@ impl Ia3 {
                     let l_k = store.add(format!("{}.ia3_l_k", lin.module), ones(c), true)?;
                     let l_v = store.add(format!("{}.ia3_l_v", lin.module), ones(c), true)?;
                     scales.insert(lin.module.clone(), Scale::Fused { c, l_k, l_v });
+                    linears.push(lin.clone());
                     (l_k, l_v)
                 }
                 Qkv::Split { k, v, .. } => {
@@ -118,6 +129,7 @@ impl Ia3 {
                     let l_v = store.add(format!("{}.ia3_l_v", v.module), ones(c), true)?;
                     scales.insert(k.module.clone(), Scale::Whole(l_k));
                     scales.insert(v.module.clone(), Scale::Whole(l_v));
+                    linears.extend([k.clone(), v.clone()]);
                     (l_k, l_v)
                 }
             };
@@ -127,10 +139,16 @@ impl Ia3 {
                 true,
             )?;
             params.extend([l_k, l_v, l_ff]);
-            blocks.push(Ia3Block { l_k, l_v, l_ff });
+            blocks.push(Ia3Block {
+                l_k,
+                l_v,
+                l_ff,
+                proj: block.proj.clone(),
+            });
         }
         Ok(Self {
             scales,
+            linears,
             blocks,
             params,
         })
@@ -172,5 +190,65 @@ impl<F: Float> Method<F> for Ia3 {
 
     fn params(&self) -> &[ParamId] {
         &self.params
+    }
+
+    fn merge_into_base(self: Box<Self>, store: &mut ParamStore<F>) -> Result<()> {
+        fold(&self, store)
+    }
+}
+
+// ANCHOR: fold
+/// Folds the vectors into the weights: each rescaled Linear's output columns (and bias) by its
+/// scale, each block's W_proj input rows by l_ff, in the weights' own layouts.
+pub fn fold<F: Float>(ia3: &Ia3, store: &mut ParamStore<F>) -> Result<()> {
+    let vector = |store: &ParamStore<F>, id: ParamId| -> Array1<F> {
+        store.value(id).iter().copied().collect()
+    };
+    for lin in &ia3.linears {
+        // The scale of every output column: [1…1 | l_k | l_v] for a fused c_attn.
+        let scale: Array1<F> = match ia3.scales[&lin.module] {
+            Scale::Whole(l) => vector(store, l),
+            Scale::Fused { c, l_k, l_v } => {
+                let mut s = Array1::from_elem(3 * c, F::one());
+                s.slice_mut(ndarray::s![c..2 * c])
+                    .assign(&vector(store, l_k));
+                s.slice_mut(ndarray::s![2 * c..])
+                    .assign(&vector(store, l_v));
+                s
+            }
+        };
+        // Output columns: rows of an (out, in) weight, columns of an (in, out) one.
+        let out_axis = match lin.layout {
+            Layout::OutIn => 0,
+            Layout::InOut => 1,
+        };
+        scale_along(store, lin.weight, out_axis, &scale);
+        if let Some(b) = lin.bias {
+            scale_along(store, b, 0, &scale);
+        }
+    }
+    for block in &ia3.blocks {
+        let l_ff = vector(store, block.l_ff);
+        // Input rows: rows of an (in, out) weight, columns of an (out, in) one.
+        let in_axis = match block.proj.layout {
+            Layout::OutIn => 1,
+            Layout::InOut => 0,
+        };
+        scale_along(store, block.proj.weight, in_axis, &l_ff);
+    }
+    Ok(())
+}
+// ANCHOR_END: fold
+
+/// Multiplies the lanes of `id`'s value along `axis` by `scale` (one factor per index).
+fn scale_along<F: Float>(store: &mut ParamStore<F>, id: ParamId, axis: usize, scale: &Array1<F>) {
+    let value = &mut store.get_mut(id).value;
+    if value.ndim() == 1 {
+        value.zip_mut_with(scale, |x, &s| *x *= s);
+        return;
+    }
+    let mut w = value.view_mut().into_dimensionality::<Ix2>().expect("2-D");
+    for (mut lane, &s) in w.axis_iter_mut(Axis(axis)).zip(scale) {
+        lane.mapv_inplace(|x| x * s);
     }
 }

@@ -483,4 +483,8 @@ impl<F: Float> Method<F> for Lora {
             .map(|ab| (ab[1], self.config.lr_ratio_b))
             .collect()
     }
+
+    fn merge_into_base(mut self: Box<Self>, store: &mut ParamStore<F>) -> Result<()> {
+        self.merge(store)
+    }
 }

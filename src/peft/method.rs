@@ -29,6 +29,23 @@ pub trait Method<F: Float>: Hooks<F> {
     fn finalize(&mut self, _store: &mut ParamStore<F>) -> Result<()> {
         Ok(())
     }
+
+    /// Folds the method into the base weights of `store`, so that the plain model (no hooks)
+    /// computes what the model with this method computed; consumes the method, whose hooks
+    /// would apply it twice. LoRA adds s·B A, DoRA rescales W + s·B A per output, IA3 scales
+    /// weight columns and rows; full fine-tuning and BitFit already changed the weights in
+    /// place. The default: an error, for methods that are not a change of the weights
+    /// (adapters add a non-linear path, prefix and prompt tuning add tokens).
+    fn merge_into_base(self: Box<Self>, _store: &mut ParamStore<F>) -> Result<()> {
+        Err(crate::error::Error::Invalid {
+            op: "merge into base",
+            detail: format!(
+                "{} cannot be folded into the base weights (it is not a change of the weights); \
+                 LoRA, DoRA, IA3, full and BitFit can",
+                self.name()
+            ),
+        })
+    }
 }
 
 /// One method's line in the registry.

@@ -385,6 +385,13 @@ impl<F: Float> AdapterSet<F> {
         Ok((&s.spec, &s.meta))
     }
 
+    /// Bytes of every tensor the set holds in memory: the base's once, plus each adapter's own
+    /// (its method's parameters and any base tensor it replaces, such as its task head). The
+    /// same whichever adapter is active (activation moves tensors, it copies none).
+    pub fn bytes(&self) -> usize {
+        self.base.bytes() + self.adapters.iter().map(|s| s.store.bytes()).sum::<usize>()
+    }
+
     /// The size of the adapter's tensor file when it was loaded, in bytes.
     pub fn file_bytes(&self, name: &str) -> Result<u64> {
         Ok(self.adapters[self.index(name)?].file_bytes)

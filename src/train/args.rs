@@ -80,6 +80,9 @@ pub struct TrainingArgs {
     /// error naming its file and line). `None`, the default: the model's own `max_len`; more
     /// than the model's is an error.
     pub max_len: Option<usize>,
+    /// NEFTune (Hugging Face's `neftune_noise_alpha`): during training, uniform noise of bound
+    /// α/√(L·d) on the token embeddings ([`crate::train::neftune`]); `None`: off.
+    pub neftune_noise_alpha: Option<f64>,
 }
 
 impl Default for TrainingArgs {
@@ -111,6 +114,7 @@ impl Default for TrainingArgs {
             max_eval_examples: 0,
             overwrite_output_dir: false,
             max_len: None,
+            neftune_noise_alpha: None,
         }
     }
 }
@@ -172,6 +176,7 @@ enum Key {
     MaxGradNorm,
     MetricForBest,
     LoadBest,
+    Neftune,
 }
 
 impl Key {
@@ -194,6 +199,7 @@ impl Key {
             Key::MaxGradNorm => "max_grad_norm",
             Key::MetricForBest => "metric_for_best_model",
             Key::LoadBest => "load_best_model_at_end",
+            Key::Neftune => "neftune_noise_alpha",
         }
     }
 
@@ -213,6 +219,7 @@ impl Key {
             Key::MaxGradNorm => "--max-grad-norm",
             Key::MetricForBest => "--metric-for-best-model",
             Key::LoadBest => "--load-best-model-at-end",
+            Key::Neftune => "--neftune-noise-alpha",
             Key::EvalBatchSize | Key::LoggingSteps | Key::MaxLen => return None,
         })
     }
@@ -343,6 +350,14 @@ impl TrainingArgs {
                     self.weight_decay
                 ),
             );
+        }
+        if let Some(a) = self.neftune_noise_alpha {
+            if !(a.is_finite() && a >= 0.0) {
+                return bad(
+                    Neftune,
+                    format!("must be a finite number, 0 or more, got {a}"),
+                );
+            }
         }
         if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
             return bad(

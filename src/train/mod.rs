@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod grpo;
+pub mod neftune;
 pub mod preference;
 pub mod pretrain;
 pub mod progress;

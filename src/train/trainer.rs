@@ -689,6 +689,18 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
         progress,
     } = training;
     let _phase = TrainingPhase::enter();
+    // NEFTune wraps the method's hooks: noise on the token embeddings while training.
+    let neftune =
+        args.neftune_noise_alpha
+            .filter(|&a| a > 0.0)
+            .map(|alpha| super::neftune::Neftune {
+                inner: hooks,
+                alpha,
+            });
+    let hooks: &dyn Hooks<F> = match &neftune {
+        Some(n) => n,
+        None => hooks,
+    };
     let mut silent = ();
     let progress: &mut dyn Progress = match progress {
         Some(p) => p,
