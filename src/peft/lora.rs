@@ -141,7 +141,7 @@ fn examples(_: &ExampleContext) -> Examples {
             CompareExample {
                 label: "olora r=8 q,v",
                 spec: MethodSpec::Lora(with_init(compare_config(), LoraInit::Olora)),
-                lr: 3e-3,
+                lr: 9e-3,
             },
         ],
         bench: vec![
@@ -337,18 +337,18 @@ struct Residual {
     init: Vec<(Array2<f64>, Array2<f64>)>,
 }
 
-/// The Linears `wanted` targets, each with the blocks of output columns that get a pair: its
-/// name suffix (`.q` for a block of GPT-2's fused c_attn, else empty) and its columns.
-pub fn target_blocks<'m>(
-    model: &'m Transformer,
-    wanted: &[Target],
-) -> Vec<(&'m Linear, Vec<(String, (usize, usize))>)> {
+/// The blocks of a Linear's output columns that get a pair: each one's name suffix (`.q` for a
+/// block of GPT-2's fused c_attn, else empty) and its columns.
+pub type Blocks = Vec<(String, (usize, usize))>;
+
+/// The Linears `wanted` targets, each with its [`Blocks`].
+pub fn target_blocks<'m>(model: &'m Transformer, wanted: &[Target]) -> Vec<(&'m Linear, Blocks)> {
     let c = model.config.d_model;
     let wants = |t: Target| wanted.contains(&t);
     block_linears(model)
         .into_iter()
         .filter_map(|lin| {
-            let blocks: Vec<(String, (usize, usize))> = match lin.role {
+            let blocks: Blocks = match lin.role {
                 Role::Qkv if wants(Target::Qkv) => vec![(String::new(), (0, 3 * c))],
                 Role::Qkv => [(Target::Q, 0), (Target::K, 1), (Target::V, 2)]
                     .into_iter()

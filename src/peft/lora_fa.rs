@@ -3,9 +3,9 @@
 //! and so not the input activations x that A's gradient reads, only the r-wide x Aᵀ: that is
 //! the memory the method saves.
 //!
-//! With A fixed, B alone cannot follow the full gradient of W. PEFT's `LoraFAOptimizer`
-//! (`peft/optimizers/lorafa.py`) replaces B's gradient by the one whose update s·ΔB A comes
-//! closest to the full-weight gradient g_W = s·g_B… in Frobenius norm:
+//! With A fixed, B alone cannot follow the full gradient g_W of the weight (B's gradient is
+//! g_B = s·g_W Aᵀ). PEFT's `LoraFAOptimizer` (`peft/optimizers/lorafa.py`) uses instead the ΔB
+//! whose update s·ΔB·A is closest to g_W in Frobenius norm, ΔB = (1/s) g_W Aᵀ (A Aᵀ)⁻¹:
 //!
 //! ```text
 //! g_B ← (1/s²) · g_B · (A Aᵀ + δ I)⁺          δ = 1e-8, ⁺ the pseudo-inverse
@@ -45,7 +45,7 @@ fn examples(_: &ExampleContext) -> Examples {
         compare: vec![CompareExample {
             label: "lora-fa r=8 q,v",
             spec: MethodSpec::LoraFa(lora::compare_config()),
-            lr: 3e-3,
+            lr: 9e-3,
         }],
         bench: vec![("lora_fa_r8_qv", MethodSpec::LoraFa(LoraConfig::default()))],
         tests: vec![

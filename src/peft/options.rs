@@ -14,7 +14,8 @@ pub struct MethodOptions {
     /// lora/dora/lora-fa: rank r.
     #[arg(long, default_value_t = 8)]
     pub r: usize,
-    /// lora/dora/lora-fa/adalora: alpha (the update is scaled by alpha / r).
+    /// lora/dora/lora-fa/adalora: alpha (the update is scaled by alpha / r; adalora: by
+    /// alpha / init_r).
     #[arg(long, default_value_t = 16.0)]
     pub alpha: f64,
     /// lora/dora/lora-fa/adalora: dropout on the low-rank path's input.

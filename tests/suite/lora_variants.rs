@@ -685,3 +685,123 @@ fn grads_slot32<'a>(
     }
     grads.get_mut(id).unwrap()
 }
+
+/// Trains `spec` on gpt-tiny's sentiment task for `steps` through the one Trainer; returns the
+/// store before and after, the method and the report.
+fn trained(
+    spec: &MethodSpec,
+    steps: usize,
+) -> (
+    ParamStore<f32>,
+    tunelab::lab::finetune::Base,
+    Box<dyn Method<f32>>,
+    tunelab::train::trainer::TrainReport,
+) {
+    use tunelab::data::tasks::Task;
+    use tunelab::lab::finetune::{load_base, prepare, task_data};
+    use tunelab::train::args::Strategy;
+    use tunelab::train::trainer::{train, Training};
+    use tunelab::train::TrainingArgs;
+    let mut base = load_base("gpt-tiny").unwrap();
+    let (data, world) = task_data(Task::Sentiment, None, Some(64)).unwrap();
+    let (tm, method) = prepare(&mut base, Task::Sentiment, data, world, spec, 0).unwrap();
+    let before = base.store.clone();
+    let dir = temp_dir(&format!("trainer-{}", spec.name()));
+    let args = TrainingArgs {
+        output_dir: dir.clone(),
+        max_steps: Some(steps),
+        batch_size: 8,
+        learning_rate: 1e-2,
+        eval_strategy: Strategy::No,
+        save_strategy: Strategy::No,
+        ..TrainingArgs::default()
+    };
+    let report = train(Training::new(&args, &tm, &mut base.store).hooks(method.as_ref())).unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    (before, base, method, report)
+}
+
+#[test]
+fn lora_fa_trains_b_only_through_the_trainer() {
+    let spec = MethodSpec::LoraFa(lora(4, 8.0, &["q", "v"], LoraInit::Default));
+    let (before, base, method, _) = trained(&spec, 3);
+    let frozen = method.frozen_params();
+    assert_eq!(frozen.len() * 2, method.params().len(), "one A per pair");
+    for ab in method.params().chunks(2) {
+        assert!(frozen.contains(&ab[0]) && !frozen.contains(&ab[1]));
+        assert_eq!(base.store.value(ab[0]), before.value(ab[0]), "A moved");
+        assert_ne!(
+            base.store.value(ab[1]),
+            before.value(ab[1]),
+            "B did not train"
+        );
+    }
+}
+
+#[test]
+fn adalora_prunes_to_its_budget_through_the_trainer_and_saves_its_rank_pattern() {
+    let config = AdaLoraConfig {
+        init_r: 4,
+        target_r: 2,
+        targets: vec!["q".into(), "v".into(), "fc".into()],
+        tinit: 1,
+        tfinal: 2,
+        ..Default::default()
+    };
+    let spec = MethodSpec::Adalora(config.clone());
+    let steps = 8;
+    let (_, mut base, mut method, report) = trained(&spec, steps);
+    // The first step's loss includes the regulariser: it is larger than without it.
+    let no_reg = MethodSpec::Adalora(AdaLoraConfig {
+        orth_reg_weight: 0.0,
+        ..config
+    });
+    let (_, _, _, plain) = trained(&no_reg, steps);
+    let (with, without) = (report.state.losses[0], plain.state.losses[0]);
+    println!("AdaLoRA first loss with the regulariser {with:.5}, without {without:.5}");
+    assert!(with > without + 0.1, "{with} vs {without}");
+
+    let saved = method.saved_spec(&spec);
+    let MethodSpec::Adalora(c) = &saved else {
+        panic!("adalora")
+    };
+    assert_eq!(c.total_step, Some(steps), "the run's steps");
+    let pattern = c.rank_pattern.as_ref().expect("allocated");
+    let n_blocks = 4 * 3; // gpt-tiny's 4 layers × q, v, fc
+    assert_eq!(pattern.len(), n_blocks);
+    let kept: usize = pattern
+        .values()
+        .map(|p| p.iter().filter(|&&k| k).count())
+        .sum();
+    assert_eq!(kept, 2 * n_blocks, "the final budget is target_r per block");
+    for (key, keep) in pattern {
+        let e = base
+            .store
+            .value(base.store.id(&format!("{key}.lora_E")).unwrap_or_else(|_| {
+                // A block of the fused c_attn: `h.0.attn.c_attn.q` → `h.0.attn.c_attn.lora_E.q`.
+                let (module, tag) = key.rsplit_once('.').unwrap();
+                base.store.id(&format!("{module}.lora_E.{tag}")).unwrap()
+            }));
+        for (i, &k) in keep.iter().enumerate() {
+            if !k {
+                assert_eq!(e[[i, 0]], 0.0, "{key}[{i}] is masked");
+            }
+        }
+    }
+    let dir = temp_dir("adalora-trained");
+    save_adapter(
+        &dir,
+        &spec,
+        method.as_mut(),
+        &mut base.store,
+        &[],
+        serde_json::Value::Null,
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(dir.join("adapter_config.json")).unwrap();
+    assert!(
+        text.contains("rank_pattern") && text.contains("\"total_step\": 8"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
