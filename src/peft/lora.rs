@@ -150,6 +150,10 @@ fn examples(_: &ExampleContext) -> Examples {
                 "pissa_r8_qv",
                 MethodSpec::Lora(with_init(LoraConfig::default(), LoraInit::Pissa)),
             ),
+            (
+                "olora_r8_qv",
+                MethodSpec::Lora(with_init(LoraConfig::default(), LoraInit::Olora)),
+            ),
         ],
         tests: vec![
             ("lora", MethodSpec::Lora(test_config(false))),

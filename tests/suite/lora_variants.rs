@@ -805,3 +805,16 @@ fn adalora_prunes_to_its_budget_through_the_trainer_and_saves_its_rank_pattern()
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn configs_written_before_init_lora_weights_existed_still_load_as_the_default_init() {
+    let old = r#"{"method": "lora", "r": 4, "alpha": 8.0, "dropout": 0.0, "targets": ["q", "v"],
+                  "rslora": false, "lr_ratio_b": 1.0}"#;
+    let spec: MethodSpec = serde_json::from_str(old).unwrap();
+    let MethodSpec::Lora(c) = spec else {
+        panic!("lora")
+    };
+    assert_eq!(c.init_lora_weights, LoraInit::Default);
+    let text = serde_json::to_string(&MethodSpec::Lora(c)).unwrap();
+    assert!(text.contains(r#""init_lora_weights":"true""#), "{text}");
+}
