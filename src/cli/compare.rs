@@ -60,7 +60,8 @@ pub struct CompareArgs {
     /// is recomputed in backward, so the activ column falls and the step time rises.
     #[arg(long)]
     pub gradient_checkpointing: bool,
-    /// Only these methods (comma-separated names: full, lora, prompt, ...).
+    /// Only these methods (comma-separated names: full, lora, prompt, ...; a method name picks
+    /// all its entries, so `lora` runs the LoRA, PiSSA and OLoRA rows).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Print everything measured as JSON (settings, rows, per-seed runs, intervals, paired

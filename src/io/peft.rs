@@ -16,14 +16,26 @@
 //! Conv1D and nn.Linear alike. tunelab's LoRA puts one rank and one alpha on every block of the
 //! chosen roles; PEFT adapters that do more (per-module ranks, some layers only, DoRA, trained
 //! biases) are refused with the field named.
+//!
+//! LoRA-FA exports as a plain LoRA adapter (PEFT saves it so). PiSSA and OLoRA adapters are
+//! already plain LoRA when tunelab saves them ([`crate::peft::lora`]), as PEFT's
+//! `path_initial_model_for_weight_conversion` makes them.
+//!
+//! **AdaLoRA** (`peft_type` "ADALORA") keeps its triplets under `…lora_A`, `…lora_E`, `…lora_B`
+//! (parameters, no `.weight`) and its allocation in `rank_pattern` (`{"transformer.h.0.attn.
+//! c_attn.lora_E": [true, false, …]}`, init_r flags per module). PEFT saves only the kept
+//! triplets (A (k, in), E (k, 1), B (out, k)); tunelab holds all init_r with the dropped λ at 0
+//! (the same update, since PEFT's scaling divides by init_r either way), so import puts zero
+//! rows and columns back where the pattern says false, and export drops them again.
 
 use crate::data::tasks::{Task, TaskShape};
 use crate::error::{Error, Result};
 use crate::nn::{Arch, Config};
-use crate::peft::spec::{LoraConfig, MethodSpec};
+use crate::peft::spec::{AdaLoraConfig, LoraConfig, MethodSpec};
 use crate::tensor::Float;
-use ndarray::ArrayD;
+use ndarray::{ArrayD, Axis};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The prefix PEFT puts before the model's own module paths.
@@ -106,25 +118,37 @@ pub fn import<F: Float>(
         .get("peft_type")
         .and_then(Value::as_str)
         .unwrap_or("");
-    if peft_type != "LORA" {
-        return Err(data_err(
-            &cpath,
-            format!("peft_type {peft_type:?} is not supported (LORA)"),
-        ));
-    }
-    check_keys(&cpath, config)?;
+    let adalora = match peft_type {
+        "LORA" => false,
+        "ADALORA" => true,
+        _ => {
+            return Err(data_err(
+                &cpath,
+                format!("peft_type {peft_type:?} is not supported (LORA, ADALORA)"),
+            ))
+        }
+    };
+    check_keys(&cpath, config, adalora)?;
     let num = |key: &str| {
         config
             .get(key)
             .and_then(Value::as_f64)
             .ok_or_else(|| data_err(&cpath, format!("field {key:?} is missing or not a number")))
     };
-    let r = num("r")?;
-    if !(r >= 1.0 && r.fract() == 0.0 && r <= u32::MAX as f64) {
-        return Err(data_err(
-            &cpath,
-            format!("r = {r} is not a positive integer (at most 2^32 - 1)"),
-        ));
+    let count = |key: &str| -> Result<usize> {
+        let r = num(key)?;
+        if !(r >= 0.0 && r.fract() == 0.0 && r <= u32::MAX as f64) {
+            return Err(data_err(
+                &cpath,
+                format!("{key} = {r} is not a whole number (at most 2^32 - 1)"),
+            ));
+        }
+        Ok(r as usize)
+    };
+    // AdaLoRA's rank is init_r (PEFT ignores its `r`).
+    let r = count(if adalora { "init_r" } else { "r" })?;
+    if r == 0 {
+        return Err(data_err(&cpath, "the rank is 0: it must be at least 1"));
     }
     let alpha = num("lora_alpha")?;
     if !alpha.is_finite() {
@@ -145,6 +169,29 @@ pub fn import<F: Float>(
             }
         },
     };
+    if adalora {
+        let real = |key: &str| num(key);
+        let total_step = match config.get("total_step") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(count("total_step")?),
+        };
+        let ada = AdaLoraConfig {
+            init_r: r,
+            target_r: count("target_r")?,
+            alpha,
+            dropout,
+            targets: Vec::new(),
+            tinit: count("tinit")?,
+            tfinal: count("tfinal")?,
+            delta_t: count("deltaT")?,
+            beta1: real("beta1")?,
+            beta2: real("beta2")?,
+            orth_reg_weight: real("orth_reg_weight")?,
+            total_step,
+            rank_pattern: rank_pattern_of(&cpath, config, r)?,
+        };
+        return import_adalora(&cpath, config, wpath, load()?, ada);
+    }
     let rslora = match config.get("use_rslora") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -200,20 +247,159 @@ pub fn import<F: Float>(
     });
     check_targets(&cpath, config, &modules, &targets)?;
     let lora = LoraConfig {
-        r: r as usize,
+        r,
         alpha,
         dropout,
         targets: targets.iter().map(|t| t.to_string()).collect(),
         rslora,
         lr_ratio_b: 1.0,
+        init_lora_weights: Default::default(),
     };
-    let meta = json!({
+    Ok((MethodSpec::Lora(lora), peft_meta(config), tensors))
+}
+
+/// `meta` of an imported adapter: PEFT's task type and base model.
+fn peft_meta(config: &Value) -> Value {
+    json!({
         "peft": {
             "task_type": config.get("task_type").cloned().unwrap_or(Value::Null),
             "base_model_name_or_path": config.get("base_model_name_or_path").cloned().unwrap_or(Value::Null),
         },
+    })
+}
+
+/// AdaLoRA's `rank_pattern` by tunelab module path (`transformer.h.0.attn.c_attn.lora_E` →
+/// `h.0.attn.c_attn`), each a list of init_r flags; `None` when absent or empty.
+fn rank_pattern_of(
+    cpath: &Path,
+    config: &Value,
+    init_r: usize,
+) -> Result<Option<BTreeMap<String, Vec<bool>>>> {
+    let map = match config.get("rank_pattern") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(m)) if m.is_empty() => return Ok(None),
+        Some(Value::Object(m)) => m,
+        Some(v) => {
+            return Err(data_err(
+                cpath,
+                format!("rank_pattern = {v} is not an object"),
+            ))
+        }
+    };
+    let mut out = BTreeMap::new();
+    for (key, v) in map {
+        let module = strip_key(key);
+        let module = module.strip_suffix(".lora_E").unwrap_or(module);
+        let flags: Option<Vec<bool>> = v
+            .as_array()
+            .and_then(|a| a.iter().map(Value::as_bool).collect());
+        match flags {
+            Some(f) if f.len() == init_r => {
+                out.insert(module.to_string(), f);
+            }
+            _ => {
+                return Err(data_err(
+                    cpath,
+                    format!("rank_pattern[{key:?}] is not a list of init_r = {init_r} true/false"),
+                ))
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+/// A PEFT AdaLoRA adapter's tensors under tunelab's names, each expanded back to init_r
+/// triplets (zeros where the rank pattern dropped one); the spec completed with its targets.
+fn import_adalora<F: Float>(
+    cpath: &Path,
+    config: &Value,
+    wpath: &Path,
+    file: Tensors<F>,
+    mut ada: AdaLoraConfig,
+) -> Result<(MethodSpec, Value, Tensors<F>)> {
+    let r = ada.init_r;
+    let mut targets: Vec<&str> = Vec::new();
+    let mut modules: Vec<String> = Vec::new();
+    let mut tensors = Vec::with_capacity(file.len());
+    for (key, value) in file {
+        let name = strip_key(&key).to_string();
+        let Some((module, part)) = [".lora_A", ".lora_E", ".lora_B"]
+            .iter()
+            .find_map(|p| name.strip_suffix(p).map(|m| (m.to_string(), *p)))
+        else {
+            if name.contains(".lora_") {
+                return Err(data_err(
+                    wpath,
+                    format!("tensor {key} is not an AdaLoRA A, E or B tensor tunelab knows"),
+                ));
+            }
+            tensors.push((name, value));
+            continue;
+        };
+        let role = role_of_module(&module).ok_or_else(|| {
+            data_err(
+                wpath,
+                format!("tensor {key}: AdaLoRA on {module} is not supported (tunelab targets the attention and MLP Linears of the blocks)"),
+            )
+        })?;
+        if !targets.contains(&role) {
+            targets.push(role);
+        }
+        if !modules.contains(&module) {
+            modules.push(module.clone());
+        }
+        // The rank axis: rows of A and E, columns of B.
+        let axis = if part == ".lora_B" { 1 } else { 0 };
+        let kept: Vec<usize> = match ada.rank_pattern.as_ref().and_then(|p| p.get(&module)) {
+            Some(flags) => flags
+                .iter()
+                .enumerate()
+                .filter(|(_, &k)| k)
+                .map(|(i, _)| i)
+                .collect(),
+            None => (0..r).collect(),
+        };
+        let shape = value.shape().to_vec();
+        if shape.len() != 2 || shape[axis] != kept.len() || (part == ".lora_E" && shape[1] != 1) {
+            return Err(data_err(
+                wpath,
+                format!(
+                    "tensor {key} has shape {shape:?}: {} of init_r = {r} triplets are kept there, \
+                     so its rank axis ({}) must be {}",
+                    kept.len(),
+                    if axis == 0 { "rows" } else { "columns" },
+                    kept.len()
+                ),
+            ));
+        }
+        let mut full_shape = shape.clone();
+        full_shape[axis] = r;
+        let mut full = ArrayD::<F>::zeros(full_shape);
+        for (j, &i) in kept.iter().enumerate() {
+            full.index_axis_mut(Axis(axis), i)
+                .assign(&value.index_axis(Axis(axis), j));
+        }
+        tensors.push((format!("{module}{part}"), full));
+    }
+    if targets.is_empty() {
+        return Err(data_err(wpath, "no lora_A / lora_E / lora_B tensors"));
+    }
+    if let Some(p) = &ada.rank_pattern {
+        if let Some(m) = p.keys().find(|m| !modules.contains(m)) {
+            return Err(data_err(
+                cpath,
+                format!("rank_pattern names {m}, which has no AdaLoRA tensors in the adapter"),
+            ));
+        }
+    }
+    targets.sort_by_key(|t| {
+        ["qkv", "q", "k", "v", "o", "fc", "proj"]
+            .iter()
+            .position(|x| x == t)
     });
-    Ok((MethodSpec::Lora(lora), meta, tensors))
+    check_targets(cpath, config, &modules, &targets)?;
+    ada.targets = targets.iter().map(|t| t.to_string()).collect();
+    Ok((MethodSpec::Adalora(ada), peft_meta(config), tensors))
 }
 
 /// The `adapter_config.json` keys tunelab honours: what they mean is what tunelab computes.
@@ -228,6 +414,20 @@ pub const HONOURED: &[&str] = &[
     "fan_in_fan_out",
     "task_type",
     "base_model_name_or_path",
+];
+
+/// The AdaLoRA keys tunelab honours besides [`HONOURED`].
+pub const HONOURED_ADALORA: &[&str] = &[
+    "init_r",
+    "target_r",
+    "tinit",
+    "tfinal",
+    "deltaT",
+    "beta1",
+    "beta2",
+    "orth_reg_weight",
+    "total_step",
+    "rank_pattern",
 ];
 
 /// Keys that do not change what a loaded adapter computes (bookkeeping, training-time or
@@ -280,13 +480,13 @@ fn is_empty(v: &Value) -> bool {
 /// Refuses, by name, every key whose value tunelab would silently ignore: a key it does not
 /// implement set to anything but its "off" value, and a key it does not know set to anything
 /// but an empty value (later PEFT versions add keys, off by default).
-fn check_keys(cpath: &Path, config: &Value) -> Result<()> {
+fn check_keys(cpath: &Path, config: &Value, adalora: bool) -> Result<()> {
     let Some(map) = config.as_object() else {
         return Err(data_err(cpath, "the adapter config is not a JSON object"));
     };
     for (key, v) in map {
         let key = key.as_str();
-        if HONOURED.contains(&key) {
+        if HONOURED.contains(&key) || (adalora && HONOURED_ADALORA.contains(&key)) {
             continue;
         }
         if key == "init_lora_weights" && !(v.is_null() || v.is_boolean() || v == "gaussian") {
@@ -491,60 +691,53 @@ pub fn export<F: Float>(
     cpath: &Path,
     wpath: &Path,
 ) -> Result<(Value, Tensors<F>)> {
-    let MethodSpec::Lora(lora) = spec else {
-        return Err(data_err(
-            cpath,
-            format!(
-                "method {} has no PEFT LoRA equivalent (export-peft writes LoRA adapters)",
-                spec.name()
-            ),
-        ));
+    let (lora, targets) = match spec {
+        MethodSpec::Lora(c) | MethodSpec::LoraFa(c) => (Some(c), &c.targets),
+        MethodSpec::Adalora(c) => (None, &c.targets),
+        _ => {
+            return Err(data_err(
+                cpath,
+                format!(
+                    "method {} has no PEFT equivalent (export-peft writes LoRA, LoRA-FA and \
+                     AdaLoRA adapters)",
+                    spec.name()
+                ),
+            ))
+        }
     };
-    if lora
-        .targets
-        .iter()
-        .any(|t| t == "q" || t == "k" || t == "v")
-        && base.arch == Arch::Gpt
-    {
+    if targets.iter().any(|t| t == "q" || t == "k" || t == "v") && base.arch == Arch::Gpt {
         return Err(data_err(
             cpath,
             format!(
-                "targets {:?}: PEFT cannot put LoRA on part of GPT-2's fused c_attn; train with \
-                 --targets qkv (and o, fc, proj) to export",
-                lora.targets
+                "targets {targets:?}: PEFT cannot put LoRA on part of GPT-2's fused c_attn; train \
+                 with --targets qkv (and o, fc, proj) to export"
             ),
         ));
     }
     let kind = task_type(base.arch, meta);
     let prefix = class_prefix(base.arch, &kind);
-
-    let mut keys = Vec::new();
-    let mut heads: Vec<String> = Vec::new();
-    for (name, value) in tensors {
-        let module = name
-            .strip_suffix(".lora_A.weight")
-            .or_else(|| name.strip_suffix(".lora_B.weight"));
-        let key = match module {
-            Some(m) if role_of_module(m).is_some() => format!("{KEY_PREFIX}{prefix}{name}"),
-            _ => {
-                let head = ["classifier.", "score.", "qa_outputs."]
-                    .into_iter()
-                    .find(|h| name.starts_with(h))
-                    .ok_or_else(|| {
-                        data_err(
-                            wpath,
-                            format!("tensor {name} has no place in a PEFT LoRA adapter"),
-                        )
-                    })?;
-                let module = head.trim_end_matches('.').to_string();
-                if !heads.contains(&module) {
-                    heads.push(module);
-                }
-                format!("{KEY_PREFIX}{name}")
-            }
+    let Some(lora) = lora else {
+        let MethodSpec::Adalora(ada) = spec else {
+            unreachable!("matched above")
         };
-        keys.push((key, value));
+        return export_adalora(ada, tensors, base, base_name, &kind, prefix, cpath, wpath);
+    };
+    if lora.init_lora_weights.changes_base() {
+        return Err(data_err(
+            cpath,
+            format!(
+                "init_lora_weights = {:?}: tunelab saves PiSSA and OLoRA converted to plain LoRA; \
+                 this config was not written by it",
+                lora.init_lora_weights.name()
+            ),
+        ));
     }
+    let (keys, heads) = peft_keys(
+        tensors,
+        &[".lora_A.weight", ".lora_B.weight"],
+        prefix,
+        wpath,
+    )?;
     let config = json!({
         "peft_type": "LORA",
         "task_type": kind,
@@ -562,6 +755,129 @@ pub fn export<F: Float>(
         "use_dora": false,
         "rank_pattern": {},
         "alpha_pattern": {},
+    });
+    Ok((config, keys))
+}
+
+/// Tensors under PEFT's keys: a method tensor (a module name ending in one of `suffixes`) under
+/// `base_model.model.<prefix>`, a task head under `base_model.model.` (listed in the returned
+/// `modules_to_save`); anything else is an error naming it.
+fn peft_keys<F: Float>(
+    tensors: Tensors<F>,
+    suffixes: &[&str],
+    prefix: &str,
+    wpath: &Path,
+) -> Result<(Tensors<F>, Vec<String>)> {
+    let mut keys = Vec::new();
+    let mut heads: Vec<String> = Vec::new();
+    for (name, value) in tensors {
+        let module = suffixes.iter().find_map(|s| name.strip_suffix(s));
+        let key = match module {
+            Some(m) if role_of_module(m).is_some() => format!("{KEY_PREFIX}{prefix}{name}"),
+            _ => {
+                let head = ["classifier.", "score.", "qa_outputs."]
+                    .into_iter()
+                    .find(|h| name.starts_with(h))
+                    .ok_or_else(|| {
+                        data_err(
+                            wpath,
+                            format!("tensor {name} has no place in a PEFT adapter"),
+                        )
+                    })?;
+                let module = head.trim_end_matches('.').to_string();
+                if !heads.contains(&module) {
+                    heads.push(module);
+                }
+                format!("{KEY_PREFIX}{name}")
+            }
+        };
+        keys.push((key, value));
+    }
+    Ok((keys, heads))
+}
+
+/// A tunelab AdaLoRA adapter in PEFT's terms: only the triplets its rank pattern keeps, and the
+/// pattern under PEFT's keys.
+#[allow(clippy::too_many_arguments)]
+fn export_adalora<F: Float>(
+    ada: &AdaLoraConfig,
+    tensors: Tensors<F>,
+    base: &Config,
+    base_name: &str,
+    kind: &str,
+    prefix: &str,
+    cpath: &Path,
+    wpath: &Path,
+) -> Result<(Value, Tensors<F>)> {
+    let Some(total_step) = ada.total_step else {
+        return Err(data_err(
+            cpath,
+            "total_step is unknown (the adapter was never trained): PEFT's AdaLoraConfig requires it",
+        ));
+    };
+    let mut kept = Vec::with_capacity(tensors.len());
+    for (name, value) in tensors {
+        let part = [".lora_A", ".lora_E", ".lora_B"]
+            .into_iter()
+            .find_map(|p| name.strip_suffix(p).map(|m| (m.to_string(), p)));
+        let value = match (part, &ada.rank_pattern) {
+            (Some((module, part)), Some(pattern)) => match pattern.get(&module) {
+                Some(flags) => {
+                    let axis = if part == ".lora_B" { 1 } else { 0 };
+                    let idx: Vec<usize> = flags
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &k)| k)
+                        .map(|(i, _)| i)
+                        .collect();
+                    if value.shape().get(axis) != Some(&flags.len()) {
+                        return Err(data_err(
+                            wpath,
+                            format!(
+                                "tensor {name} has shape {:?}, its rank pattern {} entries",
+                                value.shape(),
+                                flags.len()
+                            ),
+                        ));
+                    }
+                    value.select(Axis(axis), &idx)
+                }
+                None => value,
+            },
+            _ => value,
+        };
+        kept.push((name, value));
+    }
+    let (keys, heads) = peft_keys(kept, &[".lora_A", ".lora_E", ".lora_B"], prefix, wpath)?;
+    let pattern: serde_json::Map<String, Value> = ada
+        .rank_pattern
+        .iter()
+        .flatten()
+        .map(|(m, flags)| (format!("{prefix}{m}.lora_E"), json!(flags)))
+        .collect();
+    let config = json!({
+        "peft_type": "ADALORA",
+        "task_type": kind,
+        "base_model_name_or_path": base_name,
+        "init_r": ada.init_r,
+        "target_r": ada.target_r,
+        "lora_alpha": ada.alpha,
+        "lora_dropout": ada.dropout,
+        "target_modules": target_modules(base.arch, &ada.targets),
+        "modules_to_save": if heads.is_empty() { Value::Null } else { json!(heads) },
+        "fan_in_fan_out": base.arch == Arch::Gpt,
+        "bias": "none",
+        "tinit": ada.tinit,
+        "tfinal": ada.tfinal,
+        "deltaT": ada.delta_t,
+        "beta1": ada.beta1,
+        "beta2": ada.beta2,
+        "orth_reg_weight": ada.orth_reg_weight,
+        "total_step": total_step,
+        "rank_pattern": if pattern.is_empty() { Value::Null } else { Value::Object(pattern) },
+        "init_lora_weights": true,
+        "inference_mode": true,
+        "use_dora": false,
     });
     Ok((config, keys))
 }

@@ -786,6 +786,8 @@ fn merge_lora(inputs: &[Input], opts: &MergeOptions) -> Result<Merged> {
         targets: union_targets(inputs)?,
         rslora: false,
         lr_ratio_b: 1.0,
+        // Saved PiSSA / OLoRA adapters are plain LoRAs of the original base already.
+        ..LoraConfig::default()
     });
     Ok(Merged {
         spec,

@@ -12,8 +12,17 @@
 //! | [`Hooks::key_value`] | one layer's keys and values (B, NH, S, HS) | prefix tuning (prepends), IA3 |
 //! | [`Hooks::token_embeddings`] | the token embeddings (B, T, C), before positions are added | NEFTune's noise (a training option, [`crate::train::neftune`]) |
 //! | [`Hooks::embeddings`] | the embedded input (B, T, C) | prompt tuning (prepends soft prompts) |
+//!
+//! The Trainer (`crate::train::trainer`) calls three more around each optimizer step, for the
+//! methods that are more than a reparameterization; they too default to doing nothing:
+//!
+//! | hook | when | used by |
+//! |---|---|---|
+//! | [`Hooks::regularizer`] | after each micro-batch's loss: a term added to it | AdaLoRA (orthogonality of P and Q) |
+//! | [`Hooks::project_grads`] | after the gradients are summed and clipped, before the optimizer step | LoRA-FA (projects B's gradient) |
+//! | [`Hooks::after_step`] | after the optimizer step, the step's gradients still there | AdaLoRA (importance scores, rank budget) |
 
-use crate::autodiff::{Tape, Var};
+use crate::autodiff::{Grads, ParamStore, Tape, Var};
 use crate::error::Result;
 use crate::tensor::Float;
 
@@ -97,6 +106,30 @@ pub trait Hooks<F: Float> {
     /// (B, P + T, C); the model strips them again from its output so heads and labels still see T.
     fn embeddings(&self, _tape: &mut Tape<'_, F>, x: Var) -> Result<Var> {
         Ok(x)
+    }
+
+    /// Training only: a scalar the Trainer adds to every micro-batch's mean loss, computed from
+    /// the method's parameters on `tape` (so it is differentiated with the loss).
+    fn regularizer(&self, _tape: &mut Tape<'_, F>) -> Result<Option<Var>> {
+        Ok(None)
+    }
+
+    /// Training only: rewrites the step's gradients (summed over its micro-batches and
+    /// clipped) just before the optimizer uses them.
+    fn project_grads(&self, _store: &ParamStore<F>, _grads: &mut Grads<F>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Training only: runs after optimizer step `step` (from 0) of `total_steps`, with that
+    /// step's gradients still in `grads`; may change parameter values in `store`.
+    fn after_step(
+        &self,
+        _store: &mut ParamStore<F>,
+        _grads: &Grads<F>,
+        _step: usize,
+        _total_steps: usize,
+    ) -> Result<()> {
+        Ok(())
     }
 }
 // ANCHOR_END: hooks

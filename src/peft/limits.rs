@@ -41,6 +41,16 @@ impl SpecLimit {
             "n_virtual" => "--n-virtual",
             "hidden" => "--prefix-hidden",
             "last_k" => "--last-k",
+            "init_lora_weights" => "--init-lora-weights",
+            "init_r" => "--init-r",
+            "target_r" => "--target-r",
+            "tinit" => "--tinit",
+            "tfinal" => "--tfinal",
+            "delta_t" => "--delta-t",
+            "beta1" => "--beta1",
+            "beta2" => "--beta2",
+            "orth_reg_weight" => "--orth-reg-weight",
+            "total_step" => "--total-step",
             _ => "--method",
         }
     }
@@ -58,7 +68,7 @@ pub fn check(spec: &MethodSpec, model: &Transformer) -> Result<(), SpecLimit> {
     // The field that sets the size, its value, and the parameters the method would add.
     let (field, value, added): (&'static str, usize, Option<u64>) = match spec {
         MethodSpec::Full { .. } | MethodSpec::Bitfit | MethodSpec::Ia3 => return Ok(()),
-        MethodSpec::Lora(c) | MethodSpec::Dora(c) => {
+        MethodSpec::Lora(c) | MethodSpec::Dora(c) | MethodSpec::LoraFa(c) => {
             check_lora_floats(c)?;
             if c.r == 0 {
                 return Err(limit("r", "r = 0: the rank must be at least 1".into()));
@@ -66,7 +76,21 @@ pub fn check(spec: &MethodSpec, model: &Transformer) -> Result<(), SpecLimit> {
             let wanted = parse_targets(&c.targets.join(","))
                 .map_err(|e| limit("targets", format!("targets {:?}: {e}", c.targets)))?;
             let dora = matches!(spec, MethodSpec::Dora(_));
+            if c.init_lora_weights.changes_base() {
+                check_weight_init(model, &wanted, c, dora)?;
+            }
             ("r", c.r, lora_params(model, &wanted, c.r as u64, dora))
+        }
+        MethodSpec::Adalora(c) => {
+            check_adalora(c)?;
+            let wanted = parse_targets(&c.targets.join(","))
+                .map_err(|e| limit("targets", format!("targets {:?}: {e}", c.targets)))?;
+            // A, B as LoRA's of rank init_r, plus init_r λ per block.
+            let r = c.init_r as u64;
+            let ab = lora_params(model, &wanted, r, false);
+            let n = block_count(model, &wanted);
+            let added = sum(&[ab, n.and_then(|n| mul(n, r))]);
+            ("init_r", c.init_r, added)
         }
         MethodSpec::Houlsby { bottleneck } | MethodSpec::Pfeiffer { bottleneck } => {
             let a = match spec {
@@ -192,6 +216,136 @@ fn check_lora_floats(c: &LoraConfig) -> Result<(), SpecLimit> {
         ));
     }
     Ok(())
+}
+
+/// PiSSA and OLoRA: not with DoRA, and r at most the rank of every targeted weight block.
+fn check_weight_init(
+    model: &Transformer,
+    wanted: &[Target],
+    c: &LoraConfig,
+    dora: bool,
+) -> Result<(), SpecLimit> {
+    let name = c.init_lora_weights.name();
+    if dora {
+        return Err(limit(
+            "init_lora_weights",
+            format!("init_lora_weights = {name}: DoRA starts from LoRA's default init only"),
+        ));
+    }
+    for (lin, blocks) in super::lora::target_blocks(model, wanted) {
+        for (_, (c0, c1)) in blocks {
+            let rank = (c1 - c0).min(lin.d_in);
+            if c.r > rank {
+                return Err(limit(
+                    "r",
+                    format!(
+                        "r = {} exceeds the rank {rank} of {}'s ({}, {}) weight block, which                          {name} decomposes",
+                        c.r,
+                        lin.module,
+                        c1 - c0,
+                        lin.d_in
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// AdaLoRA's ranks, schedule and floats (PEFT's `AdaLoraConfig` checks, and the ones its
+/// allocator needs).
+fn check_adalora(c: &super::spec::AdaLoraConfig) -> Result<(), SpecLimit> {
+    if c.init_r == 0 {
+        return Err(limit(
+            "init_r",
+            "init_r = 0: the rank must be at least 1".into(),
+        ));
+    }
+    if c.target_r >= c.init_r {
+        return Err(limit(
+            "target_r",
+            format!(
+                "target_r = {} is not below init_r = {}: the budget must shrink",
+                c.target_r, c.init_r
+            ),
+        ));
+    }
+    if !c.alpha.is_finite()
+        || c.alpha < 0.0
+        || c.alpha / (c.init_r as f64) > limits::MAX_LORA_SCALING
+    {
+        return Err(limit(
+            "alpha",
+            format!(
+                "alpha = {} is not a finite scaling in [0, {} · init_r]",
+                short(c.alpha),
+                limits::MAX_LORA_SCALING
+            ),
+        ));
+    }
+    if !(0.0..1.0).contains(&c.dropout) {
+        return Err(limit(
+            "dropout",
+            format!("dropout = {} is outside [0, 1)", short(c.dropout)),
+        ));
+    }
+    for (field, b) in [("beta1", c.beta1), ("beta2", c.beta2)] {
+        if !(b > 0.0 && b < 1.0) {
+            return Err(limit(
+                field,
+                format!("{field} = {} is outside (0, 1)", short(b)),
+            ));
+        }
+    }
+    if !(c.orth_reg_weight >= 0.0 && c.orth_reg_weight <= 1e6) {
+        return Err(limit(
+            "orth_reg_weight",
+            format!(
+                "orth_reg_weight = {} is not in [0, 1e6]",
+                short(c.orth_reg_weight)
+            ),
+        ));
+    }
+    if c.delta_t == 0 {
+        return Err(limit(
+            "delta_t",
+            "delta_t = 0: allocate every 1 or more steps".into(),
+        ));
+    }
+    if let Some(t) = c.total_step {
+        if t == 0 || c.tinit.saturating_add(c.tfinal) >= t {
+            return Err(limit(
+                "total_step",
+                format!(
+                    "total_step = {t} with tinit = {} and tfinal = {} leaves no budgeting phase                      (PEFT requires tinit < total_step − tfinal)",
+                    c.tinit, c.tfinal
+                ),
+            ));
+        }
+    }
+    if let Some(p) = &c.rank_pattern {
+        if let Some((k, v)) = p.iter().find(|(_, v)| v.len() != c.init_r) {
+            return Err(limit(
+                "rank_pattern",
+                format!(
+                    "rank_pattern[{k:?}] has {} entries, init_r = {}",
+                    v.len(),
+                    c.init_r
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The number of blocks LoRA's targets put a pair on.
+fn block_count(model: &Transformer, wanted: &[Target]) -> Option<u64> {
+    Some(
+        super::lora::target_blocks(model, wanted)
+            .iter()
+            .map(|(_, b)| b.len() as u64)
+            .sum(),
+    )
 }
 
 /// The parameters LoRA (with DoRA's magnitudes when `dora`) adds for rank `r`, as

@@ -13,19 +13,41 @@
 //! PEFT does for GPT-2.
 //!
 //! Merging adds s·B·A into W (so serving costs nothing extra); unmerging subtracts it again.
-//! DoRA wraps the same pairs (see [`super::dora`]).
+//! DoRA and LoRA-FA wrap the same pairs (see [`super::dora`], [`super::lora_fa`]).
+//!
+//! ## Initialisations (PEFT's `init_lora_weights`)
+//!
+//! Besides the default (`true`) and `gaussian` (A normal(0, 1/r)), two start from the weight W
+//! (taken as (d_out, d_in), per pair's block of output columns) and leave the model unchanged by
+//! replacing W with a residual:
+//!
+//! - **PiSSA** (Meng et al., 2024): W = U S Vᵀ; with S_r the top r singular values divided by s,
+//!   A = √S_r V_rᵀ, B = U_r √S_r, and W_res = W − s·B A (the principal part trains, the rest is
+//!   frozen). As PEFT's `pissa_init` (the exact SVD; not its `pissa_niter_N` fast variant).
+//! - **OLoRA** (Büyükakyüz, 2024): W = Q R; B = Q[:, :r], A = R[:r, :], W_res = W − s·B A, as
+//!   PEFT's `olora_init` on `nn.Linear` (PEFT's OLoRA does not transpose GPT-2's Conv1D weights
+//!   and fails on them; tunelab decomposes the (d_out, d_in) view for every layout).
+//!
+//! Both change the base, so an adapter is only right on the residual base. tunelab therefore
+//! saves them as PEFT does with `save_pretrained(..., path_initial_model_for_weight_conversion)`:
+//! at [`Method::finalize`] the original W is put back and each pair becomes a plain LoRA pair of
+//! rank 2r, A' = [A; A0], B' = [B, −B0] (A0, B0 the initial values), so s·B'A' = s·(B A − B0 A0)
+//! is exactly the update on the original base; the saved config says r = 2r, alpha = 2·alpha (so
+//! s is unchanged; √2·alpha with rsLoRA) and `init_lora_weights = true`. That adapter loads on the
+//! unmodified base, in tunelab and in PEFT, and can be switched like any LoRA adapter.
 
+use super::linalg;
 use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
 use super::options::MethodOptions;
 pub use super::spec::LoraConfig;
-use super::spec::MethodSpec;
+use super::spec::{LoraInit, MethodSpec};
 use crate::autodiff::{ParamId, ParamStore, Tape, Var};
 use crate::error::{invalid, Result};
 use crate::nn::BaseDtype;
 use crate::nn::{Hooks, Layout, Linear, Role, Site, Transformer};
 use crate::tensor::Float;
 use ndarray::{Array2, ArrayD, Ix2};
-use ndarray_rand::rand_distr::Uniform;
+use ndarray_rand::rand_distr::{Normal, Uniform};
 use ndarray_rand::RandomExt;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -50,7 +72,26 @@ pub fn config(o: &MethodOptions) -> Result<LoraConfig> {
         targets: targets.iter().map(|t| t.name().to_string()).collect(),
         rslora: o.rslora,
         lr_ratio_b: o.lora_plus_ratio,
+        init_lora_weights: parse_init(&o.init_lora_weights)?,
     })
+}
+
+/// `--init-lora-weights`'s value: PEFT's names true (or default), gaussian, pissa, olora.
+pub fn parse_init(s: &str) -> Result<LoraInit> {
+    let word = s.trim().to_ascii_lowercase();
+    if word == "default" {
+        return Ok(LoraInit::Default);
+    }
+    LoraInit::ALL
+        .iter()
+        .find(|(n, _)| *n == word)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| crate::error::Error::Invalid {
+            op: "--init-lora-weights",
+            detail: format!(
+                "unknown initialisation {s:?}: use true, gaussian, pissa or olora                  (pissa_niter_N, PEFT's fast approximate SVD, is not implemented)"
+            ),
+        })
 }
 
 /// r = 8 on q and v, the LoRA paper's choice, with alpha 32: compare's LoRA and DoRA rows.
@@ -101,11 +142,45 @@ fn examples(_: &ExampleContext) -> Examples {
                 lr: 3e-3,
                 base_dtype: BaseDtype::Nf4 { double_quant: true },
             },
+            CompareExample {
+                label: "pissa r=8 q,v",
+                spec: MethodSpec::Lora(with_init(compare_config(), LoraInit::Pissa)),
+                lr: 3e-3,
+                base_dtype: BaseDtype::F32,
+            },
+            CompareExample {
+                label: "olora r=8 q,v",
+                spec: MethodSpec::Lora(with_init(compare_config(), LoraInit::Olora)),
+                lr: 9e-3,
+                base_dtype: BaseDtype::F32,
+            },
         ],
-        bench: vec![("lora_r8_qv", MethodSpec::Lora(LoraConfig::default()))],
+        bench: vec![
+            ("lora_r8_qv", MethodSpec::Lora(LoraConfig::default())),
+            (
+                "pissa_r8_qv",
+                MethodSpec::Lora(with_init(LoraConfig::default(), LoraInit::Pissa)),
+            ),
+            (
+                "olora_r8_qv",
+                MethodSpec::Lora(with_init(LoraConfig::default(), LoraInit::Olora)),
+            ),
+        ],
         tests: vec![
             ("lora", MethodSpec::Lora(test_config(false))),
             ("lora_fc", MethodSpec::Lora(test_config(true))),
+            (
+                "pissa",
+                MethodSpec::Lora(with_init(test_config(true), LoraInit::Pissa)),
+            ),
+            (
+                "olora_qkv",
+                MethodSpec::Lora(with_init(rslora(2, ["qkv", "o", "proj"]), LoraInit::Olora)),
+            ),
+            (
+                "lora_gaussian",
+                MethodSpec::Lora(with_init(test_config(false), LoraInit::Gaussian)),
+            ),
             (
                 "lora_qkv_o",
                 MethodSpec::Lora(rslora(3, ["qkv", "o", "fc"])),
@@ -115,6 +190,14 @@ fn examples(_: &ExampleContext) -> Examples {
                 MethodSpec::Lora(rslora(2, ["qkv", "o", "proj"])),
             ),
         ],
+    }
+}
+
+/// `config` with another initialisation.
+pub fn with_init(config: LoraConfig, init: LoraInit) -> LoraConfig {
+    LoraConfig {
+        init_lora_weights: init,
+        ..config
     }
 }
 
@@ -256,7 +339,93 @@ pub struct Lora {
     /// A and B of every pair, in the order they were added to the store.
     params: Vec<ParamId>,
     merged: bool,
+    /// PiSSA / OLoRA only, until [`Method::finalize`] converts them: the original weights of the
+    /// targeted Linears (in their layout), and A0, B0 of every pair (aligned with `params`'
+    /// pairs), as the store's precision rounded them.
+    residual: Option<Residual>,
 }
+
+/// What a weight-changing init (PiSSA, OLoRA) keeps to convert the adapter back to a plain
+/// LoRA on the original base.
+struct Residual {
+    weights: Vec<(ParamId, ArrayD<f64>)>,
+    init: Vec<(Array2<f64>, Array2<f64>)>,
+}
+
+/// The blocks of a Linear's output columns that get a pair: each one's name suffix (`.q` for a
+/// block of GPT-2's fused c_attn, else empty) and its columns.
+pub type Blocks = Vec<(String, (usize, usize))>;
+
+/// The Linears `wanted` targets, each with its [`Blocks`].
+pub fn target_blocks<'m>(model: &'m Transformer, wanted: &[Target]) -> Vec<(&'m Linear, Blocks)> {
+    let c = model.config.d_model;
+    let wants = |t: Target| wanted.contains(&t);
+    block_linears(model)
+        .into_iter()
+        .filter_map(|lin| {
+            let blocks: Blocks = match lin.role {
+                Role::Qkv if wants(Target::Qkv) => vec![(String::new(), (0, 3 * c))],
+                Role::Qkv => [(Target::Q, 0), (Target::K, 1), (Target::V, 2)]
+                    .into_iter()
+                    .filter(|&(t, _)| wants(t))
+                    .map(|(t, i)| (format!(".{}", t.name()), (i * c, (i + 1) * c)))
+                    .collect(),
+                role if Target::of_role(role).is_some_and(wants) => {
+                    vec![(String::new(), (0, lin.d_out))]
+                }
+                _ => vec![],
+            };
+            (!blocks.is_empty()).then_some((lin, blocks))
+        })
+        .collect()
+}
+
+/// The block `cols` of a weight as (cols, d_in), in f64.
+pub fn weight_block<F: Float>(w: &ArrayD<F>, layout: Layout, cols: (usize, usize)) -> Array2<f64> {
+    let w2 = w.view().into_dimensionality::<Ix2>().expect("2-D weight");
+    match layout {
+        Layout::OutIn => w2
+            .slice(ndarray::s![cols.0..cols.1, ..])
+            .mapv(|x| x.as_f64()),
+        Layout::InOut => w2
+            .slice(ndarray::s![.., cols.0..cols.1])
+            .t()
+            .mapv(|x| x.as_f64()),
+    }
+}
+
+// ANCHOR: init_from_weight
+/// PiSSA's or OLoRA's A (r, d_in) and B (cols, r) from a weight block W (cols, d_in), for the
+/// scaling s. The residual is W − s·B A.
+pub fn init_from_weight(
+    w: &Array2<f64>,
+    r: usize,
+    scaling: f64,
+    init: LoraInit,
+) -> (Array2<f64>, Array2<f64>) {
+    match init {
+        LoraInit::Olora => {
+            let (q, rr) = linalg::qr(w);
+            (
+                rr.slice(ndarray::s![..r, ..]).to_owned(),
+                q.slice(ndarray::s![.., ..r]).to_owned(),
+            )
+        }
+        _ => {
+            let (u, sv, vt) = linalg::svd(w);
+            // √(S_r / s): A = √S_r V_rᵀ, B = U_r √S_r.
+            let root = sv.slice(ndarray::s![..r]).mapv(|x| (x / scaling).sqrt());
+            let mut a = vt.slice(ndarray::s![..r, ..]).to_owned();
+            let mut b = u.slice(ndarray::s![.., ..r]).to_owned();
+            for (k, &g) in root.iter().enumerate() {
+                a.row_mut(k).mapv_inplace(|x| x * g);
+                b.column_mut(k).mapv_inplace(|x| x * g);
+            }
+            (a, b)
+        }
+    }
+}
+// ANCHOR_END: init_from_weight
 
 /// Every Linear of the blocks, with the role it plays ([`Transformer::block_linears`]).
 pub fn block_linears(model: &Transformer) -> Vec<&Linear> {
@@ -273,10 +442,12 @@ impl Lora {
         Self::build(model, store, config, seed, |_, _, _, _| Ok(()))
     }
 
-    /// Adds a pair A, B to every targeted Linear (A drawn from `seed`, B zero).
-    /// `after_pair(store, linear, pair, tag)` runs right after each pair is added, `tag` being
-    /// the pair's name suffix (`.q` for a block of a fused c_attn, else empty): DoRA adds its
-    /// magnitude there, so each pair's parameters sit together in the store.
+    /// Adds a pair A, B to every targeted Linear, initialised as `config.init_lora_weights`
+    /// says (random A drawn from `seed` and B zero, or, for PiSSA and OLoRA, both from the
+    /// weight, which becomes the residual). `after_pair(store, linear, pair, tag)` runs right
+    /// after each pair is added, `tag` being the pair's name suffix (`.q` for a block of a fused
+    /// c_attn, else empty): DoRA adds its magnitude there, so each pair's parameters sit together
+    /// in the store.
     pub fn build<F: Float>(
         model: &Transformer,
         store: &mut ParamStore<F>,
@@ -291,35 +462,65 @@ impl Lora {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut targets = HashMap::new();
         let mut params = Vec::new();
-        let c = model.config.d_model;
-        for lin in block_linears(model) {
-            let wants = |t: Target| wanted.contains(&t);
-            let blocks: Vec<(&str, (usize, usize))> = match lin.role {
-                Role::Qkv if wants(Target::Qkv) => vec![("", (0, 3 * c))],
-                Role::Qkv => [(Target::Q, 0), (Target::K, 1), (Target::V, 2)]
-                    .into_iter()
-                    .filter(|&(t, _)| wants(t))
-                    .map(|(t, i)| (t.name(), (i * c, (i + 1) * c)))
-                    .collect(),
-                role if Target::of_role(role).is_some_and(wants) => vec![("", (0, lin.d_out))],
-                _ => vec![],
-            };
-            if blocks.is_empty() {
-                continue;
+        let init = config.init_lora_weights;
+        if init.changes_base() && store.has_quantized() {
+            return invalid(
+                "--init-lora-weights",
+                "PiSSA and OLoRA write a residual into the base weights, which a quantised base \
+                 (--base-dtype bf16, nf4) keeps frozen in its own format: load the base in f32",
+            );
+        }
+        let mut residual = init.changes_base().then(|| Residual {
+            weights: Vec::new(),
+            init: Vec::new(),
+        });
+        for (lin, blocks) in target_blocks(model, &wanted) {
+            if let Some(res) = residual.as_mut() {
+                res.weights
+                    .push((lin.weight, store.value(lin.weight).mapv(|x| x.as_f64())));
             }
             let mut pairs = Vec::new();
-            for (tag, cols) in blocks {
-                let sep = if tag.is_empty() {
-                    String::new()
-                } else {
-                    format!(".{tag}")
+            for (sep, cols) in blocks {
+                let r = config.r;
+                let (a0, b0) = match init {
+                    LoraInit::Default => {
+                        let bound = 1.0 / (lin.d_in as f64).sqrt();
+                        let a = Array2::<f64>::random_using(
+                            (r, lin.d_in),
+                            Uniform::new(-bound, bound).expect("bound > 0"),
+                            &mut rng,
+                        );
+                        (a, Array2::zeros((cols.1 - cols.0, r)))
+                    }
+                    LoraInit::Gaussian => {
+                        let a = Array2::<f64>::random_using(
+                            (r, lin.d_in),
+                            Normal::new(0.0, 1.0 / r as f64).expect("std > 0"),
+                            &mut rng,
+                        );
+                        (a, Array2::zeros((cols.1 - cols.0, r)))
+                    }
+                    LoraInit::Pissa | LoraInit::Olora => {
+                        let w = weight_block(store.value(lin.weight), lin.layout, cols);
+                        if r > w.nrows().min(w.ncols()) {
+                            return invalid(
+                                "--r",
+                                format!(
+                                    "{} init: r = {r} exceeds the rank of {}'s ({}, {}) weight \
+                                     block",
+                                    init.name(),
+                                    lin.module,
+                                    w.nrows(),
+                                    w.ncols()
+                                ),
+                            );
+                        }
+                        init_from_weight(&w, r, config.scaling(), init)
+                    }
                 };
-                let bound = 1.0 / (lin.d_in as f64).sqrt();
-                let a0 = Array2::<f64>::random_using(
-                    (config.r, lin.d_in),
-                    Uniform::new(-bound, bound).expect("bound > 0"),
-                    &mut rng,
-                );
+                // The values as the store holds them (rounded to F).
+                let a0 = a0.mapv(|x| F::of(x).as_f64());
+                let b0 = b0.mapv(|x| F::of(x).as_f64());
                 let a = store.add(
                     format!("{}.lora_A{sep}.weight", lin.module),
                     a0.mapv(F::of).into_dyn(),
@@ -327,11 +528,16 @@ impl Lora {
                 )?;
                 let b = store.add(
                     format!("{}.lora_B{sep}.weight", lin.module),
-                    ArrayD::zeros(vec![cols.1 - cols.0, config.r]),
+                    b0.mapv(F::of).into_dyn(),
                     true,
                 )?;
                 params.extend([a, b]);
                 let pair = LoraPair { a, b, cols };
+                if let Some(res) = residual.as_mut() {
+                    // W ← W − s·B A on the pair's columns.
+                    fold_block(store, lin, cols, &b0.dot(&a0), -config.scaling());
+                    res.init.push((a0, b0));
+                }
                 after_pair(store, lin, &pair, &sep)?;
                 pairs.push(pair);
             }
@@ -354,7 +560,43 @@ impl Lora {
             targets,
             params,
             merged: false,
+            residual,
         })
+    }
+
+    /// PiSSA / OLoRA to a plain LoRA on the original base (see the module's doc): the original
+    /// weights back, each pair A' = [A; A0], B' = [B, −B0], r and alpha doubled (alpha·√2 with
+    /// rsLoRA), init `true`. The model computes the same function before and after. Nothing to
+    /// do for the other inits, or once converted.
+    pub fn convert_to_plain<F: Float>(&mut self, store: &mut ParamStore<F>) -> Result<()> {
+        let Some(res) = self.residual.take() else {
+            return Ok(());
+        };
+        let was_merged = self.merged;
+        self.unmerge(store)?;
+        for (id, w) in &res.weights {
+            store.set_value(*id, w.mapv(F::of))?;
+        }
+        for (ab, (a0, b0)) in self.params.chunks(2).zip(&res.init) {
+            let a = store.value(ab[0]).mapv(|x| x.as_f64());
+            let b = store.value(ab[1]).mapv(|x| x.as_f64());
+            let a = a.into_dimensionality::<Ix2>().expect("A is 2-D");
+            let b = b.into_dimensionality::<Ix2>().expect("B is 2-D");
+            let a2 = ndarray::concatenate(ndarray::Axis(0), &[a.view(), a0.view()])
+                .expect("A and A0 have d_in columns");
+            let b2 = ndarray::concatenate(ndarray::Axis(1), &[b.view(), (-b0).view()])
+                .expect("B and B0 have the block's rows");
+            store.get_mut(ab[0]).value = a2.mapv(F::of).into_dyn();
+            store.get_mut(ab[1]).value = b2.mapv(F::of).into_dyn();
+        }
+        let c = &mut self.config;
+        c.r *= 2;
+        c.alpha *= if c.rslora { 2f64.sqrt() } else { 2.0 };
+        c.init_lora_weights = LoraInit::Default;
+        if was_merged {
+            self.merge(store)?;
+        }
+        Ok(())
     }
 
     // ANCHOR: delta
@@ -438,6 +680,28 @@ impl Lora {
     }
 }
 
+/// W[cols] += factor · D for a block update D (cols, d_in), in the weight's own layout.
+fn fold_block<F: Float>(
+    store: &mut ParamStore<F>,
+    lin: &Linear,
+    cols: (usize, usize),
+    d: &Array2<f64>,
+    factor: f64,
+) {
+    let w = &mut store.get_mut(lin.weight).value;
+    let mut w2 = w.view_mut().into_dimensionality::<Ix2>().expect("W is 2-D");
+    let (c0, c1) = cols;
+    let d = d.mapv(|x| F::of(factor * x));
+    match lin.layout {
+        Layout::OutIn => w2
+            .slice_mut(ndarray::s![c0..c1, ..])
+            .scaled_add(F::one(), &d),
+        Layout::InOut => w2
+            .slice_mut(ndarray::s![.., c0..c1])
+            .scaled_add(F::one(), &d.t()),
+    }
+}
+
 impl<F: Float> Hooks<F> for Lora {
     fn linear(&self, tape: &mut Tape<'_, F>, site: &Site<'_>, x: Var, y: Var) -> Result<Var> {
         let Some(target) = self.targets.get(site.module) else {
@@ -469,6 +733,18 @@ impl<F: Float> Method<F> for Lora {
 
     fn params(&self) -> &[ParamId] {
         &self.params
+    }
+
+    /// PiSSA and OLoRA become plain LoRA on the original base ([`Lora::convert_to_plain`]).
+    fn finalize(&mut self, store: &mut ParamStore<F>) -> Result<()> {
+        self.convert_to_plain(store)
+    }
+
+    fn saved_spec(&self, spec: &MethodSpec) -> MethodSpec {
+        match spec {
+            MethodSpec::Lora(_) => MethodSpec::Lora(self.config.clone()),
+            other => other.clone(),
+        }
     }
 
     /// LoRA+ (Hayou et al., 2024): every B at `lr_ratio_b` times the base rate (none when

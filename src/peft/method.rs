@@ -24,8 +24,15 @@ pub trait Method<F: Float>: Hooks<F> {
         Vec::new()
     }
 
+    /// The parameters of [`Method::params`] that stay frozen (LoRA-FA's A): saved with the
+    /// adapter, never trained. The default: none.
+    fn frozen_params(&self) -> Vec<ParamId> {
+        Vec::new()
+    }
+
     /// After training: fold anything that only helps optimisation into the saved form (prefix
-    /// tuning drops its reparameterization MLP). The default does nothing.
+    /// tuning drops its reparameterization MLP; PiSSA and OLoRA become plain LoRA on the
+    /// original base). The default does nothing.
     fn finalize(&mut self, _store: &mut ParamStore<F>) -> Result<()> {
         Ok(())
     }
@@ -45,6 +52,13 @@ pub trait Method<F: Float>: Hooks<F> {
                 self.name()
             ),
         })
+    }
+
+    /// The spec an adapter saved now records, given the one the method was applied with (after
+    /// [`Method::finalize`]: a converted PiSSA is a LoRA of rank 2r; AdaLoRA adds its rank
+    /// pattern). The default: `spec` as it is.
+    fn saved_spec(&self, spec: &MethodSpec) -> MethodSpec {
+        spec.clone()
     }
 }
 

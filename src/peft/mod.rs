@@ -25,13 +25,16 @@
 //! Everything else (the `--method` help, `compare`, `lab::bench`, the test line-ups) reads
 //! the registry.
 
+pub mod adalora;
 pub mod adapter;
 pub mod bitfit;
 pub mod dora;
 pub mod full;
 pub mod ia3;
 pub mod limits;
+pub mod linalg;
 pub mod lora;
+pub mod lora_fa;
 pub mod method;
 pub mod options;
 pub mod prefix;

@@ -11,25 +11,59 @@ pub struct MethodOptions {
     /// full: train only the last k blocks (and the head).
     #[arg(long)]
     pub last_k: Option<usize>,
-    /// lora/dora: rank r.
+    /// lora/dora/lora-fa: rank r.
     #[arg(long, default_value_t = 8)]
     pub r: usize,
-    /// lora/dora: alpha (the update is scaled by alpha / r).
+    /// lora/dora/lora-fa/adalora: alpha (the update is scaled by alpha / r; adalora: by
+    /// alpha / init_r).
     #[arg(long, default_value_t = 16.0)]
     pub alpha: f64,
-    /// lora/dora: dropout on the low-rank path's input.
+    /// lora/dora/lora-fa/adalora: dropout on the low-rank path's input.
     #[arg(long, default_value_t = 0.0)]
     pub lora_dropout: f64,
-    /// lora/dora: target Linears: q, k, v, o, fc, proj, qkv (GPT-2's whole c_attn), or the
+    /// lora/dora/lora-fa/adalora: target Linears: q, k, v, o, fc, proj, qkv (GPT-2's whole c_attn), or the
     /// groups attn, mlp, all (HF names such as q_proj, up_proj, fc1 work too).
     #[arg(long, value_delimiter = ',', default_value = "q,v")]
     pub targets: Vec<String>,
-    /// lora/dora: scale by alpha / sqrt(r) (rsLoRA).
+    /// lora/dora/lora-fa: scale by alpha / sqrt(r) (rsLoRA).
     #[arg(long)]
     pub rslora: bool,
-    /// lora/dora: LoRA+ learning-rate ratio of B to A.
+    /// lora/dora/lora-fa: LoRA+ learning-rate ratio of B to A.
     #[arg(long, default_value_t = 1.0)]
     pub lora_plus_ratio: f64,
+    /// lora/lora-fa: how A and B start (PEFT's init_lora_weights): true (A uniform ±1/√d_in,
+    /// B = 0), gaussian (A normal(0, 1/r)), pissa (A, B from the top-r singular triplets of W,
+    /// W replaced by the residual), olora (A, B from W's QR, W replaced by the residual). A PiSSA
+    /// or OLoRA adapter is saved converted to a plain LoRA of rank 2r on the original base.
+    #[arg(long, default_value = "true")]
+    pub init_lora_weights: String,
+    /// adalora: the rank each targeted Linear starts with.
+    #[arg(long, default_value_t = 12)]
+    pub init_r: usize,
+    /// adalora: the average rank the budget schedule ends at (below --init-r).
+    #[arg(long, default_value_t = 8)]
+    pub target_r: usize,
+    /// adalora: warm-up steps before any rank is pruned.
+    #[arg(long, default_value_t = 0)]
+    pub tinit: usize,
+    /// adalora: final steps that keep the final rank pattern fixed.
+    #[arg(long, default_value_t = 0)]
+    pub tfinal: usize,
+    /// adalora: steps between two budget allocations (PEFT's deltaT).
+    #[arg(long, default_value_t = 1)]
+    pub delta_t: usize,
+    /// adalora: EMA coefficient of the importance |w · ∇w|.
+    #[arg(long, default_value_t = 0.85)]
+    pub beta1: f64,
+    /// adalora: EMA coefficient of the importance's uncertainty.
+    #[arg(long, default_value_t = 0.85)]
+    pub beta2: f64,
+    /// adalora: weight of the orthogonality regulariser ‖PᵀP − I‖ + ‖QQᵀ − I‖ added to the loss.
+    #[arg(long, default_value_t = 0.5)]
+    pub orth_reg_weight: f64,
+    /// adalora: the steps the budget schedule spans (default: the run's optimizer steps).
+    #[arg(long)]
+    pub total_step: Option<usize>,
     /// houlsby/pfeiffer: bottleneck width.
     #[arg(long, default_value_t = 16)]
     pub bottleneck: usize,

@@ -5,7 +5,7 @@
 use super::method::{CompareExample, ExampleContext, Method, MethodEntry};
 use super::options::MethodOptions;
 use super::spec::MethodSpec;
-use super::{adapter, bitfit, dora, full, ia3, lora, prefix, prompt};
+use super::{adalora, adapter, bitfit, dora, full, ia3, lora, lora_fa, prefix, prompt};
 use crate::autodiff::ParamStore;
 use crate::data::tokenizer::Tokenizer;
 use crate::error::{Error, Result};
@@ -21,6 +21,8 @@ pub const METHODS: &[&MethodEntry] = &[
     &adapter::PFEIFFER,
     &lora::ENTRY,
     &dora::ENTRY,
+    &lora_fa::ENTRY,
+    &adalora::ENTRY,
     &ia3::ENTRY,
     &prefix::ENTRY,
     &prompt::ENTRY,
@@ -83,6 +85,8 @@ pub fn apply<F: Float>(
         MethodSpec::Bitfit => Box::new(bitfit::BitFit::apply(store)),
         MethodSpec::Lora(c) => Box::new(lora::Lora::apply(model, store, c.clone(), seed)?),
         MethodSpec::Dora(c) => Box::new(dora::Dora::apply(model, store, c.clone(), seed)?),
+        MethodSpec::LoraFa(c) => Box::new(lora_fa::LoraFa::apply(model, store, c.clone(), seed)?),
+        MethodSpec::Adalora(c) => Box::new(adalora::AdaLora::apply(model, store, c.clone(), seed)?),
         MethodSpec::Houlsby { bottleneck } => Box::new(adapter::Adapter::apply(
             model,
             store,
@@ -206,12 +210,14 @@ mod tests {
     /// example of it.
     #[test]
     fn every_method_spec_variant_has_a_registry_line() {
-        const VARIANTS: usize = 9;
+        const VARIANTS: usize = 11;
         let index = |spec: &MethodSpec| match spec {
             MethodSpec::Full { .. } => 0,
             MethodSpec::Bitfit => 1,
             MethodSpec::Lora(_) => 2,
             MethodSpec::Dora(_) => 3,
+            MethodSpec::LoraFa(_) => 9,
+            MethodSpec::Adalora(_) => 10,
             MethodSpec::Houlsby { .. } => 4,
             MethodSpec::Pfeiffer { .. } => 5,
             MethodSpec::Ia3 => 6,

@@ -16,6 +16,11 @@ pub enum MethodSpec {
     Lora(LoraConfig),
     /// LoRA with a learned magnitude per output column.
     Dora(LoraConfig),
+    /// LoRA-FA: LoRA with A frozen at its init and B's gradient projected.
+    #[serde(rename = "lora-fa")]
+    LoraFa(LoraConfig),
+    /// AdaLoRA: SVD-form updates P Λ Q whose ranks a budget schedule prunes.
+    Adalora(AdaLoraConfig),
     /// Bottleneck adapters after the attention output and after the MLP (two per block, GELU).
     Houlsby { bottleneck: usize },
     /// Bottleneck adapters after the MLP only (one per block, ReLU).
@@ -43,6 +48,8 @@ impl MethodSpec {
             MethodSpec::Bitfit => "bitfit",
             MethodSpec::Lora(_) => "lora",
             MethodSpec::Dora(_) => "dora",
+            MethodSpec::LoraFa(_) => "lora-fa",
+            MethodSpec::Adalora(_) => "adalora",
             MethodSpec::Houlsby { .. } => "houlsby",
             MethodSpec::Pfeiffer { .. } => "pfeiffer",
             MethodSpec::Ia3 => "ia3",
@@ -65,6 +72,107 @@ pub struct LoraConfig {
     pub rslora: bool,
     /// LoRA+: B's learning rate is this many times A's (1 = plain LoRA).
     pub lr_ratio_b: f64,
+    /// How A and B start (PEFT's `init_lora_weights`); absent in configs written before it
+    /// existed, which mean the default.
+    #[serde(default)]
+    pub init_lora_weights: LoraInit,
+}
+
+/// LoRA's initialisation, by PEFT's `init_lora_weights` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum LoraInit {
+    /// PEFT's `true`: A uniform(±1/√d_in) (Kaiming-uniform), B = 0.
+    #[default]
+    #[serde(rename = "true")]
+    Default,
+    /// A normal(0, 1/r), B = 0.
+    #[serde(rename = "gaussian")]
+    Gaussian,
+    /// PiSSA: A, B from the top-r singular triplets of W, W replaced by the residual.
+    #[serde(rename = "pissa")]
+    Pissa,
+    /// OLoRA: A, B from the QR decomposition of W, W replaced by the residual.
+    #[serde(rename = "olora")]
+    Olora,
+}
+
+impl LoraInit {
+    /// Every value, by its PEFT name.
+    pub const ALL: [(&'static str, LoraInit); 4] = [
+        ("true", LoraInit::Default),
+        ("gaussian", LoraInit::Gaussian),
+        ("pissa", LoraInit::Pissa),
+        ("olora", LoraInit::Olora),
+    ];
+
+    /// PEFT's name of the value.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map(|(n, _)| *n)
+            .expect("every value is listed")
+    }
+
+    /// Whether this init rewrites the base weight into a residual (PiSSA, OLoRA).
+    pub fn changes_base(self) -> bool {
+        matches!(self, LoraInit::Pissa | LoraInit::Olora)
+    }
+}
+
+/// AdaLoRA's options, by PEFT's `AdaLoraConfig` names (`deltaT` is `delta_t`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdaLoraConfig {
+    /// The rank every targeted Linear starts with.
+    pub init_r: usize,
+    /// The average rank the budget ends at.
+    pub target_r: usize,
+    /// The update is scaled by alpha / (init_r + 1e-5) (r when alpha is 0), as PEFT's ranknum.
+    pub alpha: f64,
+    pub dropout: f64,
+    /// LoRA's target vocabulary ([`super::lora::parse_targets`]).
+    pub targets: Vec<String>,
+    /// Steps of warm-up before any rank is pruned.
+    pub tinit: usize,
+    /// Steps at the end with the final rank pattern fixed.
+    pub tfinal: usize,
+    /// Steps between two budget allocations.
+    pub delta_t: usize,
+    /// EMA coefficient of the sensitivity |w · ∇w|.
+    pub beta1: f64,
+    /// EMA coefficient of its uncertainty.
+    pub beta2: f64,
+    /// Weight of the orthogonality regulariser added to the loss.
+    pub orth_reg_weight: f64,
+    /// The step count the budget schedule spans; `None`: the run's optimizer steps.
+    #[serde(default)]
+    pub total_step: Option<usize>,
+    /// After training: per targeted module (its path, `.q` for a block of a fused c_attn), which
+    /// of the init_r triplets are kept.
+    #[serde(default)]
+    pub rank_pattern: Option<std::collections::BTreeMap<String, Vec<bool>>>,
+}
+
+impl Default for AdaLoraConfig {
+    /// PEFT's defaults (init_r 12, target_r 8, β 0.85, orthogonality weight 0.5), tunelab's
+    /// targets q, v and alpha 16.
+    fn default() -> Self {
+        Self {
+            init_r: 12,
+            target_r: 8,
+            alpha: 16.0,
+            dropout: 0.0,
+            targets: vec!["q".into(), "v".into()],
+            tinit: 0,
+            tfinal: 0,
+            delta_t: 1,
+            beta1: 0.85,
+            beta2: 0.85,
+            orth_reg_weight: 0.5,
+            total_step: None,
+            rank_pattern: None,
+        }
+    }
 }
 
 impl Default for LoraConfig {
@@ -76,6 +184,7 @@ impl Default for LoraConfig {
             targets: vec!["q".into(), "v".into()],
             rslora: false,
             lr_ratio_b: 1.0,
+            init_lora_weights: LoraInit::Default,
         }
     }
 }

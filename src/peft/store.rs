@@ -104,6 +104,7 @@ pub fn save_adapter<F: Float>(
         });
     }
     method.finalize(store)?;
+    let spec = &method.saved_spec(spec);
     let (saved, folded) = match spec {
         MethodSpec::Prefix {
             n_virtual,
@@ -152,8 +153,23 @@ fn apply_spec<F: Float>(
     })
 }
 
-/// [`super::limits::check`], naming `dir`'s adapter config and the field.
+/// [`super::limits::check`], naming `dir`'s adapter config and the field. A saved config never
+/// asks for PiSSA or OLoRA (they are saved converted to plain LoRA): such a config is refused,
+/// since applying it would rewrite the base weights.
 pub fn check_spec(dir: &Path, spec: &MethodSpec, model: &Transformer) -> Result<()> {
+    if let MethodSpec::Lora(c) | MethodSpec::Dora(c) | MethodSpec::LoraFa(c) = spec {
+        if c.init_lora_weights.changes_base() {
+            return Err(data_err(
+                &dir.join(adapter::CONFIG),
+                format!(
+                    "init_lora_weights = {:?}: an adapter records the plain LoRA it was converted \
+                     to when saved; applying {} to a loaded base would rewrite its weights",
+                    c.init_lora_weights.name(),
+                    c.init_lora_weights.name()
+                ),
+            ));
+        }
+    }
     super::limits::check(spec, model).map_err(|l| data_err(&dir.join(adapter::CONFIG), l.detail))
 }
 
@@ -224,7 +240,8 @@ fn match_tensors<F: Float>(
 /// Errors name the file and the tensor: a tensor the model does not have, a wrong shape, or a
 /// parameter the method trains that the file lacks. The files are read and checked as far as
 /// possible before the store changes; a shape error of a method parameter is found only after
-/// the method was applied, so load onto a fresh base after an error.
+/// the method was applied, so load onto a fresh base after an error. The parameters the method
+/// keeps frozen ([`Method::frozen_params`], LoRA-FA's A) stay frozen.
 pub fn load_adapter<F: Float>(
     dir: &Path,
     model: &Transformer,
@@ -269,9 +286,10 @@ pub fn load_adapter_files<F: Float>(
         files.tensors,
         |id| store.value(id).shape().to_vec(),
     )?;
+    let frozen = method.frozen_params();
     for (id, value) in values {
         store.set_value(id, value)?;
-        store.set_trainable(id, true);
+        store.set_trainable(id, !frozen.contains(&id));
     }
     Ok((files.spec, method, files.meta))
 }
@@ -497,12 +515,13 @@ impl<F: Float> AdapterSet<F> {
             },
         )?;
         let mut own = vec![false; n_base];
+        let frozen = method.frozen_params();
         for (id, value) in values {
             if id.index() < n_base {
                 own[id.index()] = true;
             }
             store.get_mut(id).value = value;
-            store.set_trainable(id, true);
+            store.set_trainable(id, !frozen.contains(&id));
         }
         Ok(Slot {
             name: name.to_string(),

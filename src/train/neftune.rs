@@ -18,7 +18,7 @@
 //! run is deterministic per seed. The noise is a constant on the tape: gradients flow through
 //! x + ε exactly as through x.
 
-use crate::autodiff::{Tape, Var};
+use crate::autodiff::{Grads, ParamStore, Tape, Var};
 use crate::error::Result;
 use crate::nn::{Hooks, Site};
 use crate::tensor::Float;
@@ -83,5 +83,23 @@ impl<F: Float> Hooks<F> for Neftune<'_, F> {
 
     fn embeddings(&self, tape: &mut Tape<'_, F>, x: Var) -> Result<Var> {
         self.inner.embeddings(tape, x)
+    }
+
+    fn regularizer(&self, tape: &mut Tape<'_, F>) -> Result<Option<Var>> {
+        self.inner.regularizer(tape)
+    }
+
+    fn project_grads(&self, store: &ParamStore<F>, grads: &mut Grads<F>) -> Result<()> {
+        self.inner.project_grads(store, grads)
+    }
+
+    fn after_step(
+        &self,
+        store: &mut ParamStore<F>,
+        grads: &Grads<F>,
+        step: usize,
+        total_steps: usize,
+    ) -> Result<()> {
+        self.inner.after_step(store, grads, step, total_steps)
     }
 }

@@ -8,7 +8,9 @@
 //! one [`Training`].
 //!
 //! Each optimizer step sums `gradient_accumulation_steps` micro-batches, clips the global norm,
-//! steps the optimizer under the schedule, and logs. Evaluation and checkpoints follow their
+//! steps the optimizer under the schedule, and logs. The method's training hooks run inside the
+//! step ([`crate::nn::Hooks`]: a regulariser added to each micro-batch's loss, a projection of the
+//! clipped gradients before the optimizer, a callback after it). Evaluation and checkpoints follow their
 //! strategies; early stopping watches `metric_for_best_model`, and with `load_best_model_at_end`
 //! the best evaluation's weights are restored when training ends. Everything is deterministic
 //! from the seed: the batch order of epoch e is a permutation seeded by (seed, e) and dropout is
@@ -830,6 +832,11 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
                 indices: &idx,
             };
             let (loss, terms) = task.loss(&mut tape, hooks, &batch)?;
+            // A method's regulariser (AdaLoRA's) joins each micro-batch's mean loss.
+            let loss = match hooks.regularizer(&mut tape)? {
+                Some(r) => tape.add(loss, r)?,
+                None => loss,
+            };
             // The forward is done: from here on the tape holds only what backward reads.
             tape.release_unsaved(0, &[loss]);
             let value = tape.scalar(loss)?.as_f64();
@@ -874,8 +881,10 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
         } else {
             crate::optim::grad_norm(&grads)
         };
+        hooks.project_grads(store, &mut grads)?;
         let lr = schedule.lr(args.learning_rate, step);
         opt.step(store, &grads, lr);
+        hooks.after_step(store, &grads, step, total)?;
         grads.zero();
         state.step += 1;
         state.losses.push(loss_sum);

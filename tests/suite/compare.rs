@@ -135,7 +135,8 @@ fn bootstrap_intervals_are_seeded_and_cover_the_mean() {
 #[test]
 fn compare_quick_measures_what_the_table_claims() {
     let mut opts = CompareOptions::new("gpt-tiny", Task::Sentiment).quick();
-    opts.only = vec!["full".into(), "lora".into(), "prompt".into()];
+    // By label: `lora` alone picks every LoRA row (PiSSA's and OLoRA's init too).
+    opts.only = vec!["full".into(), "lora r=8 q,v".into(), "prompt".into()];
     opts.out_dir = crate::common::temp_dir("compare");
     let rows = compare(&opts, &default_entries(opts.task, vec![]).unwrap(), &mut ()).unwrap();
     // Methods train side by side, each in its own directory.
@@ -213,7 +214,7 @@ fn compare_quick_measures_what_the_table_claims() {
 #[test]
 fn two_seeds_give_t_intervals_and_the_baseline_paired_with_itself_is_zero() {
     let mut opts = CompareOptions::new("gpt-tiny", Task::Sentiment).quick();
-    opts.only = vec!["full".into(), "lora".into()];
+    opts.only = vec!["full".into(), "lora r=8 q,v".into()];
     opts.seeds = 2;
     opts.steps = 8;
     opts.low_data_steps = 4;

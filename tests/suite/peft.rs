@@ -128,12 +128,16 @@ fn peft_step_changes_only_the_methods_parameters() {
                     );
                 }
             }
+            // Its own parameters train, but for those it keeps frozen (LoRA-FA's A).
+            let frozen = method.frozen_params();
             for &id in method.params() {
-                assert!(
+                assert_eq!(
                     s.is_trainable(id),
-                    "{}: its own parameter {} is frozen",
+                    !frozen.contains(&id),
+                    "{}: its own parameter {} (frozen by the method: {})",
                     spec.name(),
-                    s.name(id)
+                    s.name(id),
+                    frozen.contains(&id)
                 );
             }
         }
@@ -226,7 +230,18 @@ fn peft_gradients_match_finite_differences() {
             let mut grads = Grads::new(&s);
             run(&model, &head, method.as_ref(), &s, Some(&mut grads));
             let mut probe = s.clone();
+            let frozen = method.frozen_params();
             for &id in method.params() {
+                if frozen.contains(&id) {
+                    // Frozen means no work: LoRA-FA's A gets no gradient at all.
+                    assert!(
+                        grads.get(id).is_none(),
+                        "{}: frozen {} has a gradient",
+                        spec.name(),
+                        s.name(id)
+                    );
+                    continue;
+                }
                 let g = grads.get(id).expect("method parameter has a gradient");
                 let n = g.len();
                 for i in (0..n).step_by(n / 4 + 1) {
