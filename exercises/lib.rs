@@ -170,5 +170,12 @@ pub mod grpo_clipped;
 #[path = "../solutions/08_alignment/grpo_clipped.rs"]
 pub mod grpo_clipped;
 
+#[cfg(not(feature = "solutions"))]
+#[path = "09_quantization/nf4.rs"]
+pub mod nf4;
+#[cfg(feature = "solutions")]
+#[path = "../solutions/09_quantization/nf4.rs"]
+pub mod nf4;
+
 #[cfg(test)]
 mod graders;

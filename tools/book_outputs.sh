@@ -11,6 +11,7 @@
 #   tools/book_outputs.sh align      only the `tunelab align` outputs (its quick compare included)
 #   tools/book_outputs.sh interview N...   only these interview answers
 #   tools/book_outputs.sh pitfall NAME...  only these pitfalls
+#   tools/book_outputs.sh qlora      only the QLoRA page's outputs (interview 16, two finetunes)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=book/src/generated
@@ -63,6 +64,17 @@ align_outputs() {
     fi
 }
 
+# The QLoRA page (methods/qlora.md): LoRA on the base stored in NF4 with double quantisation,
+# and the same run on the f32 base, each well under a minute. The page also shows interview 16
+# (it measures the stored bases and trains both on three seeds).
+qlora_finetunes() {
+    local runs=target/book-runs
+    run finetune-qlora.txt finetune --method lora --base-dtype nf4 --double-quant --max-steps 40 \
+        --lr 3e-3 --output-dir "$runs/qlora" --overwrite-output-dir
+    run finetune-lora-f32.txt finetune --method lora --max-steps 40 --lr 3e-3 \
+        --output-dir "$runs/lora-f32" --overwrite-output-dir
+}
+
 summary() {
     if [ ${#skipped[@]} -gt 0 ]; then
         echo
@@ -73,6 +85,12 @@ summary() {
 
 if [ "${1:-}" = align ]; then
     align_outputs
+    summary
+    exit 0
+fi
+if [ "${1:-}" = qlora ]; then
+    qlora_finetunes
+    run interview-16.txt interview 16
     summary
     exit 0
 fi
@@ -97,6 +115,7 @@ run_example() {
     { printf "$ cargo run --release --example %s\n" "$1"; cargo run --release --quiet --example "$1" 2>&1; } >"$out/example-$1.txt"
 }
 run_example lora_lm_step
+qlora_finetunes
 # Every question `tunelab interview` lists.
 for n in $("$bin" interview | sed -n 's/^ *\([0-9][0-9]*\)\. .*/\1/p'); do
     run "interview-$n.txt" interview "$n"

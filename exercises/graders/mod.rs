@@ -21,6 +21,7 @@ mod lora_forward;
 mod lora_merge;
 mod lora_params;
 mod memory_estimate;
+mod nf4;
 mod padding_masks;
 mod prefix_kv;
 mod soft_prompt;

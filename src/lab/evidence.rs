@@ -10,7 +10,9 @@
 //! several seeds (side by side, one per core) and [`Judged::verdicts`] merges the claims by
 //! their text: in how many seeds each held, and the range of what it measured. Experiments that
 //! train nothing (parameter counts, padding, one batch's losses, memory arithmetic) give the
-//! same numbers for every seed and run once ([`Judged::once`]).
+//! same numbers for every seed and run once ([`Judged::once`]). An experiment that reports a mean
+//! and a 95% interval over its seeds runs them itself and is judged once on all of them together
+//! ([`Judged::pooled`]).
 //!
 //! A claim that does not hold is printed as such: the text says what the notes expect, the
 //! verdict says what the runs showed.
@@ -228,6 +230,9 @@ pub struct Judged<E> {
     pub runs: Vec<E>,
     /// The experiment trains nothing: every seed would measure the same, so it ran once.
     pub deterministic: bool,
+    /// The one run trained on every seed of `seeds` itself, and its claims test what the seeds
+    /// measured together (means and intervals over them).
+    pub pooled: bool,
 }
 
 impl<E: Evidence> Judged<E> {
@@ -237,6 +242,18 @@ impl<E: Evidence> Judged<E> {
             seeds: vec![FIRST_SEED],
             runs: vec![e],
             deterministic: true,
+            pooled: false,
+        }
+    }
+
+    /// An experiment that ran on every seed of `seeds` itself and judges its claims once, on
+    /// what the seeds measured together.
+    pub fn pooled(seeds: Vec<u64>, e: E) -> Self {
+        Self {
+            seeds,
+            runs: vec![e],
+            deterministic: false,
+            pooled: true,
         }
     }
 
@@ -264,6 +281,8 @@ pub trait Judgement {
     fn verdicts(&self) -> Vec<Verdict>;
     fn seeds(&self) -> &[u64];
     fn deterministic(&self) -> bool;
+    /// One run over every seed, its claims judged once ([`Judged::pooled`]).
+    fn pooled(&self) -> bool;
 }
 
 impl<E: Evidence> Judgement for Judged<E> {
@@ -278,6 +297,9 @@ impl<E: Evidence> Judgement for Judged<E> {
     }
     fn deterministic(&self) -> bool {
         self.deterministic
+    }
+    fn pooled(&self) -> bool {
+        self.pooled
     }
 }
 
@@ -294,7 +316,8 @@ fn seed_names(seeds: &[u64]) -> String {
 pub fn report(j: &dyn Judgement) -> String {
     let seeds = j.seeds();
     let mut s = String::new();
-    if !j.deterministic() && seeds.len() > 1 {
+    let once = j.deterministic() || j.pooled();
+    if !once && seeds.len() > 1 {
         let _ = writeln!(
             s,
             "(tables: seed {}, the first of {} seeds; the claims below are judged on every seed)\n",
@@ -314,6 +337,21 @@ pub fn report(j: &dyn Judgement) -> String {
         s.push_str(
             "\nclaims (deterministic: 1 run; nothing here trains, so every seed measures the same):\n",
         );
+    } else if j.pooled() {
+        let _ = writeln!(
+            s,
+            "\nclaims (judged once, on what seed{} {} measured together):",
+            if seeds.len() == 1 { "" } else { "s" },
+            seed_names(seeds)
+        );
+        if seeds.len() < DEFAULT_SEEDS {
+            let _ = writeln!(
+                s,
+                "  (only {} seed{}: too few for an interval that means much; use --seeds {DEFAULT_SEEDS} or more)",
+                seeds.len(),
+                if seeds.len() == 1 { "" } else { "s" },
+            );
+        }
     } else {
         let _ = writeln!(
             s,
@@ -332,7 +370,7 @@ pub fn report(j: &dyn Judgement) -> String {
         }
     }
     for v in verdicts {
-        let mark = if j.deterministic() {
+        let mark = if once {
             if v.always() {
                 "[holds]".to_string()
             } else {
@@ -409,6 +447,7 @@ pub fn over_seeds<E: Send>(
         seeds,
         runs,
         deterministic: false,
+        pooled: false,
     })
 }
 

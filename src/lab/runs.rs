@@ -1,5 +1,5 @@
 //! One fine-tuning run as the interview and pitfall experiments need it: the shipped base (or
-//! the same architecture from scratch, or with another dropout), a task, a method, the Trainer,
+//! the same architecture from scratch, or with another dropout, or stored in fewer bits), a task, a method, the Trainer,
 //! and everything measured on the way (every step's loss and gradient norm, every evaluation),
 //! kept even when the loss blows up.
 
@@ -8,6 +8,7 @@ use super::forgetting::{self, Forgetting};
 use crate::data::lm::LmBatch;
 use crate::data::tasks::Task;
 use crate::error::Result;
+use crate::nn::quantize::BaseDtype;
 use crate::nn::Transformer;
 use crate::peft::{Method, MethodSpec};
 use crate::train::args::Strategy;
@@ -43,6 +44,8 @@ pub struct Run {
     pub dropout: Option<f64>,
     /// The same architecture with fresh random weights instead of the pre-trained ones.
     pub from_scratch: bool,
+    /// How the base's block Linears are stored (`--base-dtype`; nf4 with LoRA is QLoRA).
+    pub base_dtype: BaseDtype,
 }
 
 impl Run {
@@ -66,6 +69,7 @@ impl Run {
             train_limit: None,
             dropout: None,
             from_scratch: false,
+            base_dtype: BaseDtype::F32,
         }
     }
 
@@ -163,6 +167,7 @@ pub fn prepare_run(run: &Run) -> Result<(Base, TaskModel, Box<dyn Method<f32>>)>
         base.model = Transformer::new(base.model.config.clone(), &mut fresh, seed)?;
         base.store = fresh;
     }
+    base.quantize(run.base_dtype)?;
     let (data, world) = task_data(run.task, None, run.train_limit)?;
     let (tm, method) = prepare(&mut base, run.task, data, world, &run.spec, run.args.seed)?;
     Ok((base, tm, method))

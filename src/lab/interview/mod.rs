@@ -88,8 +88,8 @@ pub const QUESTIONS: &[Question] = &[
       "It rescales all gradients together when their global norm exceeds a threshold, keeping the direction and bounding the step. It matters when a loss spike or a deep, badly conditioned network (post-LN without warmup, long RNN-like paths) produces a huge gradient that would throw the weights away; it is cheap insurance, logged as the gradient norm. In the experiment a deep post-LN decoder trained with SGD at a high learning rate blows up on every seed without clipping and trains with it. Pre-LN spreads the gradient evenly over the blocks, but at that learning rate it did not stop every seed from blowing up on its own; clipping did.",
       "the explode pitfall: a deep post-LN decoder trained with and without clipping, versus pre-LN, with gradient norms per layer"),
     q(16, "How much memory does QLoRA need, and why?",
-      "QLoRA stores the frozen base in 4-bit NormalFloat (about 4.1 bits per weight with double quantisation, versus 16 for bf16), trains LoRA adapters in 16-bit on top, and keeps optimizer state only for the adapters. Memory is then dominated by the quantised base and the activations: a 65B model fits in one 48 GB GPU, and the quantisation costs little accuracy because the adapters learn on top of it.",
-      "the memory arithmetic of full fine-tuning, LoRA and QLoRA for 7B and 65B, and gpt-tiny quantised to NF4 here: bits per weight and the LM loss it costs"),
+      "QLoRA stores the frozen base in 4-bit NormalFloat: blocks of 64 weights, each with its absmax, each weight the index of the nearest of 16 levels placed at quantiles of a normal distribution, which spend the codes where roughly normal weights actually are. That is 4.5 bits per weight; double quantisation stores the absmax constants in 8 bits too, about 4.127, versus 16 for bf16. LoRA's adapters train in 16 or 32 bits on top, with optimizer state only for them, and the base is dequantised a tile at a time inside each matmul, never kept whole in full precision. Memory is then dominated by the quantised base and the activations: a 65B model fits in one 48 GB GPU. Quantising costs little because the adapters learn on top of the quantised weights. Here, on gpt-tiny's real NF4 base, the model's weights take under a third of the memory of LoRA's f32 base, the held-out LM loss barely moves, and LoRA on it scores as LoRA on f32 does, within an interval over three seeds that is several points wide: a small difference could hide in it. NF4's levels reconstruct the weights better than evenly spaced ones overall, though uniform levels make the largest single error smaller, and at this size the activations, not the weights, dominate a training step's memory.",
+      "the memory arithmetic of full fine-tuning, LoRA and QLoRA for 7B and 65B; gpt-tiny's block Linears stored in bf16, NF4 and NF4 with double quantisation (bits per value, reconstruction error, held-out LM loss) beside uniform 4-bit levels in the same blocks; LoRA on the f32 base and QLoRA on the NF4 base trained on sentiment with the same seeds: weight and activation memory and test accuracy with 95% intervals"),
     q(17, "Is gradient accumulation the same as a bigger batch?",
       "Summing the gradients of k micro-batches, each scaled by 1/k, equals the gradient of one k-times larger batch only when every micro-batch's loss is a mean over equally many terms, as a classification loss over equal micro-batches is. For a per-token LM loss the micro-batches hold different numbers of target tokens, so averaging their means weights tokens unequally. Exact accumulation sums the per-token losses and divides by the target count of the whole accumulated batch; tunelab's Trainer does exactly that, as Hugging Face's does with num_items_in_batch, so k micro-batches of b give the loss and gradient of one batch of k·b, for every loss.",
       "gradients of one batch of 16 versus 4 micro-batches of 4, for classification and for the causal LM loss: each micro-batch scaled by 1/k (the naive way) and by its share of the target tokens (what the Trainer does)"),
@@ -178,7 +178,12 @@ pub fn run(
         15 => Box::new(over_seeds(seeds, true, p, |s, p| {
             pitfall::explode::run(mode, s, p)
         })?),
-        16 => Box::new(Judged::once(training::qlora(mode)?)),
+        // LoRA and QLoRA on every seed, side by side; the claims are judged once on the
+        // intervals over the seeds.
+        16 => {
+            let e = training::qlora(mode, seeds, p)?;
+            Box::new(Judged::pooled(e.seeds.clone(), e))
+        }
         17 => Box::new(Judged::once(training::accumulation()?)),
         18 => Box::new(Judged::once(alignment::dpo_derivation()?)),
         19 => Box::new(over_seeds(seeds, true, p, |s, p| {

@@ -1,22 +1,28 @@
-//! Training questions: label masking in instruction tuning (12), warmup (14), QLoRA memory (16)
-//! and gradient accumulation (17). Questions 13 and 15 run the lr and explode pitfalls.
+//! Training questions: label masking in instruction tuning (12), warmup (14), QLoRA (16: the
+//! base really stored in NF4, and LoRA trained on it beside LoRA on f32) and gradient
+//! accumulation (17). Questions 13 and 15 run the lr and explode pitfalls.
 
 use crate::autodiff::IGNORE_INDEX;
 use crate::data::encode::Target;
 use crate::data::tasks::Task;
 use crate::error::Result;
+use crate::kernels::nf4::DOUBLE_QUANT_BLOCKSIZE;
 use crate::lab::estimate::{self, EstimateArgs, Method as EstMethod, GB};
-use crate::lab::evidence::{num, table, Claim, Evidence, Fmt, Mode};
-use crate::lab::finetune::load_base;
+use crate::lab::evidence::{num, seed_list, table, Claim, Evidence, Fmt, Mode};
+use crate::lab::finetune::{load_base, Base};
 use crate::lab::forgetting::{heldout_batches, heldout_loss};
+use crate::lab::lanes::{lanes, side_by_side};
 use crate::lab::runs::{prepare_run, temp_dir, train_run, Recorder, Run, BASE};
-use crate::nn::{Hooks, NoHooks};
-use crate::peft::lora::{block_linears, LoraConfig};
+use crate::lab::stats::{self, IntervalKind, Paired};
+use crate::nn::quantize::{BaseDtype, NF4_BLOCKSIZE};
+use crate::nn::{Hooks, Layout, NoHooks};
+use crate::peft::lora::{compare_config, LoraConfig};
 use crate::peft::MethodSpec;
 use crate::train::progress::Progress;
 use crate::train::task::{Item, TaskModel};
 use crate::train::trainer::{self, MicroBatch, Split, TrainTask, Training};
 use crate::{Float, Grads, ParamStore, Tape};
+use ndarray::{Array2, Ix2};
 use serde::Serialize;
 
 // ---------------------------------------------------------------------------------------------
@@ -301,46 +307,26 @@ impl Evidence for Warmup {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 16. QLoRA memory arithmetic
+// 16. QLoRA: the base in 4-bit NormalFloat, and LoRA on top of it
 
-/// The 16 NormalFloat-4 levels (Dettmers et al. 2023, appendix E; bitsandbytes' table): the
-/// quantiles of a standard normal, rescaled to [-1, 1], with an exact zero.
-pub const NF4: [f32; 16] = [
-    -1.0,
-    -0.696_192_8,
-    -0.525_073_05,
-    -0.394_917_5,
-    -0.284_441_38,
-    -0.184_773_43,
-    -0.091_050_04,
-    0.0,
-    0.079_580_3,
-    0.160_930_2,
-    0.246_112_3,
-    0.337_915_24,
-    0.440_709_83,
-    0.562_617,
-    0.722_956_84,
-    1.0,
-];
+/// 16 evenly spaced levels over [−1, 1]: the plain 4-bit code NF4 is measured against.
+pub fn uniform4_levels() -> [f32; 16] {
+    std::array::from_fn(|i| -1.0 + 2.0 * i as f32 / 15.0)
+}
 
-/// Block size of the absmax constants, as in QLoRA.
-pub const BLOCK: usize = 64;
-
-/// Quantizes `w` in blocks of 64 to the nearest of `levels` times the block's absmax, and
-/// returns the dequantized values.
-pub fn quantize(w: &[f32], levels: &[f32; 16]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(w.len());
-    for block in w.chunks(BLOCK) {
+/// `values` through a uniform 4-bit code and back: the blocks, absmax and layout of NF4
+/// (`crate::kernels::nf4`), with [`uniform4_levels`] in place of the normal quantiles. Only the
+/// levels differ, so the error it adds is what NF4's levels save.
+pub fn uniform4_round_trip(values: &[f32], blocksize: usize) -> Vec<f32> {
+    let levels = uniform4_levels();
+    let mut out = Vec::with_capacity(values.len());
+    for block in values.chunks(blocksize) {
         let absmax = block.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         for &x in block {
             let y = if absmax > 0.0 { x / absmax } else { 0.0 };
-            let q = levels
-                .iter()
-                .copied()
-                .min_by(|a, b| (a - y).abs().total_cmp(&(b - y).abs()))
-                .unwrap_or(0.0);
-            out.push(q * absmax);
+            // The nearest level: levels are 2/15 apart from −1.
+            let q = ((y + 1.0) * 7.5).round().clamp(0.0, 15.0) as usize;
+            out.push(levels[q] * absmax);
         }
     }
     out
@@ -355,24 +341,69 @@ pub struct MemRow {
     pub total_ckpt_gb: f64,
 }
 
+/// gpt-tiny's block Linears stored one way, measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredBase {
+    /// `f32`, `bf16`, `nf4`, `nf4+dq`, or `uniform 4-bit`.
+    pub dtype: String,
+    pub bits_per_value: f64,
+    pub bytes: usize,
+    /// ‖Ŵ − W‖ / ‖W‖ over every block Linear together, and the largest |ŵ − w|.
+    pub relative_error: f64,
+    pub max_abs_error: f64,
+    /// Held-out LM loss of the whole model with its Linears stored this way.
+    pub lm_loss: f64,
+}
+
+/// LoRA trained on one base storage over every seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainedOn {
+    pub label: String,
+    pub trainable: usize,
+    /// Bytes of every weight, and of the activations the tape held, at the peak step (the
+    /// Trainer's memory ledger), per seed.
+    pub weights: Vec<usize>,
+    pub activations: Vec<usize>,
+    /// Mean training loss of the last 5 steps, and test accuracy, per seed (seed order).
+    pub final_loss: Vec<f64>,
+    pub accuracy: Vec<f64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Qlora {
     pub rows: Vec<MemRow>,
-    /// Bits per weight of the 4-bit codes plus fp32 absmax constants, counted on gpt-tiny.
-    pub bits_measured: f64,
-    /// With double quantization of the constants, by the paper's formula.
-    pub bits_double_quant: f64,
-    pub quantized_weights: usize,
-    /// Relative error ‖Ŵ − W‖ / ‖W‖ of NF4 and of uniform 4-bit levels.
-    pub nf4_error: f64,
-    pub int4_error: f64,
-    /// Held-out LM loss of gpt-tiny in f32, with NF4 block linears, with uniform 4-bit.
-    pub lm_f32: f64,
-    pub lm_nf4: f64,
-    pub lm_int4: f64,
+    /// Block Linears quantised and their values.
+    pub linears: usize,
+    pub values: usize,
+    /// f32, bf16, nf4, nf4+dq (stored by `Base::quantize`), then uniform 4-bit (round trip).
+    pub bases: Vec<StoredBase>,
+    /// QLoRA's bits per value with double quantisation by the paper's formula:
+    /// 4 + 8/64 + 32/(64·256).
+    pub paper_bits_dq: f64,
+    pub seeds: Vec<u64>,
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub test_examples: usize,
+    /// LoRA on the f32 base, then QLoRA (LoRA on the nf4+dq base), same seeds.
+    pub lora: TrainedOn,
+    pub qlora: TrainedOn,
 }
 
-pub fn qlora(_mode: Mode) -> Result<Qlora> {
+impl Qlora {
+    /// The stored base named `dtype`.
+    pub fn base(&self, dtype: &str) -> Option<&StoredBase> {
+        self.bases.iter().find(|b| b.dtype == dtype)
+    }
+
+    /// QLoRA − LoRA test accuracy, paired by seed, with its 95% interval.
+    pub fn accuracy_difference(&self) -> Paired {
+        stats::paired_t("lora", &self.qlora.accuracy, &self.lora.accuracy)
+    }
+}
+
+/// The memory arithmetic of `tunelab estimate` for 7B and 65B.
+fn memory_rows() -> Result<Vec<MemRow>> {
     let mut rows = Vec::new();
     for size in ["7B", "65B"] {
         let report = estimate::estimate(&EstimateArgs::new(size))?;
@@ -388,56 +419,186 @@ pub fn qlora(_mode: Mode) -> Result<Qlora> {
             }
         }
     }
-    let base = load_base(BASE)?;
-    let batches = heldout_batches(&base)?;
-    let lm_f32 = heldout_loss(&base, &NoHooks, &batches)?;
-    let uniform: [f32; 16] = std::array::from_fn(|i| -1.0 + 2.0 * i as f32 / 15.0);
-    let ids: Vec<crate::ParamId> = block_linears(&base.model)
-        .iter()
-        .map(|l| l.weight)
-        .collect();
-    let quantized_weights: usize = ids.iter().map(|&id| base.store.value(id).len()).sum();
-    let mut errs = Vec::new();
-    let mut losses = Vec::new();
-    for levels in [&NF4, &uniform] {
-        let mut b = crate::lab::finetune::Base {
-            dir: base.dir.clone(),
-            model: base.model.clone(),
-            store: base.store.clone(),
-            tok: base.tok.clone(),
-            notes: base.notes.clone(),
-            initialised: base.initialised.clone(),
-            quant: None,
+    Ok(rows)
+}
+
+/// The base with every block Linear through [`uniform4_round_trip`] (in the (out, in) layout
+/// and blocks NF4 uses), kept in f32, and what that did to the weights.
+fn uniform4_base(base: &Base) -> Result<(Base, StoredBase)> {
+    let mut b = base.clone();
+    let (mut err2, mut w2, mut max_err) = (0.0f64, 0.0f64, 0.0f64);
+    let (mut values, mut bytes) = (0usize, 0usize);
+    for lin in base.model.block_linears() {
+        let w = base
+            .store
+            .value(lin.weight)
+            .view()
+            .into_dimensionality::<Ix2>()
+            .map_err(|_| crate::error::Error::Shape {
+                op: "interview 16",
+                detail: format!("{}.weight is not 2-D", lin.module),
+            })?;
+        let out_in = match lin.layout {
+            Layout::OutIn => w,
+            Layout::InOut => w.reversed_axes(),
         };
-        let (mut err_sq, mut w_sq) = (0.0, 0.0);
-        for &id in &ids {
-            let w = base.store.value(id);
-            let flat: Vec<f32> = w.iter().copied().collect();
-            let q = quantize(&flat, levels);
-            for (x, y) in flat.iter().zip(&q) {
-                err_sq += ((x - y) as f64).powi(2);
-                w_sq += (*x as f64).powi(2);
-            }
-            b.store.set_value(
-                id,
-                ndarray::ArrayD::from_shape_vec(w.shape(), q).expect("same size"),
-            )?;
+        let flat: Vec<f32> = out_in.iter().copied().collect();
+        let back = uniform4_round_trip(&flat, NF4_BLOCKSIZE);
+        for (&x, &y) in flat.iter().zip(&back) {
+            let d = (x - y) as f64;
+            err2 += d * d;
+            w2 += (x as f64) * (x as f64);
+            max_err = max_err.max(d.abs());
         }
-        errs.push((err_sq / w_sq).sqrt());
-        losses.push(heldout_loss(&b, &NoHooks, &batches)?);
+        values += flat.len();
+        bytes += flat.len().div_ceil(2) + 4 * flat.len().div_ceil(NF4_BLOCKSIZE);
+        let back = Array2::from_shape_vec(out_in.dim(), back).expect("rows × cols values");
+        let stored = match lin.layout {
+            Layout::OutIn => back,
+            Layout::InOut => back.reversed_axes().as_standard_layout().into_owned(),
+        };
+        b.store.set_value(lin.weight, stored.into_dyn())?;
     }
-    let blocks = quantized_weights.div_ceil(BLOCK);
+    Ok((
+        b,
+        StoredBase {
+            dtype: "uniform 4-bit".into(),
+            bits_per_value: 8.0 * bytes as f64 / values.max(1) as f64,
+            bytes,
+            relative_error: (err2 / w2.max(f64::MIN_POSITIVE)).sqrt(),
+            max_abs_error: max_err,
+            lm_loss: f64::NAN,
+        },
+    ))
+}
+
+/// LoRA r=8 q,v (compare's) on sentiment on a base stored as `dtype`, one seed.
+struct OneRun {
+    trainable: usize,
+    weights: usize,
+    activations: usize,
+    final_loss: f64,
+    accuracy: f64,
+}
+
+fn train_on(
+    dtype: BaseDtype,
+    seed: u64,
+    steps: usize,
+    batch: usize,
+    lr: f64,
+    test_examples: usize,
+) -> Result<OneRun> {
+    let mut run = Run::new(
+        Task::Sentiment,
+        MethodSpec::Lora(compare_config()),
+        lr,
+        steps,
+        batch,
+    )
+    .seed(seed);
+    run.base_dtype = dtype;
+    let o = train_run(&run, dtype.name(), &mut ())?;
+    let l = &o.record.losses;
+    let tail = &l[l.len().saturating_sub(5)..];
+    Ok(OneRun {
+        trainable: o.trainable,
+        weights: o.report.as_ref().map_or(0, |r| r.memory.weights),
+        activations: o.report.as_ref().map_or(0, |r| r.memory.activations),
+        final_loss: tail.iter().sum::<f64>() / tail.len().max(1) as f64,
+        accuracy: o.evaluate(Split::Test, test_examples)?["accuracy"],
+    })
+}
+
+pub fn qlora(mode: Mode, seeds: usize, progress: &mut dyn Progress) -> Result<Qlora> {
+    let rows = memory_rows()?;
+    let base = load_base(BASE)?;
+    let mut batches = heldout_batches(&base)?;
+    batches.truncate(mode.pick(2, usize::MAX));
+    let mut bases = vec![StoredBase {
+        dtype: "f32".into(),
+        bits_per_value: 32.0,
+        bytes: 0,
+        relative_error: 0.0,
+        max_abs_error: 0.0,
+        lm_loss: heldout_loss(&base, &NoHooks, &batches)?,
+    }];
+    let (mut linears, mut values) = (0, 0);
+    for dtype in [
+        BaseDtype::Bf16,
+        BaseDtype::Nf4 {
+            double_quant: false,
+        },
+        BaseDtype::Nf4 { double_quant: true },
+    ] {
+        let mut b = base.clone();
+        b.quantize(dtype)?;
+        let r = b
+            .quant
+            .clone()
+            .expect("quantize reports every dtype but f32");
+        (linears, values) = (r.linears, r.values);
+        bases[0].bytes = r.bytes_f32;
+        bases.push(StoredBase {
+            dtype: dtype.name().into(),
+            bits_per_value: r.bits_per_value,
+            bytes: r.bytes,
+            relative_error: r.relative_error,
+            max_abs_error: r.max_abs_error,
+            lm_loss: heldout_loss(&b, &NoHooks, &batches)?,
+        });
+    }
+    let (uniform, mut row) = uniform4_base(&base)?;
+    row.lm_loss = heldout_loss(&uniform, &NoHooks, &batches)?;
+    bases.push(row);
+
+    // LoRA on the f32 base and on the nf4+dq base, every seed, side by side.
+    let (steps, batch, lr) = (mode.pick(8, 40), 16, 3e-3);
+    let test_examples = mode.pick(64, 300);
+    let seeds = seed_list(seeds.max(1));
+    let dtypes = [BaseDtype::F32, BaseDtype::Nf4 { double_quant: true }];
+    progress.line(&format!(
+        "training LoRA r=8 q,v on the f32 base and on the nf4+dq base (QLoRA): {steps} steps of batch {batch} at lr {lr:.0e}, seeds {:?}",
+        seeds
+    ));
+    let jobs: Vec<(BaseDtype, u64)> = dtypes
+        .iter()
+        .flat_map(|&d| seeds.iter().map(move |&s| (d, s)))
+        .collect();
+    let runs = side_by_side(jobs.len(), lanes(jobs.len()), |k| {
+        let (d, s) = jobs[k];
+        train_on(d, s, steps, batch, lr, test_examples)
+    })?;
+    let trained = |label: &str, part: &[OneRun]| TrainedOn {
+        label: label.into(),
+        trainable: part.first().map_or(0, |r| r.trainable),
+        weights: part.iter().map(|r| r.weights).collect(),
+        activations: part.iter().map(|r| r.activations).collect(),
+        final_loss: part.iter().map(|r| r.final_loss).collect(),
+        accuracy: part.iter().map(|r| r.accuracy).collect(),
+    };
+    let (on_f32, on_nf4) = runs.split_at(seeds.len());
     Ok(Qlora {
         rows,
-        bits_measured: (4 * quantized_weights + 32 * blocks) as f64 / quantized_weights as f64,
-        bits_double_quant: estimate::nf4_bits_per_param(),
-        quantized_weights,
-        nf4_error: errs[0],
-        int4_error: errs[1],
-        lm_f32,
-        lm_nf4: losses[0],
-        lm_int4: losses[1],
+        linears,
+        values,
+        bases,
+        paper_bits_dq: 4.0
+            + 8.0 / NF4_BLOCKSIZE as f64
+            + 32.0 / (NF4_BLOCKSIZE * DOUBLE_QUANT_BLOCKSIZE) as f64,
+        seeds,
+        steps,
+        batch,
+        lr,
+        test_examples,
+        lora: trained("LoRA, f32 base", on_f32),
+        qlora: trained("QLoRA, nf4+dq base", on_nf4),
     })
+}
+
+/// Mean ± the 95% interval over seeds.
+fn over(xs: &[f64], d: usize) -> String {
+    stats::t_interval(xs, IntervalKind::TOverSeeds).short(d)
 }
 
 impl Evidence for Qlora {
@@ -467,24 +628,74 @@ impl Evidence for Qlora {
             &rows,
         ));
         s.push_str(&format!(
-            "\ngpt-tiny's {} block-linear weights quantized here in blocks of {BLOCK}: {:.3} bits per weight with fp32 constants ({:.3} with double quantization)\n\n",
-            self.quantized_weights, self.bits_measured, self.bits_double_quant
+            "\ngpt-tiny's {} block Linears ({} values) stored by --base-dtype (nf4: blocks of {NF4_BLOCKSIZE} along (out, in) rows; +dq: the constants in 8 bits, blocks of {DOUBLE_QUANT_BLOCKSIZE}); uniform 4-bit: the same blocks with 16 evenly spaced levels instead of NF4's, round-tripped into f32\n\n",
+            self.linears, self.values
         ));
+        let rows: Vec<Vec<String>> = self
+            .bases
+            .iter()
+            .map(|b| {
+                vec![
+                    b.dtype.clone(),
+                    format!("{:.3}", b.bits_per_value),
+                    format!("{:.3}", b.bytes as f64 / 1e6),
+                    format!("{:.2}%", 100.0 * b.relative_error),
+                    format!("{:.4}", b.max_abs_error),
+                    num(b.lm_loss, 4),
+                ]
+            })
+            .collect();
         s.push_str(&table(
-            &["weights", "relative error", "held-out LM loss"],
             &[
-                vec!["f32".into(), "0".into(), num(self.lm_f32, 4)],
-                vec![
-                    "NF4".into(),
-                    format!("{:.2}%", 100.0 * self.nf4_error),
-                    num(self.lm_nf4, 4),
-                ],
-                vec![
-                    "uniform 4-bit".into(),
-                    format!("{:.2}%", 100.0 * self.int4_error),
-                    num(self.lm_int4, 4),
-                ],
+                "base",
+                "bits/value",
+                "MB",
+                "‖Ŵ−W‖/‖W‖",
+                "max |ŵ−w|",
+                "held-out LM loss",
             ],
+            &rows,
+        ));
+        s.push_str(&format!(
+            "\nsentiment on gpt-tiny, LoRA r=8 alpha 32 on q,v, {} steps of batch {} at lr {:.0e}, seeds {}; test accuracy on {} examples; mean ± 95% interval over the seeds (Student-t)\n\n",
+            self.steps,
+            self.batch,
+            self.lr,
+            self.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+            self.test_examples
+        ));
+        let row = |t: &TrainedOn| {
+            vec![
+                t.label.clone(),
+                t.trainable.to_string(),
+                format!(
+                    "{:.2}",
+                    t.weights.first().copied().unwrap_or(0) as f64 / 1e6
+                ),
+                format!(
+                    "{:.2}",
+                    t.activations.first().copied().unwrap_or(0) as f64 / 1e6
+                ),
+                over(&t.final_loss, 3),
+                over(&t.accuracy, 3),
+            ]
+        };
+        let d = self.accuracy_difference();
+        s.push_str(&table(
+            &[
+                "run",
+                "trainable",
+                "weights MB",
+                "activations MB",
+                "last-5 train loss",
+                "test accuracy",
+            ],
+            &[row(&self.lora), row(&self.qlora)],
+        ));
+        s.push_str(&format!(
+            "QLoRA − LoRA test accuracy, paired by seed: {} ({})\n",
+            d.difference.short(3),
+            d.verdict.name()
         ));
         s
     }
@@ -498,6 +709,20 @@ impl Evidence for Qlora {
             .rows
             .iter()
             .find(|r| r.size == "65B" && r.method.starts_with("full"));
+        let get = |d: &str| self.base(d).cloned();
+        let (Some(f32b), Some(bf16), Some(nf4), Some(dq), Some(uni)) = (
+            get("f32"),
+            get("bf16"),
+            get("nf4"),
+            get("nf4+dq"),
+            get("uniform 4-bit"),
+        ) else {
+            return vec![Claim::new("every storage was measured", false)];
+        };
+        let cost = |b: &StoredBase| b.lm_loss - f32b.lm_loss;
+        let weights = |t: &TrainedOn| t.weights.first().copied().unwrap_or(0) as f64;
+        let activations = |t: &TrainedOn| t.activations.first().copied().unwrap_or(0) as f64;
+        let d = self.accuracy_difference();
         vec![
             Claim::new(
                 format!(
@@ -508,23 +733,77 @@ impl Evidence for Qlora {
                 qlora65.is_some_and(|r| r.total_ckpt_gb < 48.0),
             ),
             Claim::new(
-                format!("4-bit blocks cost about 4.5 bits per weight ({:.3})", self.bits_measured),
-                (self.bits_measured - 4.5).abs() < 0.01,
-            ),
+                "NF4 with an f32 absmax per block of 64 costs 4.5 bits per value",
+                (nf4.bits_per_value - 4.5).abs() < 0.005,
+            )
+            .measured("bits per value, nf4", nf4.bits_per_value, Fmt::Fixed(3)),
             Claim::new(
                 format!(
-                    "NF4 reconstructs normally distributed weights better than uniform 4-bit levels ({:.2}% vs {:.2}%)",
-                    100.0 * self.nf4_error,
-                    100.0 * self.int4_error
+                    "double quantisation brings it to the paper's 4 + 8/64 + 32/(64·256) = {:.3} bits per value",
+                    self.paper_bits_dq
                 ),
-                self.nf4_error < self.int4_error,
+                (dq.bits_per_value - self.paper_bits_dq).abs() < 0.005,
+            )
+            .measured("bits per value, nf4+dq", dq.bits_per_value, Fmt::Fixed(3)),
+            Claim::new(
+                "NF4's normal-quantile levels reconstruct the weights better than uniform 4-bit levels in the same blocks",
+                nf4.relative_error < uni.relative_error,
+            )
+            .measured(
+                "relative error, uniform − NF4",
+                uni.relative_error - nf4.relative_error,
+                Fmt::Signed(4),
             ),
             Claim::new(
-                format!(
-                    "NF4 costs little LM loss on gpt-tiny (+{:.4} nats)",
-                    self.lm_nf4 - self.lm_f32
-                ),
-                self.lm_nf4 - self.lm_f32 < 0.1,
+                "NF4 costs little held-out LM loss (under 0.1 nats)",
+                cost(&nf4) < 0.1,
+            )
+            .measured("LM loss, nf4 − f32", cost(&nf4), Fmt::Signed(4)),
+            Claim::new(
+                "bf16 costs less LM loss than NF4",
+                cost(&bf16).abs() < cost(&nf4).abs(),
+            )
+            .measured("LM loss, bf16 − f32", cost(&bf16), Fmt::Signed(4)),
+            Claim::new(
+                "double quantisation adds next to nothing to NF4's LM loss (under 0.01 nats)",
+                (dq.lm_loss - nf4.lm_loss).abs() < 0.01,
+            )
+            .measured("LM loss, nf4+dq − nf4", dq.lm_loss - nf4.lm_loss, Fmt::Signed(4)),
+            Claim::new(
+                "NF4's smaller weight error also gives a lower LM loss than uniform 4-bit",
+                nf4.lm_loss < uni.lm_loss,
+            )
+            .measured("LM loss, uniform − NF4", uni.lm_loss - nf4.lm_loss, Fmt::Signed(4)),
+            Claim::new(
+                "QLoRA holds its weights in less memory than LoRA",
+                weights(&self.qlora) > 0.0 && weights(&self.qlora) < weights(&self.lora),
+            )
+            .measured(
+                "weights at the peak step, LoRA / QLoRA",
+                weights(&self.lora) / weights(&self.qlora),
+                Fmt::Times(2),
+            ),
+            Claim::new(
+                "at gpt-tiny's size the activations, not the weights, dominate QLoRA's memory",
+                activations(&self.qlora) > weights(&self.qlora),
+            )
+            .measured(
+                "activations / weights at QLoRA's peak step",
+                activations(&self.qlora) / weights(&self.qlora),
+                Fmt::Times(1),
+            ),
+            Claim::new(
+                "QLoRA trains exactly the parameters LoRA trains",
+                self.qlora.trainable == self.lora.trainable,
+            ),
+            Claim::new(
+                "QLoRA scores as LoRA does: the 95% interval of QLoRA − LoRA test accuracy contains 0",
+                d.verdict == stats::Verdict::Indistinguishable,
+            )
+            .measured(
+                "QLoRA − LoRA test accuracy, mean over seeds",
+                d.difference.mean,
+                Fmt::Signed(3),
             ),
         ]
     }
