@@ -73,7 +73,7 @@ enum Command {
     /// The vocabulary logits at the last position of a sequence of token ids, as a JSON array
     /// (the LM head for GPT-2, the masked-LM head for BERT).
     Logits(cli::infer::LogitsArgs),
-    /// Write a LoRA adapter saved by `finetune` as a PEFT adapter directory
+    /// Write a LoRA, LoHa, LoKr or VeRA adapter saved by `finetune` as a PEFT adapter directory
     /// (adapter_config.json + adapter_model.safetensors under PEFT's key names), loadable with
     /// `PeftModel.from_pretrained`.
     ExportPeft(cli::infer::ExportPeftArgs),

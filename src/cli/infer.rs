@@ -103,7 +103,7 @@ pub struct EmbedArgs {
     /// shipped model name.
     #[arg(long)]
     pub model: String,
-    /// An adapter directory (tunelab's or PEFT's LoRA) applied to the model.
+    /// An adapter directory (tunelab's, or PEFT's LoRA, LoHa, LoKr or VeRA) applied to the model.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
     /// How a text's hidden states become one vector.
@@ -166,7 +166,7 @@ pub struct LogitsArgs {
     /// A model directory (config.json and model.safetensors) or a shipped model name.
     #[arg(long)]
     pub model: String,
-    /// An adapter directory (tunelab's or PEFT's LoRA) applied to the model.
+    /// An adapter directory (tunelab's, or PEFT's LoRA, LoHa, LoKr or VeRA) applied to the model.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
     /// Comma-separated token ids, e.g. 464,2068,7586.

@@ -11,9 +11,9 @@
 //!
 //! A prefix-tuning adapter whose MLP was folded into its table at the end of training records
 //! `"reparameterization_folded": true` beside its spec. An `adapter_config.json` with a
-//! `peft_type` is PEFT's (LoRA): [`read`] converts it to the equivalent spec and tunelab's
-//! tensor names ([`super::peft`] holds that dialect's name maps), and [`export_peft`] writes a
-//! tunelab LoRA adapter in PEFT's dialect.
+//! `peft_type` is PEFT's (LoRA, LoHa, LoKr, VeRA): [`read`] converts it to the equivalent spec
+//! and tunelab's tensor names ([`super::peft`] and [`super::peft_methods`] hold that dialect's
+//! name maps), and [`export_peft`] writes a tunelab adapter of those methods in PEFT's dialect.
 //!
 //! ## One write, one directory
 //!
@@ -320,7 +320,7 @@ pub fn file_size(dir: &Path) -> Result<u64> {
         .map_err(|e| io_err(&path, e))
 }
 
-/// Writes the LoRA adapter in `adapter` (trained on the base whose config is `base`) as a PEFT
+/// Writes the LoRA, LoHa, LoKr or VeRA adapter in `adapter` (trained on the base whose config is `base`) as a PEFT
 /// adapter directory `out`, loadable with `PeftModel.from_pretrained`. `base_name` goes into
 /// `base_model_name_or_path`. An adapter that records another base architecture is refused
 /// ([`check_base`]). `out` is written as a whole ([`super::replace_dir`]); it may not be

@@ -27,10 +27,13 @@
 
 pub mod adapter;
 pub mod bitfit;
+pub mod blocks;
 pub mod dora;
 pub mod full;
 pub mod ia3;
 pub mod limits;
+pub mod loha;
+pub mod lokr;
 pub mod lora;
 pub mod method;
 pub mod options;
@@ -39,6 +42,7 @@ pub mod prompt;
 pub mod registry;
 pub mod spec;
 pub mod store;
+pub mod vera;
 
 pub use method::{Method, MethodEntry};
 pub use options::MethodOptions;

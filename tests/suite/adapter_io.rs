@@ -179,12 +179,26 @@ fn every_method_round_trips_with_identical_logits() {
             }
             _ => assert_eq!(loaded_spec, spec, "{label}"),
         }
-        // What the file holds is what trains after loading; the rest of the base is frozen.
+        // What the file holds is what trains after loading, plus what the method keeps frozen
+        // (VeRA's shared projections), which loads frozen; the rest of the base is frozen.
         let names = tensor_names(&dir);
+        let frozen: Vec<String> = method
+            .frozen()
+            .iter()
+            .map(|&id| store.name(id).to_string())
+            .collect();
+        for &id in method.frozen() {
+            assert!(
+                !store.is_trainable(id),
+                "{label}: {} trains",
+                store.name(id)
+            );
+        }
         let mut trainable: Vec<String> = store
             .iter()
             .filter(|(_, p)| p.trainable)
             .map(|(_, p)| p.name.clone())
+            .chain(frozen)
             .collect();
         trainable.sort();
         assert_eq!(names, trainable, "{label}");
@@ -205,6 +219,7 @@ fn adapter_files_hold_only_what_the_method_trains() {
         let added: Vec<String> = method
             .params()
             .iter()
+            .chain(method.frozen())
             .map(|&id| store.name(id).to_string())
             .collect();
         let base_names: Vec<&String> = names

@@ -34,6 +34,7 @@ mod model;
 mod nf4;
 mod optim;
 mod peft;
+mod peft_methods;
 mod pitfall;
 mod preference;
 mod prefix_prompt;
