@@ -29,10 +29,13 @@ gpt2-tiny-vera/        VeRA on c_attn, c_proj, c_fc (r 8, projection_prng_key 7)
                        vera_A (8, 192), vera_B (192, 8) sliced per layer; fan_in_fan_out true
 gpt2-tiny-vera-ref.safetensors  input_ids (B, T), logits (B, T, V)
 
---check: for each fixture name N, loads the adapter tunelab exported into
-target/tmp/peft_methods/N-exported (written by `cargo test --release --test suite
-peft_methods::`) with PeftModel.from_pretrained on the same base, and prints the max |difference|
-of its logits from the reference; exits non-zero above 1e-4.
+--check: loads with PeftModel.from_pretrained, on the same base, the adapters the tests
+`cargo test --release --test suite peft_methods::` export into target/tmp/peft_methods/:
+N-exported for each fixture N above (PEFT's adapter through tunelab and back), compared with the
+reference logits; and tunelab-{bert-loha,bert-lokr,bert-vera,gpt2-vera}-exported, adapters
+tunelab initialised and perturbed itself (VeRA's projections from tunelab's generator), compared
+with the logits tunelab computed (tunelab-*-logits.safetensors). Prints each max |difference|;
+exits non-zero above 1e-4.
 """
 
 import json
@@ -192,21 +195,27 @@ def check():
     from peft import PeftModel
 
     worst = 0.0
-    for name in BERT + GPT:
+    ours = ["tunelab-bert-loha", "tunelab-bert-lokr", "tunelab-bert-vera", "tunelab-gpt2-vera"]
+    for name in BERT + GPT + ours:
         d = os.path.join(EXPORTS, name + "-exported")
         if not os.path.isdir(d):
             sys.exit(f"{d} is missing: run `cargo test --release --test suite peft_methods::` first")
-        ref = load_file(os.path.join(OUT, name + "-ref.safetensors"))
-        if name in BERT:
+        if name in ours:
+            want = load_file(os.path.join(EXPORTS, name + "-logits.safetensors"))["logits"]
+            what = "tunelab's adapter"
+        else:
+            want = load_file(os.path.join(OUT, name + "-ref.safetensors"))["logits"]
+            what = "PEFT's adapter via tunelab"
+        if "bert" in name:
             model = PeftModel.from_pretrained(bert_classifier(), d)
             logits = bert_logits(model)
         else:
             base = transformers.GPT2LMHeadModel.from_pretrained(os.path.join(OUT, "gpt2-tiny"))
             model = PeftModel.from_pretrained(base, d)
-            logits = gpt_logits(model, ref["input_ids"].long())
-        diff = (logits - ref["logits"]).abs().max().item()
+            logits = gpt_logits(model, gpt_inputs())
+        diff = (logits - want).abs().max().item()
         worst = max(worst, diff)
-        print(f"{'OK    ' if diff < 1e-4 else 'NOT OK'} {name}: PEFT loads tunelab's export, "
+        print(f"{'OK    ' if diff < 1e-4 else 'NOT OK'} {name}: PEFT loads the export of {what}, "
               f"max |logits diff| {diff:.3e}")
     sys.exit(0 if worst < 1e-4 else 1)
 

@@ -19,7 +19,7 @@ use tunelab::peft::spec::{LohaConfig, LokrConfig, VeraConfig};
 use tunelab::peft::store::{load_adapter, save_adapter};
 use tunelab::peft::vera::Vera;
 use tunelab::peft::{apply, MethodSpec};
-use tunelab::{ParamStore, Tape};
+use tunelab::{Float, ParamStore, Tape};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -68,37 +68,56 @@ const BERT: [&str; 4] = [
     "bert-tiny-vera",
 ];
 
-/// Logits of the fixture's inputs with the adapter in `dir` loaded onto its base (BERT: the
-/// 3-way classifier's (B, 3); GPT-2: the LM's (B, T, V)); also the loaded spec.
-fn logits_with(dir: &Path, fixture_name: &str) -> (ArrayD<f32>, MethodSpec) {
+/// Logits of the inputs of `fixture_name`'s reference file on a loaded base (BERT: the 3-way
+/// classifier's (B, 3) through `head`; GPT-2: the LM's (B, T, V)).
+fn logits_of(
+    model: &Transformer,
+    head: Option<&SequenceHead>,
+    hooks: &dyn Hooks<f32>,
+    store: &ParamStore<f32>,
+    fixture_name: &str,
+) -> ArrayD<f32> {
     let r = reference(&format!("{fixture_name}-ref.safetensors"));
-    if fixture_name.starts_with("bert") {
-        let mut m = hf::load::<f32>(&fixture("bert-tiny")).unwrap();
-        let head = SequenceHead::new(&mut m.store, &m.model, 3, Pooling::Cls, 0).unwrap();
-        let (spec, method, _) = load_adapter(dir, &m.model, &mut m.store, 0).unwrap();
-        let ids = ids(&r, "input_ids");
-        let mask = self::ids(&r, "attention_mask").mapv(|x| x == 1);
-        let types = self::ids(&r, "token_type_ids");
-        let mut input = Input::new(ids.view()).with_mask(mask.view());
-        input.token_types = Some(types.view());
-        let mut tape = Tape::inference(&m.store);
-        let h = m.model.forward(&mut tape, method.as_ref(), &input).unwrap();
-        let logits = head
-            .forward(&mut tape, method.as_ref(), &m.model, h, Some(mask.view()))
-            .unwrap();
-        (tape.value(logits).to_owned(), spec)
-    } else {
-        let mut m = hf::load::<f32>(&fixture("gpt2-tiny")).unwrap();
-        let (spec, method, _) = load_adapter(dir, &m.model, &mut m.store, 0).unwrap();
-        let ids = ids(&r, "input_ids");
-        let mut tape = Tape::inference(&m.store);
-        let h = m
-            .model
-            .forward(&mut tape, method.as_ref(), &Input::new(ids.view()))
-            .unwrap();
-        let logits = m.model.lm_logits(&mut tape, method.as_ref(), h).unwrap();
-        (tape.value(logits).to_owned(), spec)
+    let ids = ids(&r, "input_ids");
+    let mut tape = Tape::inference(store);
+    match head {
+        Some(head) => {
+            let mask = self::ids(&r, "attention_mask").mapv(|x| x == 1);
+            let types = self::ids(&r, "token_type_ids");
+            let mut input = Input::new(ids.view()).with_mask(mask.view());
+            input.token_types = Some(types.view());
+            let h = model.forward(&mut tape, hooks, &input).unwrap();
+            let logits = head
+                .forward(&mut tape, hooks, model, h, Some(mask.view()))
+                .unwrap();
+            tape.value(logits).to_owned()
+        }
+        None => {
+            let h = model
+                .forward(&mut tape, hooks, &Input::new(ids.view()))
+                .unwrap();
+            let logits = model.lm_logits(&mut tape, hooks, h).unwrap();
+            tape.value(logits).to_owned()
+        }
     }
+}
+
+/// Logits of the fixture's inputs with the adapter in `dir` loaded onto its base; also the
+/// loaded spec.
+fn logits_with(dir: &Path, fixture_name: &str) -> (ArrayD<f32>, MethodSpec) {
+    let gpt = fixture_name.starts_with("gpt2");
+    let mut m = hf::load::<f32>(&fixture(if gpt { "gpt2-tiny" } else { "bert-tiny" })).unwrap();
+    let head = (!gpt).then(|| SequenceHead::new(&mut m.store, &m.model, 3, Pooling::Cls, 0));
+    let head = head.transpose().unwrap();
+    let (spec, method, _) = load_adapter(dir, &m.model, &mut m.store, 0).unwrap();
+    let logits = logits_of(
+        &m.model,
+        head.as_ref(),
+        method.as_ref(),
+        &m.store,
+        fixture_name,
+    );
+    (logits, spec)
 }
 
 #[test]
@@ -233,6 +252,99 @@ fn export_reproduces_peft_files_and_logits() {
     }
 }
 
+/// Adapters tunelab initialised and "trained" (every trainable tensor moved), exported for PEFT
+/// into `target/tmp/peft_methods/<name>-exported`, with the logits tunelab computes on the
+/// fixture's inputs beside them (`<name>-logits.safetensors`): `tools/peft_methods_fixtures.py
+/// --check` loads each export in PEFT and compares. Here: the export re-imports with the same
+/// logits, which differ from the base's.
+#[test]
+fn tunelab_adapters_export_for_peft_with_their_logits() {
+    let t = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let cases = [
+        (
+            "tunelab-bert-loha",
+            "bert-tiny-loha",
+            MethodSpec::Loha(LohaConfig {
+                r: 3,
+                alpha: 6.0,
+                targets: t(&["q", "v", "fc"]),
+            }),
+        ),
+        (
+            "tunelab-bert-lokr",
+            "bert-tiny-lokr",
+            MethodSpec::Lokr(LokrConfig {
+                r: 1,
+                alpha: 3.0,
+                targets: t(&["k", "o", "proj"]),
+                decompose_both: true,
+                decompose_factor: -1,
+            }),
+        ),
+        (
+            "tunelab-bert-vera",
+            "bert-tiny-vera",
+            MethodSpec::Vera(VeraConfig {
+                r: 16,
+                targets: t(&["q", "v", "fc", "proj"]),
+                projection_prng_key: 4,
+                ..Default::default()
+            }),
+        ),
+        (
+            "tunelab-gpt2-vera",
+            "gpt2-tiny-vera",
+            MethodSpec::Vera(VeraConfig {
+                r: 6,
+                targets: t(&["qkv", "proj"]),
+                ..Default::default()
+            }),
+        ),
+    ];
+    for (name, inputs, spec) in cases {
+        let gpt = name.contains("gpt2");
+        let base = if gpt { "gpt2-tiny" } else { "bert-tiny" };
+        let mut m = hf::load::<f32>(&fixture(base)).unwrap();
+        let head = (!gpt).then(|| SequenceHead::new(&mut m.store, &m.model, 3, Pooling::Cls, 0));
+        let head = head.transpose().unwrap();
+        let before = logits_of(
+            &m.model,
+            head.as_ref(),
+            &tunelab::nn::NoHooks,
+            &m.store,
+            inputs,
+        );
+        let mut method = apply(&spec, &m.model, &mut m.store, 3).unwrap();
+        if let Some(h) = &head {
+            unfreeze_head(&mut m.store, h);
+        }
+        wiggle(&mut m.store);
+        let logits = logits_of(&m.model, head.as_ref(), method.as_ref(), &m.store, inputs);
+        let moved = max_diff(&before, &logits);
+        assert!(
+            moved > 1e-2,
+            "{name}: the adapter changes the logits by {moved} only"
+        );
+        let own = scratch(&format!("{name}-own"));
+        let extra: Vec<_> = head
+            .iter()
+            .flat_map(|h| [h.out.weight, h.out.bias.unwrap()])
+            .collect();
+        let task = if gpt { "dialogue" } else { "sentiment" };
+        let meta = json!({ "task": task, "base": base });
+        save_adapter(&own, &spec, method.as_mut(), &mut m.store, &extra, meta).unwrap();
+        let exported = scratch(&format!("{name}-exported"));
+        adapter::export_peft(&own, &m.model.config, base, &exported).unwrap();
+        let path = scratch(&format!("{name}-logits.safetensors"));
+        safetensors::save(&path, &[("logits", logits.view())], &[]).unwrap();
+        let (again, loaded) = logits_with(&exported, inputs);
+        assert_eq!(loaded, spec, "{name}");
+        let d = max_diff(&again, &logits);
+        println!("{name}: tunelab → PEFT export → tunelab, max |logits diff| {d:.3e}");
+        assert!(d < 1e-5, "{name}: {d}");
+    }
+}
+
 #[test]
 fn what_peft_cannot_express_is_refused_on_export_and_import() {
     // GPT-2's Conv1D has no LoHa or LoKr in PEFT; VeRA on part of c_attn has no PEFT form.
@@ -340,14 +452,14 @@ fn head_logits(
 }
 
 /// Every trainable parameter moved off its init, as after training.
-fn wiggle(store: &mut ParamStore<f64>) {
+fn wiggle<F: Float>(store: &mut ParamStore<F>) {
     for (id, p) in store.iter_mut() {
         if p.trainable {
             let k = id.index() as f64;
             let mut i = 0.0;
             p.value.mapv_inplace(|x| {
                 i += 1.0;
-                x + 0.2 * (1.3 * k + 0.7 * i).sin()
+                x + F::of(0.2 * (1.3 * k + 0.7 * i).sin())
             });
         }
     }
