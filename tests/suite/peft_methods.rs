@@ -722,3 +722,89 @@ fn vera_projections_are_read_from_the_adapter_file_and_stay_frozen() {
         .to_string();
     assert!(err.contains("vera_B") && err.contains("missing"), "{err}");
 }
+
+#[test]
+fn out_of_range_options_are_refused_naming_the_flag() {
+    let (model, _, store) = models().remove(0);
+    let qv = vec!["q".to_string(), "v".to_string()];
+    for (spec, says) in [
+        (
+            MethodSpec::Loha(LohaConfig {
+                r: 1_000_000,
+                alpha: 1.0,
+                targets: qv.clone(),
+            }),
+            "--r: invalid argument: r = 1000000 would add",
+        ),
+        (
+            MethodSpec::Loha(LohaConfig {
+                r: 2,
+                alpha: f64::INFINITY,
+                targets: qv.clone(),
+            }),
+            "--alpha",
+        ),
+        (
+            MethodSpec::Lokr(LokrConfig {
+                decompose_factor: 0,
+                ..Default::default()
+            }),
+            "--decompose-factor",
+        ),
+        (
+            MethodSpec::Lokr(LokrConfig {
+                targets: vec!["q".into(), "w".into()],
+                ..Default::default()
+            }),
+            "--targets",
+        ),
+        (
+            MethodSpec::Vera(VeraConfig {
+                r: 100_000_000,
+                ..Default::default()
+            }),
+            "--r: invalid argument",
+        ),
+        (
+            MethodSpec::Vera(VeraConfig {
+                d_initial: f64::NAN,
+                ..Default::default()
+            }),
+            "--vera-d-initial",
+        ),
+        (
+            MethodSpec::Vera(VeraConfig {
+                dropout: 1.0,
+                ..Default::default()
+            }),
+            "--lora-dropout",
+        ),
+    ] {
+        let mut s = store.clone();
+        let msg = match apply(&spec, &model, &mut s, 0) {
+            Ok(_) => panic!("{spec:?} applied"),
+            Err(e) => e.to_string(),
+        };
+        assert!(msg.contains(says), "{spec:?}: {msg}");
+    }
+}
+
+#[test]
+fn the_new_options_are_in_finetunes_help() {
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_tunelab"))
+        .args(["finetune", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&run.stdout);
+    for flag in [
+        "--decompose-both",
+        "--decompose-factor",
+        "--vera-d-initial",
+        "--projection-prng-key",
+        "loha",
+        "lokr",
+        "vera",
+    ] {
+        assert!(help.contains(flag), "finetune --help lacks {flag}");
+    }
+}
