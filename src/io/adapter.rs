@@ -34,7 +34,7 @@
 //! mismatch naming both. Adapters written before these were recorded (and PEFT's) have no such
 //! record and load as before, unchecked.
 
-use super::{atomic_write, peft, safetensors};
+use super::{atomic_write, peft, peft_methods, safetensors};
 use crate::error::{Error, Result};
 use crate::nn::Config;
 use crate::peft::spec::MethodSpec;
@@ -147,6 +147,22 @@ fn committed(dir: &Path) -> std::path::PathBuf {
     super::committed_dir(dir).unwrap_or_else(|| dir.to_path_buf())
 }
 
+/// A PEFT adapter in tunelab's terms, by its `peft_type`: LoHa, LoKr and VeRA
+/// ([`peft_methods::import`]), else LoRA ([`peft::import`], which refuses other types).
+fn import_peft<F: Float>(
+    cpath: &Path,
+    config: &Value,
+    wpath: &Path,
+    load: impl FnOnce() -> Result<peft::Tensors<F>>,
+) -> Result<(MethodSpec, Value, peft::Tensors<F>)> {
+    let peft_type = config.get("peft_type").and_then(Value::as_str);
+    if peft_type.is_some_and(|t| peft_methods::PEFT_TYPES.contains(&t)) {
+        peft_methods::import(cpath, config, wpath, load)
+    } else {
+        peft::import(cpath, config, wpath, load)
+    }
+}
+
 /// Reads an adapter directory of either dialect: the config once, then the tensors.
 pub fn read<F: Float>(dir: &Path) -> Result<AdapterFiles<F>> {
     let dir = &committed(dir);
@@ -165,7 +181,7 @@ pub fn parse<F: Float>(
     let (cpath, wpath) = (dir.join(CONFIG), dir.join(WEIGHTS));
     let config = parse_json(&cpath, config)?;
     if peft::is_peft_config(&config) {
-        let (spec, meta, tensors) = peft::import(&cpath, &config, &wpath, || {
+        let (spec, meta, tensors) = import_peft(&cpath, &config, &wpath, || {
             tensors_of(&wpath, &weights()?, None)
         })?;
         return Ok(AdapterFiles {
@@ -192,7 +208,7 @@ pub fn read_config(dir: &Path) -> Result<(MethodSpec, Value)> {
     let config = parse_json(&cpath, &super::read(&cpath)?)?;
     if peft::is_peft_config(&config) {
         let wpath = dir.join(WEIGHTS);
-        let (spec, meta, _) = peft::import::<f32>(&cpath, &config, &wpath, || {
+        let (spec, meta, _) = import_peft::<f32>(&cpath, &config, &wpath, || {
             tensors_of(&wpath, &super::read(&wpath)?, None)
         })?;
         return Ok((spec, meta));
@@ -331,7 +347,11 @@ pub fn export_peft(adapter: &Path, base: &Config, base_name: &str, out: &Path) -
     let files = read::<f32>(adapter)?;
     check_base(adapter, &files.meta, base, base_name)?;
     let (cpath, wpath) = (adapter.join(CONFIG), adapter.join(WEIGHTS));
-    let (config, keys) = peft::export(
+    let export = match files.spec {
+        MethodSpec::Loha(_) | MethodSpec::Lokr(_) | MethodSpec::Vera(_) => peft_methods::export,
+        _ => peft::export,
+    };
+    let (config, keys) = export(
         &files.spec,
         &files.meta,
         files.tensors,

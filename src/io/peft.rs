@@ -16,7 +16,8 @@
 //! Conv1D and nn.Linear alike. tunelab's LoRA puts one rank and one alpha on every block of the
 //! chosen roles; PEFT adapters that do more (per-module ranks, some layers only, DoRA, trained
 //! biases) are refused with the field named. LoHa, LoKr and VeRA adapters (`peft_type` LOHA,
-//! LOKR, VERA) are handed to [`super::peft_methods`], which uses this module's name maps.
+//! LOKR, VERA) are [`super::peft_methods`]'s, which uses this module's name maps;
+//! [`super::adapter`] picks the module by `peft_type` or method.
 
 use crate::data::tasks::{Task, TaskShape};
 use crate::error::{Error, Result};
@@ -107,16 +108,10 @@ pub fn import<F: Float>(
         .get("peft_type")
         .and_then(Value::as_str)
         .unwrap_or("");
-    if super::peft_methods::PEFT_TYPES.contains(&peft_type) {
-        return super::peft_methods::import(&cpath, config, wpath, load);
-    }
     if peft_type != "LORA" {
         return Err(data_err(
             &cpath,
-            format!(
-                "peft_type {peft_type:?} is not supported (LORA, {})",
-                super::peft_methods::PEFT_TYPES.join(", ")
-            ),
+            format!("peft_type {peft_type:?} is not supported (LORA, LOHA, LOKR, VERA)"),
         ));
     }
     check_keys(&cpath, config)?;
@@ -503,12 +498,6 @@ pub fn export<F: Float>(
     cpath: &Path,
     wpath: &Path,
 ) -> Result<(Value, Tensors<F>)> {
-    if matches!(
-        spec,
-        MethodSpec::Loha(_) | MethodSpec::Lokr(_) | MethodSpec::Vera(_)
-    ) {
-        return super::peft_methods::export(spec, meta, tensors, base, base_name, cpath, wpath);
-    }
     let MethodSpec::Lora(lora) = spec else {
         return Err(data_err(
             cpath,

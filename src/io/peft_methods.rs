@@ -1,7 +1,7 @@
 //! PEFT's dialect of LoHa, LoKr and VeRA adapters ([`super::peft`] holds LoRA's and the
 //! shared name maps): `peft_type` "LOHA", "LOKR", "VERA", their config fields, and their
-//! tensors' keys. No file access here; [`super::peft::import`] and [`super::peft::export`]
-//! hand these methods over.
+//! tensors' keys. No file access here; [`super::adapter`] calls [`import`] and [`export`] for
+//! these methods.
 //!
 //! | | tunelab | PEFT |
 //! |---|---|---|

@@ -12,9 +12,14 @@
 //! are saved in the adapter (PEFT's `save_projection=True`), so an adapter never depends on a
 //! generator; they are frozen parameters ([`Method::frozen`]).
 //!
-//! The gradients of λd and λb come from the tape's matmul, mul and slice. Targets and GPT-2's
-//! fused c_attn as LoRA's ([`super::blocks`]): a block of c_attn (`.q`) has its own λd, λb and
-//! its width's slice of B. Merging folds ΔW = (λb ⊙ B_s)(λd ⊙ A_s) into the frozen weight.
+//! PEFT computes the update token by token, λb ⊙ (B_s · (λd ⊙ (A_s · x))); tunelab computes the
+//! same product reassociated, as a weight: ΔW = (λb ⊙ B_s ⊙ λd) · A_s (width, d_in), then
+//! y' = y + x ΔWᵀ. Backward then keeps the input x (…, d_in) instead of the (…, r) projections
+//! A_s·x, which with VeRA's large r would hold more memory than full fine-tuning does, and
+//! costs fewer FLOPs once r is above about half the width. The gradients of λd and λb come from
+//! the tape's matmul, mul, reshape and slice. Targets and GPT-2's fused c_attn as LoRA's
+//! ([`super::blocks`]): a block of c_attn (`.q`) has its own λd, λb and its width's slice of B.
+//! Merging folds the same ΔW into the frozen weight.
 
 use super::blocks::{self, Block};
 use super::method::{CompareExample, ExampleContext, Examples, Method, MethodEntry};
@@ -189,33 +194,19 @@ impl Vera {
         Ok((a, b))
     }
 
-    // ANCHOR: delta
-    /// The update of one block for input x (…, d_in): λb ⊙ (B_s · (λd ⊙ (A_s · dropout(x)))),
-    /// (…, width).
-    pub fn delta<F: Float>(&self, tape: &mut Tape<'_, F>, x: Var, p: &VeraPart) -> Result<Var> {
-        let (a, b) = self.slices(tape, p)?;
-        let x = tape.dropout(x, self.config.dropout)?;
-        let h = tape.matmul_t(x, a, false, true)?; // (…, r)
-        let lambda_d = tape.param(p.lambda_d);
-        let h = tape.mul(h, lambda_d)?;
-        let o = tape.matmul_t(h, b, false, true)?; // (…, width)
-        let lambda_b = tape.param(p.lambda_b);
-        tape.mul(o, lambda_b)
-    }
-    // ANCHOR_END: delta
-
-    /// ΔW = (λb ⊙ B_s) · (λd ⊙ A_s), (width, d_in): the same update as a weight, for merging.
+    // ANCHOR: delta_weight
+    /// ΔW = (λb ⊙ B_s ⊙ λd) · A_s, (width, d_in): row i of B_s scaled by λb[i], column j by
+    /// λd[j], times A_s.
     pub fn delta_weight<F: Float>(&self, tape: &mut Tape<'_, F>, p: &VeraPart) -> Result<Var> {
         let (a, b) = self.slices(tape, p)?;
-        let (width, r) = (p.block.width(), self.config.r);
         let lambda_b = tape.param(p.lambda_b);
-        let lambda_b = tape.reshape(lambda_b, &[width, 1])?;
+        let lambda_b = tape.reshape(lambda_b, &[p.block.width(), 1])?;
         let lambda_d = tape.param(p.lambda_d);
-        let lambda_d = tape.reshape(lambda_d, &[r, 1])?;
-        let b = tape.mul(b, lambda_b)?;
-        let a = tape.mul(a, lambda_d)?;
+        let b = tape.mul(b, lambda_b)?; // (width, r)
+        let b = tape.mul(b, lambda_d)?; // λd (r) broadcast along the rows
         tape.matmul(b, a)
     }
+    // ANCHOR_END: delta_weight
 
     fn fold<F: Float>(&self, store: &mut ParamStore<F>, sign: f64) -> Result<()> {
         let mut updates = Vec::new();
@@ -259,9 +250,11 @@ impl<F: Float> Hooks<F> for Vera {
         if self.merged {
             return Ok(y);
         }
+        let x = tape.dropout(x, self.config.dropout)?;
         let mut y = y;
         for p in parts {
-            let d = self.delta(tape, x, p)?;
+            let dw = self.delta_weight(tape, p)?;
+            let d = tape.matmul_t(x, dw, false, true)?; // (…, width)
             y = blocks::add_update(tape, &p.block, y, d)?;
         }
         Ok(y)
