@@ -73,8 +73,8 @@ enum Command {
     /// The vocabulary logits at the last position of a sequence of token ids, as a JSON array
     /// (the LM head for GPT-2, the masked-LM head for BERT).
     Logits(cli::infer::LogitsArgs),
-    /// Write a LoRA, LoRA-FA or AdaLoRA adapter (PiSSA and OLoRA are saved as LoRA) saved by
-    /// `finetune` as a PEFT adapter directory
+    /// Write an adapter saved by `finetune` (LoRA, LoRA-FA, AdaLoRA, LoHa, LoKr or VeRA; PiSSA
+    /// and OLoRA are saved as LoRA) as a PEFT adapter directory
     /// (adapter_config.json + adapter_model.safetensors under PEFT's key names), loadable with
     /// `PeftModel.from_pretrained`.
     ExportPeft(cli::infer::ExportPeftArgs),

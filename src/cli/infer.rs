@@ -118,7 +118,7 @@ pub struct EmbedArgs {
     pub model: String,
     #[command(flatten)]
     pub dtype: BaseDtypeArgs,
-    /// An adapter directory (tunelab's or PEFT's LoRA) applied to the model.
+    /// An adapter directory (tunelab's, or PEFT's LoRA, LoHa, LoKr or VeRA) applied to the model.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
     /// How a text's hidden states become one vector.
@@ -185,7 +185,7 @@ pub struct LogitsArgs {
     pub model: String,
     #[command(flatten)]
     pub dtype: BaseDtypeArgs,
-    /// An adapter directory (tunelab's or PEFT's LoRA) applied to the model.
+    /// An adapter directory (tunelab's, or PEFT's LoRA, LoHa, LoKr or VeRA) applied to the model.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
     /// Comma-separated token ids, e.g. 464,2068,7586.

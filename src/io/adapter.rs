@@ -11,9 +11,10 @@
 //!
 //! A prefix-tuning adapter whose MLP was folded into its table at the end of training records
 //! `"reparameterization_folded": true` beside its spec. An `adapter_config.json` with a
-//! `peft_type` is PEFT's (LoRA or AdaLoRA): [`read`] converts it to the equivalent spec and
-//! tunelab's tensor names ([`super::peft`] holds that dialect's name maps), and [`export_peft`]
-//! writes a tunelab LoRA, LoRA-FA or AdaLoRA adapter in PEFT's dialect.
+//! `peft_type` is PEFT's (LoRA, AdaLoRA, LoHa, LoKr, VeRA): [`read`] converts it to the
+//! equivalent spec and tunelab's tensor names ([`super::peft`] and [`super::peft_methods`] hold
+//! that dialect's name maps), and [`export_peft`] writes a tunelab adapter of those methods
+//! (LoRA-FA as LoRA) in PEFT's dialect.
 //!
 //! ## One write, one directory
 //!
@@ -34,7 +35,7 @@
 //! mismatch naming both. Adapters written before these were recorded (and PEFT's) have no such
 //! record and load as before, unchecked.
 
-use super::{atomic_write, peft, safetensors};
+use super::{atomic_write, peft, peft_methods, safetensors};
 use crate::error::{Error, Result};
 use crate::nn::Config;
 use crate::peft::spec::MethodSpec;
@@ -147,6 +148,22 @@ fn committed(dir: &Path) -> std::path::PathBuf {
     super::committed_dir(dir).unwrap_or_else(|| dir.to_path_buf())
 }
 
+/// A PEFT adapter in tunelab's terms, by its `peft_type`: LoHa, LoKr and VeRA
+/// ([`peft_methods::import`]), else LoRA ([`peft::import`], which refuses other types).
+fn import_peft<F: Float>(
+    cpath: &Path,
+    config: &Value,
+    wpath: &Path,
+    load: impl FnOnce() -> Result<peft::Tensors<F>>,
+) -> Result<(MethodSpec, Value, peft::Tensors<F>)> {
+    let peft_type = config.get("peft_type").and_then(Value::as_str);
+    if peft_type.is_some_and(|t| peft_methods::PEFT_TYPES.contains(&t)) {
+        peft_methods::import(cpath, config, wpath, load)
+    } else {
+        peft::import(cpath, config, wpath, load)
+    }
+}
+
 /// Reads an adapter directory of either dialect: the config once, then the tensors.
 pub fn read<F: Float>(dir: &Path) -> Result<AdapterFiles<F>> {
     let dir = &committed(dir);
@@ -165,7 +182,7 @@ pub fn parse<F: Float>(
     let (cpath, wpath) = (dir.join(CONFIG), dir.join(WEIGHTS));
     let config = parse_json(&cpath, config)?;
     if peft::is_peft_config(&config) {
-        let (spec, meta, tensors) = peft::import(&cpath, &config, &wpath, || {
+        let (spec, meta, tensors) = import_peft(&cpath, &config, &wpath, || {
             tensors_of(&wpath, &weights()?, None)
         })?;
         return Ok(AdapterFiles {
@@ -192,7 +209,7 @@ pub fn read_config(dir: &Path) -> Result<(MethodSpec, Value)> {
     let config = parse_json(&cpath, &super::read(&cpath)?)?;
     if peft::is_peft_config(&config) {
         let wpath = dir.join(WEIGHTS);
-        let (spec, meta, _) = peft::import::<f32>(&cpath, &config, &wpath, || {
+        let (spec, meta, _) = import_peft::<f32>(&cpath, &config, &wpath, || {
             tensors_of(&wpath, &super::read(&wpath)?, None)
         })?;
         return Ok((spec, meta));
@@ -320,7 +337,7 @@ pub fn file_size(dir: &Path) -> Result<u64> {
         .map_err(|e| io_err(&path, e))
 }
 
-/// Writes the LoRA (LoRA-FA, AdaLoRA) adapter in `adapter` (trained on the base whose config is `base`) as a PEFT
+/// Writes the adapter in `adapter` (LoRA, LoRA-FA, AdaLoRA, LoHa, LoKr or VeRA, trained on the base whose config is `base`) as a PEFT
 /// adapter directory `out`, loadable with `PeftModel.from_pretrained`. `base_name` goes into
 /// `base_model_name_or_path`. An adapter that records another base architecture is refused
 /// ([`check_base`]). `out` is written as a whole ([`super::replace_dir`]); it may not be
@@ -331,7 +348,11 @@ pub fn export_peft(adapter: &Path, base: &Config, base_name: &str, out: &Path) -
     let files = read::<f32>(adapter)?;
     check_base(adapter, &files.meta, base, base_name)?;
     let (cpath, wpath) = (adapter.join(CONFIG), adapter.join(WEIGHTS));
-    let (config, keys) = peft::export(
+    let export = match files.spec {
+        MethodSpec::Loha(_) | MethodSpec::Lokr(_) | MethodSpec::Vera(_) => peft_methods::export,
+        _ => peft::export,
+    };
+    let (config, keys) = export(
         &files.spec,
         &files.meta,
         files.tensors,

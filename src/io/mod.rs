@@ -20,6 +20,7 @@ pub mod checkpoint;
 pub mod hf;
 pub mod limits;
 pub mod peft;
+pub mod peft_methods;
 pub mod safetensors;
 
 use crate::error::{Error, Result};

@@ -15,7 +15,9 @@
 //! `FEATURE_EXTRACTION`). A and B have the same shapes in both, (r, d_in) and (d_out, r), for
 //! Conv1D and nn.Linear alike. tunelab's LoRA puts one rank and one alpha on every block of the
 //! chosen roles; PEFT adapters that do more (per-module ranks, some layers only, DoRA, trained
-//! biases) are refused with the field named.
+//! biases) are refused with the field named. LoHa, LoKr and VeRA adapters (`peft_type` LOHA,
+//! LOKR, VERA) are [`super::peft_methods`]'s, which uses this module's name maps;
+//! [`super::adapter`] picks the module by `peft_type` or method.
 //!
 //! LoRA-FA exports as a plain LoRA adapter (PEFT saves it so). PiSSA and OLoRA adapters are
 //! already plain LoRA when tunelab saves them ([`crate::peft::lora`]), as PEFT's
@@ -46,7 +48,7 @@ pub fn is_peft_config(config: &Value) -> bool {
     config.get("peft_type").is_some()
 }
 
-fn data_err(path: &Path, detail: impl Into<String>) -> Error {
+pub(super) fn data_err(path: &Path, detail: impl Into<String>) -> Error {
     Error::Data {
         path: path.display().to_string(),
         line: 0,
@@ -92,7 +94,7 @@ pub fn role_of_module(module: &str) -> Option<&'static str> {
 }
 
 /// A module path of the model, stripped of PEFT's and the model class's prefixes.
-fn strip_key(key: &str) -> &str {
+pub(super) fn strip_key(key: &str) -> &str {
     let k = key.strip_prefix(KEY_PREFIX).unwrap_or(key);
     ["transformer.", "bert."]
         .iter()
@@ -118,16 +120,17 @@ pub fn import<F: Float>(
         .get("peft_type")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let adalora = match peft_type {
-        "LORA" => false,
-        "ADALORA" => true,
-        _ => {
-            return Err(data_err(
+    let adalora =
+        match peft_type {
+            "LORA" => false,
+            "ADALORA" => true,
+            _ => return Err(data_err(
                 &cpath,
-                format!("peft_type {peft_type:?} is not supported (LORA, ADALORA)"),
-            ))
-        }
-    };
+                format!(
+                    "peft_type {peft_type:?} is not supported (LORA, ADALORA, LOHA, LOKR, VERA)"
+                ),
+            )),
+        };
     check_keys(&cpath, config, adalora)?;
     let num = |key: &str| {
         config
@@ -467,7 +470,7 @@ fn off_value(key: &str) -> Option<Value> {
 }
 
 /// Does `v` mean "nothing" (null, false, an empty list, object or string)?
-fn is_empty(v: &Value) -> bool {
+pub(super) fn is_empty(v: &Value) -> bool {
     match v {
         Value::Null | Value::Bool(false) => true,
         Value::Array(a) => a.is_empty(),
@@ -527,7 +530,12 @@ fn check_keys(cpath: &Path, config: &Value, adalora: bool) -> Result<()> {
 /// matches them: a module path equal to an entry or ending in `.entry`; or the regular
 /// expression tunelab's export writes for those targets), and `fan_in_fan_out` must match their
 /// layer type (true for GPT-2's Conv1D, false for BERT's nn.Linear).
-fn check_targets(cpath: &Path, config: &Value, modules: &[String], roles: &[&str]) -> Result<()> {
+pub(super) fn check_targets(
+    cpath: &Path,
+    config: &Value,
+    modules: &[String],
+    roles: &[&str],
+) -> Result<()> {
     let gpt = modules.iter().any(|m| m.starts_with("h."));
     match config.get("fan_in_fan_out") {
         None | Some(Value::Null) => {}
@@ -585,7 +593,7 @@ fn check_targets(cpath: &Path, config: &Value, modules: &[String], roles: &[&str
             return Err(data_err(
                 cpath,
                 format!(
-                    "target_modules entry {e:?} names no module with LoRA tensors in the \
+                    "target_modules entry {e:?} names no module with adapter tensors in the \
                      adapter (it has them on {})",
                     modules.join(", ")
                 ),
@@ -598,7 +606,7 @@ fn check_targets(cpath: &Path, config: &Value, modules: &[String], roles: &[&str
     {
         return Err(data_err(
             cpath,
-            format!("the adapter has LoRA tensors on {m}, which no target_modules entry names"),
+            format!("the adapter has tensors on {m}, which no target_modules entry names"),
         ));
     }
     Ok(())
@@ -606,7 +614,7 @@ fn check_targets(cpath: &Path, config: &Value, modules: &[String], roles: &[&str
 
 /// PEFT's `task_type` for a tunelab adapter's `meta`: from its task, else from the task type
 /// of the PEFT adapter it was imported from, else `FEATURE_EXTRACTION`.
-fn task_type(arch: Arch, meta: &Value) -> String {
+pub(super) fn task_type(arch: Arch, meta: &Value) -> String {
     let task = meta
         .get("task")
         .and_then(Value::as_str)
@@ -627,7 +635,7 @@ fn task_type(arch: Arch, meta: &Value) -> String {
 
 /// The prefix of module paths in the model class PEFT wraps for `task_type`: `transformer.` for
 /// every GPT-2 class, `bert.` for BERT's task classes, nothing for a bare `BertModel`.
-fn class_prefix(arch: Arch, task_type: &str) -> &'static str {
+pub(super) fn class_prefix(arch: Arch, task_type: &str) -> &'static str {
     match (arch, task_type) {
         (Arch::Gpt, _) => "transformer.",
         (Arch::Bert, "FEATURE_EXTRACTION") => "",
@@ -637,7 +645,7 @@ fn class_prefix(arch: Arch, task_type: &str) -> &'static str {
 
 /// PEFT `target_modules` for tunelab roles: module-name suffixes, or a regular expression where
 /// a suffix would catch more (BERT's `output.dense` without `attention.output.dense`).
-fn target_modules(arch: Arch, roles: &[String]) -> Value {
+pub(super) fn target_modules(arch: Arch, roles: &[String]) -> Value {
     let has = |r: &str| roles.iter().any(|x| x == r);
     if arch == Arch::Bert && has("proj") && !has("o") {
         let mut alts: Vec<&str> = Vec::new();

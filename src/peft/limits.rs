@@ -7,13 +7,17 @@
 //! room for at least one input token in the model's positions, and prefix tuning's P is at most
 //! the model's positions (its keys and values are attended to like as many tokens); LoRA's
 //! scaling α/r is at most 10^4 in magnitude, its dropout in [0, 1), LoRA+'s ratio positive and at
-//! most 10^6.
+//! most 10^6. LoHa's and LoKr's α/r are bounded as LoRA's; LoKr's `decompose_factor` is -1 or
+//! positive; VeRA's d_initial is finite and its dropout in [0, 1), and its count includes the
+//! shared frozen projections.
 //!
 //! [`check`] names the spec's field (as an adapter config writes it); [`SpecLimit::flag`] the
 //! command-line option that sets it. [`super::registry::apply`] reports the flag,
 //! [`super::store`] the adapter config file and field.
 
 use super::adapter::AdapterConfig;
+use super::blocks::{blocks, Block};
+use super::lokr::LokrShape;
 use super::lora::{block_linears, parse_targets, Target};
 use super::spec::{LoraConfig, MethodSpec};
 use crate::io::limits::{self, grouped, mul, sum};
@@ -51,6 +55,8 @@ impl SpecLimit {
             "beta2" => "--beta2",
             "orth_reg_weight" => "--orth-reg-weight",
             "total_step" => "--total-step",
+            "decompose_factor" => "--decompose-factor",
+            "d_initial" => "--vera-d-initial",
             _ => "--method",
         }
     }
@@ -91,6 +97,61 @@ pub fn check(spec: &MethodSpec, model: &Transformer) -> Result<(), SpecLimit> {
             let n = block_count(model, &wanted);
             let added = sum(&[ab, n.and_then(|n| mul(n, r))]);
             ("init_r", c.init_r, added)
+        }
+        MethodSpec::Loha(c) => {
+            check_alpha(c.alpha, c.r)?;
+            let r = c.r as u64;
+            let added = sum(&target_blocks(model, &c.targets)?
+                .iter()
+                .map(|b| mul(mul(2, r)?, (b.width() + b.linear.d_in) as u64))
+                .collect::<Vec<_>>());
+            ("r", c.r, added)
+        }
+        MethodSpec::Lokr(c) => {
+            check_alpha(c.alpha, c.r)?;
+            if c.decompose_factor == 0 || c.decompose_factor < -1 {
+                return Err(limit(
+                    "decompose_factor",
+                    format!(
+                        "decompose_factor = {} is neither -1 (split near the square root) nor a \
+                         positive factor",
+                        c.decompose_factor
+                    ),
+                ));
+            }
+            let added = sum(&target_blocks(model, &c.targets)?
+                .iter()
+                .map(|b| LokrShape::of(b.width(), b.linear.d_in, c).count(c.r))
+                .collect::<Vec<_>>());
+            ("r", c.r, added)
+        }
+        MethodSpec::Vera(c) => {
+            if c.r == 0 {
+                return Err(limit("r", "r = 0: the rank must be at least 1".into()));
+            }
+            if !c.d_initial.is_finite() {
+                return Err(limit(
+                    "d_initial",
+                    format!("d_initial = {} is not finite", c.d_initial),
+                ));
+            }
+            if !(0.0..1.0).contains(&c.dropout) {
+                return Err(limit(
+                    "dropout",
+                    format!("dropout = {} is outside [0, 1)", short(c.dropout)),
+                ));
+            }
+            let found = target_blocks(model, &c.targets)?;
+            let r = c.r as u64;
+            let in_max = found.iter().map(|b| b.linear.d_in).max().unwrap_or(0) as u64;
+            let out_max = found.iter().map(Block::width).max().unwrap_or(0) as u64;
+            let mut parts = vec![mul(r, in_max), mul(out_max, r)];
+            parts.extend(
+                found
+                    .iter()
+                    .map(|b| sum(&[Some(r), Some(b.width() as u64)])),
+            );
+            ("r", c.r, sum(&parts))
         }
         MethodSpec::Houlsby { bottleneck } | MethodSpec::Pfeiffer { bottleneck } => {
             let a = match spec {
@@ -212,6 +273,32 @@ fn check_lora_floats(c: &LoraConfig) -> Result<(), SpecLimit> {
                 "lr_ratio_b = {} is not in (0, {:e}]",
                 short(c.lr_ratio_b),
                 limits::MAX_LR_RATIO
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The blocks LoHa, LoKr and VeRA put their updates on ([`blocks`]), or the targets' error.
+fn target_blocks(model: &Transformer, targets: &[String]) -> Result<Vec<Block>, SpecLimit> {
+    blocks(model, targets, "targets")
+        .map_err(|e| limit("targets", format!("targets {targets:?}: {e}")))
+}
+
+/// LoHa's and LoKr's r and alpha: r ≥ 1, α finite and α / r within LoRA's bound.
+fn check_alpha(alpha: f64, r: usize) -> Result<(), SpecLimit> {
+    if r == 0 {
+        return Err(limit("r", "r = 0: the rank must be at least 1".into()));
+    }
+    let s = alpha / r as f64;
+    if !alpha.is_finite() || s.abs() > limits::MAX_LORA_SCALING {
+        return Err(limit(
+            "alpha",
+            format!(
+                "alpha = {} gives the scaling alpha/r = {s:e}, beyond ±{} (an update that large \
+                 swamps the base weights)",
+                short(alpha),
+                limits::MAX_LORA_SCALING
             ),
         ));
     }

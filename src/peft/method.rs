@@ -18,6 +18,13 @@ pub trait Method<F: Float>: Hooks<F> {
     /// The parameters this method added to the store (none for full fine-tuning and BitFit).
     fn params(&self) -> &[ParamId];
 
+    /// Parameters the method adds that never train (VeRA's shared random projections): saved in
+    /// its adapter file beside [`Method::params`], so the file alone rebuilds the method, and
+    /// loaded frozen. The default: none.
+    fn frozen(&self) -> &[ParamId] {
+        &[]
+    }
+
     /// Per-parameter learning-rate multipliers the optimizer applies (LoRA+ scales B's rate).
     /// The default: none, every parameter at the base rate.
     fn lr_multipliers(&self) -> Vec<(ParamId, f64)> {

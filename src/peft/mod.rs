@@ -28,11 +28,14 @@
 pub mod adalora;
 pub mod adapter;
 pub mod bitfit;
+pub mod blocks;
 pub mod dora;
 pub mod full;
 pub mod ia3;
 pub mod limits;
 pub mod linalg;
+pub mod loha;
+pub mod lokr;
 pub mod lora;
 pub mod lora_fa;
 pub mod method;
@@ -42,6 +45,7 @@ pub mod prompt;
 pub mod registry;
 pub mod spec;
 pub mod store;
+pub mod vera;
 
 pub use method::{Method, MethodEntry};
 pub use options::MethodOptions;

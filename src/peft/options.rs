@@ -11,18 +11,19 @@ pub struct MethodOptions {
     /// full: train only the last k blocks (and the head).
     #[arg(long)]
     pub last_k: Option<usize>,
-    /// lora/dora/lora-fa: rank r.
+    /// lora/dora/lora-fa/loha/lokr/vera: rank r (VeRA: of the shared random projections).
     #[arg(long, default_value_t = 8)]
     pub r: usize,
-    /// lora/dora/lora-fa/adalora: alpha (the update is scaled by alpha / r; adalora: by
-    /// alpha / init_r).
+    /// lora/dora/lora-fa/adalora/loha/lokr: alpha (the update is scaled by alpha / r;
+    /// adalora: by alpha / init_r).
     #[arg(long, default_value_t = 16.0)]
     pub alpha: f64,
-    /// lora/dora/lora-fa/adalora: dropout on the low-rank path's input.
+    /// lora/dora/lora-fa/adalora/vera: dropout on the low-rank path's input.
     #[arg(long, default_value_t = 0.0)]
     pub lora_dropout: f64,
-    /// lora/dora/lora-fa/adalora: target Linears: q, k, v, o, fc, proj, qkv (GPT-2's whole c_attn), or the
-    /// groups attn, mlp, all (HF names such as q_proj, up_proj, fc1 work too).
+    /// lora/dora/lora-fa/adalora/loha/lokr/vera: target Linears: q, k, v, o, fc, proj, qkv
+    /// (GPT-2's whole c_attn), or the groups attn, mlp, all (HF names such as q_proj, up_proj,
+    /// fc1 work too).
     #[arg(long, value_delimiter = ',', default_value = "q,v")]
     pub targets: Vec<String>,
     /// lora/dora/lora-fa: scale by alpha / sqrt(r) (rsLoRA).
@@ -64,6 +65,20 @@ pub struct MethodOptions {
     /// adalora: the steps the budget schedule spans (default: the run's optimizer steps).
     #[arg(long)]
     pub total_step: Option<usize>,
+    /// lokr: also write the left Kronecker factor W1 as a low-rank product when r < max(its
+    /// sides) / 2 (W2 is always low-rank then).
+    #[arg(long)]
+    pub decompose_both: bool,
+    /// lokr: split each dimension d as (f, d / f) when f divides it; -1 (default) splits it
+    /// into the two divisors nearest the square root of d.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub decompose_factor: i64,
+    /// vera: initial value of the per-rank scaling vector λd (λb starts at zero).
+    #[arg(long, default_value_t = 0.1)]
+    pub vera_d_initial: f64,
+    /// vera: seed of the frozen random projections A and B shared by every targeted Linear.
+    #[arg(long, default_value_t = 0)]
+    pub projection_prng_key: u64,
     /// houlsby/pfeiffer: bottleneck width.
     #[arg(long, default_value_t = 16)]
     pub bottleneck: usize,

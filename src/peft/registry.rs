@@ -5,7 +5,9 @@
 use super::method::{CompareExample, ExampleContext, Method, MethodEntry};
 use super::options::MethodOptions;
 use super::spec::MethodSpec;
-use super::{adalora, adapter, bitfit, dora, full, ia3, lora, lora_fa, prefix, prompt};
+use super::{
+    adalora, adapter, bitfit, dora, full, ia3, loha, lokr, lora, lora_fa, prefix, prompt, vera,
+};
 use crate::autodiff::ParamStore;
 use crate::data::tokenizer::Tokenizer;
 use crate::error::{Error, Result};
@@ -23,6 +25,9 @@ pub const METHODS: &[&MethodEntry] = &[
     &dora::ENTRY,
     &lora_fa::ENTRY,
     &adalora::ENTRY,
+    &loha::ENTRY,
+    &lokr::ENTRY,
+    &vera::ENTRY,
     &ia3::ENTRY,
     &prefix::ENTRY,
     &prompt::ENTRY,
@@ -87,6 +92,9 @@ pub fn apply<F: Float>(
         MethodSpec::Dora(c) => Box::new(dora::Dora::apply(model, store, c.clone(), seed)?),
         MethodSpec::LoraFa(c) => Box::new(lora_fa::LoraFa::apply(model, store, c.clone(), seed)?),
         MethodSpec::Adalora(c) => Box::new(adalora::AdaLora::apply(model, store, c.clone(), seed)?),
+        MethodSpec::Loha(c) => Box::new(loha::Loha::apply(model, store, c.clone(), seed)?),
+        MethodSpec::Lokr(c) => Box::new(lokr::Lokr::apply(model, store, c.clone(), seed)?),
+        MethodSpec::Vera(c) => Box::new(vera::Vera::apply(model, store, c.clone(), seed)?),
         MethodSpec::Houlsby { bottleneck } => Box::new(adapter::Adapter::apply(
             model,
             store,
@@ -210,7 +218,7 @@ mod tests {
     /// example of it.
     #[test]
     fn every_method_spec_variant_has_a_registry_line() {
-        const VARIANTS: usize = 11;
+        const VARIANTS: usize = 14;
         let index = |spec: &MethodSpec| match spec {
             MethodSpec::Full { .. } => 0,
             MethodSpec::Bitfit => 1,
@@ -223,6 +231,9 @@ mod tests {
             MethodSpec::Ia3 => 6,
             MethodSpec::Prefix { .. } => 7,
             MethodSpec::Prompt { .. } => 8,
+            MethodSpec::Loha(_) => 9,
+            MethodSpec::Lokr(_) => 10,
+            MethodSpec::Vera(_) => 11,
         };
         let mut seen = [false; VARIANTS];
         for (_, _, spec) in test_examples() {
@@ -293,9 +304,9 @@ mod tests {
             let spec = cli.method.spec(None).unwrap();
             assert_eq!(spec.name(), m.name);
         }
-        let cli = Cli::try_parse_from(["tunelab", "--method", "vera"]).unwrap();
+        let cli = Cli::try_parse_from(["tunelab", "--method", "boft"]).unwrap();
         let err = cli.method.spec(None).unwrap_err().to_string();
-        assert!(err.contains("unknown method \"vera\""), "{err}");
+        assert!(err.contains("unknown method \"boft\""), "{err}");
         assert!(err.contains(&MethodSpec::NAMES.join(", ")), "{err}");
     }
 

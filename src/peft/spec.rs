@@ -21,6 +21,12 @@ pub enum MethodSpec {
     LoraFa(LoraConfig),
     /// AdaLoRA: SVD-form updates P Λ Q whose ranks a budget schedule prunes.
     Adalora(AdaLoraConfig),
+    /// LoHa: the Hadamard product of two low-rank products per chosen Linear.
+    Loha(LohaConfig),
+    /// LoKr: the Kronecker product of two small factors per chosen Linear.
+    Lokr(LokrConfig),
+    /// VeRA: frozen random projections shared by every chosen Linear, scaled by trained vectors.
+    Vera(VeraConfig),
     /// Bottleneck adapters after the attention output and after the MLP (two per block, GELU).
     Houlsby { bottleneck: usize },
     /// Bottleneck adapters after the MLP only (one per block, ReLU).
@@ -50,6 +56,9 @@ impl MethodSpec {
             MethodSpec::Dora(_) => "dora",
             MethodSpec::LoraFa(_) => "lora-fa",
             MethodSpec::Adalora(_) => "adalora",
+            MethodSpec::Loha(_) => "loha",
+            MethodSpec::Lokr(_) => "lokr",
+            MethodSpec::Vera(_) => "vera",
             MethodSpec::Houlsby { .. } => "houlsby",
             MethodSpec::Pfeiffer { .. } => "pfeiffer",
             MethodSpec::Ia3 => "ia3",
@@ -185,6 +194,82 @@ impl Default for LoraConfig {
             rslora: false,
             lr_ratio_b: 1.0,
             init_lora_weights: LoraInit::Default,
+        }
+    }
+}
+
+/// LoHa's options: ΔW = (W1a·W1b) ⊙ (W2a·W2b) · alpha / r on each target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LohaConfig {
+    pub r: usize,
+    pub alpha: f64,
+    /// Target names as LoRA's ([`super::lora::Target`]).
+    pub targets: Vec<String>,
+}
+
+impl Default for LohaConfig {
+    /// PEFT's defaults (r 8, alpha 8) on q and v.
+    fn default() -> Self {
+        Self {
+            r: 8,
+            alpha: 8.0,
+            targets: vec!["q".into(), "v".into()],
+        }
+    }
+}
+
+/// LoKr's options: ΔW = kron(W1, W2) · alpha / r on each target, W2 (and W1 with
+/// `decompose_both`) low-rank when r is small against its sides (PEFT's rule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LokrConfig {
+    pub r: usize,
+    pub alpha: f64,
+    /// Target names as LoRA's ([`super::lora::Target`]).
+    pub targets: Vec<String>,
+    /// Also write W1 as a low-rank product when r < max(its sides) / 2.
+    pub decompose_both: bool,
+    /// Split each dimension as (factor, dim / factor) when factor divides it; -1 splits it into
+    /// the two divisors nearest its square root.
+    pub decompose_factor: i64,
+}
+
+impl Default for LokrConfig {
+    /// PEFT's defaults (r 8, alpha 8, no decompose_both, factor -1) on q and v.
+    fn default() -> Self {
+        Self {
+            r: 8,
+            alpha: 8.0,
+            targets: vec!["q".into(), "v".into()],
+            decompose_both: false,
+            decompose_factor: -1,
+        }
+    }
+}
+
+/// VeRA's options: Δy = λb ⊙ (B · (λd ⊙ (A · x))) with A, B frozen and shared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VeraConfig {
+    /// The rank of the shared projections A (r, in) and B (out, r).
+    pub r: usize,
+    /// Target names as LoRA's ([`super::lora::Target`]).
+    pub targets: Vec<String>,
+    /// λd's initial value (λb starts at zero).
+    pub d_initial: f64,
+    /// The seed A and B are drawn from.
+    pub projection_prng_key: u64,
+    /// Dropout on the input of the VeRA path.
+    pub dropout: f64,
+}
+
+impl Default for VeraConfig {
+    /// PEFT's defaults (r 256, d_initial 0.1, key 0, no dropout) on q and v.
+    fn default() -> Self {
+        Self {
+            r: 256,
+            targets: vec!["q".into(), "v".into()],
+            d_initial: 0.1,
+            projection_prng_key: 0,
+            dropout: 0.0,
         }
     }
 }

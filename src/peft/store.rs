@@ -47,8 +47,9 @@ fn data_err(path: &Path, detail: impl Into<String>) -> Error {
 }
 
 /// The parameters an adapter file holds, in file order and without repeats: `method.params()`,
-/// then `extra`, then every other parameter of `store` that is trainable (the base parameters
-/// full, last-k and BitFit fine-tuning train in place, or a head the caller unfroze).
+/// then `method.frozen()`, then `extra`, then every other parameter of `store` that is trainable
+/// (the base parameters full, last-k and BitFit fine-tuning train in place, or a head the caller
+/// unfroze).
 pub fn adapter_params<F: Float>(
     method: &dyn Method<F>,
     store: &ParamStore<F>,
@@ -56,7 +57,7 @@ pub fn adapter_params<F: Float>(
 ) -> Result<Vec<ParamId>> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for &id in method.params().iter().chain(extra) {
+    for &id in method.params().iter().chain(method.frozen()).chain(extra) {
         if id.index() >= store.len() {
             return Err(Error::Invalid {
                 op: "save_adapter",
@@ -175,8 +176,8 @@ pub fn check_spec(dir: &Path, spec: &MethodSpec, model: &Transformer) -> Result<
 
 /// Matches the file's tensors to `store` (after the method was applied): every tensor must name a
 /// parameter of the store and have its shape (`shape_of`, which may differ from the store's own
-/// value for base slots of an [`AdapterSet`]); every parameter the method trains must be in the
-/// file. Returns the tensors with their ids.
+/// value for base slots of an [`AdapterSet`]); every parameter the method trains or freezes
+/// ([`Method::frozen`]) must be in the file. Returns the tensors with their ids.
 fn match_tensors<F: Float>(
     path: &Path,
     spec: &MethodSpec,
@@ -214,6 +215,7 @@ fn match_tensors<F: Float>(
     let required = method
         .params()
         .iter()
+        .chain(method.frozen())
         .copied()
         .chain(store.iter().filter(|(_, p)| p.trainable).map(|(id, _)| id));
     for id in required {
@@ -221,9 +223,14 @@ fn match_tensors<F: Float>(
             return Err(data_err(
                 path,
                 format!(
-                    "tensor {} is missing ({} trains it)",
+                    "tensor {} is missing ({} {} it)",
                     store.name(id),
-                    spec.name()
+                    spec.name(),
+                    if method.frozen().contains(&id) {
+                        "uses"
+                    } else {
+                        "trains"
+                    }
                 ),
             ));
         }
@@ -234,7 +241,8 @@ fn match_tensors<F: Float>(
 /// Loads an adapter saved by [`save_adapter`] onto `model`'s base in `store`: applies the spec
 /// (which freezes the base and adds the method's parameters, initialised from `seed`), then sets
 /// every tensor of the file by name, checking shapes. The file's tensors end up trainable (so
-/// training can resume where it stopped), everything else frozen. Returns the spec, the method
+/// training can resume where it stopped), except those the method keeps frozen
+/// ([`Method::frozen`]); everything else is frozen. Returns the spec, the method
 /// and the config's `meta`.
 ///
 /// Errors name the file and the tensor: a tensor the model does not have, a wrong shape, or a
@@ -289,7 +297,7 @@ pub fn load_adapter_files<F: Float>(
     let frozen = method.frozen_params();
     for (id, value) in values {
         store.set_value(id, value)?;
-        store.set_trainable(id, !frozen.contains(&id));
+        store.set_trainable(id, !frozen.contains(&id) && !method.frozen().contains(&id));
     }
     Ok((files.spec, method, files.meta))
 }
@@ -521,7 +529,7 @@ impl<F: Float> AdapterSet<F> {
                 own[id.index()] = true;
             }
             store.get_mut(id).value = value;
-            store.set_trainable(id, !frozen.contains(&id));
+            store.set_trainable(id, !frozen.contains(&id) && !method.frozen().contains(&id));
         }
         Ok(Slot {
             name: name.to_string(),

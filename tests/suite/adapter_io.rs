@@ -213,10 +213,12 @@ fn every_method_round_trips_with_identical_logits() {
             }
             _ => assert_eq!(loaded_spec, spec, "{label}"),
         }
-        // What the file holds is what trains after loading, but for what the method keeps
-        // frozen (LoRA-FA's A); the rest of the base is frozen.
+        // What the file holds is what trains after loading, plus what the method keeps frozen:
+        // LoRA-FA's A (one of its own parameters) and VeRA's shared projections (tensors beside
+        // them), both loaded frozen; the rest of the base is frozen.
         let names = tensor_names(&dir);
-        let frozen = method.frozen_params();
+        let mut frozen = method.frozen_params();
+        frozen.extend(method.frozen().iter().copied());
         for &id in &frozen {
             assert!(
                 !store.is_trainable(id),
@@ -248,6 +250,7 @@ fn adapter_files_hold_only_what_the_method_trains() {
         let added: Vec<String> = method
             .params()
             .iter()
+            .chain(method.frozen())
             .map(|&id| store.name(id).to_string())
             .collect();
         let base_names: Vec<&String> = names

@@ -37,6 +37,7 @@ mod neftune;
 mod nf4;
 mod optim;
 mod peft;
+mod peft_methods;
 mod pitfall;
 mod preference;
 mod prefix_prompt;
