@@ -120,17 +120,18 @@ pub fn import<F: Float>(
         .get("peft_type")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let adalora =
-        match peft_type {
-            "LORA" => false,
-            "ADALORA" => true,
-            _ => return Err(data_err(
+    let adalora = match peft_type {
+        "LORA" => false,
+        "ADALORA" => true,
+        _ => {
+            return Err(data_err(
                 &cpath,
                 format!(
                     "peft_type {peft_type:?} is not supported (LORA, ADALORA, LOHA, LOKR, VERA)"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     check_keys(&cpath, config, adalora)?;
     let num = |key: &str| {
         config

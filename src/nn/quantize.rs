@@ -12,11 +12,11 @@
 //! first, one absmax per block, optionally double-quantised (`--double-quant`, bitsandbytes'
 //! `compress_statistics`, QLoRA's `bnb_4bit_use_double_quant`).
 
-use super::Transformer;
+use super::layers::Layout;
+use super::transformer::Transformer;
 use crate::autodiff::ParamStore;
 use crate::error::Result;
 use crate::kernels::quant::QuantWeight;
-use crate::nn::Layout;
 use crate::tensor::Float;
 use ndarray::{Array2, Ix2};
 use serde::{Deserialize, Serialize};

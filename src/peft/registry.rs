@@ -231,9 +231,9 @@ mod tests {
             MethodSpec::Ia3 => 6,
             MethodSpec::Prefix { .. } => 7,
             MethodSpec::Prompt { .. } => 8,
-            MethodSpec::Loha(_) => 9,
-            MethodSpec::Lokr(_) => 10,
-            MethodSpec::Vera(_) => 11,
+            MethodSpec::Loha(_) => 11,
+            MethodSpec::Lokr(_) => 12,
+            MethodSpec::Vera(_) => 13,
         };
         let mut seen = [false; VARIANTS];
         for (_, _, spec) in test_examples() {
