@@ -226,6 +226,7 @@ pub fn gemm_naive<F: Float>(
     gemm_with(Backend::Naive, alpha, a, b, beta, c);
 }
 
+// ANCHOR: naive
 fn naive<F: Float>(
     alpha: F,
     a: ArrayView2<F>,
@@ -250,6 +251,7 @@ fn naive<F: Float>(
         }
     }
 }
+// ANCHOR_END: naive
 
 /// One block on the calling thread, or on `nt` threads of a backend that threads itself.
 fn serial<F: Float>(

@@ -27,6 +27,7 @@ mod interview;
 mod kernels;
 mod layering;
 mod limits;
+mod listings;
 mod lora_variants;
 mod loss;
 mod memory_ledger;

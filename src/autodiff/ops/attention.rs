@@ -161,6 +161,65 @@ impl<F: Float> Backward<F> for Attention<F> {
     }
 }
 
+// ANCHOR: backward_reference
+/// Attention's backward for one head, written plainly with loops: q (T, HS), k and v (S, HS),
+/// the output's gradient g (T, HS), causal or not (query t sees keys up to t + S − T). Returns
+/// (dq, dk, dv). It recomputes A = softmax(q kᵀ / √HS) with the mask, then
+/// dA = G vᵀ, dv = Aᵀ G, dS = A ⊙ (dA − rowsum(dA ⊙ A)), dq = dS k / √HS, dk = dSᵀ q / √HS.
+/// The op's backward above computes the same from the cached A with one matrix product per
+/// step, every (batch, head) on the kernel threads; a test checks that the two agree.
+pub fn attention_backward_reference<F: Float>(
+    q: ArrayView2<'_, F>,
+    k: ArrayView2<'_, F>,
+    v: ArrayView2<'_, F>,
+    g: ArrayView2<'_, F>,
+    causal: bool,
+) -> (Array2<F>, Array2<F>, Array2<F>) {
+    let (t_len, hs) = q.dim();
+    let s_len = k.nrows();
+    let scale = F::one() / F::of(hs as f64).sqrt();
+    let visible = |t: usize, s: usize| !causal || s <= t + (s_len - t_len);
+    // A: the attention probabilities, row by row.
+    let mut a = Array2::<F>::zeros((t_len, s_len));
+    for t in 0..t_len {
+        let score =
+            |s: usize| (0..hs).fold(F::zero(), |acc, d| acc + q[[t, d]] * k[[s, d]]) * scale;
+        let max = (0..s_len)
+            .filter(|&s| visible(t, s))
+            .fold(F::neg_infinity(), |m, s| m.max(score(s)));
+        let sum = (0..s_len)
+            .filter(|&s| visible(t, s))
+            .fold(F::zero(), |acc, s| acc + (score(s) - max).exp());
+        for s in (0..s_len).filter(|&s| visible(t, s)) {
+            a[[t, s]] = (score(s) - max).exp() / sum;
+        }
+    }
+    // dA = G vᵀ and dv = Aᵀ G.
+    let da = Array2::from_shape_fn((t_len, s_len), |(t, s)| {
+        (0..hs).fold(F::zero(), |acc, d| acc + g[[t, d]] * v[[s, d]])
+    });
+    let dv = Array2::from_shape_fn((s_len, hs), |(s, d)| {
+        (0..t_len).fold(F::zero(), |acc, t| acc + a[[t, s]] * g[[t, d]])
+    });
+    // dS = A ⊙ (dA − rowsum(dA ⊙ A)): the softmax's backward, row by row.
+    let mut ds = Array2::<F>::zeros((t_len, s_len));
+    for t in 0..t_len {
+        let dot = (0..s_len).fold(F::zero(), |acc, s| acc + da[[t, s]] * a[[t, s]]);
+        for s in 0..s_len {
+            ds[[t, s]] = a[[t, s]] * (da[[t, s]] - dot);
+        }
+    }
+    // Through S = q kᵀ · scale.
+    let dq = Array2::from_shape_fn((t_len, hs), |(t, d)| {
+        (0..s_len).fold(F::zero(), |acc, s| acc + ds[[t, s]] * k[[s, d]]) * scale
+    });
+    let dk = Array2::from_shape_fn((s_len, hs), |(s, d)| {
+        (0..t_len).fold(F::zero(), |acc, t| acc + ds[[t, s]] * q[[t, d]]) * scale
+    });
+    (dq, dk, dv)
+}
+// ANCHOR_END: backward_reference
+
 /// Checks q (B, NH, T, HS), k and v (B, NH, S, HS) and the mask against each other.
 fn check_shapes(qs: &[usize], ks: &[usize], vs: &[usize], mask: &AttnMask) -> Result<()> {
     if qs.len() != 4

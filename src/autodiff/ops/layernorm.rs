@@ -11,7 +11,9 @@ use crate::autodiff::tape::{Backward, BackwardCtx, Saves, Tape, Var};
 use crate::error::{shape_err, Result};
 use crate::kernels::{fastmath, for_each_piece};
 use crate::tensor::{fmt_shape, Float};
-use ndarray::{Array1, ArrayBase, ArrayD, ArrayViewD, Axis, Data, Ix1, Zip};
+use ndarray::{
+    Array1, Array2, ArrayBase, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Axis, Data, Ix1, Zip,
+};
 use std::borrow::Cow;
 
 /// Rows are independent in forward and in dx: pieces of this many rows go to the threads.
@@ -122,6 +124,44 @@ impl<F: Float> Backward<F> for LayerNorm<F> {
     }
 }
 // ANCHOR_END: backward
+
+// ANCHOR: backward_reference
+/// Layer norm's backward written plainly for x (rows, C), γ (C) and the output's gradient g
+/// (rows, C): returns (dx, dγ, dβ). Per row, n = (x − μ)·rstd and dn = g ⊙ γ; then
+/// dβ += g, dγ += g ⊙ n and dx = rstd · (dn − mean(dn) − n · mean(dn ⊙ n)). The op's backward
+/// above computes the same from the saved μ and rstd, rows spread over the kernel threads; a
+/// test checks that the two agree.
+pub fn layer_norm_backward_reference<F: Float>(
+    x: ArrayView2<'_, F>,
+    gamma: ArrayView1<'_, F>,
+    g: ArrayView2<'_, F>,
+    eps: F,
+) -> (Array2<F>, Array1<F>, Array1<F>) {
+    let (rows, c) = x.dim();
+    let cf = F::of(c as f64);
+    let mut dx = Array2::zeros((rows, c));
+    let mut dgamma = Array1::zeros(c);
+    let mut dbeta = Array1::zeros(c);
+    for r in 0..rows {
+        let mean = x.row(r).sum() / cf;
+        let var = x
+            .row(r)
+            .fold(F::zero(), |s, &v| s + (v - mean) * (v - mean))
+            / cf;
+        let rstd = F::one() / (var + eps).sqrt();
+        let n: Vec<F> = x.row(r).iter().map(|&v| (v - mean) * rstd).collect();
+        let dn: Vec<F> = (0..c).map(|j| g[[r, j]] * gamma[j]).collect();
+        let mean_dn = dn.iter().fold(F::zero(), |s, &v| s + v) / cf;
+        let mean_dn_n = (0..c).fold(F::zero(), |s, j| s + dn[j] * n[j]) / cf;
+        for j in 0..c {
+            dbeta[j] += g[[r, j]];
+            dgamma[j] += g[[r, j]] * n[j];
+            dx[[r, j]] = rstd * (dn[j] - mean_dn - n[j] * mean_dn_n);
+        }
+    }
+    (dx, dgamma, dbeta)
+}
+// ANCHOR_END: backward_reference
 
 impl<F: Float> Tape<'_, F> {
     /// Layer norm of x (..., C) with weight γ (C) and bias β (C).
