@@ -9,6 +9,7 @@
 #   tools/book_outputs.sh            everything
 #   tools/book_outputs.sh quick      skip the slow ones (compare, the full align compare)
 #   tools/book_outputs.sh align      only the `tunelab align` outputs (its quick compare included)
+#   tools/book_outputs.sh interview        every interview answer `tunelab interview` lists
 #   tools/book_outputs.sh interview N...   only these interview answers
 #   tools/book_outputs.sh pitfall NAME...  only these pitfalls
 #   tools/book_outputs.sh qlora      only the QLoRA page's outputs (interview 16, two finetunes)
@@ -94,10 +95,18 @@ if [ "${1:-}" = qlora ]; then
     summary
     exit 0
 fi
+# The question numbers `tunelab interview` lists ("  7. What do ..."), so a new question is
+# generated without editing this script.
+interview_numbers() { "$bin" interview | sed -n 's/^ *\([0-9][0-9]*\)\. .*/\1/p'; }
+
 if [ "${1:-}" = interview ] || [ "${1:-}" = pitfall ]; then
     kind=$1
     shift
-    for x in "$@"; do
+    items=("$@")
+    if [ "$kind" = interview ] && [ $# -eq 0 ]; then
+        mapfile -t items < <(interview_numbers)
+    fi
+    for x in "${items[@]}"; do
         run "$kind-$x.txt" "$kind" "$x"
     done
     summary
@@ -117,7 +126,7 @@ run_example() {
 run_example lora_lm_step
 qlora_finetunes
 # Every question `tunelab interview` lists.
-for n in $("$bin" interview | sed -n 's/^ *\([0-9][0-9]*\)\. .*/\1/p'); do
+for n in $(interview_numbers); do
     run "interview-$n.txt" interview "$n"
 done
 # Every pitfall `tunelab pitfall` lists.
