@@ -103,12 +103,12 @@ pub fn formulas(markdown: &str) -> Result<Vec<Formula>, FormulaError> {
     for line in markdown.split_inclusive('\n') {
         match (open, fence(line)) {
             (None, Some((c, n))) => open = Some((c, n, offset)),
-            (Some((c, n, start)), Some((c2, n2))) if c2 == c && n2 >= n => {
-                // A closing fence has nothing after the fence characters.
-                if line.trim().chars().all(|x| x == c) {
-                    code.push((start, offset + line.len()));
-                    open = None;
-                }
+            // A closing fence: the same character, at least as many, nothing after them.
+            (Some((c, n, start)), Some((c2, n2)))
+                if c2 == c && n2 >= n && line.trim().chars().all(|x| x == c) =>
+            {
+                code.push((start, offset + line.len()));
+                open = None;
             }
             _ => {}
         }
