@@ -68,7 +68,7 @@ fn cross_entropy_backward_equals_its_reference() {
         for (i, _) in targets
             .iter()
             .enumerate()
-            .filter(|(_, &t)| t == IGNORE_INDEX)
+            .filter(|(_, t)| **t == IGNORE_INDEX)
         {
             assert!(dz.index_axis(ndarray::Axis(0), i).iter().all(|&x| x == 0.0));
         }
