@@ -118,7 +118,7 @@ run gradcheck.txt gradcheck
 run gradcheck-attention.txt gradcheck --op attention
 run estimate-7b.txt estimate 7B
 run estimate-175b.txt estimate 175B --r 4
-run exercises-hint-8.txt exercises hint 8
+run exercises-hint-softmax.txt exercises hint softmax --all
 run_example() {
     echo "run   cargo run --release --example $1"
     { printf "$ cargo run --release --example %s\n" "$1"; cargo run --release --quiet --example "$1" 2>&1; } >"$out/example-$1.txt"

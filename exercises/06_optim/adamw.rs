@@ -17,8 +17,8 @@
 //! Graded against `tunelab::optim::AdamW` (which matches `torch.optim.AdamW`) over several
 //! steps with random gradients.
 
+pub use crate::types::AdamWConfig;
 use ndarray::{ArrayD, Zip};
-pub use tunelab::optim::AdamWConfig;
 
 /// AdamW's state for one parameter.
 #[derive(Debug, Clone)]

@@ -20,8 +20,9 @@
 //! - a group whose rewards are all equal (all right, all wrong) has std 0, so its advantages
 //!   are 0 / (0 + ε) = 0: nothing to learn from that prompt.
 //!
-//! (Dr. GRPO, Liu et al. 2025, drops the division by the std: it weights prompts that are almost
-//! always or almost never solved more; tunelab has it as `ScaleRewards::None`.)
+//! (Dr. GRPO, Liu et al. 2025, drops the division by the std: dividing by a small std weights
+//! the prompts that are almost always or almost never solved *more*, a bias by difficulty;
+//! tunelab has it as `ScaleRewards::None`.)
 //!
 //! Graded against tunelab's `group_advantages` (src/loss/grpo.rs) on random rewards, 0/1
 //! rewards and all-equal groups.

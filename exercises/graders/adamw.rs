@@ -32,7 +32,13 @@ fn five_steps_match_tunelab() {
         let p0 = randn(vec![3, 4], &mut rng);
         let mut store = ParamStore::new();
         let id = store.add("w", p0.clone(), true).unwrap();
-        let mut opt = AdamW::new(*cfg).unwrap();
+        let theirs = tunelab::optim::AdamWConfig {
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            eps: cfg.eps,
+            weight_decay: cfg.weight_decay,
+        };
+        let mut opt = AdamW::new(theirs).unwrap();
         let (mut p, mut state) = (p0, AdamState::new(&[3, 4]));
         for step in 0..5 {
             let g = randn(vec![3, 4], &mut rng) * 10f64.powi(step - 2);

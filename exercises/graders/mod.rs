@@ -1,32 +1,77 @@
-//! The graders: one module per exercise, named like it. Each checks the learner's functions
+//! The graders: one module per exercise, named like it, each left out when its exercise is
+//! skipped (`skip_<name>`, see `build.rs`). Each checks the learner's functions
 //! against tunelab's own implementation on random inputs and, where a backward is asked for,
 //! against central differences. `tunelab exercises verify` reads the test names
 //! (`graders::<exercise>::<check>`) to score each exercise.
 
+#[cfg(not(skip_adamw))]
 mod adamw;
+#[cfg(not(skip_bitfit))]
 mod bitfit;
+#[cfg(not(skip_bottleneck_adapter))]
 mod bottleneck_adapter;
+#[cfg(not(skip_bradley_terry))]
 mod bradley_terry;
+#[cfg(not(skip_causal_attention))]
 mod causal_attention;
+#[cfg(not(skip_causal_lm_loss))]
 mod causal_lm_loss;
+#[cfg(not(skip_clip_grad_norm))]
 mod clip_grad_norm;
+#[cfg(not(skip_cross_entropy))]
 mod cross_entropy;
+#[cfg(not(skip_dora_weight))]
+mod dora_weight;
+#[cfg(not(skip_dpo_loss))]
 mod dpo_loss;
+#[cfg(not(skip_early_stopping))]
 mod early_stopping;
+#[cfg(not(skip_grad_accumulation))]
+mod grad_accumulation;
+#[cfg(not(skip_grpo_advantages))]
 mod grpo_advantages;
+#[cfg(not(skip_grpo_clipped))]
 mod grpo_clipped;
+#[cfg(not(skip_instruction_labels))]
 mod instruction_labels;
+#[cfg(not(skip_kv_cache))]
+mod kv_cache;
+#[cfg(not(skip_label_smoothing))]
+mod label_smoothing;
+#[cfg(not(skip_layer_norm_backward))]
 mod layer_norm_backward;
+#[cfg(not(skip_lora_backward))]
+mod lora_backward;
+#[cfg(not(skip_lora_finetune))]
+mod lora_finetune;
+#[cfg(not(skip_lora_forward))]
 mod lora_forward;
+#[cfg(not(skip_lora_merge))]
 mod lora_merge;
+#[cfg(not(skip_lora_params))]
 mod lora_params;
+#[cfg(not(skip_memory_estimate))]
 mod memory_estimate;
+#[cfg(not(skip_nf4))]
 mod nf4;
+#[cfg(not(skip_padding_masks))]
 mod padding_masks;
+#[cfg(not(skip_prefix_kv))]
 mod prefix_kv;
+#[cfg(not(skip_rslora_scale))]
+mod rslora_scale;
+#[cfg(not(skip_soft_prompt))]
 mod soft_prompt;
+#[cfg(not(skip_softmax))]
 mod softmax;
+#[cfg(not(skip_span_loss))]
+mod span_loss;
+#[cfg(not(skip_ties_merge))]
+mod ties_merge;
+#[cfg(not(skip_warmup_cosine))]
 mod warmup_cosine;
+#[cfg(not(skip_word_labels))]
+mod word_labels;
 
 use approx::abs_diff_eq;
 use ndarray::{Array, ArrayD, Dimension, ShapeBuilder};

@@ -16,8 +16,8 @@
 //! Graded against `tunelab::data::batch::pad`, and the attention rule against which keys
 //! tunelab's attention op actually gives a non-zero weight.
 
+pub use crate::types::PadSide;
 use ndarray::{Array2, Array3};
-pub use tunelab::data::batch::PadSide;
 
 /// A padded batch; every array is (B, T) with T the longest sequence.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,7 +14,11 @@
 //! starts from what the base knows, not from a random perturbation of it. A is random so that B
 //! gets a non-zero gradient (∂L/∂B involves x Aᵀ); if both were zero, neither would ever move.
 //!
-//! s = α / r keeps the update's size comparable when you change r, so α need not be retuned.
+//! s = α / r is the paper's scale, meant to keep the update's size comparable across ranks. It
+//! does not: under Adam every entry of A and B moves by about lr per step whatever r is, so B·A
+//! (a sum of r products) grows like √r and s·B·A shrinks like α / √r. `tunelab interview 7`
+//! measures the update at r 32 against the one at r 2 under both scales. rsLoRA's s = α / √r
+//! (the `rslora_scale` exercise) keeps it about constant.
 //!
 //! Graded against the LoRA hook of `tunelab::peft::lora` on a Linear of a small model, and by
 //! the zero-init property: your init gives exactly x W.

@@ -7,20 +7,20 @@
 //!
 //! In tunelab a model's parameters live in a `ParamStore`, named as in Hugging Face checkpoints
 //! (`h.0.attn.c_attn.weight`, `h.0.ln_1.bias`, `encoder.layer.0.output.dense.bias`, …), each with
-//! a trainable flag. The optimizer only touches trainable parameters that got a gradient, and
-//! the tape computes no gradient that no trainable parameter needs.
+//! a trainable flag; here you get them as a list of [`Param`]s (name and flag). The optimizer
+//! only touches trainable parameters that got a gradient, and the tape computes no gradient that
+//! no trainable parameter needs.
 //!
 //! Graded against `tunelab::peft::bitfit::BitFit::apply` on a GPT and a BERT model: the same
 //! flag for every parameter.
+//!
+//!     [h.0.attn.c_attn.weight (true), h.0.ln_1.bias (false)] → [… (false), … (true)]
 
-use tunelab::autodiff::{ParamId, ParamStore};
+pub use crate::types::Param;
 
-/// Makes exactly the biases of `store` trainable (the names ending in `.bias`) and freezes
-/// everything else.
-pub fn freeze_for_bitfit(store: &mut ParamStore<f64>) {
-    let ids: Vec<ParamId> = store.ids().collect();
-    for id in ids {
-        let is_bias = store.name(id).ends_with(".bias");
-        store.set_trainable(id, is_bias);
+/// Makes exactly the biases trainable (the names ending in `.bias`) and freezes everything else.
+pub fn freeze_for_bitfit(params: &mut [Param]) {
+    for p in params {
+        p.trainable = p.name.ends_with(".bias");
     }
 }

@@ -113,8 +113,17 @@ pub struct ExercisesArgs {
 pub enum ExercisesAction {
     /// Grade every exercise, show each failing check, and print the score.
     Verify,
-    /// Print the hint of exercise N (its number or its name).
-    Hint { n: String },
+    /// Print a hint of exercise N (its number or its name): the first of three tiers (a nudge,
+    /// the idea, the formula) unless --tier or --all says otherwise.
+    Hint {
+        n: String,
+        /// Which tier, 1 to 3.
+        #[arg(long, default_value_t = 1)]
+        tier: usize,
+        /// All three tiers.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// Shows the progress, grades everything (`verify`), or prints a hint.
@@ -122,20 +131,13 @@ pub fn exercises(a: ExercisesArgs) -> Outcome {
     use tunelab::lab::exercises;
     let (action, solutions, json) = (a.action, a.solutions, a.json);
     let root = exercises::find_root()?;
-    if let Some(ExercisesAction::Hint { n }) = action {
+    if let Some(ExercisesAction::Hint { n, tier, all }) = action {
         let list = exercises::load(&root)?;
         let (i, e) = exercises::find(&list, &n)?;
-        println!(
-            "{i}. {} (exercises/{}): {}
-{}",
-            e.name,
-            e.path,
-            e.topic,
-            e.hint.trim()
-        );
+        print!("{}", exercises::hint(i, e, (!all).then_some(tier))?);
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("grading (cargo test -p tunelab-exercises) ...");
+    eprintln!("grading (cargo test on exercises/Cargo.toml) ...");
     let grades = exercises::grade(&root, solutions)?;
     let all = grades.iter().all(|g| g.passed);
     match action {

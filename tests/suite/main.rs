@@ -15,6 +15,7 @@ mod common;
 mod compare;
 mod durability;
 mod estimate;
+mod exercises;
 mod frozen;
 mod fuzz;
 mod generate;
