@@ -50,6 +50,8 @@ enum Command {
     ///
     /// Without N, lists the questions. With N, prints the answer, runs the experiment behind it
     /// and prints the measured evidence; each claim is marked as holding or not in this run.
+    /// `--lang vi` prints the questions and answers in Vietnamese (the evidence stays English);
+    /// `--answer-only` prints the question and answer without running anything.
     Interview(cli::lab::InterviewArgs),
     /// Run one of the notes' common pitfalls, then its fix, and print what was measured.
     ///

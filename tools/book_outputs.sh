@@ -13,6 +13,11 @@
 #   tools/book_outputs.sh interview N...   only these interview answers
 #   tools/book_outputs.sh pitfall NAME...  only these pitfalls
 #   tools/book_outputs.sh qlora      only the QLoRA page's outputs (interview 16, two finetunes)
+#   tools/book_outputs.sh vi         only the Vietnamese answers (seconds: nothing is trained)
+#
+# The Vietnamese book (book/vi) includes the same files, plus interview-N.vi.txt: the question
+# and answer of `tunelab interview N --lang vi --answer-only`, so that the Vietnamese answers are
+# written once, in src/lab/interview/, and never copied by hand into the book.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=book/src/generated
@@ -76,6 +81,30 @@ qlora_finetunes() {
         --output-dir "$runs/lora-f32" --overwrite-output-dir
 }
 
+# run_vi N: interview N's Vietnamese question and answer into $out/interview-N.vi.txt. The
+# Vietnamese book includes it as markdown: no `$ tunelab` line, and the question's line
+# ("7. ...") becomes the section's heading ("## Câu 7. ..."); runs nothing.
+run_vi() {
+    local file="$out/interview-$1.vi.txt"
+    echo "run   tunelab interview $1 --lang vi --answer-only"
+    if ! "$bin" interview "$1" --lang vi --answer-only >"$file.tmp" 2>&1; then
+        skipped+=("tunelab interview $1 --lang vi --answer-only")
+        cat "$file.tmp" >&2
+        printf '(not generated: `tunelab interview %s --lang vi --answer-only` failed in this build; re-run tools/book_outputs.sh vi)\n' "$1" >"$file"
+        rm -f "$file.tmp"
+        return
+    fi
+    { printf '## Câu '; cat "$file.tmp"; } >"$file"
+    rm -f "$file.tmp"
+}
+
+# Every question `tunelab interview` lists, in Vietnamese.
+vi_answers() {
+    for n in $("$bin" interview | sed -n 's/^ *\([0-9][0-9]*\)\. .*/\1/p'); do
+        run_vi "$n"
+    done
+}
+
 summary() {
     if [ ${#skipped[@]} -gt 0 ]; then
         echo
@@ -86,6 +115,11 @@ summary() {
 
 if [ "${1:-}" = align ]; then
     align_outputs
+    summary
+    exit 0
+fi
+if [ "${1:-}" = vi ]; then
+    vi_answers
     summary
     exit 0
 fi
@@ -108,6 +142,9 @@ if [ "${1:-}" = interview ] || [ "${1:-}" = pitfall ]; then
     fi
     for x in "${items[@]}"; do
         run "$kind-$x.txt" "$kind" "$x"
+        if [ "$kind" = interview ]; then
+            run_vi "$x"
+        fi
     done
     summary
     exit 0
@@ -129,6 +166,7 @@ qlora_finetunes
 for n in $(interview_numbers); do
     run "interview-$n.txt" interview "$n"
 done
+vi_answers
 # Every pitfall `tunelab pitfall` lists.
 for p in $("$bin" pitfall | sed -n 's/^  \([a-z][a-z0-9-]*\) .*/\1/p'); do
     run "pitfall-$p.txt" pitfall "$p"

@@ -5,6 +5,7 @@ use super::Outcome;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
 use tunelab::lab::evidence::{report, Judgement, Mode, DEFAULT_SEEDS};
+use tunelab::lab::interview::Lang;
 
 /// The measured evidence with each claim's verdict over the seeds, then the mode and the time.
 fn print_evidence(evidence: &dyn Judgement, mode: Mode, started: std::time::Instant) {
@@ -27,6 +28,18 @@ pub struct InterviewArgs {
     /// luck. Experiments that train nothing run once whatever this says.
     #[arg(long, default_value_t = DEFAULT_SEEDS, value_parser = seeds_at_least_one)]
     pub seeds: usize,
+    /// The language of the question and the answer: en (English) or vi (Vietnamese, tiếng
+    /// Việt). Only they are translated: the experiment's tables and claims stay English.
+    #[arg(long, default_value = "en", value_parser = language)]
+    pub lang: Lang,
+    /// Print only the question and its answer, without running the experiment.
+    #[arg(long, requires = "n")]
+    pub answer_only: bool,
+}
+
+/// `--lang en|vi`.
+fn language(s: &str) -> Result<Lang, String> {
+    Lang::parse(s).map_err(|_| format!("choose {} (got {s:?})", Lang::CHOICES))
 }
 
 /// `--seeds N` with N ≥ 1.
@@ -43,16 +56,28 @@ fn seeds_at_least_one(s: &str) -> Result<usize, String> {
 pub fn interview(a: InterviewArgs) -> Outcome {
     use tunelab::lab::interview;
     let Some(n) = a.n else {
-        println!("interview questions (answer one with `tunelab interview N`, add --quick for small budgets):");
+        match a.lang {
+            Lang::En => println!("interview questions (answer one with `tunelab interview N`, add --quick for small budgets):"),
+            Lang::Vi => println!("câu hỏi phỏng vấn (trả lời một câu bằng `tunelab interview N --lang vi`, thêm --quick để chạy với ngân sách nhỏ):"),
+        }
         for q in interview::QUESTIONS {
-            println!("  {:>2}. {}", q.number, q.question);
+            let (question, _) = interview::text(q.number, a.lang)?;
+            println!("  {:>2}. {}", q.number, question);
         }
         return Ok(ExitCode::SUCCESS);
     };
     let q = interview::question(n)?;
+    let (question, answer) = interview::text(n, a.lang)?;
+    println!("{}. {}\n", q.number, question);
+    println!("{answer}");
+    if a.answer_only {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!();
+    if a.lang == Lang::Vi {
+        println!("(thí nghiệm bên dưới: bảng và kết luận in bằng tiếng Anh)\n");
+    }
     let mode = if a.quick { Mode::Quick } else { Mode::Full };
-    println!("{}. {}\n", q.number, q.question);
-    println!("{}\n", q.answer);
     println!("evidence: {}\n", q.experiment);
     let started = std::time::Instant::now();
     let evidence = interview::run(n, mode, a.seeds, &mut LabLines(started))?;

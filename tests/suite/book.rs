@@ -1,12 +1,63 @@
-//! The book's structure, checked without mdbook (which only warns on some of these): every
-//! chapter listed in `book/src/SUMMARY.md` exists, every `{{#include file:anchor}}` names a file
-//! that exists and an anchor that file defines, and every relative link resolves.
+//! The books' structure, checked without mdbook (which only warns on some of these): every
+//! chapter listed in a `SUMMARY.md` exists, every `{{#include file:anchor}}` names a file that
+//! exists and an anchor that file defines, and every relative link resolves. Two books build into
+//! one site: the English one (`book/src`, built at the root of `book/build`) and the Vietnamese
+//! one (`book/vi/src`, built under `book/build/vi`), which includes the English book's generated
+//! outputs and tunelab's code rather than copying them.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+/// One of the two books: its source directory and where it lands in the built site.
+struct Book {
+    src: PathBuf,
+    /// The directory under book/build it is built into ("" for the English book).
+    site_dir: &'static str,
+}
+
+fn english() -> Book {
+    Book {
+        src: Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src"),
+        site_dir: "",
+    }
+}
+
+fn vietnamese() -> Book {
+    Book {
+        src: Path::new(env!("CARGO_MANIFEST_DIR")).join("book/vi/src"),
+        site_dir: "vi",
+    }
+}
+
 fn src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src")
+    english().src
+}
+
+/// The source file behind a relative link `target` from `chapter` of `book`, followed as the
+/// browser follows it in the built site (a link may cross from one book into the other), with a
+/// built page (`.html`) mapped back to its chapter (`.md`); None if it climbs above the site.
+fn link_source(book: &Book, chapter: &str, target: &str) -> Option<PathBuf> {
+    let mut parts: Vec<&str> = book.site_dir.split('/').filter(|p| !p.is_empty()).collect();
+    parts.extend(chapter.split('/'));
+    parts.pop(); // the chapter's own file name
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    let (root, rest) = match parts.split_first() {
+        Some((&"vi", rest)) => (vietnamese().src, rest),
+        _ => (english().src, &parts[..]),
+    };
+    let mut path = root.join(rest.join("/"));
+    if path.extension().is_some_and(|e| e == "html") {
+        path.set_extension("md");
+    }
+    Some(path)
 }
 
 /// The targets of markdown links `[text](target)` in `text`.
@@ -23,9 +74,14 @@ fn links(text: &str) -> Vec<String> {
     out
 }
 
-/// The chapters SUMMARY.md lists, relative to book/src.
+/// The chapters the English SUMMARY.md lists, relative to book/src.
 fn chapters() -> Vec<String> {
-    let summary = std::fs::read_to_string(src().join("SUMMARY.md")).expect("SUMMARY.md");
+    chapters_of(&english())
+}
+
+/// The chapters `book`'s SUMMARY.md lists, relative to its src.
+fn chapters_of(book: &Book) -> Vec<String> {
+    let summary = std::fs::read_to_string(book.src.join("SUMMARY.md")).expect("SUMMARY.md");
     links(&summary)
         .into_iter()
         .filter(|l| !l.is_empty())
@@ -88,13 +144,14 @@ fn every_listed_chapter_exists_and_has_content() {
     }
 }
 
-#[test]
-fn every_include_and_anchor_exists() {
+/// Every `{{#include}}` of `book`'s chapters that names a missing file or an undefined anchor.
+fn broken_includes(book: &Book) -> Vec<String> {
     let mut missing = Vec::new();
-    for c in chapters() {
-        let chapter = src().join(&c);
+    for c in chapters_of(book) {
+        let chapter = book.src.join(&c);
         let text = std::fs::read_to_string(&chapter).expect("chapter exists");
         for (file, anchor) in includes(&text) {
+            // mdbook resolves an include relative to the chapter's own directory.
             let path = chapter.parent().expect("in src").join(&file);
             let Ok(body) = std::fs::read_to_string(&path) else {
                 missing.push(format!("{c}: {file} does not exist"));
@@ -119,6 +176,30 @@ fn every_include_and_anchor_exists() {
             }
         }
     }
+    missing
+}
+
+/// Every relative link of `book`'s chapters whose target does not exist in the built site.
+fn broken_links(book: &Book) -> Vec<String> {
+    let mut broken = Vec::new();
+    for c in chapters_of(book) {
+        let text = std::fs::read_to_string(book.src.join(&c)).expect("chapter exists");
+        for link in links(&prose(&text)) {
+            let target = link.split(['#', ' ']).next().unwrap_or_default();
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            if !link_source(book, &c, target).is_some_and(|p| p.exists()) {
+                broken.push(format!("{c}: {link}"));
+            }
+        }
+    }
+    broken
+}
+
+#[test]
+fn every_include_and_anchor_exists() {
+    let missing = broken_includes(&english());
     assert!(
         missing.is_empty(),
         "broken includes:\n{}",
@@ -128,23 +209,76 @@ fn every_include_and_anchor_exists() {
 
 #[test]
 fn every_relative_link_resolves() {
-    let listed: BTreeSet<String> = chapters().into_iter().collect();
-    let mut broken = Vec::new();
-    for c in &listed {
-        let chapter = src().join(c);
-        let text = std::fs::read_to_string(&chapter).expect("chapter exists");
-        for link in links(&prose(&text)) {
-            let target = link.split(['#', ' ']).next().unwrap_or_default();
-            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
-                continue;
-            }
-            let path = chapter.parent().expect("in src").join(target);
-            if !path.exists() {
-                broken.push(format!("{c}: {link}"));
-            }
+    let broken = broken_links(&english());
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// The Vietnamese edition: the notes' ten chapters, the interview answers and an introduction,
+/// each with content, sharing the English book's generated outputs and code through includes.
+#[test]
+fn vietnamese_book_chapters_exist_and_have_content() {
+    let vi = vietnamese();
+    let chapters = chapters_of(&vi);
+    assert!(
+        chapters.len() >= 13,
+        "book/vi/src/SUMMARY.md lists {} chapters",
+        chapters.len()
+    );
+    for c in &chapters {
+        let text = std::fs::read_to_string(vi.src.join(c))
+            .unwrap_or_else(|e| panic!("chapter {c} in book/vi/src/SUMMARY.md: {e}"));
+        let words = text.split_whitespace().count();
+        assert!(words >= 100, "chapter {c} has only {words} words");
+    }
+    // Every notes chapter of the English book has its Vietnamese counterpart, of the same name.
+    let translated: BTreeSet<&String> = chapters.iter().collect();
+    for c in chapters().iter().filter(|c| c.starts_with("notes/")) {
+        assert!(translated.contains(c), "{c} has no Vietnamese chapter");
+    }
+    let toml = std::fs::read_to_string(vi.src.parent().unwrap().join("book.toml")).unwrap();
+    assert!(toml.contains("language = \"vi\""), "{toml}");
+    assert!(toml.contains("build-dir = \"../build/vi\""), "{toml}");
+}
+
+#[test]
+fn every_vietnamese_include_points_to_an_existing_file() {
+    let vi = vietnamese();
+    let missing = broken_includes(&vi);
+    assert!(
+        missing.is_empty(),
+        "broken includes in the Vietnamese book:\n{}",
+        missing.join("\n")
+    );
+    // The interview chapter shows every question's Vietnamese answer and English evidence.
+    let interview = std::fs::read_to_string(vi.src.join("notes/09-interview.md")).unwrap();
+    let shown = includes(&interview);
+    for n in tunelab::lab::interview::QUESTIONS.iter().map(|q| q.number) {
+        for file in [
+            format!("interview-{n}.vi.txt"),
+            format!("interview-{n}.txt"),
+        ] {
+            assert!(
+                shown.iter().any(|(p, _)| p.ends_with(&format!("/{file}"))),
+                "notes/09-interview.md does not include {file}"
+            );
         }
     }
+}
+
+#[test]
+fn every_vietnamese_link_resolves_and_the_editions_link_each_other() {
+    let broken = broken_links(&vietnamese());
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+    let en = std::fs::read_to_string(src().join("introduction.md")).unwrap();
+    assert!(
+        links(&en).iter().any(|l| l == "vi/introduction.html"),
+        "the English introduction does not link to the Vietnamese edition"
+    );
+    let vi = std::fs::read_to_string(vietnamese().src.join("introduction.md")).unwrap();
+    assert!(
+        links(&vi).iter().any(|l| l == "../introduction.html"),
+        "the Vietnamese introduction does not link back to the English edition"
+    );
 }
 
 /// Every markdown file under `dir`, recursively (generated outputs are text, not markdown).

@@ -6,7 +6,7 @@
 //! runs and checks; here they are only checked to be wired to those experiments.
 
 use tunelab::lab::evidence::{over_seeds, report, Evidence, Judged, Mode};
-use tunelab::lab::interview::{self, alignment, basics, lora, training, QUESTIONS};
+use tunelab::lab::interview::{self, alignment, basics, lora, training, Lang, QUESTIONS};
 
 use crate::common::{holds_in, judged, SEEDS};
 
@@ -33,6 +33,58 @@ fn questions_are_numbered_and_a_bad_number_is_an_error() {
             .expect("bad number")
             .to_string();
         assert!(err.contains(&format!("1 to {}", QUESTIONS.len())), "{err}");
+    }
+}
+
+#[test]
+fn every_question_has_a_vietnamese_translation() {
+    for q in QUESTIONS {
+        let (question, answer) = interview::vietnamese(q.number)
+            .unwrap_or_else(|| panic!("question {} has no Vietnamese entry (VI)", q.number));
+        for (vi, en, what) in [
+            (question, q.question, "question"),
+            (answer, q.answer, "answer"),
+        ] {
+            assert!(
+                !vi.trim().is_empty(),
+                "question {}: empty Vietnamese {what}",
+                q.number
+            );
+            assert_ne!(
+                vi, en,
+                "question {}: the Vietnamese {what} is the English",
+                q.number
+            );
+            // Vietnamese text has Vietnamese letters (ư, ơ, đ, ...); a copy of the English has none.
+            assert!(
+                vi.chars().any(|c| "ăâđêôơưĂÂĐÊÔƠƯ".contains(c)
+                    || ('\u{1EA0}'..='\u{1EF9}').contains(&c)),
+                "question {}: the Vietnamese {what} has no Vietnamese letters: {vi}",
+                q.number
+            );
+        }
+        assert_eq!(
+            interview::text(q.number, Lang::Vi).unwrap(),
+            (question, answer)
+        );
+        assert_eq!(
+            interview::text(q.number, Lang::En).unwrap(),
+            (q.question, q.answer)
+        );
+    }
+    // Nothing translated that is not a question.
+    assert!(interview::vietnamese(0).is_none());
+    assert!(interview::vietnamese(QUESTIONS.len() + 1).is_none());
+}
+
+#[test]
+fn lang_is_en_or_vi_and_anything_else_names_the_value() {
+    assert_eq!(Lang::parse("en").unwrap(), Lang::En);
+    assert_eq!(Lang::parse("vi").unwrap(), Lang::Vi);
+    for bad in ["fr", "VI", ""] {
+        let err = Lang::parse(bad).err().expect("not a language").to_string();
+        assert!(err.contains(&format!("{bad:?}")), "{err}");
+        assert!(err.contains("en") && err.contains("vi"), "{err}");
     }
 }
 
@@ -414,4 +466,44 @@ fn q22_reward_model_ranks_held_out_pairs_and_the_surface_kinds_best() {
         assert!(r.curve.len() >= 2, "evaluated during training");
         assert!(r.bt_loss < std::f64::consts::LN_2, "{}", report(&j));
     }
+}
+
+/// `tunelab interview N --lang vi --answer-only` prints exactly the Vietnamese question and answer
+/// (what the Vietnamese book includes) and runs nothing; `--lang` refuses other languages by name.
+#[test]
+fn cli_prints_the_vietnamese_answer_only_and_refuses_other_languages() {
+    use std::process::Command;
+    let bin = env!("CARGO_BIN_EXE_tunelab");
+    let (question, answer) = interview::vietnamese(7).unwrap();
+    let o = Command::new(bin)
+        .args(["interview", "7", "--lang", "vi", "--answer-only"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        format!("7. {question}\n\n{answer}\n")
+    );
+
+    let o = Command::new(bin)
+        .args(["interview", "--lang", "vi"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(o.stdout).unwrap();
+    assert!(o.status.success());
+    for q in QUESTIONS {
+        let (vi, _) = interview::vietnamese(q.number).unwrap();
+        assert!(
+            listing.contains(&format!("{:>2}. {vi}\n", q.number)),
+            "{listing}"
+        );
+    }
+
+    let o = Command::new(bin)
+        .args(["interview", "7", "--lang", "fr", "--answer-only"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("\"fr\"") && err.contains("vi"), "{err}");
 }

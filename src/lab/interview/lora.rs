@@ -781,3 +781,17 @@ impl Evidence for Merging {
         ]
     }
 }
+
+/// Questions 6–10 in Vietnamese (`tunelab interview N --lang vi`): (number, question, answer).
+pub const VI: &[(usize, &str, &str)] = &[
+    (6, "Tại sao LoRA khởi tạo B bằng 0 (và A ngẫu nhiên)?",
+     "Để cập nhật B·A bằng 0 lúc bắt đầu: ở step 0 mô hình đã gắn adapter đúng bằng mô hình pre-trained, và training bắt đầu từ hành vi của nó thay vì từ một nhiễu ngẫu nhiên của nó. A phải ngẫu nhiên, không được bằng 0: gradient của B tỉ lệ với A, nên nếu cả hai bằng 0 thì không cái nào di chuyển được."),
+    (7, "Alpha và rank r của LoRA làm gì, và rsLoRA thay đổi điều gì?",
+     "Cập nhật được nhân với hệ số s = alpha / r. Với Adam, mỗi step di chuyển mỗi phần tử của B khoảng bằng learning rate, nên cập nhật B·A tăng như sqrt(r) và s·B·A như alpha / sqrt(r): tăng r làm cập nhật hiệu dụng nhỏ lại và làm việc học chậm đi. rsLoRA nhân với alpha / sqrt(r), nên độ lớn của cập nhật không còn phụ thuộc vào r và một rank lớn hơn thật sự có thể giúp ích."),
+    (8, "LoRA nên áp dụng vào những module nào?",
+     "Bài báo gốc chỉ adapt các projection query và value của attention; các công trình sau (trong đó có QLoRA) thấy rằng adapt mọi linear layer, kể cả MLP, gần với full fine-tuning hơn, đổi lại nhiều parameters hơn. Cái nào thắng tùy vào task và ngân sách: hãy đo. Ở đây, với ngân sách này trên task sentiment, áp dụng vào mọi linear layer không cho điểm chắc chắn cao hơn q,v: các seed cho kết quả khác nhau."),
+    (9, "LoRA thêm bao nhiêu parameters vào một mô hình cho trước?",
+     "r·(d_in + d_out) cho mỗi ma trận d_in×d_out được adapt: A có kích thước r×d_in và B là d_out×r. Với r=8 trên q và v của một mô hình có hidden size C và L layers, tổng là 2·L·8·2C = 32·L·C, chỉ một phần nhỏ của một phần trăm của một mô hình lớn."),
+    (10, "Merge một LoRA adapter là gì, và điều gì xảy ra với độ chính xác số?",
+     "Merge cộng s·B·A vào weight frozen W, nên khi serve chi phí đúng bằng một mô hình thường; unmerge trừ nó ra lại. Ở f32 mô hình đã merge khớp với mô hình chưa merge đến sai số làm tròn. Merge vào một base độ chính xác thấp (bf16, hoặc một base 4-bit đã dequantize) làm tròn W + s·B·A về độ chính xác đó, và một cập nhật nhỏ có thể bị làm tròn mất phần lớn."),
+];

@@ -6,6 +6,11 @@
 //! and the Bradley–Terry reward model.
 //!
 //! The answers are prose; every number printed below them comes from the experiment's run.
+//!
+//! Every question also has a Vietnamese translation (the notes tunelab grew from are
+//! Vietnamese): each topic module holds a `VI` list of (number, question, answer), and
+//! [`vietnamese`] looks a number up across them; `tunelab interview N --lang vi` prints it. Only
+//! the question and the answer are translated: the experiment's tables and claims stay English.
 
 pub mod alignment;
 pub mod basics;
@@ -109,6 +114,58 @@ pub const QUESTIONS: &[Question] = &[
       "A reward model maps a prompt and a response to one number: usually the SFT model with its LM head replaced by a linear head on the last token, trained on comparisons. Bradley–Terry models a comparison as P(y_c ≻ y_r | x) = σ(r(x, y_c) − r(x, y_r)), so training minimises −log σ(r_c − r_r) over the pairs. Only differences are identified, so rewards are defined up to a constant per prompt (TRL's center_rewards_coefficient pins their mean to 0). Judge it on held-out pairs: pairwise accuracy overall and per category, and calibration, whether σ(r_c − r_r) matches how often the preferred response is the chosen one. It learns first whatever separates the pairs most easily. Here evasions and style (rambling, rude) are ranked right by the first evaluation, a quarter of the way in, while wrong facts and wrong programs stay near chance to the end: ranking them means checking the response against the prompt, which this small model does not learn in a hundred steps (in the quick test's twenty steps, which kinds lead at the first evaluation varies with the seed). Confidence means something (pairs with a larger reward gap are right more often), and calibration is roughly right, within 0.1 on most seeds. A policy optimised against such a model can exploit the same shortcuts: reward hacking (question 21).",
       "a reward model (gpt-tiny + LoRA + a scalar head) trained on the world's pairs: held-out pairwise accuracy overall and per kind during training, and σ(r_c − r_r) against the observed accuracy in bins"),
 ];
+
+/// Every topic module's Vietnamese questions and answers, one module a line.
+const VIETNAMESE: &[&[(usize, &str, &str)]] = &[basics::VI, lora::VI, training::VI, alignment::VI];
+
+/// Question `n`'s Vietnamese question and answer, if it has been translated.
+pub fn vietnamese(n: usize) -> Option<(&'static str, &'static str)> {
+    VIETNAMESE
+        .iter()
+        .flat_map(|list| list.iter())
+        .find(|(number, _, _)| *number == n)
+        .map(|&(_, question, answer)| (question, answer))
+}
+
+/// The language `tunelab interview` prints its questions and answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    /// English (the default).
+    #[default]
+    En,
+    /// Vietnamese: the question and the answer; the experiment's output stays English.
+    Vi,
+}
+
+impl Lang {
+    /// The values `--lang` takes, for messages.
+    pub const CHOICES: &'static str = "en (English) or vi (Vietnamese)";
+
+    /// `en` or `vi`; any other value is an error that names it.
+    pub fn parse(s: &str) -> Result<Lang> {
+        match s {
+            "en" => Ok(Lang::En),
+            "vi" => Ok(Lang::Vi),
+            _ => Err(Error::Invalid {
+                op: "interview --lang",
+                detail: format!("no language {s:?}: choose {}", Lang::CHOICES),
+            }),
+        }
+    }
+}
+
+/// Question `n`'s question and answer in `lang`; an error when `n` is no question, or has no
+/// translation into `lang`.
+pub fn text(n: usize, lang: Lang) -> Result<(&'static str, &'static str)> {
+    let q = question(n)?;
+    match lang {
+        Lang::En => Ok((q.question, q.answer)),
+        Lang::Vi => vietnamese(n).ok_or_else(|| Error::Invalid {
+            op: "interview --lang vi",
+            detail: format!("question {n} has no Vietnamese translation yet"),
+        }),
+    }
+}
 
 /// The question numbers, for error messages.
 pub fn valid_numbers() -> String {
