@@ -13,6 +13,8 @@
 //! 3. **Disjoint mean**: per entry, the sum of w_i·τ̂_ij over the inputs whose sign agrees with
 //!    the elected one (a 0 never agrees), divided by how many agree (at least 1).
 //!
+//! For example:
+//!
 //!     τ₁ [1, −2, 0.1, 3], τ₂ [2, 0.5, −0.2, −1], weights [1, 1], density 0.5
 //!       → trimmed [0, −2, 0, 3], [2, 0, 0, −1]; signs [+, −, +, +]; merged [2, −2, 0, 3]
 //!

@@ -15,7 +15,6 @@ mod common;
 mod compare;
 mod durability;
 mod estimate;
-mod exercises;
 mod frozen;
 mod fuzz;
 mod generate;
