@@ -13,6 +13,9 @@
 #   tools/book_outputs.sh interview N...   only these interview answers
 #   tools/book_outputs.sh pitfall NAME...  only these pitfalls
 #   tools/book_outputs.sh qlora      only the QLoRA page's outputs (interview 16, two finetunes)
+#   tools/book_outputs.sh sweeps     only the method pages' sweeps (text, JSON and SVG chart each)
+#                                    and compare's charts
+#   tools/book_outputs.sh walkthrough  only the two walk-throughs' outputs
 #   tools/book_outputs.sh vi         only the Vietnamese answers (seconds: nothing is trained)
 #
 # The Vietnamese book (book/vi) includes the same files, plus interview-N.vi.txt: the question
@@ -105,6 +108,80 @@ vi_answers() {
     done
 }
 
+# The method pages' own measurements: one `tunelab sweep` per option that matters (rank, rsLoRA,
+# target modules, bottleneck, number of virtual tokens), on sentiment's validation split, three
+# seeds, compare's budget and each method's compare learning rate; each writes its table
+# (sweep-NAME.txt), its points (sweep-NAME.json) and its chart (sweep-NAME.svg). Each sweep is
+# 15 runs or fewer, a few minutes on 2 cores.
+method_sweeps() {
+    local runs=target/book-runs
+    sweep() {
+        local name=$1
+        shift
+        run "sweep-$name.txt" sweep --task sentiment --seeds 3 --out-dir "$runs/sweep-$name" \
+            --json-out "$out/sweep-$name.json" --plot "$out/sweep-$name.svg" "$@"
+    }
+    sweep lora-r --method lora --lr 9e-3 --r 2,4,8,16,32 --alpha 16
+    sweep lora-r-rslora --method lora --lr 9e-3 --r 2,4,8,16,32 --alpha 16 --rslora
+    sweep lora-targets --method lora --lr 9e-3 --r 8 --alpha 16 --targets 'q,v;q,k,v,o;fc,proj;all'
+    sweep houlsby-bottleneck --method houlsby --lr 1e-2 --bottleneck 2,4,8,16,64
+    sweep prefix-length --method prefix --no-reparam --lr 3e-2 --n-virtual 1,5,10,20,40
+    sweep prompt-length --method prompt --prompt-init-text "the review is good or bad" --lr 3e-2 \
+        --n-virtual 1,5,10,20,40
+}
+
+# compare's charts (training loss per step, test score against trainable parameters) for the
+# comparison chapter, from the quick run: compare-quick/loss_curves.svg, score_vs_params.svg.
+compare_charts() {
+    run compare-quick-plot.txt compare --quick --plot "$out/compare-quick"
+}
+
+# The two walk-throughs (book/src/walkthrough/): the data and its encodings, then a sentiment
+# fine-tune three ways (full, the head only, LoRA) with validation during training and
+# test before and after, then instruction tuning on the dialogue task with LoRA and the text the
+# base and the tuned model generate for the same prompts. Every run is a few minutes or less.
+walkthrough_outputs() {
+    local runs=target/book-runs
+    run_example walkthrough
+    # Classification: the base with its new, untrained head, then three fine-tunes.
+    run wt-sentiment-before.txt eval --task sentiment
+    run wt-sentiment-full.txt finetune --task sentiment --method full --lr 1.5e-3 --max-steps 50 \
+        --warmup-steps 5 --eval-strategy steps --eval-steps 10 --max-eval-examples 150 \
+        --output-dir "$runs/wt-full" --overwrite-output-dir
+    run wt-sentiment-head.txt finetune --task sentiment --method full --last-k 0 --lr 1e-2 \
+        --max-steps 50 --warmup-steps 5 --eval-strategy steps --eval-steps 10 \
+        --max-eval-examples 150 --output-dir "$runs/wt-head" --overwrite-output-dir
+    run wt-sentiment-lora.txt finetune --task sentiment --method lora --lr 9e-3 --max-steps 50 \
+        --warmup-steps 5 --eval-strategy steps --eval-steps 10 --max-eval-examples 150 \
+        --output-dir "$runs/wt-lora" --overwrite-output-dir
+    # Each run's log: a line every 10 steps with the training loss and that step's validation.
+    local r
+    for r in full head lora; do
+        echo "\$ cat $runs/wt-$r/log.jsonl"
+        cat "$runs/wt-$r/log.jsonl"
+    done >"$out/wt-sentiment-logs.txt" 2>&1
+    run wt-sentiment-after.txt eval --task sentiment --adapter "$runs/wt-lora/adapter"
+    # Instruction tuning: the base, LoRA on the dialogue task, the tuned model.
+    run wt-dialogue-before.txt eval --task dialogue --max-eval-examples 50
+    run wt-dialogue-lora.txt finetune --task dialogue --method lora --targets all --r 16 \
+        --alpha 32 --lr 3e-3 --max-steps 200 --batch-size 16 --warmup-steps 20 \
+        --max-eval-examples 50 --output-dir "$runs/wt-dialogue" --overwrite-output-dir
+    # The first three test conversations' prompts (line breaks written \n), before and after.
+    local i=0 line prompt
+    while IFS= read -r line; do
+        i=$((i + 1))
+        prompt=$(printf '%b' "$line")
+        run "wt-generate-$i-before.txt" generate --prompt "$prompt" --max-new-tokens 24
+        run "wt-generate-$i-after.txt" generate --prompt "$prompt" --max-new-tokens 24 \
+            --adapter "$runs/wt-dialogue/adapter"
+    done < <(cargo run --release --quiet --example walkthrough -- prompts)
+}
+
+run_example() {
+    echo "run   cargo run --release --example $1"
+    { printf "$ cargo run --release --example %s\n" "$1"; cargo run --release --quiet --example "$1" 2>&1; } >"$out/example-$1.txt"
+}
+
 summary() {
     if [ ${#skipped[@]} -gt 0 ]; then
         echo
@@ -133,6 +210,17 @@ fi
 # generated without editing this script.
 interview_numbers() { "$bin" interview | sed -n 's/^ *\([0-9][0-9]*\)\. .*/\1/p'; }
 
+if [ "${1:-}" = walkthrough ]; then
+    walkthrough_outputs
+    summary
+    exit 0
+fi
+if [ "${1:-}" = sweeps ]; then
+    method_sweeps
+    compare_charts
+    summary
+    exit 0
+fi
 if [ "${1:-}" = interview ] || [ "${1:-}" = pitfall ]; then
     kind=$1
     shift
@@ -156,10 +244,6 @@ run gradcheck-attention.txt gradcheck --op attention
 run estimate-7b.txt estimate 7B
 run estimate-175b.txt estimate 175B --r 4
 run exercises-hint-softmax.txt exercises hint softmax --all
-run_example() {
-    echo "run   cargo run --release --example $1"
-    { printf "$ cargo run --release --example %s\n" "$1"; cargo run --release --quiet --example "$1" 2>&1; } >"$out/example-$1.txt"
-}
 run_example lora_lm_step
 qlora_finetunes
 # Every question `tunelab interview` lists.
@@ -185,6 +269,9 @@ if [ "${1:-}" != quick ]; then
     fi
     run compare.txt compare
     run align-compare.txt align compare
+    method_sweeps
+    compare_charts
+    walkthrough_outputs
 fi
 
 summary

@@ -42,6 +42,7 @@ grid's scores, the budget, the seeds and the command, in compare's settings file
 
 Examples:
   tunelab sweep --task sentiment --method lora --lr 1e-3,3e-3,1e-2 --r 4,8,16 --seeds 2
+  tunelab sweep --task sentiment --method lora --lr 9e-3 --targets 'q,v;q,k,v,o;all' --plot t.svg
   tunelab sweep --task dialogue --compare-entry 'lora r=8 q,v' --write-settings configs/compare.toml
   tunelab sweep --task ner --all --write-settings configs/compare.toml";
 
@@ -91,9 +92,10 @@ pub struct SweepArgs {
     /// full: numbers of trained last blocks to try.
     #[arg(long, value_delimiter = ',')]
     pub last_k: Vec<String>,
-    /// lora/dora: target Linears, fixed over the grid (as finetune's --targets).
-    #[arg(long)]
-    pub targets: Option<String>,
+    /// lora/dora: target Linears as finetune's --targets; several sets separated by `;` are a
+    /// grid axis (`--targets 'q,v;q,k,v,o;all'`).
+    #[arg(long, value_delimiter = ';')]
+    pub targets: Vec<String>,
     /// lora/dora: rsLoRA scaling at every point.
     #[arg(long)]
     pub rslora: bool,
@@ -133,6 +135,11 @@ pub struct SweepArgs {
     /// Also write the sweeps (every point's scores per seed, the best) as JSON into this file.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
+    /// Draw the sweep as an SVG chart into this file: validation score against the swept
+    /// option with the most values (the learning rate if none varies more), the mean over seeds
+    /// with its 95% interval, one line per value of the other options. One sweep only.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     #[command(flatten)]
     pub speed: SpeedArgs,
 }
@@ -198,6 +205,7 @@ impl SweepArgs {
             ("n-virtual", &self.n_virtual),
             ("prefix-hidden", &self.prefix_hidden),
             ("last-k", &self.last_k),
+            ("targets", &self.targets),
         ]
         .into_iter()
         .filter(|(_, v)| !v.is_empty())
@@ -211,9 +219,6 @@ impl SweepArgs {
     /// The options fixed over the grid, as finetune's arguments.
     fn fixed(&self) -> Vec<String> {
         let mut f = Vec::new();
-        if let Some(t) = &self.targets {
-            f.extend(["--targets".to_string(), t.clone()]);
-        }
         if self.rslora {
             f.push("--rslora".into());
         }
@@ -371,6 +376,9 @@ pub fn run(a: SweepArgs) -> Outcome {
     if let Some(path) = &a.write_settings {
         check_writable_file("--write-settings", path)?;
     }
+    if let Some(path) = &a.plot {
+        check_writable_file("--plot", path)?;
+    }
     for w in opts.data.as_ref().map(|f| f.warnings()).unwrap_or_default() {
         eprintln!("warning: {w}");
     }
@@ -384,6 +392,16 @@ pub fn run(a: SweepArgs) -> Outcome {
     };
     let registry = compare::entries_with(a.task, init, &Settings::default());
     let sweeps = plan(&a, &registry, tok.as_ref())?;
+    if a.plot.is_some() && sweeps.len() > 1 {
+        return invalid(
+            "--plot",
+            &format!(
+                "draws one sweep, and this command runs {} (one per compare entry); pass one \
+                 --compare-entry or --method",
+                sweeps.len()
+            ),
+        );
+    }
     let runs: usize = sweeps.iter().map(|(_, p)| p.len() * opts.seeds.len()).sum();
     let mut bar = SweepBar::new(runs);
     let mut reports: Vec<SweepReport> = Vec::new();
@@ -412,6 +430,10 @@ pub fn run(a: SweepArgs) -> Outcome {
                     report.best().point.lr
                 )
             });
+        }
+        if let Some(path) = &a.plot {
+            tunelab::io::atomic_write(path, tunelab::lab::plot::sweep_chart(&report).as_bytes())?;
+            bar.bar.suspend(|| println!("wrote {}", path.display()));
         }
         reports.push(report);
         if let Some(path) = &a.json_out {

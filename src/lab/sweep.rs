@@ -42,6 +42,7 @@ pub const AXES: &[&str] = &[
     "n-virtual",
     "prefix-hidden",
     "last-k",
+    "targets",
 ];
 
 /// One swept option and its values, e.g. `r` and `["4", "8", "16"]`.
@@ -496,6 +497,28 @@ mod tests {
         assert_eq!((c.r, c.alpha), (4, 32.0));
         assert_eq!(c.targets, ["q", "k", "v"]);
         assert_eq!(g[1].describe(), "lr 1e-3, alpha 32, r 4");
+        // Target sets are an axis too: each value is one comma list.
+        let targets = Axis {
+            flag: "targets".into(),
+            values: vec!["q,v".into(), "all".into()],
+        };
+        let g = grid("lora", &[1e-3], &[targets], &[], None).unwrap();
+        let t: Vec<Vec<String>> = g
+            .iter()
+            .map(|p| match &p.spec {
+                MethodSpec::Lora(c) => c.targets.clone(),
+                _ => vec![],
+            })
+            .collect();
+        assert_eq!(t[0], ["q", "v"]);
+        for name in ["q", "k", "v", "o", "fc", "proj"] {
+            assert!(
+                t[1].iter().any(|x| x == name),
+                "all includes {name}: {:?}",
+                t[1]
+            );
+        }
+        assert_eq!(g[0].describe(), "lr 1e-3, targets q,v");
     }
 
     #[test]
@@ -510,7 +533,7 @@ mod tests {
             values: vec![v.into()],
         };
         assert!(bad(&[axis("bottleneck", "wide")], &[1e-3]).contains("--bottleneck"));
-        assert!(bad(&[axis("targets", "q")], &[1e-3]).contains("--targets is not"));
+        assert!(bad(&[axis("init-r", "4")], &[1e-3]).contains("--init-r is not"));
         assert!(bad(&[], &[]).contains("--lr"));
         assert!(bad(&[], &[-1.0]).contains("positive"));
     }
