@@ -442,3 +442,35 @@ fn the_readme_lists_every_command_and_how_to_read_the_book() {
         "README does not say how to read the book"
     );
 }
+
+/// A formula written with one backslash (`\(`, which markdown reads as an escaped parenthesis)
+/// or mangled by a string escape (a tab or carriage return where `\t…`/`\r…` was meant) shows as
+/// plain text; the preprocessor cannot see it, so check the sources for both.
+#[test]
+fn no_formula_is_lost_to_a_single_backslash_or_an_escape() {
+    let mut bad = Vec::new();
+    for dir in book_sources() {
+        for path in markdown_files(&dir) {
+            let text = std::fs::read_to_string(&path).expect("readable chapter");
+            let mut in_code = false;
+            for (i, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("```") {
+                    in_code = !in_code;
+                }
+                if in_code {
+                    continue;
+                }
+                let single = line.match_indices("\\(").any(|(at, _)| {
+                    !line[..at].ends_with('\\')
+                        && !line[at + 2..].starts_with(')')
+                        && line[at..].contains("\\)")
+                });
+                let control = line.chars().any(|c| c.is_control());
+                if single || control {
+                    bad.push(format!("{}:{}: {line}", path.display(), i + 1));
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "formulas that will not render:\n{}", bad.join("\n"));
+}
