@@ -218,20 +218,20 @@ fn every_relative_link_resolves() {
 #[test]
 fn vietnamese_book_chapters_exist_and_have_content() {
     let vi = vietnamese();
-    let chapters = chapters_of(&vi);
+    let vi_chapters = chapters_of(&vi);
     assert!(
-        chapters.len() >= 13,
+        vi_chapters.len() >= 13,
         "book/vi/src/SUMMARY.md lists {} chapters",
-        chapters.len()
+        vi_chapters.len()
     );
-    for c in &chapters {
+    for c in &vi_chapters {
         let text = std::fs::read_to_string(vi.src.join(c))
             .unwrap_or_else(|e| panic!("chapter {c} in book/vi/src/SUMMARY.md: {e}"));
         let words = text.split_whitespace().count();
         assert!(words >= 100, "chapter {c} has only {words} words");
     }
     // Every notes chapter of the English book has its Vietnamese counterpart, of the same name.
-    let translated: BTreeSet<&String> = chapters.iter().collect();
+    let translated: BTreeSet<&String> = vi_chapters.iter().collect();
     for c in chapters().iter().filter(|c| c.starts_with("notes/")) {
         assert!(translated.contains(c), "{c} has no Vietnamese chapter");
     }
