@@ -105,15 +105,27 @@ pub struct Checkpointing {
     pub est_flops_ckpt: f64,
 }
 
-/// One forward and backward of `model` on a fixed batch, with dropout: the loss, the gradients,
-/// the bytes held after the forward, the forward's ops and, when checkpointing, the counter.
+/// What one step of [`ckpt_step`] measured.
+struct StepOut {
+    loss: f64,
+    grads: Grads<f64>,
+    /// Bytes held after the forward, and the ops it recorded.
+    held: usize,
+    ops: usize,
+    /// Blocks recomputed in backward, the ops they recorded, and the most one held.
+    blocks: usize,
+    recompute_ops: usize,
+    block_peak: usize,
+}
+
+/// One forward and backward of `model` on a fixed batch, with dropout.
 fn ckpt_step(
     model: &Transformer,
     store: &ParamStore<f64>,
     checkpointing: bool,
     batch: usize,
     seq: usize,
-) -> Result<(f64, Grads<f64>, usize, usize, (usize, usize, usize))> {
+) -> Result<StepOut> {
     let vocab = model.config.vocab_size;
     let ids = Array2::from_shape_fn((batch, seq), |(i, j)| (7 * i + 3 * j + 1) % vocab);
     let targets: Vec<i64> = (0..batch * seq)
@@ -138,12 +150,15 @@ fn ckpt_step(
         peak: Cell::new(0),
     };
     tape.backward_recomputing(loss, &mut grads, &counting)?;
-    let counted = (
-        counting.blocks.get(),
-        counting.ops.get(),
-        counting.peak.get(),
-    );
-    Ok((tape.scalar(loss)?, grads, held, ops, counted))
+    Ok(StepOut {
+        loss: tape.scalar(loss)?,
+        grads,
+        held,
+        ops,
+        blocks: counting.blocks.get(),
+        recompute_ops: counting.ops.get(),
+        block_peak: counting.peak.get(),
+    })
 }
 
 pub fn checkpointing(mode: Mode, progress: &mut dyn Progress) -> Result<Checkpointing> {
@@ -158,30 +173,30 @@ pub fn checkpointing(mode: Mode, progress: &mut dyn Progress) -> Result<Checkpoi
         config.dropout = 0.1;
         let mut store = ParamStore::<f64>::new();
         let model = Transformer::new(config, &mut store, 5)?;
-        let (loss, grads, held_plain, forward_ops, _) =
-            ckpt_step(&model, &store, false, batch, seq)?;
-        let (loss_c, grads_c, held_ckpt, _, (blocks, recompute_ops, block_peak)) =
-            ckpt_step(&model, &store, true, batch, seq)?;
+        let plain = ckpt_step(&model, &store, false, batch, seq)?;
+        let ckpt = ckpt_step(&model, &store, true, batch, seq)?;
         let mut max_grad_diff = 0.0f64;
         for id in store.ids() {
-            if let (Some(a), Some(b)) = (grads.get(id), grads_c.get(id)) {
-                for (x, y) in a.iter().zip(b) {
-                    max_grad_diff = max_grad_diff.max((x - y).abs());
+            match (plain.grads.get(id), ckpt.grads.get(id)) {
+                (Some(a), Some(b)) => {
+                    for (x, y) in a.iter().zip(b) {
+                        max_grad_diff = max_grad_diff.max((x - y).abs());
+                    }
                 }
-            } else if grads.get(id).is_some() != grads_c.get(id).is_some() {
-                max_grad_diff = f64::INFINITY;
+                (None, None) => {}
+                _ => max_grad_diff = f64::INFINITY,
             }
         }
         rows.push(DepthRow {
             layers,
-            held_plain,
-            held_ckpt,
-            block_peak,
-            forward_ops,
-            recompute_ops,
-            recomputed_blocks: blocks,
+            held_plain: plain.held,
+            held_ckpt: ckpt.held,
+            block_peak: ckpt.block_peak,
+            forward_ops: plain.ops,
+            recompute_ops: ckpt.recompute_ops,
+            recomputed_blocks: ckpt.blocks,
             max_grad_diff,
-            same_loss: loss.to_bits() == loss_c.to_bits(),
+            same_loss: plain.loss.to_bits() == ckpt.loss.to_bits(),
         });
     }
 
