@@ -669,9 +669,8 @@ impl Evidence for MixedPrecision {
             .iter()
             .map(|u| {
                 vec![
-                    format!("{:.0e}", u.lr),
+                    format!("{:e}", u.lr),
                     u.changed.to_string(),
-                    pct(0.0),
                     pct(u.lost_f16),
                     pct(u.lost_bf16),
                 ]
@@ -680,9 +679,8 @@ impl Evidence for MixedPrecision {
         s.push_str(&table(
             &[
                 "lr",
-                "weights changed in f32",
-                "lost, f32 master",
-                "lost, f16 weights",
+                "weights changed in f32 (master weights)",
+                "of those lost, f16 weights",
                 "lost, bf16 weights",
             ],
             &rows,
@@ -1008,7 +1006,7 @@ pub fn seeds(mode: Mode, seeds: usize, progress: &mut dyn Progress) -> Result<Se
     let (lora_lr, full_lr) = (9e-3, 1.5e-3);
     let seeds = seed_list(seeds.max(1));
     progress.line(&format!(
-        "training LoRA r=8 q,v (lr {lora_lr:.0e}) and full fine-tuning (lr {full_lr:.0e}) on sentiment, {steps} steps of batch {batch}, seeds {seeds:?}"
+        "training LoRA r=8 q,v (lr {lora_lr:e}) and full fine-tuning (lr {full_lr:e}) on sentiment, {steps} steps of batch {batch}, seeds {seeds:?}"
     ));
     let jobs: Vec<(bool, u64)> = [true, false]
         .iter()
@@ -1052,7 +1050,7 @@ pub fn seeds(mode: Mode, seeds: usize, progress: &mut dyn Progress) -> Result<Se
 impl Evidence for SeedsEval {
     fn render(&self) -> String {
         let mut s = format!(
-            "sentiment on gpt-tiny, {} steps of batch {}; LoRA r=8 q,v at lr {:.0e}, full fine-tuning at lr {:.0e} (compare's); test accuracy on {} examples\n\n",
+            "sentiment on gpt-tiny, {} steps of batch {}; LoRA r=8 q,v at lr {:e}, full fine-tuning at lr {:e} (compare's); test accuracy on {} examples\n\n",
             self.steps, self.batch, self.lora_lr, self.full_lr, self.test_examples
         );
         let rows: Vec<Vec<String>> = self
@@ -1266,7 +1264,7 @@ pub fn lr_choice(
         ),
     ];
     progress.line(&format!(
-        "training LoRA at lr {lr:.0e} with the head at lr and at 10 x lr, and LoRA+, seeds {seeds:?}"
+        "training LoRA at lr {lr:e} with the head at lr and at 10 x lr, and LoRA+, seeds {seeds:?}"
     ));
     let jobs: Vec<(usize, u64)> = (0..configs.len())
         .flat_map(|c| seeds.iter().map(move |&s| (c, s)))
@@ -1308,7 +1306,7 @@ impl Evidence for LrChoice {
             for (i, p) in r.points.iter().enumerate() {
                 rows.push(vec![
                     r.method.clone(),
-                    format!("{:.0e}", p.point.lr),
+                    format!("{:e}", p.point.lr),
                     num(p.mean, 3),
                     num(p.std, 3),
                     if i == r.best {
@@ -1324,13 +1322,13 @@ impl Evidence for LrChoice {
             &rows,
         ));
         s.push_str(&format!(
-            "LoRA's best lr / full fine-tuning's: {:.0e} / {:.0e} = {:.1}x\n",
+            "LoRA's best lr / full fine-tuning's: {:e} / {:e} = {:.1}x\n",
             self.lora.best().point.lr,
             self.full.best().point.lr,
             self.best_ratio()
         ));
         s.push_str(&format!(
-            "\nLoRA r=8 q,v at lr {:.0e}, a new classification head at its own rate (--head-learning-rate), and LoRA+ (--lora-plus-ratio 16)\n\n",
+            "\nLoRA r=8 q,v at lr {:e}, a new classification head at its own rate (--head-learning-rate), and LoRA+ (--lora-plus-ratio 16)\n\n",
             self.lr
         ));
         let rows: Vec<Vec<String>> = self
@@ -1413,7 +1411,7 @@ pub const VI: &[(usize, &str, &str)] = &[
     (38, "ZeRO và FSDP cần bao nhiêu bộ nhớ mỗi GPU?",
      "Adam với mixed precision giữ 2Ψ byte trọng số 16 bit, 2Ψ gradient và KΨ (K = 12: master weights f32, momentum, variance) trạng thái optimizer: tổng 16Ψ, trên mỗi GPU khi dùng data parallelism thông thường. ZeRO chia các trạng thái này cho N GPU: stage 1 chia optimizer states (4Ψ + 12Ψ/N), stage 2 chia thêm gradient (2Ψ + 14Ψ/N), stage 3 chia thêm cả tham số (16Ψ/N); full shard của PyTorch FSDP chính là stage 3. Với 7.5B trên 64 GPU, con số là 120, 31.4, 16.6 và 1.9 GB. Stage 1 và 2 truyền thông bằng data parallelism (2Ψ mỗi bước: reduce-scatter gradient, all-gather tham số đã cập nhật); stage 3 all-gather tham số của mỗi lớp trước forward và lần nữa trước backward, 3Ψ, gấp 1.5 lần. Activation không được chia. Với LoRA, optimizer state và gradient vốn đã rất nhỏ: stage 1 và 2 gần như không tiết kiệm gì, chỉ khi chia cả base đã đóng băng (stage 3) thì bộ nhớ mỗi GPU mới giảm. Trong bảng bên dưới, trạng thái full fine-tuning của 70B (1.1 TB) chỉ vừa GPU 80 GB ở stage 3, và trạng thái LoRA của 7B gần như không đổi từ stage 0 đến stage 2, rồi giảm tám lần ở stage 3 trên 8 GPU."),
     (39, "Vì sao một lần fine-tuning không chứng minh được gì, và so sánh hai phương pháp thế nào?",
-     "Điểm của một lần chạy trộn lẫn phương pháp với may rủi của seed (khởi tạo head và adapter, thứ tự dữ liệu, dropout) và của tập test (sai số chuẩn nhị thức √(p(1−p)/n): 2.9 điểm ở độ chính xác 70% trên 250 ví dụ). Hãy chạy mỗi cấu hình trên k seed và báo cáo trung bình kèm khoảng tin cậy t qua các seed, mean ± t(0.975, k−1)·s/√k; với 3 seed t là 4.3, cái giá trung thực của việc chạy ít. Để so sánh hai phương pháp, chạy chúng trên cùng các seed và lấy hiệu theo từng seed: ảnh hưởng của seed lên cả hai bị triệt tiêu, và khoảng tin cậy ghép cặp (paired) thường hẹp hơn nhiều so với so sánh không ghép cặp giữa hai tập chạy độc lập. Nếu khoảng vẫn chứa 0 thì hai phương pháp chưa tách biệt; số seed cần thiết suy ra từ độ phân tán của các hiệu, n sao cho t·sd/√n < khoảng cách. Ở đây LoRA và full fine-tuning trên sentiment chạy trên cùng các seed: kết quả cho biết điểm của một cấu hình dao động bao nhiêu giữa các seed so với sai số nhị thức của tập test, việc ghép cặp làm khoảng tin cậy hẹp đi bao nhiêu, và cần bao nhiêu seed để tách được khoảng cách đo được."),
+     "Điểm của một lần chạy trộn lẫn phương pháp với may rủi của seed (khởi tạo head và adapter, thứ tự dữ liệu, dropout) và của tập test (sai số chuẩn nhị thức √(p(1−p)/n): 2.9 điểm ở độ chính xác 70% trên 250 ví dụ). Hãy chạy mỗi cấu hình trên k seed và báo cáo trung bình kèm khoảng tin cậy t qua các seed, mean ± t(0.975, k−1)·s/√k; với 3 seed t là 4.3, cái giá trung thực của việc chạy ít. Để so sánh hai phương pháp, chạy chúng trên cùng các seed và lấy hiệu theo từng seed: ảnh hưởng của seed lên cả hai bị triệt tiêu, và khoảng tin cậy ghép cặp (paired) thường hẹp hơn nhiều so với so sánh không ghép cặp giữa hai tập chạy độc lập. Nếu khoảng vẫn chứa 0 thì hai phương pháp chưa tách biệt; số seed cần thiết suy ra từ độ phân tán của các hiệu, n sao cho t·sd/√n < khoảng cách. Ở đây LoRA và full fine-tuning trên sentiment chạy trên cùng các seed. Việc ghép cặp chỉ có ích khi một seed tác động lên cả hai phương pháp theo cùng một hướng; ở quy mô của gpt-tiny thì không chắc: cùng một seed cho cả hai cùng cách khởi tạo head và cùng thứ tự dữ liệu, nhưng chúng huấn luyện những tham số khác nhau với learning rate khác nhau, nên một thứ tự dữ liệu hợp với phương pháp này chưa chắc hợp với phương pháp kia, và trên 300 ví dụ test, độ phân tán giữa các seed có thể nhỏ hơn sai số nhị thức của tập test, nên khoảng ghép cặp có thể rộng hơn khoảng không ghép cặp. Kết quả bên dưới cho biết trường hợp nào xảy ra, và cần bao nhiêu seed để tách được khoảng cách đo được."),
     (40, "Chọn learning rate cho LoRA, và cho classification head, thế nào?",
      "Sweep trên tập validation, không bao giờ trên test, và đừng dùng lại learning rate của full fine-tuning: LoRA huấn luyện ít tham số, bắt đầu từ cập nhật bằng 0 (B = 0) và được nhân với alpha/r, nên learning rate tốt nhất của nó thường cao hơn khoảng mười lần (1e-4 đến 1e-3 cho LoRA so với 1e-5 đến 1e-4 cho full fine-tuning một mô hình lớn). Một classification head mới bắt đầu từ trọng số ngẫu nhiên trong khi mọi thứ khác bắt đầu từ trạng thái tốt, nên nó có thể dùng learning rate riêng cao hơn (một parameter group thứ hai; ở đây là --head-learning-rate). LoRA+ làm điều tương tự bên trong adapter: B có learning rate cao hơn A (--lora-plus-ratio, 16 trong bài báo). Mỗi cách có giúp ích cho một tác vụ cụ thể hay không thì phải đo với nhiều seed, không phải giả định. Ở đây một lần sweep trên validation của sentiment in ra learning rate tốt nhất của cả hai và tỉ lệ giữa chúng; việc head học nhanh hơn hay LoRA+ có cho điểm cao hơn ở quy mô và ngân sách của gpt-tiny hay không được đánh giá trên các seed bên dưới chứ không giả định. Điều mà learning rate của head cao gấp 10 lần chắc chắn làm được là khiến head di chuyển xa hơn vài lần."),
 ];
