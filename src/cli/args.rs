@@ -184,6 +184,10 @@ pub struct TrainArgs {
     /// about one more forward.
     #[arg(long)]
     pub gradient_checkpointing: bool,
+    /// A learning rate of its own for the task's new head (classification, tagging or span),
+    /// instead of --lr; e.g. 10 times --lr for a fresh head on a LoRA model.
+    #[arg(long, value_name = "LR")]
+    pub head_learning_rate: Option<f64>,
     /// NEFTune (Hugging Face's `neftune_noise_alpha`): while training, add uniform noise in
     /// ±alpha/√(L·d) to the token embeddings (L the batch's sequence length, d the hidden size);
     /// evaluation and generation see none. Works with every method; the paper uses 5 to 15.
@@ -219,6 +223,9 @@ impl TrainArgs {
         }
         if self.neftune_noise_alpha.is_some() {
             a.neftune_noise_alpha = self.neftune_noise_alpha;
+        }
+        if self.head_learning_rate.is_some() {
+            a.head_learning_rate = self.head_learning_rate;
         }
         a.validate()?;
         Ok(a)

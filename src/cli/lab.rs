@@ -221,6 +221,13 @@ pub struct EstimateArgs {
     /// LoRA targets for the LoRA row (q,v / attn / all).
     #[arg(long, default_value = "q,v")]
     pub targets: String,
+    /// Data-parallel GPUs: with --zero-stage, adds each method's model states per GPU.
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<usize>,
+    /// ZeRO stage (Rajbhandari et al. 2020): 0 data parallel, 1 shards the optimizer states,
+    /// 2 the gradients too, 3 the parameters too (FSDP full shard). Default with --gpus: 0.
+    #[arg(long, value_name = "S")]
+    pub zero_stage: Option<u8>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -237,6 +244,12 @@ pub fn estimate(a: EstimateArgs) -> Outcome {
     args.seq = a.seq;
     args.lora.r = a.r;
     args.lora.targets = estimate::Module::parse_list(&a.targets)?;
+    if a.gpus.is_some() || a.zero_stage.is_some() {
+        args.zero = Some(estimate::Zero::new(
+            a.gpus.unwrap_or(1),
+            a.zero_stage.unwrap_or(0),
+        )?);
+    }
     let report = estimate::estimate(&args)?;
     if a.json {
         let json = serde_json::to_string_pretty(&estimate::to_json(&report)).expect("json");

@@ -8,6 +8,7 @@
 
 use super::{atomic_write, read};
 use crate::error::{Error, Result};
+use crate::kernels::quant::f16_to_f32;
 use crate::tensor::{fmt_shape, Float};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use serde_json::{json, Map, Value};
@@ -65,23 +66,6 @@ pub fn save<F: Float>(
     bytes.extend_from_slice(&h);
     bytes.extend_from_slice(&data);
     atomic_write(path, &bytes)
-}
-
-fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h >> 15) as u32) << 31;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let frac = (h & 0x3ff) as u32;
-    let bits = match (exp, frac) {
-        (0, 0) => sign,
-        (0, f) => {
-            // Subnormal: renormalise.
-            let shift = f.leading_zeros() - 21;
-            sign | ((113 - shift) << 23) | ((f << shift) & 0x3ff) << 13
-        }
-        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
-        (e, f) => sign | ((e + 112) << 23) | (f << 13),
-    };
-    f32::from_bits(bits)
 }
 
 /// The float dtypes [`load`] converts.

@@ -83,6 +83,81 @@ pub fn bf16_to_f32(b: u16) -> f32 {
     f32::from_bits((b as u32) << 16)
 }
 
+/// The largest finite f16, 65504 = (2 − 2^-10)·2^15.
+pub const F16_MAX: f32 = 65504.0;
+/// The smallest positive normal f16, 2^-14: below it f16 has subnormals, fewer bits of precision.
+pub const F16_MIN_POSITIVE: f32 = 6.103_515_6e-5;
+
+/// f32 → IEEE half (f16) bits, round to nearest, ties to even, as PyTorch's
+/// `tensor.to(torch.float16)` and the hardware convert: values from 65520 up (the midpoint
+/// between 65504 and 2^16) become infinity, values below 2^-14 become subnormals (multiples of
+/// 2^-24), and values at most 2^-25 (half the smallest subnormal, a tie that goes to the even 0)
+/// become a signed zero. NaN stays NaN (quiet, its top payload bits kept).
+///
+/// f16 keeps 10 bits of mantissa and 5 of exponent, bf16 7 and 8: f16 is more precise, bf16
+/// covers f32's whole range.
+pub fn f32_to_f16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let abs = bits & 0x7fff_ffff;
+    if abs > 0x7f80_0000 {
+        return sign | 0x7e00 | ((abs >> 13) & 0x3ff) as u16;
+    }
+    let exp = abs >> 23; // f32's biased exponent, 0..=255
+    if exp >= 113 {
+        // A normal f16 (or an overflow): rebias the exponent by 127 − 15 = 112, keep the top
+        // 10 mantissa bits and round on the 13 dropped. A carry out of the mantissa moves to the
+        // next exponent, and past the largest one to 0x7c00, infinity.
+        let half = (abs >> 13) - (112 << 10);
+        let rest = abs & 0x1fff;
+        let up = rest > 0x1000 || (rest == 0x1000 && half & 1 == 1);
+        let h = half + u32::from(up);
+        return sign | h.min(0x7c00) as u16;
+    }
+    if exp < 102 {
+        // Below 2^-25: rounds to zero.
+        return sign;
+    }
+    // A subnormal f16: the value in units of 2^-24 is the 24-bit significand shifted right by
+    // 126 − exp (14 to 24 places), rounded on the bits shifted out. Rounding up from 0x3ff
+    // gives 0x400, the smallest normal, which is the right encoding.
+    let m = (abs & 0x7f_ffff) | 0x80_0000;
+    let shift = 126 - exp;
+    let half = m >> shift;
+    let rest = m & ((1 << shift) - 1);
+    let midpoint = 1 << (shift - 1);
+    let up = rest > midpoint || (rest == midpoint && half & 1 == 1);
+    sign | (half + u32::from(up)) as u16
+}
+
+/// IEEE half (f16) bits → f32 (exact: every f16 is an f32).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // Subnormal: renormalise.
+            let shift = f.leading_zeros() - 21;
+            sign | ((113 - shift) << 23) | ((f << shift) & 0x3ff) << 13
+        }
+        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
+        (e, f) => sign | ((e + 112) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// `x` rounded to the nearest f16 and back.
+pub fn round_f16(x: f32) -> f32 {
+    f16_to_f32(f32_to_f16(x))
+}
+
+/// `x` rounded to the nearest bf16 and back.
+pub fn round_bf16(x: f32) -> f32 {
+    bf16_to_f32(f32_to_bf16(x))
+}
+
 impl QuantWeight {
     /// `w` (out, in) in bf16.
     pub fn bf16(w: ArrayView2<f32>, in_out: bool) -> Self {

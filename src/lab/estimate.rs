@@ -48,6 +48,22 @@
 //! whose weight gradient is never needed; PyTorch layers generally do not, so this is an upper
 //! bound for them.)
 //!
+//! # ZeRO and FSDP: model states per GPU
+//!
+//! Data parallelism over N GPUs keeps a whole copy of the model states on each. ZeRO
+//! (Rajbhandari et al. 2020, §5) partitions them instead: stage 1 (P_os) gives each GPU 1/N of
+//! the optimizer states, stage 2 (P_os+g) the gradients too, stage 3 (P_os+g+p) the parameters
+//! too; PyTorch's FSDP with `FULL_SHARD` is stage 3, `SHARD_GRAD_OP` stage 2. With mixed-precision
+//! Adam (2Ψ + 2Ψ + KΨ, K = 12) a GPU holds (2 + 2 + K)Ψ, (2 + 2)Ψ + KΨ/N, 2Ψ + (2 + K)Ψ/N and
+//! (2 + 2 + K)Ψ/N bytes: the paper's Figure 1 gives 120, 31.4, 16.6 and 1.9 GB for Ψ = 7.5B and
+//! N = 64 ([`Zero::shard`]). Activations are not partitioned (each GPU runs its own micro-batch).
+//! Communication per step (§7): data parallelism all-reduces the gradients, a reduce-scatter and
+//! an all-gather of Ψ elements each, 2Ψ per GPU; stages 1 and 2 move the same 2Ψ (the gradients
+//! reduce-scattered, the updated parameters all-gathered); stage 3 all-gathers the parameters
+//! before the forward and again before the backward, 3Ψ in all, 1.5× ([`Zero::comm_elements`]).
+//! With LoRA only the adapters' gradients are reduced; under stage 3 the frozen base is still
+//! gathered for every forward and backward.
+//!
 //! # FLOPs per token
 //!
 //! A matmul with N weights costs 2·N FLOPs per token forward (a multiply and an add per
@@ -816,6 +832,81 @@ pub fn full_states(params: f64, mixed: bool) -> States {
     }
 }
 
+/// The most GPUs `--gpus` accepts.
+pub const MAX_GPUS: usize = 1 << 20;
+
+/// ZeRO's data-parallel partitioning (Rajbhandari et al. 2020): `stage` 0 (plain data
+/// parallelism), 1 (optimizer states), 2 (+ gradients) or 3 (+ parameters; FSDP full-shard)
+/// over `gpus` GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Zero {
+    pub gpus: usize,
+    pub stage: u8,
+}
+
+impl Zero {
+    /// Checks the stage (0 to 3) and the GPU count (1 to [`MAX_GPUS`]).
+    pub fn new(gpus: usize, stage: u8) -> Result<Self> {
+        if stage > 3 {
+            return invalid(
+                "--zero-stage",
+                format!("must be 0, 1, 2 or 3 (3 is FSDP's full shard), got {stage}"),
+            );
+        }
+        check_range("--gpus", gpus, MAX_GPUS)?;
+        Ok(Self { gpus, stage })
+    }
+
+    /// "ZeRO-2", or "no ZeRO" for stage 0.
+    pub fn name(&self) -> String {
+        match self.stage {
+            0 => "data parallel, no ZeRO".into(),
+            3 => "ZeRO-3 (FSDP full shard)".into(),
+            s => format!("ZeRO-{s}"),
+        }
+    }
+
+    /// What one GPU holds of `s`: stage 1 divides the optimizer state by N, stage 2 the
+    /// gradients too, stage 3 the weights too.
+    pub fn shard(&self, s: States) -> States {
+        let n = self.gpus as f64;
+        let part = |x: f64, from: u8| if self.stage >= from { x / n } else { x };
+        States {
+            weights: part(s.weights, 3),
+            grads: part(s.grads, 2),
+            optimizer: part(s.optimizer, 1),
+        }
+    }
+
+    /// Elements each GPU sends and receives per optimizer step (ZeRO §7), for `trainable`
+    /// parameters whose gradients are reduced out of `total` held: 2·trainable (reduce-scatter
+    /// plus all-gather, as an all-reduce) up to stage 2; stage 3 adds an all-gather of every
+    /// parameter before the forward and again before the backward and drops the all-gather of
+    /// the update: 2·total + trainable. One GPU communicates nothing.
+    pub fn comm_elements(&self, trainable: f64, total: f64) -> f64 {
+        if self.gpus == 1 {
+            0.0
+        } else if self.stage < 3 {
+            2.0 * trainable
+        } else {
+            2.0 * total + trainable
+        }
+    }
+}
+
+/// One method's model states per GPU under [`Zero`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZeroRow {
+    pub method: Method,
+    pub label: String,
+    /// Weights, gradients and optimizer state on one GPU.
+    pub states: States,
+    /// The same plus the activations with gradient checkpointing (not partitioned).
+    pub total_ckpt_bytes: f64,
+    /// Elements communicated per step per GPU ([`Zero::comm_elements`]).
+    pub comm_elements: f64,
+}
+
 /// One row of the table: one method's parameters, memory and compute.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MethodEstimate {
@@ -867,6 +958,8 @@ pub struct EstimateArgs {
     pub prefix_mlp_hidden: Option<usize>,
     /// Soft-prompt length P for prompt tuning (default 20).
     pub prompt_len: usize,
+    /// Model states per GPU under ZeRO/FSDP (default none: one device).
+    pub zero: Option<Zero>,
 }
 
 impl EstimateArgs {
@@ -883,6 +976,7 @@ impl EstimateArgs {
             prefix_len: 20,
             prefix_mlp_hidden: None,
             prompt_len: 20,
+            zero: None,
         }
     }
 }
@@ -902,6 +996,8 @@ pub struct Report {
     pub prefix_mlp_hidden: Option<usize>,
     pub prompt_len: usize,
     pub rows: Vec<MethodEstimate>,
+    /// Under ZeRO/FSDP: the partitioning and every method's states per GPU.
+    pub zero: Option<(Zero, Vec<ZeroRow>)>,
     /// The footer of the rendered table: every assumption the numbers rest on.
     pub assumptions: Vec<String>,
 }
@@ -1076,6 +1172,26 @@ pub fn estimate(args: &EstimateArgs) -> Result<Report> {
         2.0 * n_mm * stretch,
     ));
 
+    let zero = args.zero.map(|z| {
+        let per_gpu = rows
+            .iter()
+            .map(|r| {
+                let states = z.shard(States {
+                    weights: r.weights_bytes,
+                    grads: r.grads_bytes,
+                    optimizer: r.optimizer_bytes,
+                });
+                ZeroRow {
+                    method: r.method,
+                    label: r.label.clone(),
+                    total_ckpt_bytes: states.total() + r.activations_ckpt_bytes,
+                    states,
+                    comm_elements: z.comm_elements(r.trainable as f64, p.total as f64),
+                }
+            })
+            .collect();
+        (z, per_gpu)
+    });
     let assumptions = assumptions(&shape, args, requested, &p);
     Ok(Report {
         shape,
@@ -1089,6 +1205,7 @@ pub fn estimate(args: &EstimateArgs) -> Result<Report> {
         prefix_mlp_hidden: args.prefix_mlp_hidden,
         prompt_len: args.prompt_len,
         rows,
+        zero,
         assumptions,
     })
 }
@@ -1101,9 +1218,19 @@ fn assumptions(
 ) -> Vec<String> {
     let mut a = vec![
         format!("shape: {}", shape.source),
-        "GB = 10^9 bytes; one device, no ZeRO/FSDP sharding; CUDA context, allocator \
-         fragmentation and temporary workspaces are not counted"
-            .to_string(),
+        format!(
+            "GB = 10^9 bytes; {}; CUDA context, allocator fragmentation and temporary \
+             workspaces are not counted",
+            match args.zero {
+                None => "one device, no ZeRO/FSDP sharding (the table above)".to_string(),
+                Some(z) => format!(
+                    "the table above is one device; the ZeRO table partitions the model states \
+                     over {} GPUs at stage {} (Rajbhandari et al. 2020: 1 optimizer states, \
+                     2 + gradients, 3 + parameters)",
+                    z.gpus, z.stage
+                ),
+            }
+        ),
         "full fp32: weights 4 + grads 4 + Adam m,v 8 = 16 B/param".to_string(),
         "full mixed precision: fp16/bf16 weights 2 + grads 2 + fp32 master 4 + Adam m,v 8 \
          = 16 B/param (ZeRO's 2+2+12, Rajbhandari et al. 2020)"
@@ -1259,6 +1386,42 @@ pub fn render(r: &Report) -> String {
         s,
         "\nckpt = full gradient checkpointing; optim = Adam m, v plus any fp32 master weights"
     );
+    if let Some((z, rows)) = &r.zero {
+        let _ = writeln!(
+            s,
+            "\n{} on {} GPU{}: model states per GPU (GB), activations not partitioned",
+            z.name(),
+            z.gpus,
+            if z.gpus == 1 { "" } else { "s" }
+        );
+        let columns = format!(
+            "{:<w$} | {:>8} {:>8} {:>8} {:>8} | {:>10} | {:>12}",
+            "method", "weights", "grads", "optim", "states", "total ckpt", "comm/step"
+        );
+        let _ = writeln!(s, "{columns}");
+        let _ = writeln!(s, "{}", "-".repeat(columns.chars().count()));
+        for x in rows {
+            let pad = w - x.label.chars().count();
+            let _ = writeln!(
+                s,
+                "{}{} | {:>8.2} {:>8.2} {:>8.2} {:>8.2} | {:>10.2} | {:>12}",
+                x.label,
+                " ".repeat(pad),
+                x.states.weights / GB,
+                x.states.grads / GB,
+                x.states.optimizer / GB,
+                x.states.total() / GB,
+                x.total_ckpt_bytes / GB,
+                fmt_count(x.comm_elements),
+            );
+        }
+        let _ = writeln!(
+            s,
+            "comm/step = elements each GPU sends and receives per step: 2 x trainable up to stage 2 \
+             (the gradients' reduce-scatter and all-gather), stage 3 adds an all-gather of every \
+             parameter before the forward and again before the backward (2 x all + trainable)"
+        );
+    }
     let _ = writeln!(s, "assumptions:");
     for (i, a) in r.assumptions.iter().enumerate() {
         let _ = writeln!(s, "  {:>2}. {a}", i + 1);

@@ -354,7 +354,8 @@ pub fn train_method_from(
     };
     let summary = base.store.trainable_summary();
     let (trainable, total) = (base.store.num_trainable(), base.store.num_params());
-    let mults = method.lr_multipliers();
+    let mut mults = method.lr_multipliers();
+    mults.extend(trainer::head_lr_multipliers(&opts.args, &tm.head.params()));
     let opt = trainer::adamw(&opts.args, &base.store, &mults)?;
     let report = trainer::train(
         Training::new(&opts.args, &tm, &mut base.store)

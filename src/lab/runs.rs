@@ -183,7 +183,8 @@ pub fn train_run(run: &Run, label: &str, progress: &mut dyn Progress) -> Result<
     ));
     let (mut base, tm, method) = prepare_run(run)?;
     let (trainable, total) = (base.store.num_trainable(), base.store.num_params());
-    let mults = method.lr_multipliers();
+    let mut mults = method.lr_multipliers();
+    mults.extend(trainer::head_lr_multipliers(&run.args, &tm.head.params()));
     let mut args = run.args.clone();
     args.output_dir = temp_dir("run");
     let mut record = Recorder::default();

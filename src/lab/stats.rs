@@ -227,6 +227,59 @@ pub fn paired_bootstrap(baseline: &str, method: &[f64], base: &[f64], seed: u64)
     }
 }
 
+/// Unpaired (Welch) t-interval of `mean(method) − mean(base)`: each method's runs treated as
+/// independent samples, with unequal variances and Welch–Satterthwaite degrees of freedom. What
+/// a comparison of two methods run on *different* seeds can claim; on the same seeds
+/// [`paired_t`] cancels what a seed does to both, and is usually much narrower.
+pub fn unpaired_t(baseline: &str, method: &[f64], base: &[f64]) -> Paired {
+    let (n1, n2) = (method.len() as f64, base.len() as f64);
+    let mean_diff = mean(method) - mean(base);
+    let difference = if method.len() < 2 || base.len() < 2 {
+        Estimate::point(mean_diff)
+    } else {
+        let (v1, v2) = (sample_sd(method).powi(2) / n1, sample_sd(base).powi(2) / n2);
+        let se = (v1 + v2).sqrt();
+        let df = if v1 + v2 > 0.0 {
+            (v1 + v2).powi(2) / (v1 * v1 / (n1 - 1.0) + v2 * v2 / (n2 - 1.0))
+        } else {
+            n1 + n2 - 2.0
+        };
+        let h = t_quantile((1.0 + LEVEL) / 2.0, df) * se;
+        Estimate {
+            mean: mean_diff,
+            lo: Some(mean_diff - h),
+            hi: Some(mean_diff + h),
+            n: method.len().min(base.len()),
+            kind: IntervalKind::TOverSeeds,
+        }
+    };
+    Paired {
+        baseline: baseline.to_string(),
+        differences: vec![],
+        verdict: Verdict::of(&difference),
+        difference,
+    }
+}
+
+/// The standard error of an accuracy `p` measured on `n` test examples, √(p(1 − p)/n): the
+/// test set's sampling noise alone, what one run's score would wobble by on another draw of
+/// examples from the same distribution.
+pub fn binomial_se(p: f64, n: usize) -> f64 {
+    (p * (1.0 - p) / n as f64).sqrt()
+}
+
+/// The fewest seeds (2 to `max`) at which a paired t-interval of differences with standard
+/// deviation `sd` around a mean `gap` excludes 0: t(0.975, n − 1)·sd/√n < |gap|. `None` when
+/// even `max` seeds would not, or the gap is 0 or not finite.
+pub fn seeds_to_separate(gap: f64, sd: f64, max: usize) -> Option<usize> {
+    if !(gap.is_finite() && sd.is_finite()) || gap == 0.0 {
+        return None;
+    }
+    (2..=max).find(|&n| {
+        t_quantile((1.0 + LEVEL) / 2.0, (n - 1) as f64) * sd / (n as f64).sqrt() < gap.abs()
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Student's t distribution
 

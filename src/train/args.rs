@@ -68,6 +68,13 @@ pub struct TrainingArgs {
     /// Recompute each block's forward in backward instead of keeping its activations (Hugging
     /// Face's `gradient_checkpointing`): less activation memory for about one more forward.
     pub gradient_checkpointing: bool,
+    /// A learning rate of its own for the task's new head (a classification, tagging or span
+    /// head; a language model's tied head is not new and has none), instead of
+    /// `learning_rate`: the head starts from random weights while the base or the adapters start
+    /// from something good, so it can take larger steps. The schedule scales it as it scales
+    /// `learning_rate`. `None`, the default: the head trains at `learning_rate`. (Hugging Face's
+    /// Trainer has no such field: there it takes a custom optimizer with two parameter groups.)
+    pub head_learning_rate: Option<f64>,
     pub seed: u64,
     pub logging_steps: usize,
     /// Cap on the evaluation examples per split (0 = all), to keep evaluation cheap.
@@ -109,6 +116,7 @@ impl Default for TrainingArgs {
             greater_is_better: None,
             load_best_model_at_end: false,
             gradient_checkpointing: false,
+            head_learning_rate: None,
             seed: 42,
             logging_steps: 10,
             max_eval_examples: 0,
@@ -172,6 +180,7 @@ enum Key {
     MaxLen,
     Epochs,
     LearningRate,
+    HeadLearningRate,
     WeightDecay,
     MaxGradNorm,
     MetricForBest,
@@ -195,6 +204,7 @@ impl Key {
             Key::MaxLen => "max_len",
             Key::Epochs => "epochs",
             Key::LearningRate => "learning_rate",
+            Key::HeadLearningRate => "head_learning_rate",
             Key::WeightDecay => "weight_decay",
             Key::MaxGradNorm => "max_grad_norm",
             Key::MetricForBest => "metric_for_best_model",
@@ -215,6 +225,7 @@ impl Key {
             Key::Patience => "--early-stopping-patience",
             Key::Epochs => "--epochs",
             Key::LearningRate => "--lr",
+            Key::HeadLearningRate => "--head-learning-rate",
             Key::WeightDecay => "--weight-decay",
             Key::MaxGradNorm => "--max-grad-norm",
             Key::MetricForBest => "--metric-for-best-model",
@@ -341,6 +352,14 @@ impl TrainingArgs {
                     self.learning_rate
                 ),
             );
+        }
+        if let Some(lr) = self.head_learning_rate {
+            if !(lr.is_finite() && lr > 0.0) {
+                return bad(
+                    HeadLearningRate,
+                    format!("must be a finite number above 0, got {lr}"),
+                );
+            }
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad(

@@ -666,6 +666,9 @@ impl<F: Float> TrainTask<F> for TaskModel {
         self.train.len()
     }
 
+    fn head_params(&self) -> Vec<ParamId> {
+        self.head.params()
+    }
     fn model(&self) -> Option<&Transformer> {
         Some(&self.model)
     }

@@ -136,6 +136,11 @@ pub trait TrainTask<F: Float> {
     fn model(&self) -> Option<&Transformer> {
         None
     }
+    /// The parameters of the task's new head, which `head_learning_rate` trains at a rate of
+    /// their own ([`head_lr_multipliers`]). Empty, the default: no new head.
+    fn head_params(&self) -> Vec<ParamId> {
+        Vec::new()
+    }
     /// The names of the metrics [`TrainTask::evaluate`] reports, so that a
     /// `metric_for_best_model` it never reports is refused before the first step. `None`, the
     /// default: not known in advance (not checked).
@@ -400,6 +405,19 @@ pub fn adamw<F: Float>(
         opt.set_lr_multiplier(id, m)?;
     }
     Ok(opt)
+}
+
+/// `(head parameter, head_learning_rate / learning_rate)` for each of `head`, for [`adamw`]'s
+/// multipliers: the head then steps at `head_learning_rate` under the same schedule. Empty
+/// without a `head_learning_rate`.
+pub fn head_lr_multipliers(args: &TrainingArgs, head: &[ParamId]) -> Vec<(ParamId, f64)> {
+    match args.head_learning_rate {
+        Some(h) => head
+            .iter()
+            .map(|&id| (id, h / args.learning_rate))
+            .collect(),
+        None => Vec::new(),
+    }
 }
 
 /// Everything one training run needs, for [`train`]. [`Training::new`] takes what every run has
@@ -737,7 +755,11 @@ pub fn train<F: Float>(training: Training<'_, F>) -> Result<TrainReport> {
     let per_epoch = args.steps_per_epoch(n);
     let mut opt = match optimizer {
         Some(o) => o,
-        None => Box::new(adamw(args, store, &[])?),
+        None => Box::new(adamw(
+            args,
+            store,
+            &head_lr_multipliers(args, &task.head_params()),
+        )?),
     };
     let schedule = schedule(args, total);
     let run = run_identity(args, &identity);

@@ -46,6 +46,7 @@ mod qlora;
 mod retention;
 mod reward;
 mod sweep;
+mod systems_interview;
 mod tape;
 mod tokenizer;
 mod trainer;

@@ -3,7 +3,9 @@
 //! others are what interviewers ask next. Some answers run a pitfall's experiment
 //! ([`crate::lab::pitfall`]): the evidence is the same. Questions 18–22 ([`alignment`]) are on
 //! what follows supervised fine-tuning: DPO, the reference and β, PPO and GRPO, reward hacking
-//! and the Bradley–Terry reward model.
+//! and the Bradley–Terry reward model. Questions 36–40 ([`systems`]) are on the systems side and
+//! on evaluation: gradient checkpointing, mixed precision, ZeRO/FSDP, seeds and intervals, and
+//! choosing learning rates.
 //!
 //! The answers are prose; every number printed below them comes from the experiment's run.
 //!
@@ -15,6 +17,7 @@
 pub mod alignment;
 pub mod basics;
 pub mod lora;
+pub mod systems;
 pub mod training;
 
 use super::evidence::{over_seeds, Judged, Judgement, Mode};
@@ -113,6 +116,21 @@ pub const QUESTIONS: &[Question] = &[
     q(22, "What is a reward model, and what is the Bradley–Terry model?",
       "A reward model maps a prompt and a response to one number: usually the SFT model with its LM head replaced by a linear head on the last token, trained on comparisons. Bradley–Terry models a comparison as P(y_c ≻ y_r | x) = σ(r(x, y_c) − r(x, y_r)), so training minimises −log σ(r_c − r_r) over the pairs. Only differences are identified, so rewards are defined up to a constant per prompt (TRL's center_rewards_coefficient pins their mean to 0). Judge it on held-out pairs: pairwise accuracy overall and per category, and calibration, whether σ(r_c − r_r) matches how often the preferred response is the chosen one. It learns first whatever separates the pairs most easily. Here evasions and style (rambling, rude) are ranked right by the first evaluation, a quarter of the way in, while wrong facts and wrong programs stay near chance to the end: ranking them means checking the response against the prompt, which this small model does not learn in a hundred steps (in the quick test's twenty steps, which kinds lead at the first evaluation varies with the seed). Confidence means something (pairs with a larger reward gap are right more often), and calibration is roughly right, within 0.1 on most seeds. A policy optimised against such a model can exploit the same shortcuts: reward hacking (question 21).",
       "a reward model (gpt-tiny + LoRA + a scalar head) trained on the world's pairs: held-out pairwise accuracy overall and per kind during training, and σ(r_c − r_r) against the observed accuracy in bins"),
+    q(36, "What does gradient checkpointing trade?",
+      "Memory for compute. Backward needs every layer's activations; normally the forward keeps them all, so activation memory grows with depth (O(L) layers' worth). With checkpointing each block keeps only its input and backward runs that block's forward again just before its backward: memory falls to L block inputs plus one block's activations at a time, and a step costs one more forward of the blocks. A forward is about 2N FLOPs per token and backward 4N, so the extra forward adds about a third (6N → 8N). The gradients do not change: the recomputation replays the same ops on the same inputs with the same dropout masks, so they are bit for bit the same. It is how long sequences and big batches fit; Hugging Face turns it on with gradient_checkpointing=True. Here, in an f64 decoder, the gradients are bit-identical, each extra layer holds about 5% of what it holds without checkpointing (its input), and backward reruns every block once. At one or two blocks the recomputed block's own tape, which keeps everything while it runs, makes the peak higher than not checkpointing at all: it pays from a few blocks on. The step times printed are measured on a shared machine; the third more compute is the arithmetic's.",
+      "a GPT decoder at several depths, one step with and without checkpointing on the tape: bytes held, blocks recomputed, ops recorded and the largest gradient difference (f64); the Trainer's gradient_checkpointing on gpt-tiny: activation memory, losses and step time; tunelab estimate's arithmetic for 7B"),
+    q(37, "How does mixed-precision training work, and why does fp16 need loss scaling when bf16 does not?",
+      "Forward and backward run in 16 bits (half the memory traffic, tensor-core speed) while an f32 master copy of the weights takes the optimizer's updates. fp16 has 10 mantissa bits but only 5 exponent bits: normals stop at 2^-14 ≈ 6e-5 and subnormals at 2^-24 ≈ 6e-8, and many gradient entries are smaller, so they flush to zero or keep only a few bits. Loss scaling multiplies the loss by S (so every gradient by S, by linearity) to lift them into range, and divides by S in f32 before the update; dynamic scaling (PyTorch's GradScaler) raises S until a gradient overflows to inf, skips that step and halves S. bf16 keeps f32's 8 exponent bits (7 mantissa bits), so its range is f32's and nothing underflows: no scaling needed, at the price of coarser rounding. The master weights matter in both: a weight near 0.05 in bf16 has a spacing of about 2^-12 ≈ 2.4e-4, so an update of 1e-4 added to it rounds away; kept in f32 it accumulates. Here, on the gradients of one real step of gpt-tiny, f16 without scaling flushed some nonzero entries to zero and left more as subnormals with few bits left; the dynamic scale lifted nearly all of them into range without overflowing, and bf16 flushed none. Added to weights held in bf16, most of a 1e-5 step's updates vanish, far fewer in f16; f32 master weights keep them all.",
+      "the gradients of one full fine-tuning step of gpt-tiny through f16 (round to nearest even, written here) at scales 1, 2^8, 2^16, 2^24 and a dynamic scale, and through bf16: shares flushed to zero, subnormal and overflowed; one AdamW step added to weights held in f32, f16 and bf16: the share of updates lost"),
+    q(38, "How much memory per GPU do ZeRO and FSDP need?",
+      "Mixed-precision Adam holds 2Ψ bytes of 16-bit weights, 2Ψ of gradients and KΨ (K = 12: f32 master weights, momentum, variance) of optimizer state: 16Ψ, on every GPU under plain data parallelism. ZeRO partitions these states over the N GPUs: stage 1 the optimizer states (4Ψ + 12Ψ/N), stage 2 the gradients too (2Ψ + 14Ψ/N), stage 3 the parameters too (16Ψ/N); PyTorch FSDP's full shard is stage 3. For 7.5B on 64 GPUs that is 120, 31.4, 16.6 and 1.9 GB. Stages 1 and 2 communicate what data parallelism does (2Ψ per step: the gradients reduce-scattered, the updated parameters all-gathered); stage 3 all-gathers each layer's parameters before its forward and again before its backward, 3Ψ, 1.5 times. Activations are not partitioned. With LoRA the optimizer state and gradients are tiny already: stages 1 and 2 save almost nothing, and only sharding the frozen base (stage 3) shrinks what a GPU holds. In the table below 70B's full fine-tuning states (1.1 TB) fit 80 GB GPUs only at stage 3, and 7B's LoRA states barely move from stage 0 to stage 2, then fall eightfold at stage 3 on 8 GPUs.",
+      "tunelab estimate's ZeRO arithmetic: the paper's Figure 1 recomputed, then 7B and 70B on 8 and 64 GPUs at stages 0 to 3, full fine-tuning beside LoRA, with the elements communicated per step"),
+    q(39, "Why does one fine-tuning run prove nothing, and how do you compare two methods?",
+      "A run's score mixes the method with the luck of its seed (head and adapter initialisation, data order, dropout) and of the test set (a binomial standard error of √(p(1−p)/n): 2.9 points at 70% on 250 examples). Run each configuration on k seeds and report the mean with a t-interval over seeds, mean ± t(0.975, k−1)·s/√k; with 3 seeds t is 4.3, the honest price of few runs. To compare two methods, run them on the same seeds and take the per-seed differences: what a seed does to both cancels, and the paired interval is usually much narrower than an unpaired comparison of two independent sets of runs. If the interval still contains 0, the methods are not separated; the number of seeds it would take follows from the spread of the differences, n such that t·sd/√n < gap. Here LoRA and full fine-tuning on sentiment run on the same seeds. Pairing helps only when a seed moves both methods the same way; at gpt-tiny's scale that is not guaranteed: the same seed gives both the same head initialisation and data order, but they train different parameters at different rates, so an order that suits one need not suit the other, and on 300 test examples the seed-to-seed spread can be smaller than the test set's binomial error, so the paired interval can come out wider than the unpaired one. The output says which happened, and how many seeds the measured gap would need.",
+      "LoRA and full fine-tuning on sentiment over the same seeds: test accuracy per seed, the spread, the binomial standard error, the t-interval over seeds, the paired and unpaired intervals of the difference, and the seeds needed to separate the measured gap"),
+    q(40, "How do you choose LoRA's learning rate, and the classification head's?",
+      "Sweep it on validation, never on test, and do not reuse full fine-tuning's: LoRA trains few parameters from a zero update (B = 0) scaled by alpha/r, so its best learning rate is typically around ten times higher (1e-4 to 1e-3 for LoRA against 1e-5 to 1e-4 for full fine-tuning of a large model). A new classification head starts from random weights while everything else starts from something good, so it can take a higher learning rate of its own (a second parameter group; here --head-learning-rate). LoRA+ does the same inside the adapter: B at a higher learning rate than A (--lora-plus-ratio, 16 in its paper). Whether each helps on a given task is measured with seeds, not assumed. Here a validation sweep on sentiment prints both best rates and their ratio; whether a faster head or LoRA+ scores higher at gpt-tiny's scale and budget is judged on the seeds below rather than assumed. What a 10 times higher head rate reliably does is move the head several times further.",
+      "a validation-only sweep of LoRA's and full fine-tuning's learning rates on sentiment (tunelab sweep's library), then LoRA with its fresh head at the base rate and at ten times it, and LoRA+, on the same seeds: validation accuracy and how far the head moved"),
 ];
 
 /// Every topic module's Vietnamese questions and answers, one module a line.
@@ -256,6 +274,18 @@ pub fn run(
         22 => Box::new(over_seeds(seeds, true, p, |s, p| {
             alignment::reward_model(mode, s, p)
         })?),
+        36 => Box::new(Judged::once(systems::checkpointing(mode, p)?)),
+        37 => Box::new(Judged::once(systems::mixed_precision(mode)?)),
+        38 => Box::new(Judged::once(systems::zero_memory()?)),
+        // Both methods on every seed, side by side; the claims are judged once on the intervals.
+        39 => {
+            let e = systems::seeds(mode, seeds, p)?;
+            Box::new(Judged::pooled(e.seeds.clone(), e))
+        }
+        40 => {
+            let e = systems::lr_choice(mode, seeds, p)?;
+            Box::new(Judged::pooled(e.seeds.clone(), e))
+        }
         _ => unreachable!("question() accepted {n}"),
     })
 }
