@@ -56,6 +56,7 @@ fn tunelab_allowed(mask: &Array2<bool>, causal: bool, seed: u64) -> Array4<bool>
     let m = AttnMask {
         causal,
         key_padding: Some(mask.clone()),
+        documents: None,
     };
     let y = tape.attention(q, k, v, &m).unwrap();
     tape.value(y)

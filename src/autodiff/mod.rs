@@ -29,7 +29,7 @@ pub mod ops;
 mod param;
 mod tape;
 
-pub use ops::attention::AttnMask;
+pub use ops::attention::{AttnMask, SHARED_DOCUMENT};
 pub use ops::cross_entropy::IGNORE_INDEX;
 pub use ops::unary::Unary;
 pub use param::{Grads, Param, ParamId, ParamStore};

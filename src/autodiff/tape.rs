@@ -94,6 +94,8 @@ impl Saves {
 pub struct Segment {
     pub index: usize,
     pub mask: ndarray::Array2<bool>,
+    /// The document of each position of a packed row (see `AttnMask::documents`), if any.
+    pub documents: Option<ndarray::Array2<usize>>,
 }
 
 /// How backward runs a checkpointed segment's forward again: the model implements it for its

@@ -109,6 +109,12 @@ impl Transformer {
                 "the key/value cache is for inference; use Tape::inference (dropout off)",
             );
         }
+        if input.documents.is_some() {
+            return invalid(
+                "kv cache",
+                "packed rows (document ids) are for training; generate one document per row",
+            );
+        }
         if cache.layers.len() != self.blocks.len() {
             return invalid(
                 "kv cache",

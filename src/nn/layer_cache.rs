@@ -158,6 +158,7 @@ impl<F: Float> LayerCache<F> {
         let attn_mask = AttnMask {
             causal,
             key_padding: Some(entry.mask.clone()),
+            documents: None,
         };
         let (keys, values) = self.keys_values().expect("filled above");
         tape.attention_over(q, keys, values, &attn_mask)

@@ -9,7 +9,9 @@ use super::config::{Activation, Arch, Config};
 use super::hooks::{Hooks, NoHooks, Role};
 use super::layer_cache::{key_padding, LayerCache};
 use super::layers::{normal, LayerNorm, Layout, Linear, LinearSpec};
-use crate::autodiff::{AttnMask, ParamId, ParamStore, Recompute, Segment, Tape, Var};
+use crate::autodiff::{
+    AttnMask, ParamId, ParamStore, Recompute, Segment, Tape, Var, SHARED_DOCUMENT,
+};
 use crate::error::{invalid, shape_err, Result};
 use crate::tensor::Float;
 use ndarray::{Array2, ArrayD, ArrayView2, IxDyn};
@@ -27,6 +29,9 @@ pub struct Input<'a> {
     pub positions: Option<ArrayView2<'a, usize>>,
     /// (B, T) segment ids (BERT).
     pub token_types: Option<ArrayView2<'a, usize>>,
+    /// (B, T) document ids of packed rows: a token attends only to tokens of its own document
+    /// (the block-diagonal mask; positions should restart per document). `None`: one per row.
+    pub documents: Option<ArrayView2<'a, usize>>,
 }
 
 impl<'a> Input<'a> {
@@ -36,6 +41,7 @@ impl<'a> Input<'a> {
             mask: None,
             positions: None,
             token_types: None,
+            documents: None,
         }
     }
 
@@ -46,6 +52,12 @@ impl<'a> Input<'a> {
 
     pub fn with_positions(mut self, positions: ArrayView2<'a, usize>) -> Self {
         self.positions = Some(positions);
+        self
+    }
+
+    /// Packed rows: the document of each token (see [`Input::documents`]).
+    pub fn with_documents(mut self, documents: ArrayView2<'a, usize>) -> Self {
+        self.documents = Some(documents);
         self
     }
 }
@@ -441,18 +453,39 @@ impl Transformer {
             }),
             None => Array2::from_elem((b, total), true),
         };
+        let documents = match input.documents {
+            Some(d) if d.dim() != (b, t) => {
+                return shape_err(
+                    "transformer",
+                    format!("document ids are {:?}, ids are ({b}, {t})", d.dim()),
+                )
+            }
+            Some(_) if virtual_tokens > 0 => {
+                return invalid(
+                    "transformer",
+                    "packed rows (document ids) with virtual tokens: a prompt-tuning method's \
+                     tokens would belong to no document",
+                )
+            }
+            Some(d) => Some(d.to_owned()),
+            None => None,
+        };
+        let docs = documents.as_ref();
         let mut x = tape.dropout(x, cfg.dropout)?;
         for i in 0..self.blocks.len() {
             x = if tape.checkpointing() {
                 let segment = Segment {
                     index: i,
                     mask: mask.clone(),
+                    documents: documents.clone(),
                 };
-                tape.checkpoint(segment, x, |tape, x| self.block(tape, hooks, i, x, &mask))?
+                tape.checkpoint(segment, x, |tape, x| {
+                    self.block_packed(tape, hooks, i, x, &mask, docs, None)
+                })?
             } else {
                 // Only what some backward reads outlives the block.
                 let mark = tape.mark();
-                let y = self.block(tape, hooks, i, x, &mask)?;
+                let y = self.block_packed(tape, hooks, i, x, &mask, docs, None)?;
                 tape.release_unsaved(mark, &[y]);
                 y
             };
@@ -489,8 +522,24 @@ impl Transformer {
         tape: &mut Tape<'_, F>,
         hooks: &dyn Hooks<F>,
         i: usize,
+        x: Var,
+        mask: &Array2<bool>,
+        cache: Option<&mut LayerCache<F>>,
+    ) -> Result<Var> {
+        self.block_packed(tape, hooks, i, x, mask, None, cache)
+    }
+
+    /// [`Transformer::block_cached`] where the rows may be packed: `documents` (B, T) holds each
+    /// position's document, and attention stays within it (not with a cache).
+    #[allow(clippy::too_many_arguments)]
+    fn block_packed<F: Float>(
+        &self,
+        tape: &mut Tape<'_, F>,
+        hooks: &dyn Hooks<F>,
+        i: usize,
         mut x: Var,
         mask: &Array2<bool>,
+        documents: Option<&Array2<usize>>,
         cache: Option<&mut LayerCache<F>>,
     ) -> Result<Var> {
         let (cfg, block) = (&self.config, &self.blocks[i]);
@@ -526,9 +575,21 @@ impl Transformer {
         let (k, v) = hooks.key_value(tape, i, k, v)?;
         let y = match cache {
             None => {
+                let s_ = tape.shape(k)[2];
                 let attn_mask = AttnMask {
                     causal: cfg.causal,
-                    key_padding: Some(key_padding(mask, tape.shape(k)[2])),
+                    key_padding: Some(key_padding(mask, s_)),
+                    // Keys a method prepends (prefix tuning) belong to every document.
+                    documents: documents.map(|d| {
+                        let p = s_ - d.ncols().min(s_);
+                        Array2::from_shape_fn((d.nrows(), s_), |(r, j)| {
+                            if j < p {
+                                SHARED_DOCUMENT
+                            } else {
+                                d[[r, j - p]]
+                            }
+                        })
+                    }),
                 };
                 tape.attention(q, k, v, &attn_mask)?
             }
@@ -593,7 +654,14 @@ pub struct BlockRecompute<'a, F: Float> {
 
 impl<F: Float> Recompute<F> for BlockRecompute<'_, F> {
     fn recompute(&self, tape: &mut Tape<'_, F>, segment: &Segment, x: Var) -> Result<Var> {
-        self.model
-            .block(tape, self.hooks, segment.index, x, &segment.mask)
+        self.model.block_packed(
+            tape,
+            self.hooks,
+            segment.index,
+            x,
+            &segment.mask,
+            segment.documents.as_ref(),
+            None,
+        )
     }
 }

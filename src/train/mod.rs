@@ -8,6 +8,7 @@ pub mod neftune;
 pub mod preference;
 pub mod pretrain;
 pub mod progress;
+pub mod replay;
 pub mod reward;
 pub mod task;
 pub mod trainer;

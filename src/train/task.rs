@@ -87,6 +87,9 @@ pub struct TaskModel {
     pub test: Vec<Item>,
     pub world: World,
     pub max_len: usize,
+    /// ε of a classification head's cross-entropy (PyTorch's `label_smoothing`, Hugging Face's
+    /// `label_smoothing_factor`): the target becomes (1 − ε)·onehot + ε/K. 0 by default.
+    pub label_smoothing: f64,
 }
 
 /// The examples of a task's splits.
@@ -251,6 +254,7 @@ impl TaskModel {
             gen_metric,
             world,
             max_len,
+            label_smoothing: 0.0,
         })
     }
 
@@ -385,7 +389,11 @@ impl TaskModel {
                         }
                     })
                     .collect();
-                let loss = loss::classification_loss(tape, logits, &labels)?;
+                let loss = loss::ClassificationLoss {
+                    label_smoothing: self.label_smoothing,
+                    class_weights: None,
+                }
+                .forward(tape, logits, &labels)?;
                 (loss, items.len(), HeadOut::Class(logits))
             }
             Head::Token(head) => {

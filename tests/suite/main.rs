@@ -13,6 +13,7 @@ mod book;
 mod checkpoint;
 mod common;
 mod compare;
+mod data_interview;
 mod durability;
 mod estimate;
 mod frozen;

@@ -1,4 +1,4 @@
-//! Scaled dot-product attention, fused, with causal and key-padding masks.
+//! Scaled dot-product attention, fused, with causal, key-padding and document masks.
 //!
 //! Shapes: q (B, NH, T, HS), k and v (B, NH, S, HS), output (B, NH, T, HS). S may exceed T
 //! (prefix tuning prepends S − T learned keys): with the causal mask, query t sees keys
@@ -6,6 +6,13 @@
 //!
 //! Forward per (b, h): A = softmax(mask(q kᵀ / √HS)), y = A v. The probabilities A
 //! (B, NH, T, S) are the cache. A query whose keys are all masked (a padding row) gets A = 0.
+//!
+//! **Documents** (packing): several short examples concatenated into one row of length T each
+//! carry a document id; a query then sees only keys of its own document, so with the causal mask
+//! the mask is block-diagonal and causal within each block. A masked score is −∞, so its
+//! probability is 0, and backward (which reads only A) sends it no gradient: each document's
+//! outputs and gradients are those of the document alone (its positions restart at 0 too: that is
+//! the caller's [`crate::nn::Input::with_positions`]).
 //!
 //! Backward per (b, h), with G = dL/dy:
 //!   dA = G vᵀ,  dv += Aᵀ G,  dS = A ⊙ (dA − rowsum(dA ⊙ A)),
@@ -23,6 +30,9 @@ use ndarray::{
     Axis, Ix4,
 };
 
+/// The document id of a key every query sees (prefix tuning's learned keys in a packed row).
+pub const SHARED_DOCUMENT: usize = usize::MAX;
+
 /// Which keys each query may attend to.
 #[derive(Debug, Clone, Default)]
 pub struct AttnMask {
@@ -30,13 +40,17 @@ pub struct AttnMask {
     pub causal: bool,
     /// (B, S): `true` for real keys, `false` for padding. `None`: every key is real.
     pub key_padding: Option<Array2<bool>>,
+    /// (B, S): the document each key belongs to, for packed rows. Query t (key position
+    /// t + S − T) sees only keys of its own document and keys marked [`SHARED_DOCUMENT`].
+    /// `None`: one document per row.
+    pub documents: Option<Array2<usize>>,
 }
 
 impl AttnMask {
     pub fn causal() -> Self {
         Self {
             causal: true,
-            key_padding: None,
+            ..Self::default()
         }
     }
 
@@ -46,6 +60,12 @@ impl AttnMask {
 
     pub fn with_padding(mut self, key_padding: Array2<bool>) -> Self {
         self.key_padding = Some(key_padding);
+        self
+    }
+
+    /// Queries see only keys of their own document (see the module docs).
+    pub fn with_documents(mut self, documents: Array2<usize>) -> Self {
+        self.documents = Some(documents);
         self
     }
 }
@@ -254,6 +274,14 @@ fn check_shapes(qs: &[usize], ks: &[usize], vs: &[usize], mask: &AttnMask) -> Re
             );
         }
     }
+    if let Some(d) = &mask.documents {
+        if d.dim() != (b_, s_) {
+            return shape_err(
+                "attention",
+                format!("document ids are {:?}, expected ({b_}, {s_})", d.dim()),
+            );
+        }
+    }
     Ok(())
 }
 
@@ -279,6 +307,7 @@ fn forward<F: Float>(
     for_each_piece(pieces, |(b, h, mut a, mut out)| {
         gemm(scale, head(qv, b, h), head(kv, b, h).t(), F::zero(), &mut a);
         let padding = mask.key_padding.as_ref().map(|m| m.row(b));
+        let documents = mask.documents.as_ref().map(|d| d.row(b));
         for (ti, mut row) in a.axis_iter_mut(Axis(0)).enumerate() {
             let row = row.as_slice_mut().expect("a fresh (T, S) matrix");
             // Keys past the causal limit get probability 0 without an exp; padded keys before
@@ -292,6 +321,14 @@ fn forward<F: Float>(
             if let Some(p) = &padding {
                 for (x, &real) in visible.iter_mut().zip(p.iter()) {
                     if !real {
+                        *x = F::neg_infinity();
+                    }
+                }
+            }
+            if let Some(d) = &documents {
+                let own = d[(ti + offset).min(s_ - 1)];
+                for (x, &doc) in visible.iter_mut().zip(d.iter()) {
+                    if doc != own && doc != SHARED_DOCUMENT {
                         *x = F::neg_infinity();
                     }
                 }

@@ -3,9 +3,11 @@
 //! others are what interviewers ask next. Some answers run a pitfall's experiment
 //! ([`crate::lab::pitfall`]): the evidence is the same. Questions 18–22 ([`alignment`]) are on
 //! what follows supervised fine-tuning: DPO, the reference and β, PPO and GRPO, reward hacking
-//! and the Bradley–Terry reward model. Questions 36–40 ([`systems`]) are on the systems side and
-//! on evaluation: gradient checkpointing, mixed precision, ZeRO/FSDP, seeds and intervals, and
-//! choosing learning rates.
+//! and the Bradley–Terry reward model. Questions 31–35 ([`data`]) are on knowledge, data and
+//! forgetting: fine-tuning against retrieval, the KV cache, chat templates and packing, noisy
+//! labels, and replaying pre-training data. Questions 36–40 ([`systems`]) are on the systems side
+//! and on evaluation: gradient checkpointing, mixed precision, ZeRO/FSDP, seeds and intervals,
+//! and choosing learning rates.
 //!
 //! The answers are prose; every number printed below them comes from the experiment's run.
 //!
@@ -16,6 +18,7 @@
 
 pub mod alignment;
 pub mod basics;
+pub mod data;
 pub mod lora;
 pub mod systems;
 pub mod training;
@@ -116,6 +119,21 @@ pub const QUESTIONS: &[Question] = &[
     q(22, "What is a reward model, and what is the Bradley–Terry model?",
       "A reward model maps a prompt and a response to one number: usually the SFT model with its LM head replaced by a linear head on the last token, trained on comparisons. Bradley–Terry models a comparison as P(y_c ≻ y_r | x) = σ(r(x, y_c) − r(x, y_r)), so training minimises −log σ(r_c − r_r) over the pairs. Only differences are identified, so rewards are defined up to a constant per prompt (TRL's center_rewards_coefficient pins their mean to 0). Judge it on held-out pairs: pairwise accuracy overall and per category, and calibration, whether σ(r_c − r_r) matches how often the preferred response is the chosen one. It learns first whatever separates the pairs most easily. Here evasions and style (rambling, rude) are ranked right by the first evaluation, a quarter of the way in, while wrong facts and wrong programs stay near chance to the end: ranking them means checking the response against the prompt, which this small model does not learn in a hundred steps (in the quick test's twenty steps, which kinds lead at the first evaluation varies with the seed). Confidence means something (pairs with a larger reward gap are right more often), and calibration is roughly right, within 0.1 on most seeds. A policy optimised against such a model can exploit the same shortcuts: reward hacking (question 21).",
       "a reward model (gpt-tiny + LoRA + a scalar head) trained on the world's pairs: held-out pairwise accuracy overall and per kind during training, and σ(r_c − r_r) against the observed accuracy in bins"),
+    q(31, "Should you fine-tune a model to teach it facts, or retrieve them?",
+      "Fine-tuning teaches behaviour and form: which answer to give and how (short, in the task's format), and facts it sees often enough it can memorise. It cannot answer a fact it never trained on, and a fact that changes means training again. Retrieval (BM25 or embeddings over a corpus, then a reader or the LLM with the passage in its prompt) supplies the knowledge at answer time: whatever the corpus holds, including facts added after training, with a source to show. So: fine-tune for format, style and skills, retrieve for knowledge, and often both (a model fine-tuned to read retrieved passages). Here, on the world's facts, fine-tuning full gpt-tiny on two phrasings of each trained fact teaches the short-answer form the pre-trained model never gives; asked in a new draw of phrasings, it answers most of the trained facts and few of those it never saw, although pre-training stated them too (the pre-trained model sometimes writes the answer, but never in the short form). BM25 over the pre-training corpus plus an extractive reader trained on the QA task answers the unseen facts far better than the fine-tuned model, and as well as the trained ones once the top passage holds the answer; its ceiling is how often the top passage does (about two times in three) times the reader's accuracy.",
+      "BM25 over the 20,000 pre-training documents and an extractive reader (gpt-tiny + span head trained on the QA task), against full fine-tuning on questions about some facts, asked closed-book; exact match on those facts and on held-out facts, with intervals over seeds"),
+    q(32, "What is the KV cache, and how much memory does it take?",
+      "In a decoder the keys and values of a position depend only on the tokens up to it, so during generation they never change: the cache keeps every layer's keys and values, and each new token runs only its own row through the model, attending to the cached keys. Without it each step re-runs the whole sequence, so generating n tokens costs O(n²) token-passes instead of O(n). Its size per sequence is 2 (keys and values) · layers · heads · head_dim · tokens · bytes per value: for LLaMA-7B in fp16 at 4,096 tokens, 2 · 32 · 32 · 128 · 4096 · 2 bytes = 2 GiB, a seventh of its 12.6 GiB of fp16 weights, so a batch of seven such sequences holds as much cache as weights: that is why long contexts and large batches are memory-bound and why multi-query and grouped-query attention (fewer key/value heads), cache quantisation and paged caches exist. The cache changes nothing in the result: generation with and without it gives the same tokens.",
+      "gpt-tiny's cache after a prefill measured against the formula; greedy generation with and without the cache (same tokens asserted), the matrix-product FLOPs each counted by the kernels for two lengths, wall times under load, and LLaMA-7B's cache at 4k by the formula"),
+    q(33, "What is a chat template, why must the end token be trained, and how does packing work?",
+      "A chat template turns a conversation into the one token sequence the model is trained on: role markers (here \"User:\" and \"Assistant:\"), the turns, and an end-of-turn token after each assistant reply. Training masks the prompt's tokens (label -100) and trains the reply and the end token: the end token is how the model learns to stop, and generation stops when it is produced. Mask it too and nothing teaches the model to end its answer: a template whose end token is new to the model (ChatML's <|im_end|>, added for fine-tuning) would then never be produced, and generation would run to the length limit. gpt-tiny's end token is not new: it separated every pre-training document, so the pre-trained model already stops after many replies, and with the end token's label masked the fine-tuned model keeps much of that habit; the table gives both stop rates and the claim says whether training the end token made a difference measurable over the seeds. Packing concatenates several short examples into one row of the full length instead of padding each to the longest, so no compute is spent on pads. Done naively, a token attends to the examples before it and its positions continue from them, so the loss is not the example's own; with cross-document masking (a block-diagonal causal mask, positions restarting at 0 per example) each packed example's loss equals its unpacked loss exactly, and only the padding is saved.",
+      "the dialogue template rendered with its masked and trained tokens; LoRA on dialogue with the end token trained and with its label masked: share of prompts that stop within 40 tokens, over seeds; the same examples packed into rows of 128 with and without the document mask: per-example losses against unpacked (f64), and the pad share of padded batches against packed rows"),
+    q(34, "What do noisy labels do to fine-tuning, and what helps?",
+      "A model fits the flipped labels along with the true ones: clean patterns are learned first, and the noise is memorised later, so test accuracy falls as training goes on and as the noise share grows. What helps: cleaning the data (the best fix: relabel, or drop examples the model confidently disagrees with), a clean validation set with early stopping (stop before the noise is memorised), label smoothing (targets of (1 − ε)·onehot + ε/K stop the push toward certainty on any label, flipped ones included), and robust losses or fewer trainable parameters. Measure them: here on the sentiment task a short full fine-tune of gpt-tiny is scored on a clean test set over seeds; the table says how much 10% and 30% flipped labels cost at this budget and whether smoothing or early stopping got any of it back, with intervals several points wide, so small effects do not show.",
+      "full fine-tuning on sentiment with 0%, 10% and 30% of the training labels flipped, and at 30% with label smoothing 0.2 and with early stopping on the clean validation split; test accuracy with intervals over seeds, differences paired by seed"),
+    q(35, "How do you reduce forgetting by mixing pre-training data back in?",
+      "Replay (rehearsal): a share of every batch is text of the original distribution, trained with the original loss (here the causal LM loss on pre-training windows), so each step's gradient keeps pulling the weights toward what pre-training taught while the task pulls them away. It is the oldest defence against catastrophic forgetting, used in instruction tuning as pre-training mix (InstructGPT's PPO-ptx) and in continual pre-training. The price is fewer task examples per step at the same compute. Measure both sides: the LM loss on held-out pre-training text before and after (forgetting) and the task's score. Here, full fine-tuning of gpt-tiny on sentiment at compare's learning rate forgets a lot; replaying 10% and 30% of each batch from the corpus lowers that forgetting, and the table shows what it costs the task.",
+      "full fine-tuning on sentiment at compare's learning rate with 0%, 10% and 30% of each batch replaced by pre-training windows (the Replay objective wrapper): forgetting on held-out text and test accuracy, with intervals over seeds"),
     q(36, "What does gradient checkpointing trade?",
       "Memory for compute. Backward needs every layer's activations; normally the forward keeps them all, so activation memory grows with depth (O(L) layers' worth). With checkpointing each block keeps only its input and backward runs that block's forward again just before its backward: memory falls to L block inputs plus one block's activations at a time, and a step costs one more forward of the blocks. A forward is about 2N FLOPs per token and backward 4N, so the extra forward adds about a third (6N → 8N). The gradients do not change: the recomputation replays the same ops on the same inputs with the same dropout masks, so they are bit for bit the same. It is how long sequences and big batches fit; Hugging Face turns it on with gradient_checkpointing=True. Here, in an f64 decoder, the gradients are bit-identical, each extra layer holds about 5% of what it holds without checkpointing (its input), and backward reruns every block once. At one or two blocks the recomputed block's own tape, which keeps everything while it runs, makes the peak higher than not checkpointing at all: it pays from a few blocks on. The step times printed are measured on a shared machine; the third more compute is the arithmetic's.",
       "a GPT decoder at several depths, one step with and without checkpointing on the tape: bytes held, blocks recomputed, ops recorded and the largest gradient difference (f64); the Trainer's gradient_checkpointing on gpt-tiny: activation memory, losses and step time; tunelab estimate's arithmetic for 7B"),
@@ -134,7 +152,14 @@ pub const QUESTIONS: &[Question] = &[
 ];
 
 /// Every topic module's Vietnamese questions and answers, one module a line.
-const VIETNAMESE: &[&[(usize, &str, &str)]] = &[basics::VI, lora::VI, training::VI, alignment::VI];
+const VIETNAMESE: &[&[(usize, &str, &str)]] = &[
+    basics::VI,
+    lora::VI,
+    training::VI,
+    alignment::VI,
+    data::VI,
+    systems::VI,
+];
 
 /// Question `n`'s Vietnamese question and answer, if it has been translated.
 pub fn vietnamese(n: usize) -> Option<(&'static str, &'static str)> {
@@ -274,6 +299,24 @@ pub fn run(
         22 => Box::new(over_seeds(seeds, true, p, |s, p| {
             alignment::reward_model(mode, s, p)
         })?),
+        // Each trains on every seed itself, side by side, and is judged on the intervals.
+        31 => {
+            let e = data::knowledge(mode, seeds, p)?;
+            Box::new(Judged::pooled(e.seeds.clone(), e))
+        }
+        32 => Box::new(Judged::once(data::kv_cache(mode)?)),
+        33 => {
+            let e = data::chat_packing(mode, seeds, p)?;
+            Box::new(Judged::pooled(e.seeds.clone(), e))
+        }
+        34 => {
+            let e = data::noisy_labels(mode, seeds, p)?;
+            Box::new(Judged::pooled(e.seeds.clone(), e))
+        }
+        35 => {
+            let e = data::replay(mode, seeds, p)?;
+            Box::new(Judged::pooled(e.seeds.clone(), e))
+        }
         36 => Box::new(Judged::once(systems::checkpointing(mode, p)?)),
         37 => Box::new(Judged::once(systems::mixed_precision(mode)?)),
         38 => Box::new(Judged::once(systems::zero_memory()?)),
