@@ -95,7 +95,7 @@ impl Trials {
     /// arm 0.
     fn score_table(&self) -> String {
         let mut s = format!(
-            "sentiment on gpt-tiny, {} steps of batch {}, seeds {}; test accuracy on {} examples, mean ± 95% interval over the seeds (Student-t); differences paired by seed\n\n",
+            "sentiment on gpt-tiny, {} steps of batch {} (as compare: linear decay after a tenth of the steps of warmup, compare's learning rate per method), seeds {}; test accuracy on {} examples, mean ± 95% interval over the seeds (Student-t); differences paired by seed\n\n",
             self.steps,
             self.batch,
             seed_names(&self.seeds),
@@ -257,8 +257,19 @@ pub fn updates(store: &ParamStore<f32>, names: &[String]) -> Vec<(String, Array2
     out
 }
 
+/// A run as compare trains its entries: the Trainer's default schedule (linear decay) with a
+/// tenth of the steps of warmup; the learning rate was chosen by compare's sweep under it, and a
+/// method run at that rate on a constant schedule without warmup can fail to learn (LoRA at
+/// 9e-3 did: it stayed at chance on every seed).
+fn compare_run(spec: MethodSpec, lr: f64, steps: usize, batch: usize, seed: u64) -> Run {
+    let mut run = Run::new(Task::Sentiment, spec, lr, steps, batch).seed(seed);
+    run.args.schedule = crate::train::TrainingArgs::default().schedule;
+    run.args.warmup_steps = steps / 10;
+    run
+}
+
 fn train_one(a: &Arm, seed: u64, steps: usize, batch: usize, test: usize) -> Result<Trained> {
-    let run = Run::new(Task::Sentiment, a.spec.clone(), a.lr, steps, batch).seed(seed);
+    let run = compare_run(a.spec.clone(), a.lr, steps, batch, seed);
     let o = train_run(&run, &a.label, &mut ())?;
     let store = &o.base.store;
     let (mut adapter_params, mut frozen_params) = (0, 0);
@@ -303,7 +314,8 @@ pub fn trials(
     seeds: usize,
     progress: &mut dyn Progress,
 ) -> Result<Trials> {
-    let (steps, batch, test) = (mode.pick(8, 50), 16, mode.pick(64, 300));
+    // compare's budget: 50 steps of batch 16.
+    let (steps, batch, test) = (mode.pick(8, 50), 16, mode.pick(64, 200));
     let seeds = seed_list(seeds.max(1));
     progress.line(&format!(
         "training {} on sentiment: {steps} steps of batch {batch}, seeds {}",
@@ -1094,7 +1106,7 @@ pub fn pissa(mode: Mode, seeds: usize, progress: &mut dyn Progress) -> Result<Pi
     for a in &arms {
         let mut per = Vec::new();
         for s in seed_list(seeds.max(1)) {
-            let run = Run::new(Task::Sentiment, a.spec.clone(), a.lr, 1, 16).seed(s);
+            let run = compare_run(a.spec.clone(), a.lr, 1, 16, s);
             let (base, tm, method) = prepare_run(&run)?;
             let m = TrainTask::<f32>::evaluate(
                 &tm,
@@ -1305,7 +1317,7 @@ pub fn merging(mode: Mode, seeds: usize, progress: &mut dyn Progress) -> Result<
     opts.merges = merge_compare::default_merges(opts.tasks.len(), opts.lora.r, 0.5);
     opts.steps = mode.pick(8, 60);
     opts.seeds = seeds.max(1);
-    opts.max_eval_examples = mode.pick(24, 150);
+    opts.max_eval_examples = mode.pick(24, 100);
     let report = merge_compare::run(&opts, &mut |line| progress.line(line))?;
     Ok(Merging {
         example: ties_example(),
