@@ -33,6 +33,7 @@ mod lora_variants;
 mod loss;
 mod memory_ledger;
 mod merge;
+mod methods_interview;
 mod metrics;
 mod model;
 mod neftune;

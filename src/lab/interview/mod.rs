@@ -3,7 +3,9 @@
 //! others are what interviewers ask next. Some answers run a pitfall's experiment
 //! ([`crate::lab::pitfall`]): the evidence is the same. Questions 18–22 ([`alignment`]) are on
 //! what follows supervised fine-tuning: DPO, the reference and β, PPO and GRPO, reward hacking
-//! and the Bradley–Terry reward model. Questions 31–35 ([`data`]) are on knowledge, data and
+//! and the Bradley–Terry reward model. Questions 23–30 ([`methods`]) are on the newer PEFT
+//! methods (LoHa, LoKr, VeRA, AdaLoRA, LoRA-FA, PiSSA and OLoRA), merging adapters, NEFTune and
+//! serving many adapters from one base. Questions 31–35 ([`data`]) are on knowledge, data and
 //! forgetting: fine-tuning against retrieval, the KV cache, chat templates and packing, noisy
 //! labels, and replaying pre-training data. Questions 36–40 ([`systems`]) are on the systems side
 //! and on evaluation: gradient checkpointing, mixed precision, ZeRO/FSDP, seeds and intervals,
@@ -20,6 +22,7 @@ pub mod alignment;
 pub mod basics;
 pub mod data;
 pub mod lora;
+pub mod methods;
 pub mod systems;
 pub mod training;
 
@@ -119,6 +122,30 @@ pub const QUESTIONS: &[Question] = &[
     q(22, "What is a reward model, and what is the Bradley–Terry model?",
       "A reward model maps a prompt and a response to one number: usually the SFT model with its LM head replaced by a linear head on the last token, trained on comparisons. Bradley–Terry models a comparison as P(y_c ≻ y_r | x) = σ(r(x, y_c) − r(x, y_r)), so training minimises −log σ(r_c − r_r) over the pairs. Only differences are identified, so rewards are defined up to a constant per prompt (TRL's center_rewards_coefficient pins their mean to 0). Judge it on held-out pairs: pairwise accuracy overall and per category, and calibration, whether σ(r_c − r_r) matches how often the preferred response is the chosen one. It learns first whatever separates the pairs most easily. Here evasions and style (rambling, rude) are ranked right by the first evaluation, a quarter of the way in, while wrong facts and wrong programs stay near chance to the end: ranking them means checking the response against the prompt, which this small model does not learn in a hundred steps (in the quick test's twenty steps, which kinds lead at the first evaluation varies with the seed). Confidence means something (pairs with a larger reward gap are right more often), and calibration is roughly right, within 0.1 on most seeds. A policy optimised against such a model can exploit the same shortcuts: reward hacking (question 21).",
       "a reward model (gpt-tiny + LoRA + a scalar head) trained on the world's pairs: held-out pairwise accuracy overall and per kind during training, and σ(r_c − r_r) against the observed accuracy in bins"),
+    q(23, "What do LoHa and LoKr's Hadamard and Kronecker products buy over LoRA's B·A?",
+      "LoRA's update B·A has rank at most r for r·(d_in + d_out) parameters. LoHa multiplies two such products entry by entry, ΔW = (W1a·W1b) ⊙ (W2a·W2b): twice LoRA's parameters at the same r, but the Hadamard product of two rank-r matrices can reach rank r², so LoHa r=4 costs exactly LoRA r=8's parameters and its update can reach rank 16. LoKr takes a Kronecker product ΔW = W1 ⊗ W2 of two small factors whose shapes multiply to the weight's; its rank is rank(W1)·rank(W2), so a few hundred parameters can make a full-rank update of a 128×128 block. Both come from image-generation fine-tuning (LyCORIS), where a high-rank update at a small file size helps. Rank is capacity, not a score: here the learned LoHa and LoKr updates do have far higher rank than LoRA's at the same or a lower parameter count, but on sentiment with a small budget neither scores reliably above LoRA; the task does not need a high-rank update, and the seeds' spread is larger than any difference.",
+      "the parameter count of each form on a 128×128 block by formula and in the store, the numerical rank of ΔW from random factors and of each learned ΔW, and LoRA r=8, LoHa r=4, LoKr r=8 trained on sentiment over seeds with paired intervals"),
+    q(24, "How can VeRA train so few parameters, and what does it cost?",
+      "VeRA shares one pair of frozen random matrices A (r × d_in) and B (d_out × r) across every adapted layer and trains only two scaling vectors per layer: ΔW = Λb B Λd A, with λd of length r and λb of length d_out. That is r + d_out trainable numbers per adapted matrix against LoRA's r·(d_in + d_out), so r can be large (256 by default) at almost no cost, and the frozen pair is regenerated from a seed or saved once. On LLaMA-7B's q and v that is about 0.28M trainable parameters against 4.2M for LoRA r=8. The cost: the update can only rescale fixed random directions, so each parameter must do more, and VeRA needs a learning rate an order of magnitude higher than LoRA's (compare's sweep on sentiment chose ten times LoRA's rate); the paper reports it matching LoRA on GLUE-size tasks with larger models. Here VeRA does not score reliably below LoRA: the difference sits inside the seeds' noise.",
+      "VeRA's and LoRA's trainable parameters by formula and in the store on gpt-tiny, and on LLaMA-7B's shape; the learning-rate grids compare's sweep tried; VeRA and LoRA trained on sentiment over seeds with paired intervals"),
+    q(25, "How does AdaLoRA allocate rank, and does it help?",
+      "AdaLoRA writes each update in SVD form P·Λ·Q, with P and Q kept near orthogonal by a regulariser and Λ the singular values, and starts every adapted matrix at rank init_r. During training it scores each triplet (Pᵢ, λᵢ, Qᵢ) by a smoothed sensitivity |w·∇w| times its uncertainty, and a budget schedule lowers the total number of triplets kept, cubically, from init_r·n to target_r·n between tinit and T − tfinal; the lowest-scoring triplets anywhere in the model have their λ set to zero. So the rank goes where the loss is most sensitive: some matrices end with more than target_r, others with less, for the same total. Whether that beats a uniform rank is an empirical question. Here the allocator ends with uneven ranks that sum to the budget, and it moves the rank into the value projections and prunes the queries: on a classification task what the values carry matters more than where attention looks. But AdaLoRA does not score reliably above plain LoRA at the same final rank; with 8 adapted blocks and a short run there is little to reallocate, and the seeds' spread is larger than the difference.",
+      "AdaLoRA r 8→4 and LoRA r=4 on q,v trained on sentiment over seeds: the budget schedule of the run, the rank each block kept, and the scores with a paired interval"),
+    q(26, "What does LoRA-FA save by freezing A?",
+      "LoRA-FA keeps A at its random initialisation and trains only B. Half of LoRA's adapter parameters then have no gradient and no Adam state, and backward no longer needs A's gradient, which reads the layer's input x (tokens × d_in): it keeps only the r-wide projection x·Aᵀ. That activation saving is what the paper is about: at large batch and sequence length the activations, not the parameters, dominate a LoRA step's memory. The cost is expressiveness: the update s·B·A lives in the row space of a fixed random A, which is why PEFT projects B's gradient onto the closest update that fixed A can make. Here the parameter, gradient and optimizer memory halve for the adapter as the arithmetic says, the activations measured by the Trainer's ledger are as printed below, and the score stays within LoRA's noise over the seeds.",
+      "LoRA and LoRA-FA r=8 on q,v trained on sentiment over seeds: trainable and frozen parameters, gradient, optimizer and activation memory from the Trainer's ledger, and scores with a paired interval"),
+    q(27, "Why initialise LoRA from the principal singular vectors (PiSSA) or a QR (OLoRA), and what happens?",
+      "Plain LoRA starts at B = 0, so its first steps move in a random low-rank subspace with a tiny update. PiSSA takes the top-r singular triplets of W, puts them in A = √S·Vᵀ and B = U·√S, and replaces the frozen weight by the residual W − s·B·A, so the model is unchanged at step 0 but training adjusts the principal directions, which should converge faster; OLoRA does the same with the first r columns of W's QR decomposition. Because they rewrite the base, neither applies to a quantised base (tunelab refuses, as quantising the residual would break W = residual + B·A); after training they are converted back to a plain LoRA of rank 2r on the original base. Here the step-0 loss equals LoRA's to f32 rounding, and PiSSA's training loss over the first steps is slightly but reliably below LoRA's (the faster start the paper describes, small at this scale); but neither PiSSA nor OLoRA scores reliably above LoRA: the test scores are within the seeds' noise, and OLoRA at its chosen learning rate 9e-3 is the riskiest of the three (a previous session saw a seed diverge there). Moving the principal directions of a small, already competent model is not obviously better than adding a fresh low-rank update.",
+      "LoRA, PiSSA and OLoRA r=8 on q,v: the validation loss at step 0, the refusal on an nf4 base, the training loss over the first steps and the test scores over seeds with paired intervals"),
+    q(28, "How do you merge adapters (task arithmetic, TIES, DARE), and when does it work?",
+      "Merging combines several fine-tuned updates (task vectors τᵢ = ΔWᵢ) into one. Task arithmetic adds them with weights, Σ wᵢτᵢ; it works when the tasks touch different directions and fails when they interfere. TIES trims each τᵢ to its largest entries (density), elects a sign per entry (the sign of the trimmed sum), and averages only the entries that agree with it, so conflicting small updates do not cancel the large ones and an entry one task alone changed is not diluted. DARE drops entries at random with probability 1 − density and rescales the rest by 1/density before merging, which keeps the expected update. For LoRA, merging A and B separately is not merging the updates (B₁A₁ + B₂A₂ ≠ (B₁+B₂)(A₁+A₂)): concatenating the factors is exact (rank n·r), or the summed update can be re-factored by SVD. A task head is never merged. When it works: tasks with distant updates, similar budgets and a shared base; always measure each task's score against its own adapter. Here every merge of a sentiment and an NER adapter scores below the tasks' own adapters on average, while switching adapters per request in one AdapterSet scores exactly as each own adapter: serving both is cheaper than merging them at this size.",
+      "a TIES worked example on three small vectors, then LoRA adapters trained on sentiment and NER and merged by task arithmetic (exact and SVD), TIES, DARE-TIES and PEFT's A/B-wise merges: each task's score with its own adapter, by switching, and with each merge, over seeds"),
+    q(29, "Why would noise in the embeddings (NEFTune) help instruction tuning?",
+      "NEFTune adds uniform noise scaled by α/√(L·d) to the input embeddings during training only (L tokens, d the width), so each token's embedding moves by a vector of norm about α/√(3L). The argument is regularisation: on a small instruction dataset the model overfits to the exact token sequences, and noise forces it to respond to a neighbourhood of each input; Jain et al. report longer, more fluent answers and large AlpacaEval gains on 7B models. Evaluation is without noise. At gpt-tiny's scale it does not help: NEFTune's paired difference from plain LoRA is within the seeds' noise (ROUGE-L on a few dozen dialogue replies), and the reported gains were judged by a model of answer quality on long free-form answers, which a 128-wide model on short synthetic replies does not produce; its noise is also a large share of a small embedding's norm for short sequences.",
+      "LoRA on the dialogue task with and without NEFTune (α = 5) over seeds: the noise's norm against gpt-tiny's embedding norm, the test score per arm and the paired difference with its interval"),
+    q(30, "How do you serve many fine-tuned variants: one base with N adapters, or N merged copies?",
+      "A merged copy per variant costs the whole model's memory N times but runs each request at plain speed. Multi-LoRA serving (S-LoRA, Punica, vLLM's LoRA support) keeps one base in memory and N small adapters, picks the adapter per request, and adds s·x·Aᵀ·Bᵀ beside each adapted Linear; batches mixing adapters use gathered batched kernels (Punica's SGMV) and adapters are paged in and out of GPU memory. The extra work per token is about 2r·(d_in + d_out) multiply-adds per adapted matrix, small against the base's; the memory is one base plus N adapters of a few MB each. For LLaMA-7B in bf16 with 100 adapters of r=16 on q and v, one base with every adapter takes about 15 GB against about 1.35 TB for 100 copies. Here the measured memory follows the arithmetic exactly, and both paths give the same logits to f32 rounding. An adapter's extra multiply-adds are about 2% of gpt-tiny's and about 0.1% of a 7B model's, so what multi-LoRA serving really pays is the overhead of many small matmuls and of batches that mix adapters, which S-LoRA's and Punica's kernels are built to remove. The requests per second printed were measured on a loaded 2-core machine and are not a speed claim: they go either way from run to run.",
+      "tunelab serve-bench's measurement (one base with N random adapters switched per request against N merged copies: bytes held, requests per second, largest logit difference) and the arithmetic for a 7B base with 100 adapters"),
     q(31, "Should you fine-tune a model to teach it facts, or retrieve them?",
       "Fine-tuning teaches behaviour and form: which answer to give and how (short, in the task's format), and facts it sees often enough it can memorise. It cannot answer a fact it never trained on, and a fact that changes means training again. Retrieval (BM25 or embeddings over a corpus, then a reader or the LLM with the passage in its prompt) supplies the knowledge at answer time: whatever the corpus holds, including facts added after training, with a source to show. So: fine-tune for format, style and skills, retrieve for knowledge, and often both (a model fine-tuned to read retrieved passages). Here, on the world's facts, fine-tuning full gpt-tiny on two phrasings of each trained fact teaches the short-answer form the pre-trained model never gives; asked in a new draw of phrasings, it answers most of the trained facts and few of those it never saw, although pre-training stated them too (the pre-trained model sometimes writes the answer, but never in the short form). BM25 over the pre-training corpus plus an extractive reader trained on the QA task answers the unseen facts far better than the fine-tuned model, and as well as the trained ones once the top passage holds the answer; its ceiling is how often the top passage does (about two times in three) times the reader's accuracy.",
       "BM25 over the 20,000 pre-training documents and an extractive reader (gpt-tiny + span head trained on the QA task), against full fine-tuning on questions about some facts, asked closed-book; exact match on those facts and on held-out facts, with intervals over seeds"),
@@ -157,6 +184,7 @@ const VIETNAMESE: &[&[(usize, &str, &str)]] = &[
     lora::VI,
     training::VI,
     alignment::VI,
+    methods::VI,
     data::VI,
     systems::VI,
 ];
@@ -299,6 +327,36 @@ pub fn run(
         22 => Box::new(over_seeds(seeds, true, p, |s, p| {
             alignment::reward_model(mode, s, p)
         })?),
+        23 => {
+            let e = methods::hadamard_kronecker(mode, seeds, p)?;
+            Box::new(Judged::pooled(e.trials.seeds.clone(), e))
+        }
+        24 => {
+            let e = methods::vera(mode, seeds, p)?;
+            Box::new(Judged::pooled(e.trials.seeds.clone(), e))
+        }
+        25 => {
+            let e = methods::adalora(mode, seeds, p)?;
+            Box::new(Judged::pooled(e.trials.seeds.clone(), e))
+        }
+        26 => {
+            let e = methods::lora_fa(mode, seeds, p)?;
+            Box::new(Judged::pooled(e.trials.seeds.clone(), e))
+        }
+        27 => {
+            let e = methods::pissa(mode, seeds, p)?;
+            Box::new(Judged::pooled(e.trials.seeds.clone(), e))
+        }
+        28 => {
+            let e = methods::merging(mode, seeds, p)?;
+            Box::new(Judged::pooled(e.report.seeds.clone(), e))
+        }
+        29 => {
+            let e = methods::neftune(mode, seeds, p)?;
+            Box::new(Judged::pooled(e.report.seeds.clone(), e))
+        }
+        // Memory is counted and the adapters are random from a fixed seed: one run.
+        30 => Box::new(Judged::once(methods::serving(mode, p)?)),
         // Each trains on every seed itself, side by side, and is judged on the intervals.
         31 => {
             let e = data::knowledge(mode, seeds, p)?;
