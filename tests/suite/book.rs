@@ -472,5 +472,9 @@ fn no_formula_is_lost_to_a_single_backslash_or_an_escape() {
             }
         }
     }
-    assert!(bad.is_empty(), "formulas that will not render:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "formulas that will not render:\n{}",
+        bad.join("\n")
+    );
 }
