@@ -23,10 +23,7 @@ fn tunelab(p: &Projections, x: &Array2<f64>) -> Array2<f64> {
     let q = tape.constant(heads(x.dot(&p.wq)));
     let k = tape.constant(heads(x.dot(&p.wk)));
     let v = tape.constant(heads(x.dot(&p.wv)));
-    let mask = AttnMask {
-        causal: true,
-        key_padding: None,
-    };
+    let mask = AttnMask::causal();
     let y = tape.attention(q, k, v, &mask).unwrap();
     let y = tape
         .value(y)
