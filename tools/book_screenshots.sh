@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the book and takes headless Chromium screenshots of a few pages, to look at it as a
 # reader does: the start page, the formula-heavy chapters (losses, preference tuning), a method
-# page and the comparison chapter. The PNGs go to target/book-screenshots/ (not committed).
+# page, the comparison chapter, a walk-through, and the Vietnamese edition's losses and interview
+# chapters (built into book/build/vi). The PNGs go to target/book-screenshots/ (not committed).
 #
 #   tools/book_screenshots.sh              build, then screenshot
 #   tools/book_screenshots.sh --no-build   screenshot book/build as it is
@@ -15,6 +16,7 @@ out=target/book-screenshots
 mkdir -p "$out"
 if [ "${1:-}" != --no-build ]; then
     mdbook build book
+    mdbook build book/vi
 fi
 browser=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
 if [ -z "$browser" ]; then
@@ -28,6 +30,9 @@ pages=(
     "methods/lora.html method-lora"
     "notes/07-comparison.html comparison"
     "engine/backward.html backward"
+    "walkthrough/instruction.html walkthrough-instruction"
+    "vi/notes/03-1-losses.html vi-losses"
+    "vi/notes/09-interview-systems.html vi-interview-systems"
 )
 for entry in "${pages[@]}"; do
     read -r page name <<<"$entry"
