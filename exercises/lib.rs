@@ -185,6 +185,13 @@ pub mod causal_attention;
 #[path = "../solutions/03_engine/causal_attention.rs"]
 pub mod causal_attention;
 
+#[cfg(all(not(skip_ia3_fold), not(feature = "solutions")))]
+#[path = "05_peft/ia3_fold.rs"]
+pub mod ia3_fold;
+#[cfg(all(not(skip_ia3_fold), feature = "solutions"))]
+#[path = "../solutions/05_peft/ia3_fold.rs"]
+pub mod ia3_fold;
+
 #[cfg(all(not(skip_dora_weight), not(feature = "solutions")))]
 #[path = "05_peft/dora_weight.rs"]
 pub mod dora_weight;
@@ -240,6 +247,13 @@ pub mod grpo_clipped;
 #[cfg(all(not(skip_grpo_clipped), feature = "solutions"))]
 #[path = "../solutions/08_alignment/grpo_clipped.rs"]
 pub mod grpo_clipped;
+
+#[cfg(all(not(skip_left_padded_generation), not(feature = "solutions")))]
+#[path = "11_capstones/left_padded_generation.rs"]
+pub mod left_padded_generation;
+#[cfg(all(not(skip_left_padded_generation), feature = "solutions"))]
+#[path = "../solutions/11_capstones/left_padded_generation.rs"]
+pub mod left_padded_generation;
 
 #[cfg(all(not(skip_kv_cache), not(feature = "solutions")))]
 #[path = "11_capstones/kv_cache.rs"]

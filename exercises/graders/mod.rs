@@ -32,6 +32,8 @@ mod grad_accumulation;
 mod grpo_advantages;
 #[cfg(not(skip_grpo_clipped))]
 mod grpo_clipped;
+#[cfg(not(skip_ia3_fold))]
+mod ia3_fold;
 #[cfg(not(skip_instruction_labels))]
 mod instruction_labels;
 #[cfg(not(skip_kv_cache))]
@@ -40,6 +42,8 @@ mod kv_cache;
 mod label_smoothing;
 #[cfg(not(skip_layer_norm_backward))]
 mod layer_norm_backward;
+#[cfg(not(skip_left_padded_generation))]
+mod left_padded_generation;
 #[cfg(not(skip_lora_backward))]
 mod lora_backward;
 #[cfg(not(skip_lora_finetune))]
