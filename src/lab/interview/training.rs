@@ -242,7 +242,7 @@ pub fn warmup(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<Warm
 impl Evidence for Warmup {
     fn render(&self) -> String {
         let mut s = format!(
-            "full fine-tuning of gpt-tiny on sentiment at lr {:.0e} (twice compare's), {} steps of batch 8, linear decay\n\n",
+            "full fine-tuning of gpt-tiny on sentiment at lr {:.0e}, {} steps of batch 8, linear decay\n\n",
             self.lr, self.steps
         );
         let rows: Vec<Vec<String>> = self
@@ -973,7 +973,7 @@ pub const VI: &[(usize, &str, &str)] = &[
     (13, "Catastrophic forgetting là gì, và đo nó như thế nào?",
      "Fine-tuning đẩy weights về phía task mới và rời xa những gì pre-training đã dạy, nên khả năng chung bị suy giảm. Đo nó bằng cách chấm mô hình trước và sau fine-tuning trên dữ liệu held-out của phân phối ban đầu (ở đây là LM loss trên văn bản pre-training chưa thấy) hoặc trên các benchmark chung. Learning rate cao và full fine-tuning quên nhiều nhất; learning rate nhỏ, ít step và các phương pháp parameter-efficient quên ít nhất."),
     (14, "Tại sao dùng learning-rate warmup?",
-     "Ở những step đầu, ước lượng moment bậc hai của Adam được tính từ một hai gradient và còn nhiễu, và head hay adapter của một mô hình pre-trained còn mới, nên các step đủ cỡ có thể ném weights ra xa điểm pre-trained. Warmup tăng learning rate từ 0 trong những step đầu để các cập nhật ban đầu nhỏ cho đến khi các thống kê ổn định. Ở đây, với gấp đôi learning rate của compare trên gpt-tiny, tác động của nó lên đỉnh loss ban đầu, lên việc quên và lên điểm đều nhỏ hơn khác biệt giữa các seed: warmup là bảo hiểm chống một step đầu tồi, và trên một run nhỏ bất kỳ lợi ích của nó nằm trong nhiễu, nên các kết luận bên dưới đếm số seed mà mỗi điều đúng thay vì khẳng định nó."),
+     "Ở những step đầu, ước lượng moment bậc hai của Adam được tính từ một hai gradient và còn nhiễu, và head hay adapter của một mô hình pre-trained còn mới, nên các step đủ cỡ có thể ném weights ra xa điểm pre-trained. Warmup tăng learning rate từ 0 trong những step đầu để các cập nhật ban đầu nhỏ cho đến khi các thống kê ổn định. Ở đây, với learning rate 1e-3 khi full fine-tuning gpt-tiny, tác động của nó lên đỉnh loss ban đầu, lên việc quên và lên điểm đều nhỏ hơn khác biệt giữa các seed: warmup là bảo hiểm chống một step đầu tồi, và trên một run nhỏ bất kỳ lợi ích của nó nằm trong nhiễu, nên các kết luận bên dưới đếm số seed mà mỗi điều đúng thay vì khẳng định nó."),
     (15, "Gradient clipping làm gì, và khi nào nó quan trọng?",
      "Nó co tất cả gradient lại cùng lúc khi global norm của chúng vượt quá một ngưỡng, giữ nguyên hướng và giới hạn độ dài step. Nó quan trọng khi một loss spike hoặc một mạng sâu, điều kiện kém (post-LN không warmup, các đường dài kiểu RNN) sinh ra một gradient khổng lồ có thể ném weights đi mất; đây là bảo hiểm rẻ, được log dưới dạng gradient norm. Trong thí nghiệm, một decoder post-LN sâu train bằng SGD với learning rate cao bị nổ ở mọi seed khi không clipping và train được khi có clipping. Pre-LN phân bố gradient đều trên các block, nhưng ở learning rate đó tự nó không ngăn được mọi seed khỏi nổ; clipping thì ngăn được."),
     (16, "QLoRA cần bao nhiêu bộ nhớ, và tại sao?",
