@@ -745,6 +745,7 @@ pub fn export<F: Float>(
         tensors,
         &[".lora_A.weight", ".lora_B.weight"],
         prefix,
+        "PEFT adapter",
         wpath,
     )?;
     let config = json!({
@@ -770,11 +771,12 @@ pub fn export<F: Float>(
 
 /// Tensors under PEFT's keys: a method tensor (a module name ending in one of `suffixes`) under
 /// `base_model.model.<prefix>`, a task head under `base_model.model.` (listed in the returned
-/// `modules_to_save`); anything else is an error naming it.
-fn peft_keys<F: Float>(
+/// `modules_to_save`); anything else is an error naming it and `adapter` (e.g. "PEFT adapter").
+pub(super) fn peft_keys<F: Float>(
     tensors: Tensors<F>,
     suffixes: &[&str],
     prefix: &str,
+    adapter: &str,
     wpath: &Path,
 ) -> Result<(Tensors<F>, Vec<String>)> {
     let mut keys = Vec::new();
@@ -788,10 +790,7 @@ fn peft_keys<F: Float>(
                     .into_iter()
                     .find(|h| name.starts_with(h))
                     .ok_or_else(|| {
-                        data_err(
-                            wpath,
-                            format!("tensor {name} has no place in a PEFT adapter"),
-                        )
+                        data_err(wpath, format!("tensor {name} has no place in a {adapter}"))
                     })?;
                 let module = head.trim_end_matches('.').to_string();
                 if !heads.contains(&module) {
@@ -857,7 +856,8 @@ fn export_adalora<F: Float>(
         };
         kept.push((name, value));
     }
-    let (keys, heads) = peft_keys(kept, &[".lora_A", ".lora_E", ".lora_B"], prefix, wpath)?;
+    let suffixes = [".lora_A", ".lora_E", ".lora_B"];
+    let (keys, heads) = peft_keys(kept, &suffixes, prefix, "PEFT adapter", wpath)?;
     let pattern: serde_json::Map<String, Value> = ada
         .rank_pattern
         .iter()

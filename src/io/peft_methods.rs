@@ -18,8 +18,8 @@
 //! refused naming the field.
 
 use super::peft::{
-    check_targets, class_prefix, data_err, is_empty, role_of_module, strip_key, target_modules,
-    task_type, Tensors, KEY_PREFIX,
+    check_targets, class_prefix, data_err, is_empty, peft_keys, role_of_module, strip_key,
+    target_modules, task_type, Tensors,
 };
 use crate::error::Result;
 use crate::nn::{Arch, Config};
@@ -375,37 +375,22 @@ pub fn export<F: Float>(
     }
     let kind = task_type(base.arch, meta);
     let prefix = class_prefix(base.arch, &kind);
-    let params = module_params(peft_type);
-    let mut keys = Vec::new();
-    let mut heads: Vec<String> = Vec::new();
-    for (name, value) in tensors {
-        let module = params
-            .iter()
-            .find_map(|p| name.strip_suffix(&format!(".{p}")));
-        let key = match module {
-            _ if peft_type == "VERA" && (name == "vera_A" || name == "vera_B") => {
-                format!("base_model.{name}")
-            }
-            Some(m) if role_of_module(m).is_some() => format!("{KEY_PREFIX}{prefix}{name}"),
-            _ => {
-                let head = ["classifier.", "score.", "qa_outputs."]
-                    .into_iter()
-                    .find(|h| name.starts_with(h))
-                    .ok_or_else(|| {
-                        data_err(
-                            wpath,
-                            format!("tensor {name} has no place in a PEFT {peft_type} adapter"),
-                        )
-                    })?;
-                let module = head.trim_end_matches('.').to_string();
-                if !heads.contains(&module) {
-                    heads.push(module);
-                }
-                format!("{KEY_PREFIX}{name}")
-            }
-        };
-        keys.push((key, value));
-    }
+    // VeRA's shared projections sit at the model's top, outside any module.
+    let (shared, tensors): (Tensors<F>, Tensors<F>) = tensors
+        .into_iter()
+        .partition(|(name, _)| peft_type == "VERA" && (name == "vera_A" || name == "vera_B"));
+    let suffixes: Vec<String> = module_params(peft_type)
+        .iter()
+        .map(|p| format!(".{p}"))
+        .collect();
+    let suffixes: Vec<&str> = suffixes.iter().map(String::as_str).collect();
+    let adapter = format!("PEFT {peft_type} adapter");
+    let (mut keys, heads) = peft_keys(tensors, &suffixes, prefix, &adapter, wpath)?;
+    keys.extend(
+        shared
+            .into_iter()
+            .map(|(name, value)| (format!("base_model.{name}"), value)),
+    );
     let mut config = json!({
         "peft_type": peft_type,
         "task_type": kind,

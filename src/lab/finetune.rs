@@ -129,6 +129,18 @@ impl Base {
         }
         Ok(())
     }
+
+    /// `task`'s model on this base: its head (new parameters in this store) and its data.
+    pub fn task_model(
+        &mut self,
+        task: Task,
+        world: World,
+        data: TaskData,
+        seed: u64,
+    ) -> Result<TaskModel> {
+        let (model, tok) = (self.model.clone(), self.tok.clone());
+        TaskModel::builtin(task, model, &mut self.store, tok, world, data, seed)
+    }
 }
 
 /// Loads a base: a shipped model or any Hugging Face GPT-2 / BERT directory
@@ -228,15 +240,7 @@ pub fn prepare(
     spec: &MethodSpec,
     seed: u64,
 ) -> Result<(TaskModel, Box<dyn Method<f32>>)> {
-    let tm = TaskModel::builtin(
-        task,
-        base.model.clone(),
-        &mut base.store,
-        base.tok.clone(),
-        world,
-        data,
-        seed,
-    )?;
+    let tm = base.task_model(task, world, data, seed)?;
     if tm.labels.is_empty() && !matches!(task.shape(), TaskShape::Span | TaskShape::Generation) {
         return invalid("finetune", "the task has no labels");
     }
@@ -287,15 +291,7 @@ pub fn prepare_continued(
             );
         }
     }
-    let tm = TaskModel::builtin(
-        task,
-        base.model.clone(),
-        &mut base.store,
-        base.tok.clone(),
-        world,
-        data,
-        seed,
-    )?;
+    let tm = base.task_model(task, world, data, seed)?;
     let (spec, method, _) =
         crate::peft::store::load_adapter(adapter, &base.model, &mut base.store, seed)?;
     Ok((tm, method, spec))
@@ -471,15 +467,7 @@ pub fn evaluate(
         check_adapter(dir, Some(task), &b, base, "--task")?;
     }
     let (data, world) = task_data(task, None, None)?;
-    let tm = TaskModel::builtin(
-        task,
-        b.model.clone(),
-        &mut b.store,
-        b.tok.clone(),
-        world,
-        data,
-        seed,
-    )?;
+    let tm = b.task_model(task, world, data, seed)?;
     let method: Box<dyn Method<f32>> = match adapter {
         Some(dir) => crate::peft::store::load_adapter(dir, &b.model, &mut b.store, seed)?.1,
         None => Box::new(crate::peft::full::Full { last_k: None }),

@@ -25,7 +25,6 @@ use crate::io::adapter::AdapterFiles;
 use crate::peft::spec::{LoraConfig, MethodSpec};
 use crate::peft::store::AdapterSet;
 use crate::train::args::Strategy;
-use crate::train::task::TaskModel;
 use crate::train::trainer::{Split, TrainTask};
 use crate::train::TrainingArgs;
 use std::path::{Path, PathBuf};
@@ -145,15 +144,7 @@ fn score_with(
 ) -> Result<f64> {
     let mut b = load_base(&opts.base)?;
     let (data, world) = task_data(task, None, None)?;
-    let tm = TaskModel::builtin(
-        task,
-        b.model.clone(),
-        &mut b.store,
-        b.tok.clone(),
-        world,
-        data,
-        seed,
-    )?;
+    let tm = b.task_model(task, world, data, seed)?;
     let (_, method, _) =
         crate::peft::store::load_adapter_files(label, files, &b.model, &mut b.store, seed)?;
     let m = TrainTask::<f32>::evaluate(
@@ -186,7 +177,7 @@ fn score_switching(
     for &task in &opts.tasks {
         let (data, world) = task_data(task, None, None)?;
         // Each task's head goes into the one base store: their names must differ.
-        let tm = TaskModel::builtin(task, b.model.clone(), &mut b.store, b.tok.clone(), world, data, seed)
+        let tm = b.task_model(task, world, data, seed)
             .map_err(|e| Error::Invalid {
                 op: "merge compare",
                 detail: format!(

@@ -122,3 +122,45 @@ pub fn matrix<F: Float>(tape: &Tape<'_, F>, dw: Var) -> Array2<F> {
         .expect("ΔW is 2-D")
         .to_owned()
 }
+
+/// Folds every part's ΔW into its block's weight, sign +1 to merge and −1 to unmerge. The ΔWs
+/// are computed on one inference tape first (it borrows the store), then written.
+pub fn fold_parts<'p, F: Float, P: 'p>(
+    store: &mut ParamStore<F>,
+    parts: impl IntoIterator<Item = &'p P>,
+    block: impl Fn(&'p P) -> &'p Block,
+    delta_weight: impl Fn(&mut Tape<'_, F>, &P) -> Result<Var>,
+    sign: f64,
+) -> Result<()> {
+    let mut updates = Vec::new();
+    {
+        let mut tape = Tape::inference(store);
+        for p in parts {
+            let dw = delta_weight(&mut tape, p)?;
+            updates.push((block(p), matrix(&tape, dw)));
+        }
+    }
+    for (b, dw) in updates {
+        fold(store, b, &dw, sign)?;
+    }
+    Ok(())
+}
+
+/// y + x ΔWᵀ for every part, each on its block's columns: the forward of a method whose update
+/// is a weight (x (…, d_in), y (…, d_out)).
+pub fn add_parts<'p, F: Float, P>(
+    tape: &mut Tape<'_, F>,
+    x: Var,
+    y: Var,
+    parts: &'p [P],
+    block: impl Fn(&'p P) -> &'p Block,
+    delta_weight: impl Fn(&mut Tape<'_, F>, &P) -> Result<Var>,
+) -> Result<Var> {
+    let mut y = y;
+    for p in parts {
+        let dw = delta_weight(tape, p)?;
+        let d = tape.matmul_t(x, dw, false, true)?; // (…, width)
+        y = add_update(tape, block(p), y, d)?;
+    }
+    Ok(y)
+}

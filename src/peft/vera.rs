@@ -210,18 +210,14 @@ impl Vera {
     // ANCHOR_END: delta_weight
 
     fn fold<F: Float>(&self, store: &mut ParamStore<F>, sign: f64) -> Result<()> {
-        let mut updates = Vec::new();
-        {
-            let mut tape = Tape::inference(store);
-            for p in self.targets.values().flatten() {
-                let dw = self.delta_weight(&mut tape, p)?;
-                updates.push((&p.block, blocks::matrix(&tape, dw)));
-            }
-        }
-        for (block, dw) in updates {
-            blocks::fold(store, block, &dw, sign)?;
-        }
-        Ok(())
+        let parts = self.targets.values().flatten();
+        blocks::fold_parts(
+            store,
+            parts,
+            |p| &p.block,
+            |t, p| self.delta_weight(t, p),
+            sign,
+        )
     }
 
     /// Folds ΔW into the base weights; the hook then adds nothing.
@@ -252,13 +248,14 @@ impl<F: Float> Hooks<F> for Vera {
             return Ok(y);
         }
         let x = tape.dropout(x, self.config.dropout)?;
-        let mut y = y;
-        for p in parts {
-            let dw = self.delta_weight(tape, p)?;
-            let d = tape.matmul_t(x, dw, false, true)?; // (…, width)
-            y = blocks::add_update(tape, &p.block, y, d)?;
-        }
-        Ok(y)
+        blocks::add_parts(
+            tape,
+            x,
+            y,
+            parts,
+            |p| &p.block,
+            |t, p| self.delta_weight(t, p),
+        )
     }
 }
 

@@ -15,7 +15,6 @@ use crate::peft::lora::{Lora, LoraConfig};
 use crate::peft::{Method, MethodSpec};
 use crate::train::pretrain::lm_batch_loss;
 use crate::train::progress::Progress;
-use crate::train::task::TaskModel;
 use crate::train::trainer::{self, Split, Training};
 use crate::train::TrainingArgs;
 use crate::{Float, Grads, ParamStore, Tape};
@@ -618,15 +617,7 @@ pub fn merging(mode: Mode, seed: u64, progress: &mut dyn Progress) -> Result<Mer
     let mut base = load_base(BASE)?;
     let batch = heldout_batches(&base)?.swap_remove(0);
     let (data, world) = task_data(Task::Sentiment, None, Some(256))?;
-    let tm = TaskModel::builtin(
-        Task::Sentiment,
-        base.model.clone(),
-        &mut base.store,
-        base.tok.clone(),
-        world,
-        data,
-        seed,
-    )?;
+    let tm = base.task_model(Task::Sentiment, world, data, seed)?;
     base.store.set_all_trainable(false);
     let mut lora = Lora::apply(&base.model, &mut base.store, LoraConfig::default(), seed)?;
     for id in tm.head.params() {
